@@ -1,0 +1,416 @@
+//! The TRTC API client: one signed `DescribeTrtcRoomUsage` call, and the
+//! typed errors it can end in.
+//!
+//! This module makes exactly one HTTP attempt per call. Pacing and retries
+//! live in [`crate::pacing`]; what an error *means* for the run (retry, stop
+//! the app, stop everything) is [`ApiError::class`], decided here once so no
+//! other module matches on error strings.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::credentials::Provider;
+use crate::signer::{self, SignInput};
+
+/// The action and version this client speaks.
+pub const ACTION: &str = "DescribeTrtcRoomUsage";
+pub const VERSION: &str = "2019-07-22";
+pub const SERVICE: &str = "trtc";
+/// Sent on the wire and signed: exactly this, no `charset`.
+pub const CONTENT_TYPE: &str = "application/json";
+
+/// The request body. Field order and spelling (`SdkAppid`) are the API's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomUsageRequest {
+    #[serde(rename = "SdkAppid")]
+    pub sdk_app_id: u64,
+    #[serde(rename = "StartTime")]
+    pub start_time: String,
+    #[serde(rename = "EndTime")]
+    pub end_time: String,
+}
+
+/// A successful answer.
+#[derive(Debug)]
+pub struct RoomUsage {
+    /// The CSV from `Response.Data`, unescaped.
+    pub data: String,
+    pub request_id: String,
+    /// When the response arrived (local clock, UTC).
+    pub fetched_at: DateTime<Utc>,
+    /// Size of the HTTP body, for logs and benchmarks.
+    pub body_bytes: usize,
+}
+
+/// What an error means for the run. See the table in `API.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// A rate limit: wait at least one interval, then retry.
+    Throttled,
+    /// Server or network trouble: bounded retry with backoff.
+    Transient,
+    /// The signature's timestamp is too far from the server's clock.
+    ClockSkew,
+    /// Credentials or permissions: stop the whole run (exit 2).
+    FatalRun,
+    /// The app id is unknown: fail all of its partitions, go on with others.
+    FatalApp,
+    /// This request is wrong (a day out of range, say): fail this partition.
+    FatalPartition,
+}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The service answered with `Response.Error`.
+    #[error("API error {code} (RequestId {request_id}): {message}")]
+    Service {
+        code: String,
+        message: String,
+        request_id: String,
+        /// The server's clock from the `Date` header, for skew correction.
+        server_time: Option<i64>,
+    },
+    #[error("HTTP status {status} from {endpoint}")]
+    Http { status: u16, endpoint: String },
+    #[error("request to {endpoint} timed out after {after:?}")]
+    Timeout { endpoint: String, after: Duration },
+    #[error("network error talking to {endpoint}: {message}")]
+    Transport { endpoint: String, message: String },
+    #[error("unreadable response from {endpoint}: {reason}")]
+    Body { endpoint: String, reason: String },
+    #[error(transparent)]
+    Credentials(#[from] crate::credentials::CredentialsError),
+}
+
+impl ApiError {
+    /// Decides retry versus stop, by error code only (Tencent says the
+    /// message text changes).
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ApiError::Service { code, .. } => classify_code(code),
+            ApiError::Http { status: 429, .. } => ErrorClass::Throttled,
+            ApiError::Http { .. }
+            | ApiError::Timeout { .. }
+            | ApiError::Transport { .. }
+            | ApiError::Body { .. } => ErrorClass::Transient,
+            ApiError::Credentials(_) => ErrorClass::FatalRun,
+        }
+    }
+
+    /// The API error code, when the service gave one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ApiError::Service { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+fn has_prefix(code: &str, family: &str) -> bool {
+    code == family
+        || code
+            .strip_prefix(family)
+            .is_some_and(|rest| rest.starts_with('.'))
+}
+
+/// Maps a Tencent Cloud error code to what the job does about it.
+pub fn classify_code(code: &str) -> ErrorClass {
+    if code == "OperationDenied.FreqOverLimit" || has_prefix(code, "RequestLimitExceeded") {
+        ErrorClass::Throttled
+    } else if has_prefix(code, "InternalError")
+        || has_prefix(code, "ServiceUnavailable")
+        || has_prefix(code, "ResourceUnavailable")
+    {
+        ErrorClass::Transient
+    } else if code == "AuthFailure.SignatureExpire" {
+        ErrorClass::ClockSkew
+    } else if has_prefix(code, "AuthFailure") || has_prefix(code, "UnauthorizedOperation") {
+        ErrorClass::FatalRun
+    } else if code == "FailedOperation.SdkAppIdNotExist" {
+        ErrorClass::FatalApp
+    } else {
+        // InvalidParameter*, MissingParameter, UnknownParameter and any code
+        // this job does not know: this request cannot succeed as it is.
+        ErrorClass::FatalPartition
+    }
+}
+
+/// Connection settings for the API.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub endpoint: Url,
+    pub region: String,
+    pub request_timeout: Duration,
+}
+
+/// A client for one endpoint and one set of credentials.
+pub struct Client {
+    http: reqwest::Client,
+    config: ApiConfig,
+    host: String,
+    credentials: Provider,
+    /// Seconds to add to the local clock, learnt from a `SignatureExpire`.
+    skew_secs: AtomicI64,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoint", &self.config.endpoint.as_str())
+            .field("region", &self.config.region)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `host[:port]` as the HTTP client will send it in the `Host` header.
+pub fn host_header(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "Response")]
+    response: ResponseBody,
+}
+
+#[derive(Deserialize)]
+struct ResponseBody {
+    #[serde(rename = "Data")]
+    data: Option<String>,
+    #[serde(rename = "RequestId")]
+    request_id: Option<String>,
+    #[serde(rename = "Error")]
+    error: Option<ErrorBody>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(rename = "Code")]
+    code: String,
+    #[serde(rename = "Message", default)]
+    message: String,
+}
+
+impl Client {
+    pub fn new(config: ApiConfig, credentials: Provider) -> Result<Self, ApiError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("trtc-usage/", env!("CARGO_PKG_VERSION")))
+            .timeout(config.request_timeout)
+            .connect_timeout(Duration::from_secs(10).min(config.request_timeout))
+            .build()
+            .map_err(|e| ApiError::Transport {
+                endpoint: config.endpoint.to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(Self {
+            http,
+            host: host_header(&config.endpoint),
+            config,
+            credentials,
+            skew_secs: AtomicI64::new(0),
+        })
+    }
+
+    pub fn endpoint(&self) -> &Url {
+        &self.config.endpoint
+    }
+
+    /// The clock correction in use, in seconds.
+    pub fn skew_secs(&self) -> i64 {
+        self.skew_secs.load(Ordering::Relaxed)
+    }
+
+    /// Adopts the server's clock: later calls sign with `server_time`'s
+    /// offset from the local clock.
+    pub fn correct_skew(&self, server_time: i64) -> i64 {
+        let skew = server_time - Utc::now().timestamp();
+        self.skew_secs.store(skew, Ordering::Relaxed);
+        skew
+    }
+
+    /// One signed attempt at `DescribeTrtcRoomUsage`.
+    pub async fn describe_room_usage(
+        &self,
+        request: &RoomUsageRequest,
+    ) -> Result<RoomUsage, ApiError> {
+        let endpoint = self.config.endpoint.as_str();
+        let body = serde_json::to_vec(request).expect("a plain struct serializes");
+        let timestamp = Utc::now().timestamp() + self.skew_secs();
+        let creds = self.credentials.credentials().await?;
+        let sig = signer::sign(
+            &SignInput {
+                service: SERVICE,
+                host: &self.host,
+                content_type: CONTENT_TYPE,
+                body: &body,
+                timestamp,
+            },
+            creds.secret_key.expose(),
+        );
+        let mut req = self
+            .http
+            .post(self.config.endpoint.clone())
+            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+            .header("X-TC-Action", ACTION)
+            .header("X-TC-Version", VERSION)
+            .header("X-TC-Timestamp", timestamp.to_string())
+            .header("X-TC-Region", &self.config.region)
+            .header(
+                "X-TC-RequestClient",
+                concat!("trtc-usage/", env!("CARGO_PKG_VERSION")),
+            )
+            .header(
+                reqwest::header::AUTHORIZATION,
+                signer::authorization(&creds.secret_id, &sig),
+            )
+            .body(body);
+        if let Some(token) = &creds.token {
+            req = req.header("X-TC-Token", token.expose());
+        }
+        let map_send = |e: reqwest::Error| self.transport_error(e);
+        let response = req.send().await.map_err(map_send)?;
+        let status = response.status();
+        let server_time = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| DateTime::parse_from_rfc2822(v).ok())
+            .map(|t| t.timestamp());
+        if !status.is_success() {
+            return Err(ApiError::Http {
+                status: status.as_u16(),
+                endpoint: endpoint.to_owned(),
+            });
+        }
+        let bytes = response.bytes().await.map_err(map_send)?;
+        let fetched_at = Utc::now();
+        let body_bytes = bytes.len();
+        let envelope: Envelope = serde_json::from_slice(&bytes).map_err(|e| ApiError::Body {
+            endpoint: endpoint.to_owned(),
+            reason: format!("not the API's JSON ({e})"),
+        })?;
+        drop(bytes);
+        let r = envelope.response;
+        let request_id = r.request_id.unwrap_or_default();
+        if let Some(err) = r.error {
+            return Err(ApiError::Service {
+                code: err.code,
+                message: err.message,
+                request_id,
+                server_time,
+            });
+        }
+        if request_id.is_empty() {
+            return Err(ApiError::Body {
+                endpoint: endpoint.to_owned(),
+                reason: "Response.RequestId is missing".into(),
+            });
+        }
+        Ok(RoomUsage {
+            data: r.data.unwrap_or_default(),
+            request_id,
+            fetched_at,
+            body_bytes,
+        })
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> ApiError {
+        let endpoint = self.config.endpoint.to_string();
+        if e.is_timeout() {
+            ApiError::Timeout {
+                endpoint,
+                after: self.config.request_timeout,
+            }
+        } else {
+            // The error chain names the cause (refused, reset, TLS) without
+            // any header, so it carries no secret.
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                message.push_str(": ");
+                message.push_str(&s.to_string());
+                source = s.source();
+            }
+            ApiError::Transport { endpoint, message }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_classified_as_api_md_says() {
+        use ErrorClass::*;
+        let table = [
+            ("OperationDenied.FreqOverLimit", Throttled),
+            ("RequestLimitExceeded", Throttled),
+            ("RequestLimitExceeded.UinLimitExceeded", Throttled),
+            ("InternalError", Transient),
+            ("InternalError.DBError", Transient),
+            ("ServiceUnavailable", Transient),
+            ("ResourceUnavailable", Transient),
+            ("AuthFailure.SignatureExpire", ClockSkew),
+            ("AuthFailure.SignatureFailure", FatalRun),
+            ("AuthFailure.SecretIdNotFound", FatalRun),
+            ("UnauthorizedOperation", FatalRun),
+            ("FailedOperation.SdkAppIdNotExist", FatalApp),
+            ("InvalidParameter", FatalPartition),
+            ("InvalidParameter.StartTime", FatalPartition),
+            ("MissingParameter", FatalPartition),
+            ("UnknownParameter", FatalPartition),
+            ("RequestLimitExceededX", FatalPartition),
+            ("SomethingNew.Entirely", FatalPartition),
+        ];
+        for (code, want) in table {
+            assert_eq!(classify_code(code), want, "{code}");
+        }
+    }
+
+    #[test]
+    fn transport_failures_are_transient_and_429_throttles() {
+        let e = |status| ApiError::Http {
+            status,
+            endpoint: "x".into(),
+        };
+        assert_eq!(e(502).class(), ErrorClass::Transient);
+        assert_eq!(e(404).class(), ErrorClass::Transient);
+        assert_eq!(e(429).class(), ErrorClass::Throttled);
+        let body = ApiError::Body {
+            endpoint: "x".into(),
+            reason: "html".into(),
+        };
+        assert_eq!(body.class(), ErrorClass::Transient);
+    }
+
+    #[test]
+    fn body_is_the_documented_shape() {
+        let req = RoomUsageRequest {
+            sdk_app_id: 1400017192,
+            start_time: "2023-01-06 00:00".into(),
+            end_time: "2023-01-06 10:00".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&req).unwrap(),
+            r#"{"SdkAppid":1400017192,"StartTime":"2023-01-06 00:00","EndTime":"2023-01-06 10:00"}"#
+        );
+    }
+
+    #[test]
+    fn host_header_keeps_explicit_ports_only() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        assert_eq!(host_header(&u("https://trtc.tencentcloudapi.com")), "trtc.tencentcloudapi.com");
+        assert_eq!(host_header(&u("https://trtc.tencentcloudapi.com:443/")), "trtc.tencentcloudapi.com");
+        assert_eq!(host_header(&u("http://127.0.0.1:8300/")), "127.0.0.1:8300");
+    }
+}

@@ -1,0 +1,233 @@
+//! The top of the program: one function per command, each ending in the
+//! exit code, decided here in one place.
+//!
+//! Exit codes: 0 done; 1 some partitions failed; 2 usage, configuration or
+//! fatal API error; 128 + signal number when stopped by SIGINT (130) or
+//! SIGTERM (143).
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::cli::{Cli, Command, DemoArgs, ExportArgs, LogFormat, SimSettings, SimulatorArgs};
+use crate::config::JobConfig;
+use crate::credentials::{self, Provider, ProcessEnv};
+use crate::export::{self, Status, Summary};
+use crate::progress;
+use crate::simulator::{self, SimConfig, Simulator};
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_PARTITIONS_FAILED: u8 = 1;
+pub const EXIT_FATAL: u8 = 2;
+
+/// Runs the parsed command line; returns the exit code.
+pub async fn run(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Export(args) => run_export(&args, cli.log_format).await,
+        Command::Simulator(args) => run_simulator(args).await,
+        Command::Demo(args) => run_demo(args, cli.log_format).await,
+    }
+}
+
+/// Cancels `token` on SIGTERM or SIGINT, remembering which one came.
+fn stop_on_signals(token: CancellationToken) -> Arc<AtomicI32> {
+    let signal = Arc::new(AtomicI32::new(0));
+    let seen = signal.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal as unix_signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            unix_signal(SignalKind::terminate()),
+            unix_signal(SignalKind::interrupt()),
+        ) else {
+            warn!("Cannot install signal handlers; SIGTERM will stop the run abruptly.");
+            return;
+        };
+        let (name, number) = tokio::select! {
+            _ = term.recv() => ("SIGTERM", 15),
+            _ = int.recv() => ("SIGINT", 2),
+        };
+        seen.store(number, Ordering::SeqCst);
+        warn!(signal = name, "Received {name}; stopping at the next safe point.");
+        token.cancel();
+    });
+    signal
+}
+
+fn exit_code(summary: &Summary, signal: i32) -> u8 {
+    match summary.status {
+        Status::Ok | Status::DryRun => EXIT_OK,
+        Status::PartitionsFailed => EXIT_PARTITIONS_FAILED,
+        Status::Fatal => EXIT_FATAL,
+        Status::Interrupted => 128u8.saturating_add(if signal > 0 { signal as u8 } else { 15 }),
+    }
+}
+
+fn report(summary: &Summary, log_format: LogFormat, summary_file: Option<&std::path::Path>) {
+    let json = serde_json::to_string(summary).expect("summary serializes");
+    match log_format {
+        LogFormat::Text => println!("{}", summary.line()),
+        LogFormat::Json => println!("{json}"),
+    }
+    if let Some(path) = summary_file {
+        if let Err(e) = std::fs::write(path, format!("{json}\n")) {
+            error!(path = %path.display(), error = %e, "Cannot write the summary file.");
+        }
+    }
+}
+
+async fn run_job(
+    cfg: JobConfig,
+    provider: Option<Provider>,
+    log_format: LogFormat,
+) -> u8 {
+    let cancel = CancellationToken::new();
+    let signal = stop_on_signals(cancel.clone());
+    let mut progress = progress::for_mode(cfg.progress, log_format);
+    let summary = export::run(&cfg, provider, cancel, progress.as_mut()).await;
+    report(&summary, log_format, cfg.summary_file.as_deref());
+    exit_code(&summary, signal.load(Ordering::SeqCst))
+}
+
+async fn run_export(args: &ExportArgs, log_format: LogFormat) -> u8 {
+    let cfg = match JobConfig::from_args(args, Utc::now()) {
+        Ok(c) => c,
+        Err(e) => {
+            error!("{e}");
+            return EXIT_FATAL;
+        }
+    };
+    let provider = if cfg.dry_run {
+        None
+    } else {
+        match credentials::resolve(&ProcessEnv) {
+            Ok(c) => Some(Provider::Static(c)),
+            Err(e) => {
+                error!("{e}");
+                return EXIT_FATAL;
+            }
+        }
+    };
+    run_job(cfg, provider, log_format).await
+}
+
+fn sim_config(s: &SimSettings) -> SimConfig {
+    SimConfig {
+        interval: s.interval,
+        keys: [(s.secret_id.clone(), s.secret_key.clone())].into(),
+        apps: (!s.apps.is_empty()).then(|| s.apps.clone()),
+        rooms: s.rooms,
+        ..SimConfig::default()
+    }
+}
+
+async fn run_simulator(args: SimulatorArgs) -> u8 {
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            error!(listen = %args.listen, "Cannot listen: {e}");
+            return EXIT_FATAL;
+        }
+    };
+    info!(
+        endpoint = %format!("http://{}", args.listen),
+        secret_id = %args.sim.secret_id,
+        interval_ms = args.sim.interval.as_millis() as u64,
+        "TRTC API simulator listening."
+    );
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match Simulator::serve(listener, sim_config(&args.sim), shutdown).await {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            error!("Simulator failed: {e}");
+            EXIT_FATAL
+        }
+    }
+}
+
+async fn run_demo(args: DemoArgs, log_format: LogFormat) -> u8 {
+    let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+        Ok(l) => l,
+        Err(e) => {
+            error!("Cannot start the simulator: {e}");
+            return EXIT_FATAL;
+        }
+    };
+    let addr = listener.local_addr().expect("bound");
+    let apps: Vec<u64> = (1..=args.apps).map(|i| 1_400_000_000 + i).collect();
+    let sim = SimConfig {
+        interval: args.interval,
+        apps: Some(apps.clone()),
+        rooms: args.rooms,
+        ..SimConfig::default()
+    };
+    let stop = CancellationToken::new();
+    let stop_sim = stop.clone();
+    let server = tokio::spawn(Simulator::serve(listener, sim, async move {
+        stop_sim.cancelled().await
+    }));
+    let app_list = apps.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    let argv = [
+        "trtc-usage".to_owned(),
+        "export".into(),
+        "--app-id".into(),
+        app_list,
+        "--lookback-days".into(),
+        args.days.to_string(),
+        "--dest".into(),
+        args.dest.clone(),
+        "--endpoint".into(),
+        format!("http://{addr}"),
+        "--min-interval".into(),
+        format!("{}ms", args.interval.as_millis()),
+        "--progress".into(),
+        format!("{:?}", args.progress).to_lowercase(),
+    ];
+    let export = match <Cli as clap::Parser>::try_parse_from(argv) {
+        Ok(Cli {
+            command: Command::Export(e),
+            ..
+        }) => e,
+        Ok(_) => unreachable!("parsed an export command"),
+        Err(e) => {
+            error!("{e}");
+            return EXIT_FATAL;
+        }
+    };
+    let cfg = match JobConfig::from_args(&export, Utc::now()) {
+        Ok(c) => c,
+        Err(e) => {
+            error!("{e}");
+            return EXIT_FATAL;
+        }
+    };
+    info!(
+        endpoint = %format!("http://{addr}"),
+        apps = args.apps,
+        days = args.days,
+        interval = %humantime::format_duration(args.interval),
+        "Demo: exporting from the bundled TRTC API simulator (signatures verified, rate limit enforced)."
+    );
+    let provider = Provider::Static(credentials::Credentials {
+        secret_id: simulator::DEMO_SECRET_ID.into(),
+        secret_key: credentials::Secret::new(simulator::DEMO_SECRET_KEY),
+        token: None,
+        source: "the simulator's demo keys".into(),
+    });
+    let code = run_job(cfg, Some(provider), log_format).await;
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    if code == EXIT_OK {
+        eprintln!(
+            "\nQuery it with DuckDB:\n  duckdb -c \"SELECT app_id, usage_date, count(*) AS rooms, sum(audio_seconds) AS audio_s \
+             FROM read_parquet('{}/**/*.parquet', hive_partitioning = true) GROUP BY ALL ORDER BY ALL\"",
+            args.dest.trim_end_matches('/')
+        );
+    }
+    code
+}

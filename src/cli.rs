@@ -1,0 +1,295 @@
+//! The command line (CONTRACT §2). Every option reads an environment
+//! variable too, so a CronJob can configure the job without arguments.
+//! These structs are raw input; [`crate::config`] validates them.
+
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::normalize::SchemaContract;
+
+const EXPORT_EXAMPLES: &str = "\
+Examples:
+  # The 3 complete days ending yesterday (Beijing time), to local disk:
+  trtc-usage export --app-id 1400000001
+
+  # A backfill of two apps into S3, resumable, one call every 15 s:
+  trtc-usage export --app-id 1400000001,1400000002 \\
+      --start 2026-09-01 --end 2026-11-25 --dest s3://lake/trtc
+
+  # One day, as an Airflow task does it:
+  trtc-usage export --app-id 1400000001 --date {{ ds }}
+
+  # What would run, without credentials, calls or writes:
+  trtc-usage export --app-id 1400000001 --start 2026-11-01 --end 2026-11-25 --dry-run
+
+Exit status: 0 all planned partitions written or already final; 1 some
+partitions failed (the rest are written); 2 usage, configuration or fatal
+API error; 130/143 stopped by SIGINT/SIGTERM.";
+
+/// Exports Tencent Cloud TRTC per-room usage to Hive-partitioned Parquet.
+#[derive(Debug, Parser)]
+#[command(name = "trtc-usage", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log format on stderr: human text, or one JSON object per line.
+    #[arg(long, global = true, env = "TRTC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fetch room usage day by day and write it as Parquet partitions.
+    #[command(after_help = EXPORT_EXAMPLES)]
+    Export(ExportArgs),
+    /// Serve the bundled TRTC API simulator (for demos, tests, benchmarks).
+    Simulator(SimulatorArgs),
+    /// Run an export end to end against an in-process simulator: no Tencent
+    /// account needed.
+    Demo(DemoArgs),
+}
+
+/// Parses `15s`, `250ms`, `24h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if let Ok(secs) = t.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+    }
+    humantime::parse_duration(t).map_err(|e| format!("'{s}' is not a duration like 15s, 250ms or 24h ({e})"))
+}
+
+fn parse_date(s: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+        .map_err(|_| format!("'{s}' is not a date like 2026-11-20 (YYYY-MM-DD)"))
+}
+
+fn parse_app_id(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) if n > 0 && n <= i64::MAX as u64 => Ok(n),
+        _ => Err(format!("'{s}' is not an SdkAppId (a positive integer like 1400000001)")),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Region {
+    #[value(name = "ap-guangzhou")]
+    ApGuangzhou,
+    #[value(name = "ap-singapore")]
+    ApSingapore,
+}
+
+impl Region {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Region::ApGuangzhou => "ap-guangzhou",
+            Region::ApSingapore => "ap-singapore",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Progress {
+    /// A bar on a terminal, periodic log lines otherwise.
+    Auto,
+    /// Always the bar.
+    Bar,
+    /// Always log lines.
+    Log,
+    /// Neither.
+    Off,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// SdkAppId to export; repeat the flag or separate with commas.
+    #[arg(long = "app-id", env = "TRTC_APP_IDS", value_delimiter = ',', required = true, value_parser = parse_app_id)]
+    pub app_ids: Vec<u64>,
+
+    /// First day, inclusive (YYYY-MM-DD, in the API's clock).
+    #[arg(long, env = "TRTC_START", value_parser = parse_date, conflicts_with = "date")]
+    pub start: Option<NaiveDate>,
+
+    /// Last day, inclusive (default: --start).
+    #[arg(long, env = "TRTC_END", value_parser = parse_date, requires = "start", conflicts_with = "date")]
+    pub end: Option<NaiveDate>,
+
+    /// One day (Airflow: --date {{ ds }}).
+    #[arg(long, env = "TRTC_DATE", value_parser = parse_date)]
+    pub date: Option<NaiveDate>,
+
+    /// With no dates: the N complete days ending yesterday in the API's clock.
+    #[arg(long, env = "TRTC_LOOKBACK_DAYS", default_value_t = 3)]
+    pub lookback_days: u32,
+
+    /// Where to write: a local path, file://…, or s3://bucket/prefix.
+    #[arg(long, env = "TRTC_DEST", default_value = "./warehouse")]
+    pub dest: String,
+
+    /// The TRTC API endpoint.
+    #[arg(long, env = "TRTC_ENDPOINT", default_value = "https://trtc.tencentcloudapi.com")]
+    pub endpoint: String,
+
+    /// The data region (X-TC-Region).
+    #[arg(long, env = "TRTC_REGION", value_enum, default_value_t = Region::ApGuangzhou)]
+    pub region: Region,
+
+    /// The API's clock, which defines a day (±HH:MM).
+    #[arg(long, env = "TRTC_UTC_OFFSET", default_value = "+08:00", allow_hyphen_values = true)]
+    pub utc_offset: String,
+
+    /// Spacing between API calls ("15s", "250ms", "2s").
+    #[arg(long, env = "TRTC_MIN_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    pub min_interval: Duration,
+
+    /// Re-export partitions that are already final.
+    #[arg(long, env = "TRTC_FORCE")]
+    pub force: bool,
+
+    /// How long after a day ends its data counts as final.
+    #[arg(long, env = "TRTC_SETTLE", default_value = "24h", value_parser = parse_duration)]
+    pub settle: Duration,
+
+    /// What an unknown CSV column does: keep it as extra_<name>_seconds, or fail the partition.
+    #[arg(long, env = "TRTC_SCHEMA_CONTRACT", value_enum, default_value_t = SchemaContract::Evolve)]
+    pub schema_contract: SchemaContract,
+
+    /// Print the plan (partitions, calls, estimated time); no API call, nothing written.
+    #[arg(long, env = "TRTC_DRY_RUN")]
+    pub dry_run: bool,
+
+    /// Attempts per call before its partition fails (the first included).
+    #[arg(long, env = "TRTC_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: u32,
+
+    /// First retry backoff; doubles each retry, with jitter, up to 60s.
+    #[arg(long, env = "TRTC_RETRY_BACKOFF", default_value = "1s", value_parser = parse_duration)]
+    pub retry_backoff: Duration,
+
+    /// Timeout of one API request, the response body included.
+    #[arg(long, env = "TRTC_REQUEST_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Allow an http:// endpoint that is not a loopback address (credentials would travel in clear).
+    #[arg(long, env = "TRTC_ALLOW_INSECURE_ENDPOINT")]
+    pub allow_insecure_endpoint: bool,
+
+    /// Also write the run summary as JSON to this file (for Airflow XCom, say).
+    #[arg(long, env = "TRTC_SUMMARY_FILE")]
+    pub summary_file: Option<std::path::PathBuf>,
+
+    /// Progress display.
+    #[arg(long, env = "TRTC_PROGRESS", value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SimulatorArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TRTC_SIM_LISTEN", default_value = "127.0.0.1:8300")]
+    pub listen: std::net::SocketAddr,
+
+    #[command(flatten)]
+    pub sim: SimSettings,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SimSettings {
+    /// The minimum interval the simulator enforces per SecretId.
+    #[arg(long = "sim-interval", env = "TRTC_SIM_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// SecretId the simulator accepts.
+    #[arg(long = "sim-secret-id", env = "TRTC_SIM_SECRET_ID", default_value = crate::simulator::DEMO_SECRET_ID)]
+    pub secret_id: String,
+
+    /// SecretKey the simulator accepts.
+    #[arg(long = "sim-secret-key", env = "TRTC_SIM_SECRET_KEY", default_value = crate::simulator::DEMO_SECRET_KEY, hide_default_value = true)]
+    pub secret_key: String,
+
+    /// App ids the simulator knows (others get FailedOperation.SdkAppIdNotExist); default: any.
+    #[arg(long = "sim-apps", env = "TRTC_SIM_APPS", value_delimiter = ',')]
+    pub apps: Vec<u64>,
+
+    /// Typical rooms per app and day.
+    #[arg(long = "sim-rooms", env = "TRTC_SIM_ROOMS", default_value_t = 40)]
+    pub rooms: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Where to write.
+    #[arg(long, env = "TRTC_DEST", default_value = "./warehouse")]
+    pub dest: String,
+
+    /// How many simulated apps.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=20))]
+    pub apps: u64,
+
+    /// How many days, ending yesterday.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=90))]
+    pub days: u32,
+
+    /// The rate limit both sides use; the real API's is 15s.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// Typical rooms per app and day.
+    #[arg(long, default_value_t = 40)]
+    pub rooms: u64,
+
+    /// Progress display.
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15s").unwrap(), Duration::from_secs(15));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86400));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn app_ids_repeat_or_comma() {
+        let cli = Cli::try_parse_from([
+            "trtc-usage", "export", "--app-id", "1,2", "--app-id", "3", "--date", "2026-11-20",
+        ])
+        .unwrap();
+        let Command::Export(a) = cli.command else { panic!() };
+        assert_eq!(a.app_ids, vec![1, 2, 3]);
+        assert!(Cli::try_parse_from(["trtc-usage", "export", "--app-id", "x"]).is_err());
+        assert!(Cli::try_parse_from(["trtc-usage", "export", "--app-id", "0"]).is_err());
+    }
+
+    #[test]
+    fn date_conflicts_with_a_range() {
+        let r = Cli::try_parse_from([
+            "trtc-usage", "export", "--app-id", "1", "--date", "2026-11-20", "--start", "2026-11-19",
+        ]);
+        assert!(r.is_err());
+    }
+}

@@ -1,0 +1,162 @@
+//! Validated job configuration: flags in, typed values out, every
+//! cross-flag check made here, before any API call. Components never see
+//! raw flags.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use url::Url;
+
+use crate::api::ApiConfig;
+use crate::cli::{ExportArgs, Progress};
+use crate::normalize::SchemaContract;
+use crate::pacing::RetryPolicy;
+use crate::plan::{self, DaySpec};
+use crate::store::Destination;
+
+/// A usage or configuration error: exit 2, before any API call.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--endpoint {endpoint}: {reason}")]
+    Endpoint { endpoint: String, reason: String },
+    #[error("--utc-offset {0}")]
+    Offset(String),
+    #[error(transparent)]
+    Plan(#[from] plan::PlanError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("--app-id {0} is given twice")]
+    DuplicateApp(u64),
+}
+
+/// Everything an export run needs, checked.
+#[derive(Debug, Clone)]
+pub struct JobConfig {
+    pub app_ids: Vec<u64>,
+    pub days: Vec<NaiveDate>,
+    /// Warnings the plan produced (old days, say), to log at start.
+    pub warnings: Vec<String>,
+    pub offset: FixedOffset,
+    pub settle: Duration,
+    pub force: bool,
+    pub contract: SchemaContract,
+    pub dest: Destination,
+    pub api: ApiConfig,
+    pub min_interval: Duration,
+    pub retry: RetryPolicy,
+    pub dry_run: bool,
+    pub batch_rows: usize,
+    pub summary_file: Option<std::path::PathBuf>,
+    pub progress: Progress,
+}
+
+/// Whether `url` may carry credentials: https anywhere, http only to
+/// loopback unless explicitly allowed.
+pub fn check_endpoint(raw: &str, allow_insecure: bool) -> Result<Url, ConfigError> {
+    let fail = |reason: &str| ConfigError::Endpoint {
+        endpoint: raw.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let url = Url::parse(raw).map_err(|e| fail(&format!("not a URL ({e})")))?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(fail("no host"));
+    }
+    if url.path() != "/" || url.query().is_some() {
+        return Err(fail("give the host only, like https://trtc.tencentcloudapi.com"));
+    }
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+                Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                None => false,
+            };
+            if loopback || allow_insecure {
+                Ok(url)
+            } else {
+                Err(fail(
+                    "http:// to a non-loopback host would send credentials in clear; use https:// \
+                     or pass --allow-insecure-endpoint",
+                ))
+            }
+        }
+        other => Err(fail(&format!("unsupported scheme {other}://"))),
+    }
+}
+
+impl JobConfig {
+    /// Checks `args` as of `now`.
+    pub fn from_args(args: &ExportArgs, now: DateTime<Utc>) -> Result<Self, ConfigError> {
+        let mut app_ids = Vec::with_capacity(args.app_ids.len());
+        for id in &args.app_ids {
+            if app_ids.contains(id) {
+                return Err(ConfigError::DuplicateApp(*id));
+            }
+            app_ids.push(*id);
+        }
+        let offset = plan::parse_offset(&args.utc_offset).map_err(ConfigError::Offset)?;
+        let spec = match (args.date, args.start, args.end) {
+            (Some(d), _, _) => DaySpec::Range { start: d, end: d },
+            (None, Some(start), end) => DaySpec::Range {
+                start,
+                end: end.unwrap_or(start),
+            },
+            (None, None, _) => DaySpec::Lookback(args.lookback_days),
+        };
+        let (days, warnings) = plan::plan_days(&spec, offset, now)?;
+        let endpoint = check_endpoint(&args.endpoint, args.allow_insecure_endpoint)?;
+        let dest = Destination::open(&args.dest)?;
+        Ok(Self {
+            app_ids,
+            days,
+            warnings,
+            offset,
+            settle: args.settle,
+            force: args.force,
+            contract: args.schema_contract,
+            dest,
+            api: ApiConfig {
+                endpoint,
+                region: args.region.as_str().to_owned(),
+                request_timeout: args.request_timeout,
+            },
+            min_interval: args.min_interval,
+            retry: RetryPolicy {
+                max_attempts: args.max_attempts,
+                backoff_base: args.retry_backoff,
+                backoff_max: Duration::from_secs(60).max(args.retry_backoff),
+            },
+            dry_run: args.dry_run,
+            batch_rows: crate::normalize::DEFAULT_BATCH_ROWS,
+            summary_file: args.summary_file.clone(),
+            progress: args.progress,
+        })
+    }
+
+    /// The offset as written in manifests, e.g. `+08:00`.
+    pub fn offset_label(&self) -> String {
+        self.offset.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        assert!(check_endpoint("https://trtc.tencentcloudapi.com", false).is_ok());
+        assert!(check_endpoint("http://127.0.0.1:8300", false).is_ok());
+        assert!(check_endpoint("http://localhost:8300/", false).is_ok());
+        assert!(check_endpoint("http://[::1]:8300", false).is_ok());
+        let e = check_endpoint("http://trtc.example.com", false).unwrap_err().to_string();
+        assert!(e.contains("--endpoint http://trtc.example.com") && e.contains("--allow-insecure-endpoint"), "{e}");
+        assert!(check_endpoint("http://trtc.example.com", true).is_ok());
+        assert!(check_endpoint("ftp://x", true).is_err());
+        assert!(check_endpoint("https://x/path", false).is_err());
+        assert!(check_endpoint("not a url", false).is_err());
+    }
+}

@@ -1,0 +1,455 @@
+//! The export run: plan → skip final partitions → for each remaining
+//! partition, one paced call → normalize → write → manifest; then a summary.
+//!
+//! A partition's failure does not stop the run (exit 1); a fatal API error
+//! (credentials, permissions) does (exit 2); an unknown app fails that app's
+//! partitions without further calls. A stop request (SIGTERM/SIGINT) ends
+//! the run at the next safe point: never between a file and its manifest.
+
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use futures::StreamExt;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::api::{ApiError, Client, ErrorClass};
+use crate::config::JobConfig;
+use crate::credentials::Provider;
+use crate::manifest;
+use crate::pacing::{self, Backoff, CallError, CallStats, Pacer};
+use crate::plan;
+use crate::progress::Progress;
+use crate::write::{self, CallInfo};
+
+/// One (app, day) partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Partition {
+    pub app_id: u64,
+    pub usage_date: NaiveDate,
+}
+
+impl std::fmt::Display for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "app_id={}/usage_date={}", self.app_id, self.usage_date)
+    }
+}
+
+/// A partition that failed, with why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub app_id: u64,
+    pub usage_date: NaiveDate,
+    pub error: String,
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Every planned partition is written or already final.
+    Ok,
+    /// Some partitions failed; the others are written.
+    PartitionsFailed,
+    /// A fatal error stopped the run.
+    Fatal,
+    /// A stop was requested.
+    Interrupted,
+    /// `--dry-run`: nothing was called or written.
+    DryRun,
+}
+
+/// What a run did; printed at the end, and written to `--summary-file`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub status: Status,
+    pub planned: usize,
+    pub written: usize,
+    pub skipped_final: usize,
+    pub failed: Vec<Failure>,
+    /// Partitions not attempted because the run stopped early.
+    pub not_attempted: Vec<Partition>,
+    pub rows: u64,
+    pub bytes: u64,
+    #[serde(flatten)]
+    pub calls: CallStats,
+    pub elapsed_secs: f64,
+    pub fatal_error: Option<String>,
+}
+
+impl Summary {
+    fn new(planned: usize) -> Self {
+        Self {
+            status: Status::Ok,
+            planned,
+            written: 0,
+            skipped_final: 0,
+            failed: Vec::new(),
+            not_attempted: Vec::new(),
+            rows: 0,
+            bytes: 0,
+            calls: CallStats::default(),
+            elapsed_secs: 0.0,
+            fatal_error: None,
+        }
+    }
+
+    /// The one-line human form.
+    pub fn line(&self) -> String {
+        let mut s = format!(
+            "trtc-usage: {status}: {w} written, {s} skipped (final), {f} failed",
+            status = match self.status {
+                Status::Ok => "ok",
+                Status::PartitionsFailed => "partitions failed",
+                Status::Fatal => "fatal error",
+                Status::Interrupted => "interrupted",
+                Status::DryRun => "dry run",
+            },
+            w = self.written,
+            s = self.skipped_final,
+            f = self.failed.len(),
+        );
+        if !self.not_attempted.is_empty() {
+            s.push_str(&format!(", {} not attempted", self.not_attempted.len()));
+        }
+        s.push_str(&format!(
+            " of {planned}; {rows} rows, {bytes} bytes; {calls} calls ({retries} retries, {throttles} throttled); {elapsed:.1}s",
+            planned = self.planned,
+            rows = self.rows,
+            bytes = self.bytes,
+            calls = self.calls.calls,
+            retries = self.calls.retries,
+            throttles = self.calls.throttles,
+            elapsed = self.elapsed_secs,
+        ));
+        s
+    }
+}
+
+/// The plan of a run: what to fetch and what is already final.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub todo: Vec<Partition>,
+    pub final_: Vec<Partition>,
+}
+
+/// Reads the manifests of every planned partition (16 at a time) and
+/// splits the plan into partitions to fetch and partitions already final.
+pub async fn make_plan(cfg: &JobConfig) -> Plan {
+    let all: Vec<Partition> = cfg
+        .days
+        .iter()
+        .flat_map(|&usage_date| {
+            cfg.app_ids.iter().map(move |&app_id| Partition {
+                app_id,
+                usage_date,
+            })
+        })
+        .collect();
+    if cfg.force {
+        return Plan {
+            todo: all,
+            final_: Vec::new(),
+        };
+    }
+    let finals: Vec<bool> = futures::stream::iter(all.iter().copied())
+        .map(|p| async move {
+            match manifest::read(&cfg.dest, p.app_id, p.usage_date).await {
+                Ok(Some(m)) => plan::is_final(p.usage_date, cfg.offset, cfg.settle, m.fetched_at),
+                Ok(None) => false,
+                Err(e) => {
+                    warn!(app_id = p.app_id, usage_date = %p.usage_date, error = %e, "Cannot read the manifest; the partition will be fetched again.");
+                    false
+                }
+            }
+        })
+        .buffered(16)
+        .collect()
+        .await;
+    let mut plan = Plan {
+        todo: Vec::new(),
+        final_: Vec::new(),
+    };
+    for (p, is_final) in all.into_iter().zip(finals) {
+        if is_final {
+            plan.final_.push(p);
+        } else {
+            plan.todo.push(p);
+        }
+    }
+    plan
+}
+
+/// Prints what a run would do (`--dry-run`), on stdout.
+pub fn print_plan(cfg: &JobConfig, plan: &Plan) {
+    let calls = plan.todo.len();
+    let estimate = cfg.min_interval * calls.saturating_sub(1) as u32;
+    println!(
+        "Plan: {} app(s) × {} day(s) = {} partition(s) into {}",
+        cfg.app_ids.len(),
+        cfg.days.len(),
+        plan.todo.len() + plan.final_.len(),
+        cfg.dest.display()
+    );
+    for p in &plan.final_ {
+        println!("  skip   {p}  (final)");
+    }
+    for p in &plan.todo {
+        println!("  fetch  {p}");
+    }
+    println!(
+        "{calls} API call(s) at one per {}: about {} (plus retries).",
+        humantime::format_duration(cfg.min_interval),
+        humantime::format_duration(Duration::from_secs(estimate.as_secs()))
+    );
+}
+
+enum PartitionResult {
+    Written { rows: u64, bytes: u64 },
+    Failed(String),
+    /// The app is unknown: fail this and every later partition of it.
+    AppFailed(String),
+    /// Stop everything.
+    Fatal(String),
+    Cancelled,
+}
+
+fn describe_api_error(e: &ApiError, attempts: u32) -> String {
+    let tries = if attempts > 1 {
+        format!(" after {attempts} attempts")
+    } else {
+        String::new()
+    };
+    match e.class() {
+        ErrorClass::ClockSkew => format!(
+            "{e}{tries}: the machine's clock is more than 5 minutes off the API's; check the clock (NTP)"
+        ),
+        _ => format!("{e}{tries}"),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn export_partition(
+    cfg: &JobConfig,
+    client: &Client,
+    pacer: &Pacer,
+    backoff: &mut Backoff,
+    cancel: &CancellationToken,
+    stats: &mut CallStats,
+    p: Partition,
+) -> PartitionResult {
+    let request = plan::request_for(p.app_id, p.usage_date);
+    let usage = match pacing::call_paced(
+        client,
+        pacer,
+        &cfg.retry,
+        backoff,
+        cancel,
+        &request,
+        stats,
+    )
+    .await
+    {
+        Ok(u) => u,
+        Err(CallError::Cancelled) => return PartitionResult::Cancelled,
+        Err(CallError::Failed { error, attempts }) => {
+            let msg = describe_api_error(&error, attempts);
+            return match error.class() {
+                ErrorClass::FatalRun | ErrorClass::ClockSkew => PartitionResult::Fatal(msg),
+                ErrorClass::FatalApp => PartitionResult::AppFailed(msg),
+                _ => PartitionResult::Failed(msg),
+            };
+        }
+    };
+    let call = CallInfo {
+        app_id: p.app_id,
+        day: p.usage_date,
+        request_id: usage.request_id.clone(),
+        fetched_at: usage.fetched_at,
+        start_time: request.start_time.clone(),
+        end_time: request.end_time.clone(),
+        utc_offset: cfg.offset_label(),
+    };
+    let contract = cfg.contract;
+    let batch_rows = cfg.batch_rows;
+    let request_id = usage.request_id.clone();
+    let fetched_at = usage.fetched_at;
+    let data = usage.data;
+    let encoded = tokio::task::spawn_blocking(move || {
+        write::encode(data.as_bytes(), contract, &request_id, fetched_at, batch_rows)
+    })
+    .await
+    .expect("the encoder does not panic");
+    let encoded = match encoded {
+        Ok(e) => e,
+        Err(e) => {
+            return PartitionResult::Failed(format!("RequestId {}: {e}", call.request_id));
+        }
+    };
+    for missing in &encoded.header.missing {
+        warn!(app_id = p.app_id, usage_date = %p.usage_date, column = %missing, request_id = %call.request_id, "The CSV lacks a known column; writing nulls.");
+    }
+    for (csv_name, column) in &encoded.header.extras {
+        warn!(app_id = p.app_id, usage_date = %p.usage_date, csv_column = %csv_name, column = %column, request_id = %call.request_id, "The CSV has an unknown column; keeping it as an extra column.");
+    }
+    let rows = encoded.rows;
+    match write::commit(&cfg.dest, &call, encoded).await {
+        Ok(m) => {
+            info!(
+                app_id = p.app_id,
+                usage_date = %p.usage_date,
+                request_id = %call.request_id,
+                rows,
+                bytes = m.file.size,
+                "Wrote partition."
+            );
+            PartitionResult::Written {
+                rows,
+                bytes: m.file.size,
+            }
+        }
+        Err(e) => PartitionResult::Failed(format!("writing to {}: {e}", cfg.dest.display())),
+    }
+}
+
+/// Runs the export. `provider` is `None` only for a dry run.
+pub async fn run(
+    cfg: &JobConfig,
+    provider: Option<Provider>,
+    cancel: CancellationToken,
+    progress: &mut dyn Progress,
+) -> Summary {
+    let started = Instant::now();
+    for w in &cfg.warnings {
+        warn!("{w}.");
+    }
+    let plan = make_plan(cfg).await;
+    let mut summary = Summary::new(plan.todo.len() + plan.final_.len());
+    summary.skipped_final = plan.final_.len();
+    let finish = |mut s: Summary| {
+        s.elapsed_secs = started.elapsed().as_secs_f64();
+        s
+    };
+    if cfg.dry_run {
+        print_plan(cfg, &plan);
+        summary.status = Status::DryRun;
+        return finish(summary);
+    }
+    info!(
+        apps = cfg.app_ids.len(),
+        days = cfg.days.len(),
+        to_fetch = plan.todo.len(),
+        final_ = plan.final_.len(),
+        dest = %cfg.dest.display(),
+        interval_ms = cfg.min_interval.as_millis() as u64,
+        "Starting export."
+    );
+    if plan.todo.is_empty() {
+        info!("Every planned partition is already final; nothing to fetch.");
+        return finish(summary);
+    }
+    if let Err(e) = cfg.dest.preflight().await {
+        error!(error = %e, "The destination is not usable; no API call was made.");
+        summary.status = Status::Fatal;
+        summary.fatal_error = Some(e.to_string());
+        summary.not_attempted = plan.todo;
+        return finish(summary);
+    }
+    let provider = provider.expect("credentials are resolved for a real run");
+    info!(credentials = %provider.describe(), endpoint = %cfg.api.endpoint, "Using credentials.");
+    let client = match Client::new(cfg.api.clone(), provider) {
+        Ok(c) => c,
+        Err(e) => {
+            summary.status = Status::Fatal;
+            summary.fatal_error = Some(e.to_string());
+            summary.not_attempted = plan.todo;
+            return finish(summary);
+        }
+    };
+    let pacer = Pacer::new(cfg.min_interval);
+    let mut backoff = Backoff::new();
+    let mut failed_apps: Vec<(u64, String)> = Vec::new();
+    let total = plan.todo.len();
+    progress.start(total, cfg.min_interval);
+    let mut todo = plan.todo.into_iter();
+    while let Some(p) = todo.next() {
+        if let Some((_, why)) = failed_apps.iter().find(|(a, _)| *a == p.app_id) {
+            summary.failed.push(Failure {
+                app_id: p.app_id,
+                usage_date: p.usage_date,
+                error: why.clone(),
+            });
+            progress.advance(&summary);
+            continue;
+        }
+        let result = export_partition(
+            cfg,
+            &client,
+            &pacer,
+            &mut backoff,
+            &cancel,
+            &mut summary.calls,
+            p,
+        )
+        .await;
+        match result {
+            PartitionResult::Written { rows, bytes } => {
+                summary.written += 1;
+                summary.rows += rows;
+                summary.bytes += bytes;
+            }
+            PartitionResult::Failed(msg) => {
+                error!(app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "Partition failed.");
+                summary.failed.push(Failure {
+                    app_id: p.app_id,
+                    usage_date: p.usage_date,
+                    error: msg,
+                });
+            }
+            PartitionResult::AppFailed(msg) => {
+                error!(app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "Unknown app; skipping all of its partitions.");
+                failed_apps.push((p.app_id, msg.clone()));
+                summary.failed.push(Failure {
+                    app_id: p.app_id,
+                    usage_date: p.usage_date,
+                    error: msg,
+                });
+            }
+            PartitionResult::Fatal(msg) => {
+                error!(app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "Fatal API error; stopping the run.");
+                summary.status = Status::Fatal;
+                summary.fatal_error = Some(msg);
+                summary.not_attempted.push(p);
+                summary.not_attempted.extend(todo);
+                break;
+            }
+            PartitionResult::Cancelled => {
+                summary.status = Status::Interrupted;
+                summary.not_attempted.push(p);
+                summary.not_attempted.extend(todo);
+                break;
+            }
+        }
+        progress.advance(&summary);
+        if cancel.is_cancelled() {
+            summary.status = Status::Interrupted;
+            summary.not_attempted.extend(todo);
+            break;
+        }
+    }
+    progress.finish();
+    if summary.status == Status::Ok && !summary.failed.is_empty() {
+        summary.status = Status::PartitionsFailed;
+    }
+    if summary.status == Status::Interrupted {
+        let left: Vec<String> = summary.not_attempted.iter().map(|p| p.to_string()).collect();
+        warn!(
+            left = summary.not_attempted.len(),
+            partitions = %left.join(" "),
+            "Stopped on request at a safe point; rerun the same command to do what is left."
+        );
+    }
+    finish(summary)
+}
+

@@ -1,0 +1,63 @@
+//! Logging to stderr: human text or one JSON object per line, filtered by
+//! `RUST_LOG` (default `info`).
+//!
+//! The HTTP, TLS and storage libraries are capped at `info` whatever
+//! `RUST_LOG` says: at `trace` some of them print request headers, and the
+//! headers carry the signature and the session token.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::LogFormat;
+use crate::progress::StderrAboveBar;
+
+/// Targets that never log below `info`.
+pub const CAPPED: [&str; 10] = [
+    "hyper", "hyper_util", "h2", "reqwest", "rustls", "tokio_rustls", "tower", "axum",
+    "object_store", "aws_lc_rs",
+];
+
+/// The filter: `RUST_LOG` (or `info`), then the caps.
+pub fn filter(rust_log: Option<&str>) -> EnvFilter {
+    let base = rust_log.filter(|s| !s.trim().is_empty()).unwrap_or("info");
+    let mut directives = String::from(base);
+    for target in CAPPED {
+        directives.push_str(&format!(",{target}=info"));
+    }
+    EnvFilter::try_new(&directives).unwrap_or_else(|_| {
+        let mut fallback = String::from("info");
+        for target in CAPPED {
+            fallback.push_str(&format!(",{target}=info"));
+        }
+        EnvFilter::new(fallback)
+    })
+}
+
+/// Installs the global subscriber. Call once, first thing.
+pub fn init(format: LogFormat) {
+    let filter = filter(std::env::var("RUST_LOG").ok().as_deref());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| StderrAboveBar);
+    let _ = match format {
+        LogFormat::Text => builder.with_target(false).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_hold_even_at_trace() {
+        let f = filter(Some("trace")).to_string();
+        assert!(f.contains("hyper=info") && f.contains("h2=info") && f.contains("reqwest=info"), "{f}");
+        let f = filter(Some("not a [valid filter")).to_string();
+        assert!(f.contains("rustls=info"), "{f}");
+    }
+}

@@ -1,0 +1,577 @@
+//! CSV → Arrow: turns one day's `Response.Data` into record batches of the
+//! file schema, with an explicit schema and never inference.
+//!
+//! Accepts what the real service and RFC 4180 allow: any header case,
+//! surrounding spaces, a BOM, CRLF, quoted fields. Refuses, naming the CSV
+//! line (1-based, the header is line 1) and the column, anything that is not
+//! a non-negative integer where seconds belong, ragged rows, invalid UTF-8
+//! in a room id and, under `--schema-contract freeze`, unknown columns.
+//!
+//! Batches are produced one at a time so a million-room day never holds more
+//! than one batch of Arrow arrays at once.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{Int64Builder, StringBuilder};
+use arrow_array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow_schema::SchemaRef;
+
+use crate::schema::{self, ROOM_ID_HEADER, VALUE_COLUMNS};
+
+/// Rows per record batch.
+pub const DEFAULT_BATCH_ROWS: usize = 65_536;
+/// Room ids are at most 64 bytes in TRTC; anything this long is corrupt data.
+pub const MAX_ROOM_ID_BYTES: usize = 1024;
+
+/// What an unknown CSV column does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SchemaContract {
+    /// Keep it as an extra nullable Int64 column, with a warning.
+    Evolve,
+    /// Fail the partition.
+    Freeze,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NormalizeError {
+    #[error("CSV line {line}, column '{column}': {value:?} is not a non-negative integer")]
+    BadValue {
+        line: u64,
+        column: String,
+        value: String,
+    },
+    #[error("CSV line {line} has {found} fields but the header has {expected}")]
+    Ragged {
+        line: u64,
+        expected: usize,
+        found: usize,
+    },
+    #[error("CSV line {line}, column '{column}': not valid UTF-8")]
+    Utf8 { line: u64, column: String },
+    #[error("CSV line {line}, column '{column}': room id is {len} bytes, over the {max}-byte limit")]
+    RoomIdTooLong {
+        line: u64,
+        column: String,
+        len: usize,
+        max: usize,
+    },
+    #[error(
+        "CSV header: unknown column '{column}' (--schema-contract freeze; use evolve to keep it as {extra})"
+    )]
+    UnknownColumn { column: String, extra: String },
+    #[error("CSV header: column '{column}' appears twice")]
+    DuplicateColumn { column: String },
+    #[error("CSV header has no RoomId column (found: {found})")]
+    NoRoomId { found: String },
+    #[error("CSV line {line}: {message}")]
+    Csv { line: u64, message: String },
+}
+
+/// What the header said, for the manifest and the warnings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderInfo {
+    /// The CSV's column names as they appear (trimmed, BOM stripped).
+    pub columns_found: Vec<String>,
+    /// Known columns the CSV lacked, written as nulls.
+    pub missing: Vec<String>,
+    /// Extra columns carried, as `(csv name, column name)`.
+    pub extras: Vec<(String, String)>,
+}
+
+impl HeaderInfo {
+    pub fn extra_columns(&self) -> Vec<String> {
+        self.extras.iter().map(|(_, c)| c.clone()).collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    RoomId,
+    /// Index into the value builders: the 6 known columns, then extras.
+    Value(usize),
+}
+
+/// Streams record batches out of one day's CSV.
+pub struct Normalizer<'a> {
+    reader: csv::Reader<&'a [u8]>,
+    header: HeaderInfo,
+    targets: Vec<Target>,
+    /// Column name of each value builder, for error messages.
+    value_names: Vec<String>,
+    /// Known columns absent from the CSV.
+    absent: Vec<bool>,
+    schema: SchemaRef,
+    batch_rows: usize,
+    request_id: String,
+    fetched_at_micros: i64,
+    record: csv::ByteRecord,
+    done: bool,
+}
+
+impl std::fmt::Debug for Normalizer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Normalizer")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
+}
+
+fn parse_seconds(raw: &[u8]) -> Result<Option<i64>, ()> {
+    let v = raw.trim_ascii();
+    if v.is_empty() {
+        return Ok(None);
+    }
+    if v.len() > 19 {
+        return Err(());
+    }
+    let mut n: u64 = 0;
+    for &b in v {
+        if !b.is_ascii_digit() {
+            return Err(());
+        }
+        n = n * 10 + u64::from(b - b'0');
+    }
+    i64::try_from(n).map(Some).map_err(|_| ())
+}
+
+fn shorten(raw: &[u8]) -> String {
+    let s = String::from_utf8_lossy(raw);
+    if s.chars().count() > 40 {
+        format!("{}…", s.chars().take(40).collect::<String>())
+    } else {
+        s.into_owned()
+    }
+}
+
+impl<'a> Normalizer<'a> {
+    /// Reads the header and prepares to stream rows. An empty `data` is a
+    /// day with no rooms.
+    pub fn new(
+        data: &'a [u8],
+        contract: SchemaContract,
+        request_id: &str,
+        fetched_at_micros: i64,
+        batch_rows: usize,
+    ) -> Result<Self, NormalizeError> {
+        let data = data.strip_prefix("\u{feff}".as_bytes()).unwrap_or(data);
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(data);
+        let mut record = csv::ByteRecord::new();
+        let mut header = HeaderInfo::default();
+        let mut targets = Vec::new();
+        let mut value_names: Vec<String> =
+            VALUE_COLUMNS.iter().map(|(_, c)| (*c).to_owned()).collect();
+        let mut seen_known = [false; VALUE_COLUMNS.len()];
+        let has_header = reader.read_byte_record(&mut record).map_err(|e| csv_error(&e, 1))?;
+        let mut done = true;
+        if has_header {
+            done = false;
+            let mut has_room_id = false;
+            let mut seen_keys: Vec<String> = Vec::new();
+            for raw in record.iter() {
+                let name = std::str::from_utf8(raw).map_err(|_| NormalizeError::Utf8 {
+                    line: 1,
+                    column: shorten(raw),
+                })?;
+                let name = name.trim_start_matches('\u{feff}').trim().to_owned();
+                let key = schema::header_key(&name);
+                if seen_keys.contains(&key) {
+                    return Err(NormalizeError::DuplicateColumn { column: name });
+                }
+                seen_keys.push(key.clone());
+                let target = if key == ROOM_ID_HEADER {
+                    has_room_id = true;
+                    Target::RoomId
+                } else if let Some(i) = VALUE_COLUMNS.iter().position(|(k, _)| *k == key) {
+                    seen_known[i] = true;
+                    Target::Value(i)
+                } else {
+                    let extra = schema::extra_column_name(&name);
+                    if contract == SchemaContract::Freeze {
+                        return Err(NormalizeError::UnknownColumn {
+                            column: name,
+                            extra,
+                        });
+                    }
+                    if value_names.contains(&extra) {
+                        return Err(NormalizeError::DuplicateColumn { column: name });
+                    }
+                    header.extras.push((name.clone(), extra.clone()));
+                    value_names.push(extra);
+                    Target::Value(value_names.len() - 1)
+                };
+                targets.push(target);
+                header.columns_found.push(name);
+            }
+            if !has_room_id {
+                return Err(NormalizeError::NoRoomId {
+                    found: header.columns_found.join(","),
+                });
+            }
+            header.missing = VALUE_COLUMNS
+                .iter()
+                .zip(seen_known)
+                .filter(|(_, seen)| !seen)
+                .map(|((_, c), _)| (*c).to_owned())
+                .collect();
+        }
+        let mut absent = vec![false; value_names.len()];
+        if has_header {
+            for (i, seen) in seen_known.iter().enumerate() {
+                absent[i] = !seen;
+            }
+        }
+        let schema = schema::file_schema(&header.extra_columns());
+        Ok(Self {
+            reader,
+            header,
+            targets,
+            value_names,
+            absent,
+            schema,
+            batch_rows: batch_rows.max(1),
+            request_id: request_id.to_owned(),
+            fetched_at_micros,
+            record,
+            done,
+        })
+    }
+
+    pub fn header(&self) -> &HeaderInfo {
+        &self.header
+    }
+
+    /// The file schema of every batch this yields.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// The next batch, or `None` at the end of the CSV.
+    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>, NormalizeError> {
+        if self.done {
+            return Ok(None);
+        }
+        let cap = self.batch_rows;
+        let mut room_ids = StringBuilder::with_capacity(cap, cap * 16);
+        let mut values: Vec<Int64Builder> = (0..self.value_names.len())
+            .map(|_| Int64Builder::with_capacity(cap))
+            .collect();
+        let expected = self.targets.len();
+        let mut rows = 0;
+        while rows < cap {
+            let more = self
+                .reader
+                .read_byte_record(&mut self.record)
+                .map_err(|e| csv_error(&e, 0))?;
+            if !more {
+                self.done = true;
+                break;
+            }
+            let line = self.record.position().map_or(0, |p| p.line());
+            // A line holding only whitespace is a blank line, not a row.
+            if self.record.len() == 1 && self.record[0].trim_ascii().is_empty() {
+                continue;
+            }
+            if self.record.len() != expected {
+                return Err(NormalizeError::Ragged {
+                    line,
+                    expected,
+                    found: self.record.len(),
+                });
+            }
+            for (field, target) in self.record.iter().zip(&self.targets) {
+                match *target {
+                    Target::RoomId => {
+                        if field.len() > MAX_ROOM_ID_BYTES {
+                            return Err(NormalizeError::RoomIdTooLong {
+                                line,
+                                column: "RoomId".into(),
+                                len: field.len(),
+                                max: MAX_ROOM_ID_BYTES,
+                            });
+                        }
+                        let s = std::str::from_utf8(field).map_err(|_| NormalizeError::Utf8 {
+                            line,
+                            column: "RoomId".into(),
+                        })?;
+                        room_ids.append_value(s);
+                    }
+                    Target::Value(i) => match parse_seconds(field) {
+                        Ok(Some(v)) => values[i].append_value(v),
+                        Ok(None) => values[i].append_null(),
+                        Err(()) => {
+                            return Err(NormalizeError::BadValue {
+                                line,
+                                column: self.csv_name(i),
+                                value: shorten(field),
+                            });
+                        }
+                    },
+                }
+            }
+            for (i, absent) in self.absent.iter().enumerate() {
+                if *absent {
+                    values[i].append_null();
+                }
+            }
+            rows += 1;
+        }
+        if rows == 0 {
+            return Ok(None);
+        }
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        columns.push(Arc::new(room_ids.finish()));
+        let mut values = values.into_iter();
+        for _ in 0..VALUE_COLUMNS.len() {
+            columns.push(Arc::new(values.next().expect("known column").finish()));
+        }
+        columns.push(Arc::new(StringArray::from_iter_values(
+            std::iter::repeat_n(self.request_id.as_str(), rows),
+        )));
+        columns.push(Arc::new(
+            TimestampMicrosecondArray::from_value(self.fetched_at_micros, rows).with_timezone("UTC"),
+        ));
+        for mut extra in values {
+            columns.push(Arc::new(extra.finish()));
+        }
+        let batch = RecordBatch::try_new(self.schema.clone(), columns)
+            .expect("columns are built to the schema");
+        Ok(Some(batch))
+    }
+
+    /// The CSV's own name for value column `i`, as the user sees it in the data.
+    fn csv_name(&self, i: usize) -> String {
+        self.targets
+            .iter()
+            .zip(&self.header.columns_found)
+            .find(|(t, _)| matches!(t, Target::Value(j) if *j == i))
+            .map(|(_, name)| name.clone())
+            .unwrap_or_else(|| self.value_names[i].clone())
+    }
+}
+
+fn csv_error(e: &csv::Error, fallback_line: u64) -> NormalizeError {
+    let line = e.position().map_or(fallback_line, |p| p.line());
+    match e.kind() {
+        csv::ErrorKind::Utf8 { .. } => NormalizeError::Utf8 {
+            line,
+            column: "?".into(),
+        },
+        _ => NormalizeError::Csv {
+            line,
+            message: e.to_string(),
+        },
+    }
+}
+
+/// Normalizes a whole CSV into batches; convenient for tests and small days.
+pub fn normalize_all(
+    data: &str,
+    contract: SchemaContract,
+    request_id: &str,
+    fetched_at_micros: i64,
+) -> Result<(HeaderInfo, Vec<RecordBatch>), NormalizeError> {
+    let mut n = Normalizer::new(
+        data.as_bytes(),
+        contract,
+        request_id,
+        fetched_at_micros,
+        DEFAULT_BATCH_ROWS,
+    )?;
+    let mut batches = Vec::new();
+    while let Some(b) = n.next_batch()? {
+        batches.push(b);
+    }
+    Ok((n.header().clone(), batches))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Array, Int64Array};
+
+    fn run(data: &str) -> Result<(HeaderInfo, Vec<RecordBatch>), NormalizeError> {
+        normalize_all(data, SchemaContract::Evolve, "req-1", 1_700_000_000_000_000)
+    }
+
+    fn rows(batches: &[RecordBatch]) -> usize {
+        batches.iter().map(|b| b.num_rows()).sum()
+    }
+
+    fn col_i64(b: &RecordBatch, name: &str) -> Vec<Option<i64>> {
+        b.column_by_name(name)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .iter()
+            .collect()
+    }
+
+    fn col_str(b: &RecordBatch, name: &str) -> Vec<String> {
+        b.column_by_name(name)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap()
+            .iter()
+            .map(|s| s.unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn documented_example() {
+        let (h, b) = run("RoomId,Audio,SD,hd,FullHD,2K,4K\ntest_room,1,2,3,4,5,6\n").unwrap();
+        assert!(h.missing.is_empty() && h.extras.is_empty());
+        assert_eq!(h.columns_found, vec!["RoomId", "Audio", "SD", "hd", "FullHD", "2K", "4K"]);
+        assert_eq!(rows(&b), 1);
+        assert_eq!(col_str(&b[0], "room_id"), vec!["test_room"]);
+        assert_eq!(col_i64(&b[0], "audio_seconds"), vec![Some(1)]);
+        assert_eq!(col_i64(&b[0], "video_hd_seconds"), vec![Some(3)]);
+        assert_eq!(col_i64(&b[0], "video_4k_seconds"), vec![Some(6)]);
+        assert_eq!(col_str(&b[0], "request_id"), vec!["req-1"]);
+        assert_eq!(b[0].schema(), schema::file_schema(&[]));
+    }
+
+    #[test]
+    fn empty_data_and_header_only_are_zero_rows() {
+        for data in ["", "RoomId,Audio,SD,hd,FullHD,2K,4K\n", "RoomId,Audio,SD,hd,FullHD,2K,4K"] {
+            let (h, b) = run(data).unwrap();
+            assert_eq!(rows(&b), 0, "{data:?}");
+            assert!(h.missing.is_empty(), "{data:?}");
+        }
+    }
+
+    #[test]
+    fn header_case_spaces_bom_crlf_and_column_order() {
+        let data = "\u{feff} roomid ,4k, AUDIO ,Hd,sd,fullhd,2K\r\n r1 ,6,1,3,2,4,5\r\nr2,0,0,0,0,0,0\r\n";
+        let (_, b) = run(data).unwrap();
+        assert_eq!(rows(&b), 2);
+        // Room ids are byte for byte, spaces included.
+        assert_eq!(col_str(&b[0], "room_id"), vec![" r1 ", "r2"]);
+        assert_eq!(col_i64(&b[0], "audio_seconds"), vec![Some(1), Some(0)]);
+        assert_eq!(col_i64(&b[0], "video_sd_seconds"), vec![Some(2), Some(0)]);
+        assert_eq!(col_i64(&b[0], "video_hd_seconds"), vec![Some(3), Some(0)]);
+        assert_eq!(col_i64(&b[0], "video_full_hd_seconds"), vec![Some(4), Some(0)]);
+        assert_eq!(col_i64(&b[0], "video_2k_seconds"), vec![Some(5), Some(0)]);
+        assert_eq!(col_i64(&b[0], "video_4k_seconds"), vec![Some(6), Some(0)]);
+    }
+
+    #[test]
+    fn quoted_fields_and_room_ids_kept_verbatim() {
+        let data = "RoomId,Audio,SD,hd,FullHD,2K,4K\n\"a,b\",1,2,3,4,5,6\n007,1,1,1,1,1,1\n\"say \"\"hi\"\"\",\"7\",0,0,0,0,0\n房间一,1,0,0,0,0,0\n";
+        let (_, b) = run(data).unwrap();
+        assert_eq!(col_str(&b[0], "room_id"), vec!["a,b", "007", "say \"hi\"", "房间一"]);
+        assert_eq!(col_i64(&b[0], "audio_seconds")[2], Some(7));
+    }
+
+    #[test]
+    fn empty_fields_are_nulls_and_missing_columns_are_null_columns() {
+        let (h, b) = run("RoomId,Audio,SD\nr1,,5\nr2,3,\n").unwrap();
+        assert_eq!(
+            h.missing,
+            vec!["video_hd_seconds", "video_full_hd_seconds", "video_2k_seconds", "video_4k_seconds"]
+        );
+        assert_eq!(col_i64(&b[0], "audio_seconds"), vec![None, Some(3)]);
+        assert_eq!(col_i64(&b[0], "video_sd_seconds"), vec![Some(5), None]);
+        assert_eq!(b[0].column_by_name("video_4k_seconds").unwrap().null_count(), 2);
+    }
+
+    #[test]
+    fn unknown_columns_evolve_or_freeze() {
+        let data = "RoomId,Audio,SD,hd,FullHD,2K,4K,8K\nr1,1,2,3,4,5,6,7\n";
+        let (h, b) = run(data).unwrap();
+        assert_eq!(h.extras, vec![("8K".to_owned(), "extra_8k_seconds".to_owned())]);
+        assert_eq!(b[0].schema().fields().last().unwrap().name(), "extra_8k_seconds");
+        assert_eq!(col_i64(&b[0], "extra_8k_seconds"), vec![Some(7)]);
+        let err = normalize_all(data, SchemaContract::Freeze, "r", 0).unwrap_err();
+        assert!(matches!(err, NormalizeError::UnknownColumn { ref column, .. } if column == "8K"));
+        assert!(err.to_string().contains("'8K'"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_line_and_column() {
+        let cases = [
+            ("r1,1,2,3,4,5,-6", 2, "4K", "-6"),
+            ("r1,1,2,3,4,5,6\nr2,1.5,0,0,0,0,0", 3, "Audio", "1.5"),
+            ("r1,1,abc,3,4,5,6", 2, "SD", "abc"),
+            ("r1,1,2,99999999999999999999,4,5,6", 2, "hd", "99999999999999999999"),
+            ("r1,1,2,3,9223372036854775808,5,6", 2, "FullHD", "9223372036854775808"),
+            ("r1,1,2,3,4,+5,6", 2, "2K", "+5"),
+        ];
+        for (rows, line, column, value) in cases {
+            let data = format!("RoomId,Audio,SD,hd,FullHD,2K,4K\n{rows}\n");
+            let err = run(&data).unwrap_err();
+            assert_eq!(
+                err,
+                NormalizeError::BadValue {
+                    line,
+                    column: column.into(),
+                    value: value.into()
+                },
+                "{rows}"
+            );
+            let msg = err.to_string();
+            assert!(msg.contains(&format!("line {line}")) && msg.contains(column), "{msg}");
+        }
+        // The largest Int64 is fine.
+        let (_, b) = run("RoomId,Audio\nr,9223372036854775807\n").unwrap();
+        assert_eq!(col_i64(&b[0], "audio_seconds"), vec![Some(i64::MAX)]);
+    }
+
+    #[test]
+    fn ragged_rows_and_structural_errors() {
+        let err = run("RoomId,Audio,SD\nr1,1\n").unwrap_err();
+        assert_eq!(err, NormalizeError::Ragged { line: 2, expected: 3, found: 2 });
+        let err = run("RoomId,Audio\nr1,1\nr2,1,2\n").unwrap_err();
+        assert!(matches!(err, NormalizeError::Ragged { line: 3, .. }), "{err}");
+        assert!(matches!(run("Audio,SD\n1,2\n").unwrap_err(), NormalizeError::NoRoomId { .. }));
+        assert!(matches!(
+            run("RoomId,HD,hd\nr,1,2\n").unwrap_err(),
+            NormalizeError::DuplicateColumn { .. }
+        ));
+    }
+
+    #[test]
+    fn quoted_newline_counts_lines_from_the_record_start() {
+        let data = "RoomId,Audio\n\"multi\nline\",1\nr2,x\n";
+        let err = run(data).unwrap_err();
+        assert_eq!(
+            err,
+            NormalizeError::BadValue { line: 4, column: "Audio".into(), value: "x".into() }
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_and_huge_room_ids_fail() {
+        let mut data = b"RoomId,Audio\n".to_vec();
+        data.extend_from_slice(b"r\xff,1\n");
+        let mut n = Normalizer::new(&data, SchemaContract::Evolve, "r", 0, 10).unwrap();
+        let err = n.next_batch().unwrap_err();
+        assert_eq!(err, NormalizeError::Utf8 { line: 2, column: "RoomId".into() });
+        let huge = format!("RoomId,Audio\n{},1\n", "x".repeat(MAX_ROOM_ID_BYTES + 1));
+        assert!(matches!(run(&huge).unwrap_err(), NormalizeError::RoomIdTooLong { line: 2, .. }));
+    }
+
+    #[test]
+    fn batches_split_at_the_batch_size() {
+        let mut data = String::from("RoomId,Audio,SD,hd,FullHD,2K,4K\n");
+        for i in 0..25 {
+            data.push_str(&format!("room{i},{i},0,0,0,0,0\n"));
+        }
+        let mut n = Normalizer::new(data.as_bytes(), SchemaContract::Evolve, "r", 0, 10).unwrap();
+        let mut sizes = vec![];
+        while let Some(b) = n.next_batch().unwrap() {
+            sizes.push(b.num_rows());
+        }
+        assert_eq!(sizes, vec![10, 10, 5]);
+    }
+
+    #[test]
+    fn blank_lines_are_skipped() {
+        let (_, b) = run("RoomId,Audio\n\nr1,1\n\n").unwrap();
+        assert_eq!(rows(&b), 1);
+    }
+}

@@ -1,0 +1,180 @@
+//! Progress of a long run: a bar on a terminal, periodic log lines with an
+//! ETA otherwise. The ETA is dominated by the pacer: remaining calls ×
+//! interval.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tracing::info;
+
+use crate::cli::{LogFormat, Progress as Mode};
+use crate::export::Summary;
+
+/// Receives the run's progress.
+pub trait Progress: Send {
+    fn start(&mut self, total: usize, interval: Duration);
+    fn advance(&mut self, summary: &Summary);
+    fn finish(&mut self);
+}
+
+/// Reports nothing.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn start(&mut self, _: usize, _: Duration) {}
+    fn advance(&mut self, _: &Summary) {}
+    fn finish(&mut self) {}
+}
+
+fn done(s: &Summary) -> usize {
+    s.written + s.failed.len()
+}
+
+fn eta(total: usize, done: usize, interval: Duration) -> Duration {
+    interval * total.saturating_sub(done) as u32
+}
+
+/// A log line per partition, at most one every `every`, and always the last.
+pub struct LogLines {
+    total: usize,
+    interval: Duration,
+    every: Duration,
+    last: Option<Instant>,
+}
+
+impl LogLines {
+    pub fn new(every: Duration) -> Self {
+        Self {
+            total: 0,
+            interval: Duration::ZERO,
+            every,
+            last: None,
+        }
+    }
+}
+
+impl Progress for LogLines {
+    fn start(&mut self, total: usize, interval: Duration) {
+        self.total = total;
+        self.interval = interval;
+        info!(
+            total,
+            eta_secs = eta(total, 0, interval).as_secs(),
+            "Progress: 0/{total} partitions; about {} to go.",
+            humantime::format_duration(eta(total, 0, interval))
+        );
+    }
+
+    fn advance(&mut self, s: &Summary) {
+        let d = done(s);
+        let due = self.last.is_none_or(|t| t.elapsed() >= self.every);
+        if !due && d < self.total {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let left = eta(self.total, d, self.interval);
+        info!(
+            done = d,
+            total = self.total,
+            written = s.written,
+            failed = s.failed.len(),
+            eta_secs = left.as_secs(),
+            "Progress: {d}/{} partitions; about {} to go.",
+            self.total,
+            humantime::format_duration(left)
+        );
+    }
+
+    fn finish(&mut self) {}
+}
+
+/// The bar currently drawn, so log lines can be printed above it.
+static ACTIVE_BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+/// A terminal progress bar.
+pub struct Bar {
+    bar: ProgressBar,
+    interval: Duration,
+}
+
+impl Bar {
+    pub fn new() -> Self {
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} partitions  {msg}")
+                .expect("valid template"),
+        );
+        Self {
+            bar,
+            interval: Duration::ZERO,
+        }
+    }
+}
+
+impl Default for Bar {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Progress for Bar {
+    fn start(&mut self, total: usize, interval: Duration) {
+        self.interval = interval;
+        self.bar.set_length(total as u64);
+        self.bar.set_message(format!(
+            "ETA {}",
+            humantime::format_duration(eta(total, 0, interval))
+        ));
+        *ACTIVE_BAR.lock().expect("bar lock") = Some(self.bar.clone());
+    }
+
+    fn advance(&mut self, s: &Summary) {
+        let d = done(s);
+        self.bar.set_position(d as u64);
+        let total = self.bar.length().unwrap_or(0) as usize;
+        self.bar.set_message(format!(
+            "ETA {}  ({} rows, {} failed)",
+            humantime::format_duration(eta(total, d, self.interval)),
+            s.rows,
+            s.failed.len()
+        ));
+    }
+
+    fn finish(&mut self) {
+        self.bar.finish_and_clear();
+        *ACTIVE_BAR.lock().expect("bar lock") = None;
+    }
+}
+
+/// Picks the display for `mode`: `auto` is a bar on a terminal with text
+/// logs, log lines otherwise.
+pub fn for_mode(mode: Mode, log_format: LogFormat) -> Box<dyn Progress> {
+    let terminal = std::io::stderr().is_terminal() && log_format == LogFormat::Text;
+    match mode {
+        Mode::Off => Box::new(Silent),
+        Mode::Bar => Box::new(Bar::new()),
+        Mode::Log => Box::new(LogLines::new(Duration::from_secs(30))),
+        Mode::Auto if terminal => Box::new(Bar::new()),
+        Mode::Auto => Box::new(LogLines::new(Duration::from_secs(30))),
+    }
+}
+
+/// Stderr that lifts the progress bar out of the way of each log line.
+pub struct StderrAboveBar;
+
+impl Write for StderrAboveBar {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let bar = ACTIVE_BAR.lock().expect("bar lock").clone();
+        match bar {
+            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf))?,
+            None => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}

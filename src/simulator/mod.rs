@@ -1,0 +1,494 @@
+//! The bundled TRTC API simulator: `DescribeTrtcRoomUsage` over the real
+//! wire protocol on a local address.
+//!
+//! It verifies TC3-HMAC-SHA256 signatures and timestamps the way the real
+//! service does, enforces a minimum interval per SecretId (answering the
+//! real throttle error), serves deterministic per-(app, day) CSV with the
+//! real header, and injects the faults of `API.md`'s table on demand. Tests,
+//! the README demo and the benchmarks all run against it.
+
+pub mod data;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, Utc};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::signer::{self, SignInput};
+
+/// Keys the simulator accepts by default (used by `trtc-usage demo`). Not
+/// secrets: the simulator is public and local.
+pub const DEMO_SECRET_ID: &str = "AKIDSIMULATOR0000000000000000000DEMO";
+pub const DEMO_SECRET_KEY: &str = "simulator-demo-key-not-a-secret0";
+
+/// One injected misbehaviour.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer HTTP 200 with `Response.Error.Code` = this code.
+    ApiError(String),
+    /// Answer this HTTP status with a gateway's HTML page.
+    Http(u16),
+    /// Answer HTTP 200 with a body that is not JSON.
+    NotJson,
+    /// Wait this long before answering normally.
+    Delay(Duration),
+    /// Send the start of a response, then drop the connection.
+    DropConnection,
+    /// Serve this CSV as `Response.Data`.
+    Data(String),
+}
+
+/// When a fault applies: to calls matching the app and day (any when
+/// `None`), for the first `times` such calls.
+#[derive(Debug, Clone)]
+pub struct FaultRule {
+    pub app_id: Option<u64>,
+    pub day: Option<NaiveDate>,
+    pub times: u32,
+    pub fault: Fault,
+}
+
+impl FaultRule {
+    /// `fault` on the next `times` calls, whatever they ask for.
+    pub fn next(times: u32, fault: Fault) -> Self {
+        Self {
+            app_id: None,
+            day: None,
+            times,
+            fault,
+        }
+    }
+
+    /// `fault` on every call for `(app_id, day)`.
+    pub fn always(app_id: Option<u64>, day: Option<NaiveDate>, fault: Fault) -> Self {
+        Self {
+            app_id,
+            day,
+            times: u32::MAX,
+            fault,
+        }
+    }
+}
+
+/// How the simulator behaves.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Minimum interval between admitted calls of one SecretId.
+    pub interval: Duration,
+    /// The code answered when called too fast.
+    pub throttle_code: String,
+    /// Accepted SecretId → SecretKey.
+    pub keys: HashMap<String, String>,
+    /// When set, `X-TC-Token` must equal it.
+    pub token: Option<String>,
+    /// Known app ids; `None` accepts any.
+    pub apps: Option<Vec<u64>>,
+    /// Typical rooms per app and day.
+    pub rooms: u64,
+    /// Seconds the simulator's clock is ahead of the machine's.
+    pub clock_offset_secs: i64,
+    /// The API's clock, which decides which days are complete.
+    pub utc_offset: FixedOffset,
+    pub faults: Vec<FaultRule>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(15),
+            throttle_code: "OperationDenied.FreqOverLimit".into(),
+            keys: HashMap::from([(DEMO_SECRET_ID.to_owned(), DEMO_SECRET_KEY.to_owned())]),
+            token: None,
+            apps: None,
+            rooms: 40,
+            clock_offset_secs: 0,
+            utc_offset: FixedOffset::east_opt(8 * 3600).expect("valid"),
+            faults: Vec::new(),
+        }
+    }
+}
+
+/// What the simulator saw, for tests' assertions.
+#[derive(Debug, Default, Clone)]
+pub struct SimStats {
+    /// Every request that reached the handler.
+    pub requests: u64,
+    /// Calls answered with data.
+    pub served: u64,
+    /// Calls refused for the rate limit.
+    pub throttled: u64,
+    /// Calls refused for authentication.
+    pub auth_failures: u64,
+    /// Served calls per (app, day).
+    pub served_by_partition: HashMap<(u64, NaiveDate), u32>,
+    /// Arrival of every admitted call (served or failed by a fault).
+    pub admitted_at: Vec<Instant>,
+}
+
+struct Inner {
+    config: SimConfig,
+    stats: SimStats,
+    last_admitted: HashMap<String, Instant>,
+}
+
+type Shared = Arc<Mutex<Inner>>;
+
+/// A running simulator.
+pub struct Simulator {
+    addr: SocketAddr,
+    shared: Shared,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulator").field("addr", &self.addr).finish()
+    }
+}
+
+impl Simulator {
+    /// Serves on `listener` until `shutdown` resolves. For async callers.
+    pub async fn serve(
+        listener: TcpListener,
+        config: SimConfig,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let shared = Arc::new(Mutex::new(Inner {
+            config,
+            stats: SimStats::default(),
+            last_admitted: HashMap::new(),
+        }));
+        serve_shared(listener, shared, shutdown).await
+    }
+
+    /// Starts on `addr` (port 0 for any) in a thread of its own, so
+    /// synchronous tests can drive the real binary against it.
+    pub fn start(addr: SocketAddr, config: SimConfig) -> std::io::Result<Self> {
+        let std_listener = std::net::TcpListener::bind(addr)?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
+        let shared = Arc::new(Mutex::new(Inner {
+            config,
+            stats: SimStats::default(),
+            last_admitted: HashMap::new(),
+        }));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let s2 = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("trtc-simulator".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("simulator runtime");
+                rt.block_on(async move {
+                    let listener = TcpListener::from_std(std_listener).expect("listener");
+                    let _ = serve_shared(listener, s2, async {
+                        let _ = rx.await;
+                    })
+                    .await;
+                });
+            })?;
+        Ok(Self {
+            addr,
+            shared,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, for `--endpoint`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn stats(&self) -> SimStats {
+        self.shared.lock().expect("sim lock").stats.clone()
+    }
+
+    /// Adds a fault rule while running.
+    pub fn inject(&self, rule: FaultRule) {
+        self.shared.lock().expect("sim lock").config.faults.push(rule);
+    }
+
+    /// Changes the simulator's clock offset while running.
+    pub fn set_clock_offset(&self, secs: i64) {
+        self.shared.lock().expect("sim lock").config.clock_offset_secs = secs;
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn serve_shared(
+    listener: TcpListener,
+    shared: Shared,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = axum::Router::new()
+        .route("/", axum::routing::post(handle))
+        .with_state(shared);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+fn http_date(t: DateTime<Utc>) -> String {
+    t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
+fn json_response(now: DateTime<Utc>, body: serde_json::Value) -> Response {
+    let mut resp = (StatusCode::OK, body.to_string()).into_response();
+    let h = resp.headers_mut();
+    h.insert("content-type", HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(&http_date(now)) {
+        h.insert("date", v);
+    }
+    resp
+}
+
+fn api_error(now: DateTime<Utc>, code: &str, message: &str) -> Response {
+    json_response(
+        now,
+        json!({"Response": {
+            "Error": {"Code": code, "Message": message},
+            "RequestId": uuid::Uuid::new_v4().to_string(),
+        }}),
+    )
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Checks the signature, the timestamp and the token; `Err` is the
+/// response to send.
+fn authenticate(
+    config: &SimConfig,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Result<String, Response> {
+    let fail = |code: &str, msg: &str| Err(api_error(now, code, msg));
+    let Some(auth) = header(headers, "authorization") else {
+        return fail("AuthFailure.MFAFailure", "Authorization header is missing.");
+    };
+    let Some(parsed) = signer::parse_authorization(auth) else {
+        return fail("AuthFailure.InvalidAuthorization", "Authorization is malformed.");
+    };
+    let Some(timestamp) = header(headers, "x-tc-timestamp").and_then(|t| t.parse::<i64>().ok())
+    else {
+        return fail("MissingParameter", "X-TC-Timestamp is missing.");
+    };
+    if (now.timestamp() - timestamp).abs() > 300 {
+        return fail(
+            "AuthFailure.SignatureExpire",
+            "The signature has expired: the request timestamp is more than 5 minutes off.",
+        );
+    }
+    let Some(secret_key) = config.keys.get(&parsed.secret_id) else {
+        return fail("AuthFailure.SecretIdNotFound", "The SecretId does not exist.");
+    };
+    let content_type = header(headers, "content-type").unwrap_or("");
+    let host = header(headers, "host").unwrap_or("");
+    let expected = signer::sign(
+        &SignInput {
+            service: "trtc",
+            host,
+            content_type,
+            body,
+            timestamp,
+        },
+        secret_key,
+    );
+    if parsed.service != "trtc"
+        || parsed.signed_headers != signer::SIGNED_HEADERS
+        || parsed.date != signer::utc_date(timestamp)
+        || !signer::signatures_match(&parsed.signature, &expected.signature)
+    {
+        return fail("AuthFailure.SignatureFailure", "The signature does not match.");
+    }
+    if let Some(token) = &config.token {
+        if header(headers, "x-tc-token") != Some(token.as_str()) {
+            return fail("AuthFailure.TokenFailure", "The token is missing or invalid.");
+        }
+    }
+    Ok(parsed.secret_id)
+}
+
+fn parse_time(s: &str) -> Option<NaiveDateTime> {
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").ok()
+}
+
+fn take_fault(config: &mut SimConfig, app_id: Option<u64>, day: Option<NaiveDate>) -> Option<Fault> {
+    let rule = config.faults.iter_mut().find(|r| {
+        r.times > 0
+            && r.app_id.is_none_or(|a| Some(a) == app_id)
+            && r.day.is_none_or(|d| Some(d) == day)
+    })?;
+    if rule.times != u32::MAX {
+        rule.times -= 1;
+    }
+    Some(rule.fault.clone())
+}
+
+async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let arrived = Instant::now();
+    let (now, fault, outcome) = {
+        let mut inner = shared.lock().expect("sim lock");
+        inner.stats.requests += 1;
+        let now = Utc::now() + chrono::Duration::seconds(inner.config.clock_offset_secs);
+        if header(&headers, "x-tc-action") != Some(crate::api::ACTION) {
+            return api_error(now, "InvalidAction", "Only DescribeTrtcRoomUsage is simulated.");
+        }
+        if header(&headers, "x-tc-version") != Some(crate::api::VERSION) {
+            return api_error(now, "InvalidParameter", "X-TC-Version must be 2019-07-22.");
+        }
+        match header(&headers, "x-tc-region") {
+            Some("ap-guangzhou" | "ap-singapore") => {}
+            _ => return api_error(now, "UnsupportedRegion", "The region is not supported."),
+        }
+        let secret_id = match authenticate(&inner.config, &headers, &body, now) {
+            Ok(id) => id,
+            Err(resp) => {
+                inner.stats.auth_failures += 1;
+                return resp;
+            }
+        };
+        let interval = inner.config.interval;
+        if let Some(last) = inner.last_admitted.get(&secret_id) {
+            if arrived.duration_since(*last) < interval {
+                inner.stats.throttled += 1;
+                let code = inner.config.throttle_code.clone();
+                return api_error(now, &code, "The API was called too often.");
+            }
+        }
+        inner.last_admitted.insert(secret_id, arrived);
+        inner.stats.admitted_at.push(arrived);
+
+        let request: Result<crate::api::RoomUsageRequest, _> = serde_json::from_slice(&body);
+        let request = match request {
+            Ok(r) => r,
+            Err(e) => {
+                return api_error(now, "InvalidParameter", &format!("Bad request body: {e}"));
+            }
+        };
+        let start = parse_time(&request.start_time);
+        let day = start.map(|s| s.date());
+        let fault = take_fault(&mut inner.config, Some(request.sdk_app_id), day);
+        (now, fault, evaluate(&inner.config, &request, start))
+    };
+    let outcome = match fault {
+        None => outcome,
+        Some(Fault::ApiError(code)) => {
+            return api_error(now, &code, "Injected by the simulator.");
+        }
+        Some(Fault::Http(status)) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            return (
+                status,
+                "<html><body><h1>502 Bad Gateway</h1></body></html>",
+            )
+                .into_response();
+        }
+        Some(Fault::NotJson) => {
+            return (StatusCode::OK, "<html>maintenance</html>").into_response();
+        }
+        Some(Fault::DropConnection) => {
+            let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+                Ok(Bytes::from_static(b"{\"Response\": {\"Data\": \"RoomId,Au")),
+                Err(std::io::Error::other("connection dropped by the simulator")),
+            ];
+            let mut resp = Response::new(Body::from_stream(futures::stream::iter(chunks)));
+            resp.headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/json"));
+            return resp;
+        }
+        Some(Fault::Delay(d)) => {
+            tokio::time::sleep(d).await;
+            outcome
+        }
+        Some(Fault::Data(csv)) => outcome.map(|(app, day, _)| (app, day, csv)),
+    };
+    match outcome {
+        Err((code, message)) => api_error(now, code, &message),
+        Ok((app, day, csv)) => {
+            {
+                let mut inner = shared.lock().expect("sim lock");
+                inner.stats.served += 1;
+                *inner.stats.served_by_partition.entry((app, day)).or_default() += 1;
+            }
+            json_response(
+                now,
+                json!({"Response": {"Data": csv, "RequestId": uuid::Uuid::new_v4().to_string()}}),
+            )
+        }
+    }
+}
+
+type Outcome = Result<(u64, NaiveDate, String), (&'static str, String)>;
+
+/// The answer to a well-formed, authenticated, admitted request.
+fn evaluate(
+    config: &SimConfig,
+    request: &crate::api::RoomUsageRequest,
+    start: Option<NaiveDateTime>,
+) -> Outcome {
+    let (Some(start), Some(end)) = (start, parse_time(&request.end_time)) else {
+        return Err((
+            "InvalidParameter.TimeFormat",
+            "StartTime and EndTime must look like 2023-01-06 00:00.".into(),
+        ));
+    };
+    if end < start || end - start > chrono::Duration::hours(24) {
+        return Err((
+            "InvalidParameter.QueryTimeRange",
+            "The window must be at most 24 hours.".into(),
+        ));
+    }
+    let first = NaiveDate::from_ymd_opt(2023, 4, 1).expect("valid");
+    if start.date() < first {
+        return Err((
+            "InvalidParameter.StartTime",
+            "Data exists from 2023-04-01 only.".into(),
+        ));
+    }
+    if let Some(apps) = &config.apps {
+        if !apps.contains(&request.sdk_app_id) {
+            return Err((
+                "FailedOperation.SdkAppIdNotExist",
+                format!("SdkAppId {} does not exist.", request.sdk_app_id),
+            ));
+        }
+    }
+    let day = start.date();
+    let today = Utc::now().with_timezone(&config.utc_offset).date_naive();
+    let csv = if day >= today {
+        String::new()
+    } else {
+        data::day_csv(request.sdk_app_id, day, config.rooms)
+    };
+    Ok((request.sdk_app_id, day, csv))
+}

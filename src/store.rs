@@ -1,0 +1,193 @@
+//! Destinations: a local directory or an S3-compatible bucket, behind one
+//! `object_store` interface, and the Hive partition layout inside it
+//! (CONTRACT §3).
+
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+/// The one data file of a partition.
+pub const PART_FILE: &str = "part-00000.parquet";
+/// Written last; its presence marks a partition done.
+pub const MANIFEST_FILE: &str = "_manifest.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("--dest {dest}: {reason}")]
+    Config { dest: String, reason: String },
+    #[error("--dest {dest} is not usable: {action} {path} failed: {source}")]
+    Preflight {
+        dest: String,
+        action: &'static str,
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+}
+
+/// Where partitions go.
+#[derive(Clone)]
+pub struct Destination {
+    store: Arc<dyn ObjectStore>,
+    /// The prefix inside the store under which `app_id=…` directories live.
+    root: Path,
+    /// What the user gave, for messages.
+    display: String,
+}
+
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Destination")
+            .field("dest", &self.display)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Destination {
+    /// Opens `dest`: a path, `file://…`, or `s3://bucket/prefix`. S3 settings
+    /// come from the `AWS_*` environment, as object_store reads it.
+    pub fn open(dest: &str) -> Result<Self, StoreError> {
+        let fail = |reason: String| StoreError::Config {
+            dest: dest.to_owned(),
+            reason,
+        };
+        if let Some(rest) = dest.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(fail("no bucket name after s3://".into()));
+            }
+            let store = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .build()
+                .map_err(|e| fail(e.to_string()))?;
+            let root = Path::parse(prefix.trim_matches('/')).map_err(|e| fail(e.to_string()))?;
+            return Ok(Self {
+                store: Arc::new(store),
+                root,
+                display: dest.to_owned(),
+            });
+        }
+        if dest.contains("://") && !dest.starts_with("file://") {
+            return Err(fail(
+                "unsupported scheme; use a local path, file://… or s3://bucket/prefix".into(),
+            ));
+        }
+        let path = match dest.strip_prefix("file://") {
+            Some(p) => std::path::PathBuf::from(p),
+            None => std::path::PathBuf::from(dest),
+        };
+        std::fs::create_dir_all(&path).map_err(|e| fail(format!("cannot create directory: {e}")))?;
+        let store = LocalFileSystem::new_with_prefix(&path)
+            .map_err(|e| fail(e.to_string()))?
+            .with_automatic_cleanup(true);
+        Ok(Self {
+            store: Arc::new(store),
+            root: Path::default(),
+            display: dest.to_owned(),
+        })
+    }
+
+    /// A destination over any store, for tests.
+    pub fn from_store(store: Arc<dyn ObjectStore>, root: Path, display: &str) -> Self {
+        Self {
+            store,
+            root,
+            display: display.to_owned(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    pub fn display(&self) -> &str {
+        &self.display
+    }
+
+    /// `<root>/app_id=<id>/usage_date=<day>`.
+    pub fn partition_dir(&self, app_id: u64, day: NaiveDate) -> Path {
+        self.root
+            .clone()
+            .join(format!("app_id={app_id}"))
+            .join(format!("usage_date={day}"))
+    }
+
+    pub fn part_path(&self, app_id: u64, day: NaiveDate) -> Path {
+        self.partition_dir(app_id, day).join(PART_FILE)
+    }
+
+    pub fn manifest_path(&self, app_id: u64, day: NaiveDate) -> Path {
+        self.partition_dir(app_id, day).join(MANIFEST_FILE)
+    }
+
+    /// Proves the destination is usable before any API call: lists the
+    /// root, writes a probe object and deletes it.
+    pub async fn preflight(&self) -> Result<(), StoreError> {
+        let err = |action, path: &Path, source| StoreError::Preflight {
+            dest: self.display.clone(),
+            action,
+            path: path.to_string(),
+            source,
+        };
+        let mut listing = self.store.list(Some(&self.root));
+        listing
+            .try_next()
+            .await
+            .map_err(|e| err("listing", &self.root, e))?;
+        drop(listing);
+        let probe = self
+            .root
+            .clone()
+            .join(format!("_trtc_usage_probe_{}", uuid::Uuid::new_v4()));
+        self.store
+            .put(&probe, PutPayload::from_static(b"probe"))
+            .await
+            .map_err(|e| err("writing", &probe, e))?;
+        self.store
+            .delete(&probe)
+            .await
+            .map_err(|e| err("deleting", &probe, e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_is_hive_partitioned() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Destination::open(dir.path().to_str().unwrap()).unwrap();
+        let day: NaiveDate = "2026-11-20".parse().unwrap();
+        assert_eq!(
+            d.part_path(1400000001, day).as_ref(),
+            "app_id=1400000001/usage_date=2026-11-20/part-00000.parquet"
+        );
+        assert_eq!(
+            d.manifest_path(1400000001, day).as_ref(),
+            "app_id=1400000001/usage_date=2026-11-20/_manifest.json"
+        );
+    }
+
+    #[test]
+    fn bad_destinations_name_the_flag() {
+        let e = Destination::open("gs://bucket/x").unwrap_err().to_string();
+        assert!(e.starts_with("--dest gs://bucket/x"), "{e}");
+        let e = Destination::open("s3:///x").unwrap_err().to_string();
+        assert!(e.contains("no bucket"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn local_preflight_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Destination::open(&format!("file://{}", dir.path().display())).unwrap();
+        d.preflight().await.unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}

@@ -1,0 +1,295 @@
+//! Writing a partition: normalized batches → one zstd Parquet file in memory
+//! → the store, then the manifest, in an order that never shows a reader a
+//! partial file and always leaves exactly one data file per partition.
+//!
+//! Commit order, and why:
+//! 1. delete the old manifest, so a crash mid-way leaves the partition
+//!    "not exported" (and so re-fetched), never "final" with a stale record;
+//! 2. put `part-00000.parquet`: a single atomic PUT (or a multipart upload,
+//!    which becomes visible only when completed and is aborted on failure),
+//!    replacing the old file in place under the same key;
+//! 3. delete every other object in the partition directory (stale files of
+//!    older versions, leftovers of a killed upload);
+//! 4. put `_manifest.json`, which marks the partition done.
+
+use bytes::Bytes;
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use sha2::{Digest, Sha256};
+
+use crate::manifest::{self, FileInfo, Manifest};
+use crate::normalize::{HeaderInfo, NormalizeError, Normalizer, SchemaContract};
+use crate::schema;
+use crate::store::{Destination, PART_FILE};
+
+/// Files larger than this are uploaded in parts.
+pub const MULTIPART_THRESHOLD: usize = 32 * 1024 * 1024;
+/// Size of one uploaded part.
+pub const PART_SIZE: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Normalize(#[from] NormalizeError),
+    #[error("encoding Parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("{action} {path}: {source}")]
+    Store {
+        action: &'static str,
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+}
+
+/// A partition's Parquet file, ready to upload.
+#[derive(Debug)]
+pub struct Encoded {
+    pub bytes: Bytes,
+    pub rows: u64,
+    pub header: HeaderInfo,
+    pub sha256: String,
+}
+
+/// Parquet settings, chosen for small files that every reader takes:
+/// zstd, page-level statistics, dictionary encoding where it pays.
+pub fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(1024 * 1024))
+        .set_created_by(concat!("trtc-usage ", env!("CARGO_PKG_VERSION")).to_owned())
+        .build()
+}
+
+/// Normalizes `data` and encodes it as one Parquet file. CPU-bound: call it
+/// from a blocking thread for large days.
+pub fn encode(
+    data: &[u8],
+    contract: SchemaContract,
+    request_id: &str,
+    fetched_at: DateTime<Utc>,
+    batch_rows: usize,
+) -> Result<Encoded, WriteError> {
+    let mut normalizer = Normalizer::new(
+        data,
+        contract,
+        request_id,
+        fetched_at.timestamp_micros(),
+        batch_rows,
+    )?;
+    let mut writer = ArrowWriter::try_new(
+        Vec::with_capacity(data.len() / 8),
+        normalizer.schema(),
+        Some(writer_properties()),
+    )?;
+    let mut rows = 0u64;
+    while let Some(batch) = normalizer.next_batch()? {
+        rows += batch.num_rows() as u64;
+        writer.write(&batch)?;
+    }
+    let bytes = Bytes::from(writer.into_inner()?);
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    Ok(Encoded {
+        bytes,
+        rows,
+        header: normalizer.header().clone(),
+        sha256,
+    })
+}
+
+/// Everything about the call that the manifest records.
+#[derive(Debug, Clone)]
+pub struct CallInfo {
+    pub app_id: u64,
+    pub day: NaiveDate,
+    pub request_id: String,
+    pub fetched_at: DateTime<Utc>,
+    pub start_time: String,
+    pub end_time: String,
+    pub utc_offset: String,
+}
+
+fn store_err(action: &'static str, path: &Path) -> impl FnOnce(object_store::Error) -> WriteError {
+    let path = path.to_string();
+    move |source| WriteError::Store {
+        action,
+        path,
+        source,
+    }
+}
+
+async fn put_file(dest: &Destination, path: &Path, bytes: Bytes) -> Result<(), WriteError> {
+    let store = dest.store();
+    if bytes.len() <= MULTIPART_THRESHOLD {
+        store
+            .put(path, PutPayload::from_bytes(bytes))
+            .await
+            .map_err(store_err("writing", path))?;
+        return Ok(());
+    }
+    let upload = store
+        .put_multipart(path)
+        .await
+        .map_err(store_err("starting multipart upload of", path))?;
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let end = (offset + PART_SIZE).min(bytes.len());
+        if let Err(e) = writer.wait_for_capacity(4).await {
+            let _ = writer.abort().await;
+            return Err(store_err("uploading part of", path)(e));
+        }
+        writer.put(bytes.slice(offset..end));
+        offset = end;
+    }
+    // `finish` aborts the upload itself when it fails, so no part is left.
+    writer
+        .finish()
+        .await
+        .map_err(store_err("completing multipart upload of", path))?;
+    Ok(())
+}
+
+/// Replaces the partition with `encoded` and its manifest (see the module
+/// docs for the order).
+pub async fn commit(
+    dest: &Destination,
+    call: &CallInfo,
+    encoded: Encoded,
+) -> Result<Manifest, WriteError> {
+    let store = dest.store();
+    let dir = dest.partition_dir(call.app_id, call.day);
+    let part = dest.part_path(call.app_id, call.day);
+    let manifest_path = dest.manifest_path(call.app_id, call.day);
+
+    match store.delete(&manifest_path).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => return Err(store_err("deleting old manifest", &manifest_path)(e)),
+    }
+
+    let size = encoded.bytes.len() as u64;
+    put_file(dest, &part, encoded.bytes).await?;
+
+    let stale: Vec<Path> = store
+        .list(Some(&dir))
+        .map_ok(|m| m.location)
+        .try_filter(|p| std::future::ready(*p != part && *p != manifest_path))
+        .try_collect()
+        .await
+        .map_err(store_err("listing", &dir))?;
+    for path in stale {
+        match store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(store_err("deleting stale object", &path)(e)),
+        }
+    }
+
+    let manifest = Manifest {
+        format_version: manifest::FORMAT_VERSION,
+        app_id: call.app_id,
+        usage_date: call.day,
+        rows: encoded.rows,
+        request_id: call.request_id.clone(),
+        fetched_at: call.fetched_at,
+        start_time: call.start_time.clone(),
+        end_time: call.end_time.clone(),
+        utc_offset: call.utc_offset.clone(),
+        file: FileInfo {
+            name: PART_FILE.to_owned(),
+            size,
+            sha256: encoded.sha256,
+        },
+        columns_found: encoded.header.columns_found.clone(),
+        missing_columns: encoded.header.missing.clone(),
+        extra_columns: encoded.header.extra_columns(),
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+    store
+        .put(&manifest_path, PutPayload::from(json))
+        .await
+        .map_err(store_err("writing", &manifest_path))?;
+    Ok(manifest)
+}
+
+/// The file schema an encoded partition has, for readers' checks.
+pub fn expected_file_schema(header: &HeaderInfo) -> arrow_schema::SchemaRef {
+    schema::file_schema(&header.extra_columns())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_764_000_000, 123_456_000).unwrap()
+    }
+
+    #[test]
+    fn encodes_a_readable_zstd_file_without_partition_columns() {
+        let data = "RoomId,Audio,SD,hd,FullHD,2K,4K\nr1,1,2,3,4,5,6\n007,0,0,0,0,0,9\n";
+        let e = encode(data.as_bytes(), SchemaContract::Evolve, "req", now(), 1024).unwrap();
+        assert_eq!(e.rows, 2);
+        let reader = ParquetRecordBatchReaderBuilder::try_new(e.bytes.clone()).unwrap();
+        let meta = reader.metadata().clone();
+        // The level is not stored in the file, only the codec.
+        assert!(matches!(
+            meta.row_group(0).column(0).compression(),
+            Compression::ZSTD(_)
+        ));
+        assert!(meta.row_group(0).column(1).statistics().is_some());
+        let schema = reader.schema().clone();
+        assert_eq!(schema, expected_file_schema(&e.header));
+        let batches: Vec<_> = reader.build().unwrap().collect::<Result<_, _>>().unwrap();
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+    }
+
+    #[test]
+    fn zero_rows_still_make_a_file_with_the_full_schema() {
+        let e = encode(b"", SchemaContract::Evolve, "req", now(), 1024).unwrap();
+        assert_eq!(e.rows, 0);
+        let reader = ParquetRecordBatchReaderBuilder::try_new(e.bytes).unwrap();
+        assert_eq!(reader.schema().clone(), schema::file_schema(&[]));
+    }
+
+    #[tokio::test]
+    async fn commit_replaces_and_removes_stale_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = Destination::open(dir.path().to_str().unwrap()).unwrap();
+        let day: NaiveDate = "2026-11-20".parse().unwrap();
+        let call = CallInfo {
+            app_id: 7,
+            day,
+            request_id: "req".into(),
+            fetched_at: now(),
+            start_time: "2026-11-20 00:00".into(),
+            end_time: "2026-11-20 23:59".into(),
+            utc_offset: "+08:00".into(),
+        };
+        let pdir = dir.path().join("app_id=7/usage_date=2026-11-20");
+        std::fs::create_dir_all(&pdir).unwrap();
+        std::fs::write(pdir.join("part-00001.parquet"), b"stale").unwrap();
+        let e = encode(b"RoomId,Audio\nr,1\n", SchemaContract::Evolve, "req", now(), 8).unwrap();
+        let m = commit(&dest, &call, e).await.unwrap();
+        assert_eq!(m.rows, 1);
+        let mut names: Vec<_> = std::fs::read_dir(&pdir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, vec!["_manifest.json", "part-00000.parquet"]);
+        let bytes = std::fs::read(pdir.join("part-00000.parquet")).unwrap();
+        assert_eq!(m.file.size, bytes.len() as u64);
+        assert_eq!(m.file.sha256, hex::encode(Sha256::digest(&bytes)));
+        let back = manifest::read(&dest, 7, day).await.unwrap().unwrap();
+        assert_eq!(back, m);
+        assert_eq!(m.missing_columns.len(), 5);
+    }
+}
