@@ -409,8 +409,14 @@ mod tests {
     #[test]
     fn host_header_keeps_explicit_ports_only() {
         let u = |s: &str| Url::parse(s).unwrap();
-        assert_eq!(host_header(&u("https://trtc.tencentcloudapi.com")), "trtc.tencentcloudapi.com");
-        assert_eq!(host_header(&u("https://trtc.tencentcloudapi.com:443/")), "trtc.tencentcloudapi.com");
+        assert_eq!(
+            host_header(&u("https://trtc.tencentcloudapi.com")),
+            "trtc.tencentcloudapi.com"
+        );
+        assert_eq!(
+            host_header(&u("https://trtc.tencentcloudapi.com:443/")),
+            "trtc.tencentcloudapi.com"
+        );
         assert_eq!(host_header(&u("http://127.0.0.1:8300/")), "127.0.0.1:8300");
     }
 }

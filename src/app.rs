@@ -5,8 +5,8 @@
 //! fatal API error; 128 + signal number when stopped by SIGINT (130) or
 //! SIGTERM (143).
 
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -15,7 +15,7 @@ use tracing::{error, info, warn};
 
 use crate::cli::{Cli, Command, DemoArgs, ExportArgs, LogFormat, SimSettings, SimulatorArgs};
 use crate::config::JobConfig;
-use crate::credentials::{self, Provider, ProcessEnv};
+use crate::credentials::{self, ProcessEnv, Provider};
 use crate::export::{self, Status, Summary};
 use crate::progress;
 use crate::simulator::{self, SimConfig, Simulator};
@@ -51,7 +51,10 @@ fn stop_on_signals(token: CancellationToken) -> Arc<AtomicI32> {
             _ = int.recv() => ("SIGINT", 2),
         };
         seen.store(number, Ordering::SeqCst);
-        warn!(signal = name, "Received {name}; stopping at the next safe point.");
+        warn!(
+            signal = name,
+            "Received {name}; stopping at the next safe point."
+        );
         token.cancel();
     });
     signal
@@ -72,18 +75,14 @@ fn report(summary: &Summary, log_format: LogFormat, summary_file: Option<&std::p
         LogFormat::Text => println!("{}", summary.line()),
         LogFormat::Json => println!("{json}"),
     }
-    if let Some(path) = summary_file {
-        if let Err(e) = std::fs::write(path, format!("{json}\n")) {
-            error!(path = %path.display(), error = %e, "Cannot write the summary file.");
-        }
+    if let Some(path) = summary_file
+        && let Err(e) = std::fs::write(path, format!("{json}\n"))
+    {
+        error!(path = %path.display(), error = %e, "Cannot write the summary file.");
     }
 }
 
-async fn run_job(
-    cfg: JobConfig,
-    provider: Option<Provider>,
-    log_format: LogFormat,
-) -> u8 {
+async fn run_job(cfg: JobConfig, provider: Option<Provider>, log_format: LogFormat) -> u8 {
     let cancel = CancellationToken::new();
     let signal = stop_on_signals(cancel.clone());
     let mut progress = progress::for_mode(cfg.progress, log_format);
@@ -171,7 +170,11 @@ async fn run_demo(args: DemoArgs, log_format: LogFormat) -> u8 {
     let server = tokio::spawn(Simulator::serve(listener, sim, async move {
         stop_sim.cancelled().await
     }));
-    let app_list = apps.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    let app_list = apps
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
     let argv = [
         "trtc-usage".to_owned(),
         "export".into(),

@@ -61,12 +61,14 @@ pub enum Command {
 /// Parses `15s`, `250ms`, `24h`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
-    if let Ok(secs) = t.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Ok(Duration::from_secs_f64(secs));
-        }
+    if let Ok(secs) = t.parse::<f64>()
+        && secs.is_finite()
+        && secs >= 0.0
+    {
+        return Ok(Duration::from_secs_f64(secs));
     }
-    humantime::parse_duration(t).map_err(|e| format!("'{s}' is not a duration like 15s, 250ms or 24h ({e})"))
+    humantime::parse_duration(t)
+        .map_err(|e| format!("'{s}' is not a duration like 15s, 250ms or 24h ({e})"))
 }
 
 fn parse_date(s: &str) -> Result<NaiveDate, String> {
@@ -77,7 +79,9 @@ fn parse_date(s: &str) -> Result<NaiveDate, String> {
 fn parse_app_id(s: &str) -> Result<u64, String> {
     match s.trim().parse::<u64>() {
         Ok(n) if n > 0 && n <= i64::MAX as u64 => Ok(n),
-        _ => Err(format!("'{s}' is not an SdkAppId (a positive integer like 1400000001)")),
+        _ => Err(format!(
+            "'{s}' is not an SdkAppId (a positive integer like 1400000001)"
+        )),
     }
 }
 
@@ -137,7 +141,11 @@ pub struct ExportArgs {
     pub dest: String,
 
     /// The TRTC API endpoint.
-    #[arg(long, env = "TRTC_ENDPOINT", default_value = "https://trtc.tencentcloudapi.com")]
+    #[arg(
+        long,
+        env = "TRTC_ENDPOINT",
+        default_value = "https://trtc.tencentcloudapi.com"
+    )]
     pub endpoint: String,
 
     /// The data region (X-TC-Region).
@@ -145,7 +153,12 @@ pub struct ExportArgs {
     pub region: Region,
 
     /// The API's clock, which defines a day (±HH:MM).
-    #[arg(long, env = "TRTC_UTC_OFFSET", default_value = "+08:00", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        env = "TRTC_UTC_OFFSET",
+        default_value = "+08:00",
+        allow_hyphen_values = true
+    )]
     pub utc_offset: String,
 
     /// Spacing between API calls ("15s", "250ms", "2s").
@@ -276,10 +289,19 @@ mod tests {
     #[test]
     fn app_ids_repeat_or_comma() {
         let cli = Cli::try_parse_from([
-            "trtc-usage", "export", "--app-id", "1,2", "--app-id", "3", "--date", "2026-11-20",
+            "trtc-usage",
+            "export",
+            "--app-id",
+            "1,2",
+            "--app-id",
+            "3",
+            "--date",
+            "2026-11-20",
         ])
         .unwrap();
-        let Command::Export(a) = cli.command else { panic!() };
+        let Command::Export(a) = cli.command else {
+            panic!()
+        };
         assert_eq!(a.app_ids, vec![1, 2, 3]);
         assert!(Cli::try_parse_from(["trtc-usage", "export", "--app-id", "x"]).is_err());
         assert!(Cli::try_parse_from(["trtc-usage", "export", "--app-id", "0"]).is_err());
@@ -288,7 +310,14 @@ mod tests {
     #[test]
     fn date_conflicts_with_a_range() {
         let r = Cli::try_parse_from([
-            "trtc-usage", "export", "--app-id", "1", "--date", "2026-11-20", "--start", "2026-11-19",
+            "trtc-usage",
+            "export",
+            "--app-id",
+            "1",
+            "--date",
+            "2026-11-20",
+            "--start",
+            "2026-11-19",
         ]);
         assert!(r.is_err());
     }

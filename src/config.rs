@@ -63,7 +63,9 @@ pub fn check_endpoint(raw: &str, allow_insecure: bool) -> Result<Url, ConfigErro
         return Err(fail("no host"));
     }
     if url.path() != "/" || url.query().is_some() {
-        return Err(fail("give the host only, like https://trtc.tencentcloudapi.com"));
+        return Err(fail(
+            "give the host only, like https://trtc.tencentcloudapi.com",
+        ));
     }
     match url.scheme() {
         "https" => Ok(url),
@@ -152,8 +154,14 @@ mod tests {
         assert!(check_endpoint("http://127.0.0.1:8300", false).is_ok());
         assert!(check_endpoint("http://localhost:8300/", false).is_ok());
         assert!(check_endpoint("http://[::1]:8300", false).is_ok());
-        let e = check_endpoint("http://trtc.example.com", false).unwrap_err().to_string();
-        assert!(e.contains("--endpoint http://trtc.example.com") && e.contains("--allow-insecure-endpoint"), "{e}");
+        let e = check_endpoint("http://trtc.example.com", false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--endpoint http://trtc.example.com")
+                && e.contains("--allow-insecure-endpoint"),
+            "{e}"
+        );
         assert!(check_endpoint("http://trtc.example.com", true).is_ok());
         assert!(check_endpoint("ftp://x", true).is_err());
         assert!(check_endpoint("https://x/path", false).is_err());

@@ -154,7 +154,10 @@ pub fn from_env(env: &dyn Env) -> Result<Option<Credentials>, CredentialsError> 
 
 /// The profile files the SDKs read, in order.
 pub fn profile_paths(env: &dyn Env) -> Vec<PathBuf> {
-    if let Some(p) = env.var("TENCENTCLOUD_CREDENTIALS_FILE").filter(|p| !p.is_empty()) {
+    if let Some(p) = env
+        .var("TENCENTCLOUD_CREDENTIALS_FILE")
+        .filter(|p| !p.is_empty())
+    {
         return vec![PathBuf::from(p)];
     }
     let mut paths = Vec::new();
@@ -227,15 +230,25 @@ mod tests {
             (ENV_KEY, "key"),
             ("TENCENTCLOUD_SESSION_TOKEN", "tok2"),
         ]);
-        assert_eq!(from_env(&env).unwrap().unwrap().token.unwrap().expose(), "tok2");
+        assert_eq!(
+            from_env(&env).unwrap().unwrap().token.unwrap().expose(),
+            "tok2"
+        );
     }
 
     #[test]
     fn set_but_empty_is_an_error_not_absent() {
         let env = HashMap::from([(ENV_ID, "AKIDx"), (ENV_KEY, "")]);
         let err = from_env(&env).unwrap_err().to_string();
-        assert!(err.contains("TENCENTCLOUD_SECRET_KEY is set but empty"), "{err}");
-        let env = HashMap::from([(ENV_ID, "AKIDx"), (ENV_KEY, "k"), ("TENCENTCLOUD_TOKEN", " ")]);
+        assert!(
+            err.contains("TENCENTCLOUD_SECRET_KEY is set but empty"),
+            "{err}"
+        );
+        let env = HashMap::from([
+            (ENV_ID, "AKIDx"),
+            (ENV_KEY, "k"),
+            ("TENCENTCLOUD_TOKEN", " "),
+        ]);
         assert!(from_env(&env).is_err());
     }
 
@@ -285,7 +298,10 @@ mod tests {
         let path = dir.path().join("c");
         std::fs::write(&path, "[default]\nsecret_id=AKID\n").unwrap();
         let err = from_profile(&path).unwrap_err().to_string();
-        assert!(err.contains("secret_key") && err.contains(path.to_str().unwrap()), "{err}");
+        assert!(
+            err.contains("secret_key") && err.contains(path.to_str().unwrap()),
+            "{err}"
+        );
     }
 
     #[test]

@@ -141,10 +141,9 @@ pub async fn make_plan(cfg: &JobConfig) -> Plan {
         .days
         .iter()
         .flat_map(|&usage_date| {
-            cfg.app_ids.iter().map(move |&app_id| Partition {
-                app_id,
-                usage_date,
-            })
+            cfg.app_ids
+                .iter()
+                .map(move |&app_id| Partition { app_id, usage_date })
         })
         .collect();
     if cfg.force {
@@ -206,7 +205,10 @@ pub fn print_plan(cfg: &JobConfig, plan: &Plan) {
 }
 
 enum PartitionResult {
-    Written { rows: u64, bytes: u64 },
+    Written {
+        rows: u64,
+        bytes: u64,
+    },
     Failed(String),
     /// The app is unknown: fail this and every later partition of it.
     AppFailed(String),
@@ -240,28 +242,20 @@ async fn export_partition(
     p: Partition,
 ) -> PartitionResult {
     let request = plan::request_for(p.app_id, p.usage_date);
-    let usage = match pacing::call_paced(
-        client,
-        pacer,
-        &cfg.retry,
-        backoff,
-        cancel,
-        &request,
-        stats,
-    )
-    .await
-    {
-        Ok(u) => u,
-        Err(CallError::Cancelled) => return PartitionResult::Cancelled,
-        Err(CallError::Failed { error, attempts }) => {
-            let msg = describe_api_error(&error, attempts);
-            return match error.class() {
-                ErrorClass::FatalRun | ErrorClass::ClockSkew => PartitionResult::Fatal(msg),
-                ErrorClass::FatalApp => PartitionResult::AppFailed(msg),
-                _ => PartitionResult::Failed(msg),
-            };
-        }
-    };
+    let usage =
+        match pacing::call_paced(client, pacer, &cfg.retry, backoff, cancel, &request, stats).await
+        {
+            Ok(u) => u,
+            Err(CallError::Cancelled) => return PartitionResult::Cancelled,
+            Err(CallError::Failed { error, attempts }) => {
+                let msg = describe_api_error(&error, attempts);
+                return match error.class() {
+                    ErrorClass::FatalRun | ErrorClass::ClockSkew => PartitionResult::Fatal(msg),
+                    ErrorClass::FatalApp => PartitionResult::AppFailed(msg),
+                    _ => PartitionResult::Failed(msg),
+                };
+            }
+        };
     let call = CallInfo {
         app_id: p.app_id,
         day: p.usage_date,
@@ -277,7 +271,13 @@ async fn export_partition(
     let fetched_at = usage.fetched_at;
     let data = usage.data;
     let encoded = tokio::task::spawn_blocking(move || {
-        write::encode(data.as_bytes(), contract, &request_id, fetched_at, batch_rows)
+        write::encode(
+            data.as_bytes(),
+            contract,
+            &request_id,
+            fetched_at,
+            batch_rows,
+        )
     })
     .await
     .expect("the encoder does not panic");
@@ -443,7 +443,11 @@ pub async fn run(
         summary.status = Status::PartitionsFailed;
     }
     if summary.status == Status::Interrupted {
-        let left: Vec<String> = summary.not_attempted.iter().map(|p| p.to_string()).collect();
+        let left: Vec<String> = summary
+            .not_attempted
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
         warn!(
             left = summary.not_attempted.len(),
             partitions = %left.join(" "),
@@ -452,4 +456,3 @@ pub async fn run(
     }
     finish(summary)
 }
-

@@ -12,8 +12,16 @@ use crate::progress::StderrAboveBar;
 
 /// Targets that never log below `info`.
 pub const CAPPED: [&str; 10] = [
-    "hyper", "hyper_util", "h2", "reqwest", "rustls", "tokio_rustls", "tower", "axum",
-    "object_store", "aws_lc_rs",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "reqwest",
+    "rustls",
+    "tokio_rustls",
+    "tower",
+    "axum",
+    "object_store",
+    "aws_lc_rs",
 ];
 
 /// The filter: `RUST_LOG` (or `info`), then the caps.
@@ -37,7 +45,8 @@ pub fn init(format: LogFormat) {
     let filter = filter(std::env::var("RUST_LOG").ok().as_deref());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(|| StderrAboveBar);
+        .with_writer(|| StderrAboveBar)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match format {
         LogFormat::Text => builder.with_target(false).try_init(),
         LogFormat::Json => builder
@@ -56,7 +65,10 @@ mod tests {
     #[test]
     fn caps_hold_even_at_trace() {
         let f = filter(Some("trace")).to_string();
-        assert!(f.contains("hyper=info") && f.contains("h2=info") && f.contains("reqwest=info"), "{f}");
+        assert!(
+            f.contains("hyper=info") && f.contains("h2=info") && f.contains("reqwest=info"),
+            "{f}"
+        );
         let f = filter(Some("not a [valid filter")).to_string();
         assert!(f.contains("rustls=info"), "{f}");
     }

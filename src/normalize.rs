@@ -48,7 +48,9 @@ pub enum NormalizeError {
     },
     #[error("CSV line {line}, column '{column}': not valid UTF-8")]
     Utf8 { line: u64, column: String },
-    #[error("CSV line {line}, column '{column}': room id is {len} bytes, over the {max}-byte limit")]
+    #[error(
+        "CSV line {line}, column '{column}': room id is {len} bytes, over the {max}-byte limit"
+    )]
     RoomIdTooLong {
         line: u64,
         column: String,
@@ -164,7 +166,9 @@ impl<'a> Normalizer<'a> {
         let mut value_names: Vec<String> =
             VALUE_COLUMNS.iter().map(|(_, c)| (*c).to_owned()).collect();
         let mut seen_known = [false; VALUE_COLUMNS.len()];
-        let has_header = reader.read_byte_record(&mut record).map_err(|e| csv_error(&e, 1))?;
+        let has_header = reader
+            .read_byte_record(&mut record)
+            .map_err(|e| csv_error(&e, 1))?;
         let mut done = true;
         if has_header {
             done = false;
@@ -331,7 +335,8 @@ impl<'a> Normalizer<'a> {
             std::iter::repeat_n(self.request_id.as_str(), rows),
         )));
         columns.push(Arc::new(
-            TimestampMicrosecondArray::from_value(self.fetched_at_micros, rows).with_timezone("UTC"),
+            TimestampMicrosecondArray::from_value(self.fetched_at_micros, rows)
+                .with_timezone("UTC"),
         ));
         for mut extra in values {
             columns.push(Arc::new(extra.finish()));
@@ -425,7 +430,10 @@ mod tests {
     fn documented_example() {
         let (h, b) = run("RoomId,Audio,SD,hd,FullHD,2K,4K\ntest_room,1,2,3,4,5,6\n").unwrap();
         assert!(h.missing.is_empty() && h.extras.is_empty());
-        assert_eq!(h.columns_found, vec!["RoomId", "Audio", "SD", "hd", "FullHD", "2K", "4K"]);
+        assert_eq!(
+            h.columns_found,
+            vec!["RoomId", "Audio", "SD", "hd", "FullHD", "2K", "4K"]
+        );
         assert_eq!(rows(&b), 1);
         assert_eq!(col_str(&b[0], "room_id"), vec!["test_room"]);
         assert_eq!(col_i64(&b[0], "audio_seconds"), vec![Some(1)]);
@@ -437,7 +445,11 @@ mod tests {
 
     #[test]
     fn empty_data_and_header_only_are_zero_rows() {
-        for data in ["", "RoomId,Audio,SD,hd,FullHD,2K,4K\n", "RoomId,Audio,SD,hd,FullHD,2K,4K"] {
+        for data in [
+            "",
+            "RoomId,Audio,SD,hd,FullHD,2K,4K\n",
+            "RoomId,Audio,SD,hd,FullHD,2K,4K",
+        ] {
             let (h, b) = run(data).unwrap();
             assert_eq!(rows(&b), 0, "{data:?}");
             assert!(h.missing.is_empty(), "{data:?}");
@@ -446,7 +458,8 @@ mod tests {
 
     #[test]
     fn header_case_spaces_bom_crlf_and_column_order() {
-        let data = "\u{feff} roomid ,4k, AUDIO ,Hd,sd,fullhd,2K\r\n r1 ,6,1,3,2,4,5\r\nr2,0,0,0,0,0,0\r\n";
+        let data =
+            "\u{feff} roomid ,4k, AUDIO ,Hd,sd,fullhd,2K\r\n r1 ,6,1,3,2,4,5\r\nr2,0,0,0,0,0,0\r\n";
         let (_, b) = run(data).unwrap();
         assert_eq!(rows(&b), 2);
         // Room ids are byte for byte, spaces included.
@@ -454,7 +467,10 @@ mod tests {
         assert_eq!(col_i64(&b[0], "audio_seconds"), vec![Some(1), Some(0)]);
         assert_eq!(col_i64(&b[0], "video_sd_seconds"), vec![Some(2), Some(0)]);
         assert_eq!(col_i64(&b[0], "video_hd_seconds"), vec![Some(3), Some(0)]);
-        assert_eq!(col_i64(&b[0], "video_full_hd_seconds"), vec![Some(4), Some(0)]);
+        assert_eq!(
+            col_i64(&b[0], "video_full_hd_seconds"),
+            vec![Some(4), Some(0)]
+        );
         assert_eq!(col_i64(&b[0], "video_2k_seconds"), vec![Some(5), Some(0)]);
         assert_eq!(col_i64(&b[0], "video_4k_seconds"), vec![Some(6), Some(0)]);
     }
@@ -463,7 +479,10 @@ mod tests {
     fn quoted_fields_and_room_ids_kept_verbatim() {
         let data = "RoomId,Audio,SD,hd,FullHD,2K,4K\n\"a,b\",1,2,3,4,5,6\n007,1,1,1,1,1,1\n\"say \"\"hi\"\"\",\"7\",0,0,0,0,0\n房间一,1,0,0,0,0,0\n";
         let (_, b) = run(data).unwrap();
-        assert_eq!(col_str(&b[0], "room_id"), vec!["a,b", "007", "say \"hi\"", "房间一"]);
+        assert_eq!(
+            col_str(&b[0], "room_id"),
+            vec!["a,b", "007", "say \"hi\"", "房间一"]
+        );
         assert_eq!(col_i64(&b[0], "audio_seconds")[2], Some(7));
     }
 
@@ -472,19 +491,35 @@ mod tests {
         let (h, b) = run("RoomId,Audio,SD\nr1,,5\nr2,3,\n").unwrap();
         assert_eq!(
             h.missing,
-            vec!["video_hd_seconds", "video_full_hd_seconds", "video_2k_seconds", "video_4k_seconds"]
+            vec![
+                "video_hd_seconds",
+                "video_full_hd_seconds",
+                "video_2k_seconds",
+                "video_4k_seconds"
+            ]
         );
         assert_eq!(col_i64(&b[0], "audio_seconds"), vec![None, Some(3)]);
         assert_eq!(col_i64(&b[0], "video_sd_seconds"), vec![Some(5), None]);
-        assert_eq!(b[0].column_by_name("video_4k_seconds").unwrap().null_count(), 2);
+        assert_eq!(
+            b[0].column_by_name("video_4k_seconds")
+                .unwrap()
+                .null_count(),
+            2
+        );
     }
 
     #[test]
     fn unknown_columns_evolve_or_freeze() {
         let data = "RoomId,Audio,SD,hd,FullHD,2K,4K,8K\nr1,1,2,3,4,5,6,7\n";
         let (h, b) = run(data).unwrap();
-        assert_eq!(h.extras, vec![("8K".to_owned(), "extra_8k_seconds".to_owned())]);
-        assert_eq!(b[0].schema().fields().last().unwrap().name(), "extra_8k_seconds");
+        assert_eq!(
+            h.extras,
+            vec![("8K".to_owned(), "extra_8k_seconds".to_owned())]
+        );
+        assert_eq!(
+            b[0].schema().fields().last().unwrap().name(),
+            "extra_8k_seconds"
+        );
         assert_eq!(col_i64(&b[0], "extra_8k_seconds"), vec![Some(7)]);
         let err = normalize_all(data, SchemaContract::Freeze, "r", 0).unwrap_err();
         assert!(matches!(err, NormalizeError::UnknownColumn { ref column, .. } if column == "8K"));
@@ -497,8 +532,18 @@ mod tests {
             ("r1,1,2,3,4,5,-6", 2, "4K", "-6"),
             ("r1,1,2,3,4,5,6\nr2,1.5,0,0,0,0,0", 3, "Audio", "1.5"),
             ("r1,1,abc,3,4,5,6", 2, "SD", "abc"),
-            ("r1,1,2,99999999999999999999,4,5,6", 2, "hd", "99999999999999999999"),
-            ("r1,1,2,3,9223372036854775808,5,6", 2, "FullHD", "9223372036854775808"),
+            (
+                "r1,1,2,99999999999999999999,4,5,6",
+                2,
+                "hd",
+                "99999999999999999999",
+            ),
+            (
+                "r1,1,2,3,9223372036854775808,5,6",
+                2,
+                "FullHD",
+                "9223372036854775808",
+            ),
             ("r1,1,2,3,4,+5,6", 2, "2K", "+5"),
         ];
         for (rows, line, column, value) in cases {
@@ -514,7 +559,10 @@ mod tests {
                 "{rows}"
             );
             let msg = err.to_string();
-            assert!(msg.contains(&format!("line {line}")) && msg.contains(column), "{msg}");
+            assert!(
+                msg.contains(&format!("line {line}")) && msg.contains(column),
+                "{msg}"
+            );
         }
         // The largest Int64 is fine.
         let (_, b) = run("RoomId,Audio\nr,9223372036854775807\n").unwrap();
@@ -524,10 +572,23 @@ mod tests {
     #[test]
     fn ragged_rows_and_structural_errors() {
         let err = run("RoomId,Audio,SD\nr1,1\n").unwrap_err();
-        assert_eq!(err, NormalizeError::Ragged { line: 2, expected: 3, found: 2 });
+        assert_eq!(
+            err,
+            NormalizeError::Ragged {
+                line: 2,
+                expected: 3,
+                found: 2
+            }
+        );
         let err = run("RoomId,Audio\nr1,1\nr2,1,2\n").unwrap_err();
-        assert!(matches!(err, NormalizeError::Ragged { line: 3, .. }), "{err}");
-        assert!(matches!(run("Audio,SD\n1,2\n").unwrap_err(), NormalizeError::NoRoomId { .. }));
+        assert!(
+            matches!(err, NormalizeError::Ragged { line: 3, .. }),
+            "{err}"
+        );
+        assert!(matches!(
+            run("Audio,SD\n1,2\n").unwrap_err(),
+            NormalizeError::NoRoomId { .. }
+        ));
         assert!(matches!(
             run("RoomId,HD,hd\nr,1,2\n").unwrap_err(),
             NormalizeError::DuplicateColumn { .. }
@@ -540,7 +601,11 @@ mod tests {
         let err = run(data).unwrap_err();
         assert_eq!(
             err,
-            NormalizeError::BadValue { line: 4, column: "Audio".into(), value: "x".into() }
+            NormalizeError::BadValue {
+                line: 4,
+                column: "Audio".into(),
+                value: "x".into()
+            }
         );
     }
 
@@ -550,9 +615,18 @@ mod tests {
         data.extend_from_slice(b"r\xff,1\n");
         let mut n = Normalizer::new(&data, SchemaContract::Evolve, "r", 0, 10).unwrap();
         let err = n.next_batch().unwrap_err();
-        assert_eq!(err, NormalizeError::Utf8 { line: 2, column: "RoomId".into() });
+        assert_eq!(
+            err,
+            NormalizeError::Utf8 {
+                line: 2,
+                column: "RoomId".into()
+            }
+        );
         let huge = format!("RoomId,Audio\n{},1\n", "x".repeat(MAX_ROOM_ID_BYTES + 1));
-        assert!(matches!(run(&huge).unwrap_err(), NormalizeError::RoomIdTooLong { line: 2, .. }));
+        assert!(matches!(
+            run(&huge).unwrap_err(),
+            NormalizeError::RoomIdTooLong { line: 2, .. }
+        ));
     }
 
     #[test]

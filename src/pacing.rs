@@ -234,7 +234,12 @@ pub async fn call_paced(
                     "Call failed; retrying."
                 );
             }
-            _ => return Err(CallError::Failed { error, attempts: attempt }),
+            _ => {
+                return Err(CallError::Failed {
+                    error,
+                    attempts: attempt,
+                });
+            }
         }
     }
 }

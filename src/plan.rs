@@ -169,22 +169,51 @@ mod tests {
         let now = t("2026-11-26T06:00:00Z"); // 14:00 on the 26th in Beijing
         let cases: Vec<(DaySpec, Result<Vec<&str>, ()>)> = vec![
             (
-                DaySpec::Range { start: d("2026-11-20"), end: d("2026-11-22") },
+                DaySpec::Range {
+                    start: d("2026-11-20"),
+                    end: d("2026-11-22"),
+                },
                 Ok(vec!["2026-11-20", "2026-11-21", "2026-11-22"]),
             ),
             (
-                DaySpec::Range { start: d("2026-11-25"), end: d("2026-11-25") },
+                DaySpec::Range {
+                    start: d("2026-11-25"),
+                    end: d("2026-11-25"),
+                },
                 Ok(vec!["2026-11-25"]),
             ),
-            (DaySpec::Lookback(3), Ok(vec!["2026-11-23", "2026-11-24", "2026-11-25"])),
+            (
+                DaySpec::Lookback(3),
+                Ok(vec!["2026-11-23", "2026-11-24", "2026-11-25"]),
+            ),
             (DaySpec::Lookback(1), Ok(vec!["2026-11-25"])),
             (DaySpec::Lookback(0), Err(())),
-            (DaySpec::Range { start: d("2026-11-22"), end: d("2026-11-20") }, Err(())),
-            (DaySpec::Range { start: d("2026-11-26"), end: d("2026-11-26") }, Err(())),
-            (DaySpec::Range { start: d("2023-03-31"), end: d("2023-04-02") }, Err(())),
+            (
+                DaySpec::Range {
+                    start: d("2026-11-22"),
+                    end: d("2026-11-20"),
+                },
+                Err(()),
+            ),
+            (
+                DaySpec::Range {
+                    start: d("2026-11-26"),
+                    end: d("2026-11-26"),
+                },
+                Err(()),
+            ),
+            (
+                DaySpec::Range {
+                    start: d("2023-03-31"),
+                    end: d("2023-04-02"),
+                },
+                Err(()),
+            ),
         ];
         for (spec, want) in cases {
-            let got = plan_days(&spec, bj(), now).map(|(days, _)| days).map_err(|_| ());
+            let got = plan_days(&spec, bj(), now)
+                .map(|(days, _)| days)
+                .map_err(|_| ());
             let want = want.map(|v| v.into_iter().map(d).collect::<Vec<_>>());
             assert_eq!(got, want, "{spec:?}");
         }
@@ -195,33 +224,61 @@ mod tests {
         // 20:00 UTC on the 25th is already 04:00 on the 26th in Beijing,
         // so the 25th is complete there but not in UTC.
         let now = t("2026-11-25T20:00:00Z");
-        let spec = DaySpec::Range { start: d("2026-11-25"), end: d("2026-11-25") };
+        let spec = DaySpec::Range {
+            start: d("2026-11-25"),
+            end: d("2026-11-25"),
+        };
         assert!(plan_days(&spec, bj(), now).is_ok());
         let err = plan_days(&spec, parse_offset("+00:00").unwrap(), now).unwrap_err();
         assert!(matches!(err, PlanError::Incomplete { .. }));
         assert!(err.to_string().contains("2026-11-25"), "{err}");
-        let (days, _) = plan_days(&DaySpec::Lookback(1), parse_offset("+00:00").unwrap(), now).unwrap();
+        let (days, _) =
+            plan_days(&DaySpec::Lookback(1), parse_offset("+00:00").unwrap(), now).unwrap();
         assert_eq!(days, vec![d("2026-11-24")]);
     }
 
     #[test]
     fn errors_name_the_day_and_flag() {
         let now = t("2026-11-26T06:00:00Z");
-        let e = plan_days(&DaySpec::Range { start: d("2023-03-01"), end: d("2023-04-02") }, bj(), now)
-            .unwrap_err()
-            .to_string();
+        let e = plan_days(
+            &DaySpec::Range {
+                start: d("2023-03-01"),
+                end: d("2023-04-02"),
+            },
+            bj(),
+            now,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("2023-03-01") && e.contains("2023-04-01"), "{e}");
-        let e = plan_days(&DaySpec::Range { start: d("2026-11-02"), end: d("2026-11-01") }, bj(), now)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("--end 2026-11-01") && e.contains("--start 2026-11-02"), "{e}");
+        let e = plan_days(
+            &DaySpec::Range {
+                start: d("2026-11-02"),
+                end: d("2026-11-01"),
+            },
+            bj(),
+            now,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("--end 2026-11-01") && e.contains("--start 2026-11-02"),
+            "{e}"
+        );
     }
 
     #[test]
     fn old_days_warn() {
         let now = t("2026-11-26T06:00:00Z");
-        let (days, warnings) =
-            plan_days(&DaySpec::Range { start: d("2026-08-01"), end: d("2026-08-03") }, bj(), now).unwrap();
+        let (days, warnings) = plan_days(
+            &DaySpec::Range {
+                start: d("2026-08-01"),
+                end: d("2026-08-03"),
+            },
+            bj(),
+            now,
+        )
+        .unwrap();
         assert_eq!(days.len(), 3);
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         let (_, warnings) = plan_days(&DaySpec::Lookback(3), bj(), now).unwrap();
@@ -235,8 +292,18 @@ mod tests {
         assert_eq!(day_end(day, bj()), t("2026-11-20T16:00:00Z"));
         assert!(!is_final(day, bj(), settle, t("2026-11-21T15:59:59Z")));
         assert!(is_final(day, bj(), settle, t("2026-11-21T16:00:00Z")));
-        assert!(is_final(day, bj(), std::time::Duration::ZERO, t("2026-11-20T16:00:00Z")));
-        assert!(!is_final(day, bj(), std::time::Duration::ZERO, t("2026-11-20T15:00:00Z")));
+        assert!(is_final(
+            day,
+            bj(),
+            std::time::Duration::ZERO,
+            t("2026-11-20T16:00:00Z")
+        ));
+        assert!(!is_final(
+            day,
+            bj(),
+            std::time::Duration::ZERO,
+            t("2026-11-20T15:00:00Z")
+        ));
     }
 
     #[test]
@@ -250,7 +317,10 @@ mod tests {
     #[test]
     fn offsets() {
         assert_eq!(parse_offset("+08:00").unwrap().local_minus_utc(), 8 * 3600);
-        assert_eq!(parse_offset("-05:30").unwrap().local_minus_utc(), -(5 * 3600 + 1800));
+        assert_eq!(
+            parse_offset("-05:30").unwrap().local_minus_utc(),
+            -(5 * 3600 + 1800)
+        );
         assert_eq!(parse_offset("UTC").unwrap().local_minus_utc(), 0);
         for bad in ["8", "+8:00", "+08", "08:00", "+25:00", "+08:60", ""] {
             assert!(parse_offset(bad).is_err(), "{bad}");

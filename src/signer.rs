@@ -152,7 +152,11 @@ pub fn parse_authorization(header: &str) -> Option<ParsedAuthorization> {
 
 /// Compares two hex signatures in constant time.
 pub fn signatures_match(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 #[cfg(test)]
@@ -254,8 +258,14 @@ mod tests {
             timestamp: 1,
         };
         assert!(canonical_request(&a).contains("\nhost:127.0.0.1:8080\n"));
-        let b = SignInput { host: "127.0.0.1", ..a };
-        assert_ne!(sign(&a, SECRET_KEY).signature, sign(&b, SECRET_KEY).signature);
+        let b = SignInput {
+            host: "127.0.0.1",
+            ..a
+        };
+        assert_ne!(
+            sign(&a, SECRET_KEY).signature,
+            sign(&b, SECRET_KEY).signature
+        );
     }
 
     #[test]

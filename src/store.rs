@@ -26,7 +26,7 @@ pub enum StoreError {
         action: &'static str,
         path: String,
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
 }
 
@@ -81,7 +81,8 @@ impl Destination {
             Some(p) => std::path::PathBuf::from(p),
             None => std::path::PathBuf::from(dest),
         };
-        std::fs::create_dir_all(&path).map_err(|e| fail(format!("cannot create directory: {e}")))?;
+        std::fs::create_dir_all(&path)
+            .map_err(|e| fail(format!("cannot create directory: {e}")))?;
         let store = LocalFileSystem::new_with_prefix(&path)
             .map_err(|e| fail(e.to_string()))?
             .with_automatic_cleanup(true);
@@ -132,7 +133,7 @@ impl Destination {
             dest: self.display.clone(),
             action,
             path: path.to_string(),
-            source,
+            source: Box::new(source),
         };
         let mut listing = self.store.list(Some(&self.root));
         listing

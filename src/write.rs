@@ -60,7 +60,9 @@ pub struct Encoded {
 /// zstd, page-level statistics, dictionary encoding where it pays.
 pub fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid level"),
+        ))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(1024 * 1024))
         .set_created_by(concat!("trtc-usage ", env!("CARGO_PKG_VERSION")).to_owned())
@@ -276,7 +278,14 @@ mod tests {
         let pdir = dir.path().join("app_id=7/usage_date=2026-11-20");
         std::fs::create_dir_all(&pdir).unwrap();
         std::fs::write(pdir.join("part-00001.parquet"), b"stale").unwrap();
-        let e = encode(b"RoomId,Audio\nr,1\n", SchemaContract::Evolve, "req", now(), 8).unwrap();
+        let e = encode(
+            b"RoomId,Audio\nr,1\n",
+            SchemaContract::Evolve,
+            "req",
+            now(),
+            8,
+        )
+        .unwrap();
         let m = commit(&dest, &call, e).await.unwrap();
         assert_eq!(m.rows, 1);
         let mut names: Vec<_> = std::fs::read_dir(&pdir)

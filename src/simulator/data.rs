@@ -22,12 +22,18 @@ fn seed(app_id: u64, day: NaiveDate) -> u64 {
 /// typical count is `rooms`. Every 11th (app, day) or so has none.
 pub fn room_count(app_id: u64, day: NaiveDate, rooms: u64) -> u64 {
     let s = seed(app_id, day);
-    if rooms == 0 || s % 11 == 0 {
+    if rooms == 0 || s.is_multiple_of(11) {
         return 0;
     }
     // Between 75% and 125% of the typical count, at least one.
     let spread = rooms / 2;
-    (rooms - rooms / 4 + if spread > 0 { (s >> 8) % (spread + 1) } else { 0 }).max(1)
+    (rooms - rooms / 4
+        + if spread > 0 {
+            (s >> 8) % (spread + 1)
+        } else {
+            0
+        })
+    .max(1)
 }
 
 /// A room id in one of the shapes real apps use: numeric, string, with
@@ -52,7 +58,7 @@ fn seconds(rng: &mut fastrand::Rng, max: u64, zero_pct: u32) -> u64 {
     ((r * r * r) * max as f64) as u64
 }
 
-/// Appends the rows of rooms `from..to` of `(app_id, day)` to `out`.
+/// Appends `count` rows of `(app_id, day)` to `out`.
 fn rows(app_id: u64, day: NaiveDate, count: u64, out: &mut String) {
     let mut rng = fastrand::Rng::with_seed(seed(app_id, day) ^ 0xA5A5);
     for i in 0..count {
@@ -73,7 +79,7 @@ fn rows(app_id: u64, day: NaiveDate, count: u64, out: &mut String) {
 pub fn day_csv(app_id: u64, day: NaiveDate, rooms: u64) -> String {
     let count = room_count(app_id, day, rooms);
     if count == 0 {
-        return if seed(app_id, day) % 2 == 0 {
+        return if seed(app_id, day).is_multiple_of(2) {
             String::new()
         } else {
             format!("{HEADER}\n")

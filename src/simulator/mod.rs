@@ -151,7 +151,9 @@ pub struct Simulator {
 
 impl std::fmt::Debug for Simulator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Simulator").field("addr", &self.addr).finish()
+        f.debug_struct("Simulator")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -222,12 +224,21 @@ impl Simulator {
 
     /// Adds a fault rule while running.
     pub fn inject(&self, rule: FaultRule) {
-        self.shared.lock().expect("sim lock").config.faults.push(rule);
+        self.shared
+            .lock()
+            .expect("sim lock")
+            .config
+            .faults
+            .push(rule);
     }
 
     /// Changes the simulator's clock offset while running.
     pub fn set_clock_offset(&self, secs: i64) {
-        self.shared.lock().expect("sim lock").config.clock_offset_secs = secs;
+        self.shared
+            .lock()
+            .expect("sim lock")
+            .config
+            .clock_offset_secs = secs;
     }
 }
 
@@ -290,13 +301,16 @@ fn authenticate(
     headers: &HeaderMap,
     body: &[u8],
     now: DateTime<Utc>,
-) -> Result<String, Response> {
-    let fail = |code: &str, msg: &str| Err(api_error(now, code, msg));
+) -> Result<String, (&'static str, &'static str)> {
+    let fail = |code: &'static str, msg: &'static str| Err((code, msg));
     let Some(auth) = header(headers, "authorization") else {
         return fail("AuthFailure.MFAFailure", "Authorization header is missing.");
     };
     let Some(parsed) = signer::parse_authorization(auth) else {
-        return fail("AuthFailure.InvalidAuthorization", "Authorization is malformed.");
+        return fail(
+            "AuthFailure.InvalidAuthorization",
+            "Authorization is malformed.",
+        );
     };
     let Some(timestamp) = header(headers, "x-tc-timestamp").and_then(|t| t.parse::<i64>().ok())
     else {
@@ -309,7 +323,10 @@ fn authenticate(
         );
     }
     let Some(secret_key) = config.keys.get(&parsed.secret_id) else {
-        return fail("AuthFailure.SecretIdNotFound", "The SecretId does not exist.");
+        return fail(
+            "AuthFailure.SecretIdNotFound",
+            "The SecretId does not exist.",
+        );
     };
     let content_type = header(headers, "content-type").unwrap_or("");
     let host = header(headers, "host").unwrap_or("");
@@ -328,12 +345,18 @@ fn authenticate(
         || parsed.date != signer::utc_date(timestamp)
         || !signer::signatures_match(&parsed.signature, &expected.signature)
     {
-        return fail("AuthFailure.SignatureFailure", "The signature does not match.");
+        return fail(
+            "AuthFailure.SignatureFailure",
+            "The signature does not match.",
+        );
     }
-    if let Some(token) = &config.token {
-        if header(headers, "x-tc-token") != Some(token.as_str()) {
-            return fail("AuthFailure.TokenFailure", "The token is missing or invalid.");
-        }
+    if let Some(token) = &config.token
+        && header(headers, "x-tc-token") != Some(token.as_str())
+    {
+        return fail(
+            "AuthFailure.TokenFailure",
+            "The token is missing or invalid.",
+        );
     }
     Ok(parsed.secret_id)
 }
@@ -342,7 +365,11 @@ fn parse_time(s: &str) -> Option<NaiveDateTime> {
     NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").ok()
 }
 
-fn take_fault(config: &mut SimConfig, app_id: Option<u64>, day: Option<NaiveDate>) -> Option<Fault> {
+fn take_fault(
+    config: &mut SimConfig,
+    app_id: Option<u64>,
+    day: Option<NaiveDate>,
+) -> Option<Fault> {
     let rule = config.faults.iter_mut().find(|r| {
         r.times > 0
             && r.app_id.is_none_or(|a| Some(a) == app_id)
@@ -361,7 +388,11 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
         inner.stats.requests += 1;
         let now = Utc::now() + chrono::Duration::seconds(inner.config.clock_offset_secs);
         if header(&headers, "x-tc-action") != Some(crate::api::ACTION) {
-            return api_error(now, "InvalidAction", "Only DescribeTrtcRoomUsage is simulated.");
+            return api_error(
+                now,
+                "InvalidAction",
+                "Only DescribeTrtcRoomUsage is simulated.",
+            );
         }
         if header(&headers, "x-tc-version") != Some(crate::api::VERSION) {
             return api_error(now, "InvalidParameter", "X-TC-Version must be 2019-07-22.");
@@ -372,18 +403,18 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
         }
         let secret_id = match authenticate(&inner.config, &headers, &body, now) {
             Ok(id) => id,
-            Err(resp) => {
+            Err((code, message)) => {
                 inner.stats.auth_failures += 1;
-                return resp;
+                return api_error(now, code, message);
             }
         };
         let interval = inner.config.interval;
-        if let Some(last) = inner.last_admitted.get(&secret_id) {
-            if arrived.duration_since(*last) < interval {
-                inner.stats.throttled += 1;
-                let code = inner.config.throttle_code.clone();
-                return api_error(now, &code, "The API was called too often.");
-            }
+        if let Some(last) = inner.last_admitted.get(&secret_id)
+            && arrived.duration_since(*last) < interval
+        {
+            inner.stats.throttled += 1;
+            let code = inner.config.throttle_code.clone();
+            return api_error(now, &code, "The API was called too often.");
         }
         inner.last_admitted.insert(secret_id, arrived);
         inner.stats.admitted_at.push(arrived);
@@ -407,11 +438,7 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
         }
         Some(Fault::Http(status)) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-            return (
-                status,
-                "<html><body><h1>502 Bad Gateway</h1></body></html>",
-            )
-                .into_response();
+            return (status, "<html><body><h1>502 Bad Gateway</h1></body></html>").into_response();
         }
         Some(Fault::NotJson) => {
             return (StatusCode::OK, "<html>maintenance</html>").into_response();
@@ -438,7 +465,11 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
             {
                 let mut inner = shared.lock().expect("sim lock");
                 inner.stats.served += 1;
-                *inner.stats.served_by_partition.entry((app, day)).or_default() += 1;
+                *inner
+                    .stats
+                    .served_by_partition
+                    .entry((app, day))
+                    .or_default() += 1;
             }
             json_response(
                 now,
@@ -475,13 +506,13 @@ fn evaluate(
             "Data exists from 2023-04-01 only.".into(),
         ));
     }
-    if let Some(apps) = &config.apps {
-        if !apps.contains(&request.sdk_app_id) {
-            return Err((
-                "FailedOperation.SdkAppIdNotExist",
-                format!("SdkAppId {} does not exist.", request.sdk_app_id),
-            ));
-        }
+    if let Some(apps) = &config.apps
+        && !apps.contains(&request.sdk_app_id)
+    {
+        return Err((
+            "FailedOperation.SdkAppIdNotExist",
+            format!("SdkAppId {} does not exist.", request.sdk_app_id),
+        ));
     }
     let day = start.date();
     let today = Utc::now().with_timezone(&config.utc_offset).date_naive();

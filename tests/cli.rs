@@ -1,0 +1,159 @@
+//! The command line's contract: usage errors, dry runs, credentials, logs.
+
+use crate::util::*;
+
+fn no_calls_and_code_2(args: &[&str], needle: &str) {
+    let sim = start_sim(sim_config());
+    let dest = TestDest::local();
+    let r = run(cmd(&sim, &dest), args);
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains(needle),
+        "want {needle:?} in:\n{}",
+        r.stderr
+    );
+    assert_eq!(
+        r.stderr.trim().lines().count(),
+        1,
+        "one clear line:\n{}",
+        r.stderr
+    );
+    assert_eq!(sim.stats().requests, 0, "no API call before a usage error");
+    assert!(object_names(&dest).is_empty());
+}
+
+#[test]
+fn usage_errors_exit_2_before_any_call() {
+    let d = days_ago(5).to_string();
+    let later = days_ago(3).to_string();
+    no_calls_and_code_2(&["--app-id", "1", "--date", &d, "--start", &d], "--date");
+    no_calls_and_code_2(
+        &["--app-id", "1", "--start", &later, "--end", &d],
+        "is before --start",
+    );
+    no_calls_and_code_2(&["--app-id", "1", "--date", "2023-03-31"], "2023-04-01");
+    no_calls_and_code_2(&["--app-id", "1", "--date", "2026-13-01"], "YYYY-MM-DD");
+    no_calls_and_code_2(
+        &["--app-id", "1", "--date", &days_ago(-1).to_string()],
+        "not complete yet",
+    );
+    no_calls_and_code_2(&["--app-id", "1", "--utc-offset", "8"], "--utc-offset");
+    no_calls_and_code_2(
+        &["--app-id", "1", "--min-interval", "soon"],
+        "--min-interval",
+    );
+    no_calls_and_code_2(
+        &["--app-id", "1", "--endpoint", "http://trtc.example.com"],
+        "--allow-insecure-endpoint",
+    );
+    no_calls_and_code_2(&["--date", &d], "--app-id");
+}
+
+#[test]
+fn missing_credentials_name_what_to_set() {
+    let sim = start_sim(sim_config());
+    let dest = TestDest::local();
+    let mut c = cmd(&sim, &dest);
+    c.env_remove("TENCENTCLOUD_SECRET_ID")
+        .env_remove("TENCENTCLOUD_SECRET_KEY");
+    let r = run(c, &["--app-id", "1", "--date", &days_ago(5).to_string()]);
+    r.assert_code(2);
+    assert!(r.stderr.contains("TENCENTCLOUD_SECRET_ID"), "{}", r.stderr);
+    assert_eq!(sim.stats().requests, 0);
+
+    let mut c = cmd(&sim, &dest);
+    c.env("TENCENTCLOUD_SECRET_KEY", "");
+    let r = run(c, &["--app-id", "1", "--date", &days_ago(5).to_string()]);
+    r.assert_code(2);
+    assert!(
+        r.stderr
+            .contains("TENCENTCLOUD_SECRET_KEY is set but empty"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn dry_run_needs_no_credentials_and_touches_nothing() {
+    let sim = start_sim(sim_config());
+    let dest = TestDest::local();
+    let mut c = cmd(&sim, &dest);
+    c.env_remove("TENCENTCLOUD_SECRET_ID")
+        .env_remove("TENCENTCLOUD_SECRET_KEY");
+    c.env("TRTC_MIN_INTERVAL", "15s");
+    let r = run(
+        c,
+        &[
+            "--app-id",
+            "1,2",
+            "--start",
+            &days_ago(12).to_string(),
+            "--end",
+            &days_ago(10).to_string(),
+            "--dry-run",
+        ],
+    );
+    r.assert_code(0);
+    assert!(r.stdout.contains("6 partition(s)"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("6 API call(s) at one per 15s: about 1m 15s"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(sim.stats().requests, 0);
+    assert!(object_names(&dest).is_empty());
+}
+
+#[test]
+fn lookback_defaults_to_three_complete_days() {
+    let sim = start_sim(sim_config());
+    let dest = TestDest::local();
+    run(cmd(&sim, &dest), &["--app-id", &APP_A.to_string()]).assert_code(0);
+    let days: Vec<_> = (1..=3).rev().map(days_ago).collect();
+    assert_eq!(object_names(&dest), expected_layout(&[APP_A], &days));
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_and_stdout_is_the_summary() {
+    let sim = start_sim(sim_config());
+    let dest = TestDest::local();
+    let summary_file = tmp_path("summary.json");
+    let r = run(
+        cmd(&sim, &dest),
+        &[
+            "--app-id",
+            &APP_A.to_string(),
+            "--date",
+            &days_ago(4).to_string(),
+            "--log-format",
+            "json",
+            "--summary-file",
+            summary_file.to_str().unwrap(),
+        ],
+    );
+    r.assert_code(0);
+    for line in r.stderr.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            v.get("level").is_some() && v.get("message").is_some(),
+            "{line}"
+        );
+    }
+    let wrote = r
+        .stderr
+        .lines()
+        .find(|l| l.contains("Wrote partition."))
+        .expect("a partition line");
+    let v: serde_json::Value = serde_json::from_str(wrote).unwrap();
+    assert_eq!(v["app_id"], APP_A);
+    assert!(v["rows"].is_u64() && v["request_id"].is_string(), "{wrote}");
+    let s: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(s["status"], "ok");
+    assert_eq!(s["written"], 1);
+    assert_eq!(s["calls"], 1);
+    let f: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary_file).unwrap()).unwrap();
+    assert_eq!(f, s);
+}

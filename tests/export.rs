@@ -1,0 +1,273 @@
+//! The export job end to end: the real binary against the simulator, on
+//! local disk and on S3 (one body of scenarios, run against both).
+
+use trtc_usage::simulator::{Fault, FaultRule};
+
+use crate::util::*;
+
+/// Runs each scenario against local disk and against S3.
+macro_rules! on_every_destination {
+    ($($name:ident),* $(,)?) => {
+        mod local {
+            $( #[test] fn $name() { super::$name(crate::util::TestDest::local()) } )*
+        }
+        mod s3 {
+            $( #[test] fn $name() {
+                if let Some(d) = crate::util::TestDest::s3() { super::$name(d) }
+            } )*
+        }
+    };
+}
+
+on_every_destination!(
+    two_apps_three_days,
+    rerun_makes_no_calls_and_force_replaces,
+    retries_throttle_502_and_internal_error,
+    bad_credentials_stop_the_run_and_write_nothing,
+    unknown_app_fails_only_that_app,
+    bad_csv_value_fails_only_that_partition,
+    unknown_column_evolves_then_freezes,
+);
+
+fn two_apps_three_days(dest: TestDest) {
+    let sim = start_sim(sim_config());
+    let (start, end) = (days_ago(12), days_ago(10));
+    let days: Vec<_> = start.iter_days().take(3).collect();
+    let mut args = vec!["--app-id".to_owned(), apps_arg(&[APP_A, APP_B])];
+    args.extend(day_args(start, end));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = run(cmd(&sim, &dest), &args);
+    r.assert_code(0);
+    assert_eq!(object_names(&dest), expected_layout(&[APP_A, APP_B], &days));
+    for app in [APP_A, APP_B] {
+        for &day in &days {
+            let (got, _) = read_partition(&dest, app, day);
+            let want = sim_totals(app, day, 30);
+            assert_eq!(got, want, "{app} {day}");
+            let m = read_manifest(&dest, app, day);
+            assert_eq!(m.rows, want.rows);
+            assert_eq!(m.start_time, format!("{day} 00:00"));
+            assert_eq!(m.end_time, format!("{day} 23:59"));
+            assert_eq!(m.app_id, app);
+            assert!(!m.request_id.is_empty());
+        }
+    }
+    let stats = sim.stats();
+    assert_eq!(stats.requests, 6, "exactly one call per partition");
+    assert_eq!(stats.served, 6);
+    assert_eq!(stats.throttled, 0);
+    assert!(stats.served_by_partition.values().all(|n| *n == 1));
+    // Calls are spaced by at least the interval.
+    for w in stats.admitted_at.windows(2) {
+        assert!(w[1] - w[0] >= std::time::Duration::from_millis(INTERVAL_MS));
+    }
+    assert!(
+        r.stdout.starts_with("trtc-usage: ok: 6 written"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(r.stdout.lines().count(), 1, "stdout is only the summary");
+}
+
+fn rerun_makes_no_calls_and_force_replaces(dest: TestDest) {
+    let sim = start_sim(sim_config());
+    let (start, end) = (days_ago(20), days_ago(19));
+    let days: Vec<_> = start.iter_days().take(2).collect();
+    let mut args = vec!["--app-id".to_owned(), APP_A.to_string()];
+    args.extend(day_args(start, end));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(cmd(&sim, &dest), &args).assert_code(0);
+    let first = objects(&dest);
+    assert_eq!(sim.stats().requests, 2);
+
+    let r = run(cmd(&sim, &dest), &args);
+    r.assert_code(0);
+    assert_eq!(
+        sim.stats().requests,
+        2,
+        "final partitions are not fetched again"
+    );
+    assert_eq!(objects(&dest), first, "files unchanged");
+    assert!(
+        r.stdout.contains("0 written, 2 skipped (final)"),
+        "{}",
+        r.stdout
+    );
+
+    let mut forced = args.clone();
+    forced.push("--force");
+    // A new process has a fresh pacer; the simulator remembers the last call.
+    std::thread::sleep(std::time::Duration::from_millis(2 * INTERVAL_MS));
+    run(cmd(&sim, &dest), &forced).assert_code(0);
+    assert_eq!(sim.stats().requests, 4);
+    let after = objects(&dest);
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        first.keys().collect::<Vec<_>>(),
+        "no duplicate or stale object"
+    );
+    for &day in &days {
+        let before: trtc_usage::manifest::Manifest = serde_json::from_slice(
+            &first[&format!("app_id={APP_A}/usage_date={day}/_manifest.json")],
+        )
+        .unwrap();
+        let m = read_manifest(&dest, APP_A, day);
+        assert_ne!(m.request_id, before.request_id, "replaced by the new call");
+        let (got, _) = read_partition(&dest, APP_A, day);
+        assert_eq!(
+            got,
+            sim_totals(APP_A, day, 30),
+            "exactly the new rows, no duplicates"
+        );
+    }
+}
+
+fn retries_throttle_502_and_internal_error(dest: TestDest) {
+    let sim = start_sim(sim_config());
+    sim.inject(FaultRule::next(
+        1,
+        Fault::ApiError("OperationDenied.FreqOverLimit".into()),
+    ));
+    sim.inject(FaultRule::next(1, Fault::Http(502)));
+    sim.inject(FaultRule::next(1, Fault::ApiError("InternalError".into())));
+    let day = days_ago(15);
+    let r = run(
+        cmd(&sim, &dest),
+        &["--app-id", &APP_A.to_string(), "--date", &day.to_string()],
+    );
+    r.assert_code(0);
+    let (got, _) = read_partition(&dest, APP_A, day);
+    assert_eq!(got, sim_totals(APP_A, day, 30));
+    let stats = sim.stats();
+    assert_eq!(stats.requests, 4);
+    assert_eq!(stats.throttled, 0, "the pacer never calls too fast");
+    assert!(
+        r.stdout.contains("4 calls (3 retries, 1 throttled)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stderr.contains("OperationDenied.FreqOverLimit") && r.stderr.contains("502"),
+        "{}",
+        r.stderr
+    );
+}
+
+fn bad_credentials_stop_the_run_and_write_nothing(dest: TestDest) {
+    let sim = start_sim(sim_config());
+    let mut c = cmd(&sim, &dest);
+    c.env("TENCENTCLOUD_SECRET_KEY", "wrong-key");
+    let r = run(
+        c,
+        &[
+            "--app-id",
+            &apps_arg(&[APP_A, APP_B]),
+            "--start",
+            &days_ago(12).to_string(),
+            "--end",
+            &days_ago(10).to_string(),
+        ],
+    );
+    r.assert_code(2);
+    assert_eq!(
+        sim.stats().requests,
+        1,
+        "the run stops at the first fatal answer"
+    );
+    assert!(object_names(&dest).is_empty(), "nothing written");
+    assert!(
+        r.stderr.contains("AuthFailure.SignatureFailure") && r.stderr.contains("RequestId"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stdout.contains("fatal error") && r.stdout.contains("6 not attempted"),
+        "{}",
+        r.stdout
+    );
+}
+
+fn unknown_app_fails_only_that_app(dest: TestDest) {
+    let mut config = sim_config();
+    config.apps = Some(vec![APP_A]);
+    let sim = start_sim(config);
+    let (start, end) = (days_ago(12), days_ago(10));
+    let days: Vec<_> = start.iter_days().take(3).collect();
+    let mut args = vec!["--app-id".to_owned(), apps_arg(&[APP_A, APP_B])];
+    args.extend(day_args(start, end));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = run(cmd(&sim, &dest), &args);
+    r.assert_code(1);
+    assert_eq!(object_names(&dest), expected_layout(&[APP_A], &days));
+    assert_eq!(
+        sim.stats().requests,
+        4,
+        "3 for app A, 1 for the unknown app B"
+    );
+    assert!(
+        r.stderr.contains("FailedOperation.SdkAppIdNotExist"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stdout.contains("3 written, 0 skipped (final), 3 failed"),
+        "{}",
+        r.stdout
+    );
+}
+
+fn bad_csv_value_fails_only_that_partition(dest: TestDest) {
+    let sim = start_sim(sim_config());
+    let (start, end) = (days_ago(12), days_ago(10));
+    let bad_day = days_ago(11);
+    sim.inject(FaultRule::always(
+        Some(APP_A),
+        Some(bad_day),
+        Fault::Data("RoomId,Audio,SD,hd,FullHD,2K,4K\nr1,1,2,3,4,5,6\nr2,1,-5,0,0,0,0\n".into()),
+    ));
+    let mut args = vec!["--app-id".to_owned(), APP_A.to_string()];
+    args.extend(day_args(start, end));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = run(cmd(&sim, &dest), &args);
+    r.assert_code(1);
+    assert_eq!(
+        object_names(&dest),
+        expected_layout(&[APP_A], &[days_ago(12), days_ago(10)])
+    );
+    assert!(
+        r.stderr.contains("CSV line 3, column 'SD'") && r.stderr.contains(&bad_day.to_string()),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(sim.stats().requests, 3, "a data error is not retried");
+}
+
+fn unknown_column_evolves_then_freezes(dest: TestDest) {
+    let sim = start_sim(sim_config());
+    let day = days_ago(14);
+    sim.inject(FaultRule::always(
+        Some(APP_A),
+        Some(day),
+        Fault::Data("RoomId,Audio,SD,hd,FullHD,2K,4K,8K\nr1,1,2,3,4,5,6,7\n".into()),
+    ));
+    let args = ["--app-id", &APP_A.to_string(), "--date", &day.to_string()];
+    let r = run(cmd(&sim, &dest), &args);
+    r.assert_code(0);
+    assert!(
+        r.stderr.contains("unknown column") && r.stderr.contains("8K"),
+        "{}",
+        r.stderr
+    );
+    let (_, batches) = read_partition(&dest, APP_A, day);
+    let schema = batches[0].schema();
+    assert_eq!(schema.fields().last().unwrap().name(), "extra_8k_seconds");
+    let m = read_manifest(&dest, APP_A, day);
+    assert_eq!(m.extra_columns, vec!["extra_8k_seconds"]);
+    assert!(m.columns_found.contains(&"8K".to_owned()));
+
+    let mut frozen = args.to_vec();
+    frozen.extend(["--force", "--schema-contract", "freeze"]);
+    let r = run(cmd(&sim, &dest), &frozen);
+    r.assert_code(1);
+    assert!(r.stderr.contains("unknown column '8K'"), "{}", r.stderr);
+}

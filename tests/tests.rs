@@ -1,0 +1,6 @@
+//! Integration tests, one binary: the real `trtc-usage` driven against the
+//! bundled simulator, as a user would.
+
+mod cli;
+mod export;
+mod util;
