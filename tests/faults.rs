@@ -1,0 +1,549 @@
+//! The fault matrix: every fault the real world throws, injected, with what
+//! the job must do about it.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use trtc_usage::simulator::{Fault, FaultRule};
+
+use crate::util::*;
+
+fn one_day_args(day: chrono::NaiveDate) -> Vec<String> {
+    vec![
+        "--app-id".into(),
+        APP_A.to_string(),
+        "--date".into(),
+        day.to_string(),
+    ]
+}
+
+fn as_strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// One day with `fault` injected on its first attempt: retried, written.
+fn recovers_from(fault: Fault, extra: &[&str]) -> Run {
+    let sim = start_sim(sim_config());
+    sim.inject(FaultRule::next(1, fault));
+    let dest = TestDest::local();
+    let day = days_ago(9);
+    let mut args = one_day_args(day);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let r = run(cmd(&sim, &dest), &as_strs(&args));
+    r.assert_code(0);
+    let (got, _) = read_partition(&dest, APP_A, day);
+    assert_eq!(got, sim_totals(APP_A, day, 30));
+    assert_eq!(sim.stats().served, 1);
+    assert_eq!(sim.stats().throttled, 0);
+    r
+}
+
+#[test]
+fn freq_over_limit_is_retried_after_an_interval() {
+    let r = recovers_from(Fault::ApiError("OperationDenied.FreqOverLimit".into()), &[]);
+    assert!(r.stdout.contains("1 throttled"), "{}", r.stdout);
+}
+
+#[test]
+fn request_limit_exceeded_family_is_retried() {
+    recovers_from(Fault::ApiError("RequestLimitExceeded".into()), &[]);
+    let r = recovers_from(
+        Fault::ApiError("RequestLimitExceeded.UinLimitExceeded".into()),
+        &[],
+    );
+    assert!(r.stdout.contains("1 throttled"), "{}", r.stdout);
+}
+
+#[test]
+fn http_502_and_503_are_retried() {
+    recovers_from(Fault::Http(502), &[]);
+    recovers_from(Fault::Http(503), &[]);
+}
+
+#[test]
+fn internal_errors_are_retried() {
+    recovers_from(Fault::ApiError("InternalError".into()), &[]);
+    recovers_from(Fault::ApiError("InternalError.DBError".into()), &[]);
+}
+
+#[test]
+fn dropped_connection_is_retried() {
+    let r = recovers_from(Fault::DropConnection, &[]);
+    assert!(r.stderr.contains("network error"), "{}", r.stderr);
+}
+
+#[test]
+fn slow_response_times_out_and_is_retried() {
+    let r = recovers_from(
+        Fault::Delay(Duration::from_secs(3)),
+        &["--request-timeout", "300ms"],
+    );
+    assert!(r.stderr.contains("timed out"), "{}", r.stderr);
+}
+
+#[test]
+fn body_that_is_not_json_is_retried() {
+    let r = recovers_from(Fault::NotJson, &[]);
+    assert!(r.stderr.contains("not the API's JSON"), "{}", r.stderr);
+}
+
+#[test]
+fn the_simulators_own_rate_limit_is_respected_with_either_code() {
+    for code in ["OperationDenied.FreqOverLimit", "RequestLimitExceeded"] {
+        let mut config = sim_config();
+        config.throttle_code = code.into();
+        config.interval = Duration::from_millis(300);
+        let sim = start_sim(config);
+        let dest = TestDest::local();
+        // The client paces faster than the server allows: every other call
+        // is throttled and retried after at least one interval.
+        let mut c = cmd(&sim, &dest);
+        c.env("TRTC_MIN_INTERVAL", "100ms");
+        let r = run(
+            c,
+            &[
+                "--app-id",
+                &APP_A.to_string(),
+                "--start",
+                &days_ago(8).to_string(),
+                "--end",
+                &days_ago(6).to_string(),
+            ],
+        );
+        r.assert_code(0);
+        let stats = sim.stats();
+        assert_eq!(stats.served, 3);
+        assert!(stats.throttled >= 1, "{code}");
+        for w in stats.admitted_at.windows(2) {
+            assert!(w[1] - w[0] >= Duration::from_millis(300));
+        }
+        assert!(r.stderr.contains(code), "{}", r.stderr);
+    }
+}
+
+#[test]
+fn retries_are_bounded() {
+    let sim = start_sim(sim_config());
+    let day = days_ago(9);
+    sim.inject(FaultRule::always(Some(APP_A), Some(day), Fault::Http(502)));
+    let dest = TestDest::local();
+    let mut args = vec!["--app-id".to_owned(), APP_A.to_string()];
+    args.extend(day_args(days_ago(10), day));
+    args.extend(["--max-attempts".into(), "3".into()]);
+    let r = run(cmd(&sim, &dest), &as_strs(&args));
+    r.assert_code(1);
+    assert_eq!(sim.stats().requests, 1 + 3);
+    assert!(
+        r.stderr.contains("after 3 attempts") && r.stderr.contains("502"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        object_names(&dest),
+        expected_layout(&[APP_A], &[days_ago(10)])
+    );
+}
+
+#[test]
+fn auth_failure_exits_2_at_once_and_writes_nothing() {
+    let sim = start_sim(sim_config());
+    sim.inject(FaultRule::next(
+        1,
+        Fault::ApiError("AuthFailure.UnauthorizedOperation".into()),
+    ));
+    let dest = TestDest::local();
+    let mut args = vec!["--app-id".to_owned(), apps_arg(&[APP_A, APP_B])];
+    args.extend(day_args(days_ago(10), days_ago(8)));
+    let r = run(cmd(&sim, &dest), &as_strs(&args));
+    r.assert_code(2);
+    assert_eq!(sim.stats().requests, 1);
+    assert!(object_names(&dest).is_empty());
+    assert!(
+        r.stderr.contains("AuthFailure.UnauthorizedOperation") && r.stderr.contains("RequestId"),
+        "{}",
+        r.stderr
+    );
+
+    // Unknown SecretId, from the simulator's own check.
+    let mut c = cmd(&sim, &dest);
+    c.env("TENCENTCLOUD_SECRET_ID", "AKIDunknown");
+    let r = run(c, &as_strs(&args));
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("AuthFailure.SecretIdNotFound"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn invalid_parameter_fails_one_day_and_the_rest_finish() {
+    let sim = start_sim(sim_config());
+    let bad = days_ago(9);
+    sim.inject(FaultRule::always(
+        Some(APP_A),
+        Some(bad),
+        Fault::ApiError("InvalidParameter".into()),
+    ));
+    let dest = TestDest::local();
+    let mut args = vec!["--app-id".to_owned(), APP_A.to_string()];
+    args.extend(day_args(days_ago(10), days_ago(8)));
+    let r = run(cmd(&sim, &dest), &as_strs(&args));
+    r.assert_code(1);
+    assert_eq!(sim.stats().requests, 3, "a bad request is not retried");
+    assert_eq!(
+        object_names(&dest),
+        expected_layout(&[APP_A], &[days_ago(10), days_ago(8)])
+    );
+    assert!(
+        r.stderr.contains("InvalidParameter") && r.stderr.contains(&bad.to_string()),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn clock_ten_minutes_off_is_corrected_from_the_date_header() {
+    let mut config = sim_config();
+    config.clock_offset_secs = 600;
+    let sim = start_sim(config);
+    let dest = TestDest::local();
+    let mut args = vec!["--app-id".to_owned(), APP_A.to_string()];
+    args.extend(day_args(days_ago(10), days_ago(9)));
+    let r = run(cmd(&sim, &dest), &as_strs(&args));
+    r.assert_code(0);
+    assert_eq!(sim.stats().served, 2);
+    assert_eq!(
+        sim.stats().auth_failures,
+        1,
+        "one SignatureExpire, then corrected for the run"
+    );
+    assert!(
+        r.stderr.contains("skew_secs=") && r.stderr.contains("Check the clock"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn bad_data_fails_the_partition_naming_line_and_column() {
+    let cases: [(&str, &str); 5] = [
+        (
+            "RoomId,Audio,SD,hd,FullHD,2K,4K\nr1,1,2,3,x,5,6\n",
+            "CSV line 2, column 'FullHD'",
+        ),
+        (
+            "RoomId,Audio,SD,hd,FullHD,2K,4K\nr1,1,2\n",
+            "CSV line 2 has 3 fields but the header has 7",
+        ),
+        (
+            "RoomId,Audio,SD,hd,FullHD,2K,4K\nr1,1,2,3,4,5,6\nr2,1,2,3,4,5,-1\n",
+            "CSV line 3, column '4K'",
+        ),
+        (
+            "RoomId,Audio,SD,hd,FullHD,2K,4K\nr1,1,2,3,4,5,99999999999999999999\n",
+            "CSV line 2, column '4K'",
+        ),
+        ("Audio,SD\n1,2\n", "no RoomId column"),
+    ];
+    for (csv, needle) in cases {
+        let sim = start_sim(sim_config());
+        let day = days_ago(9);
+        sim.inject(FaultRule::always(None, None, Fault::Data(csv.into())));
+        let dest = TestDest::local();
+        let r = run(cmd(&sim, &dest), &as_strs(&one_day_args(day)));
+        r.assert_code(1);
+        assert!(r.stderr.contains(needle), "want {needle:?}:\n{}", r.stderr);
+        assert!(r.stderr.contains("RequestId"), "{}", r.stderr);
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+        assert!(object_names(&dest).is_empty());
+    }
+}
+
+#[test]
+fn unknown_column_under_freeze_and_huge_room_id_fail() {
+    let huge = format!("RoomId,Audio\n{},1\n", "r".repeat(100_000));
+    for (csv, extra, needle) in [
+        (
+            "RoomId,Audio,SD,hd,FullHD,2K,4K,VR\nr,1,1,1,1,1,1,1\n".to_owned(),
+            "freeze",
+            "unknown column 'VR'",
+        ),
+        (
+            huge,
+            "evolve",
+            "CSV line 2, column 'RoomId': room id is 100000 bytes",
+        ),
+    ] {
+        let sim = start_sim(sim_config());
+        sim.inject(FaultRule::always(None, None, Fault::Data(csv)));
+        let dest = TestDest::local();
+        let mut args = one_day_args(days_ago(9));
+        args.extend(["--schema-contract".into(), extra.into()]);
+        let r = run(cmd(&sim, &dest), &as_strs(&args));
+        r.assert_code(1);
+        assert!(r.stderr.contains(needle), "want {needle:?}:\n{}", r.stderr);
+    }
+}
+
+#[test]
+fn secrets_never_appear_even_at_trace() {
+    const KEY: &str = "sEcReTkEyThatMustNeverLeak0123456";
+    const TOKEN: &str = "tOkEnThatMustNeverLeakEither98765";
+    let mut config = sim_config();
+    config.keys = [("AKIDleaktest".to_owned(), KEY.to_owned())].into();
+    config.token = Some(TOKEN.into());
+    let sim = start_sim(config);
+    sim.inject(FaultRule::next(1, Fault::Http(502)));
+    let dest = TestDest::local();
+    let mut c = cmd(&sim, &dest);
+    c.env("TENCENTCLOUD_SECRET_ID", "AKIDleaktest")
+        .env("TENCENTCLOUD_SECRET_KEY", KEY)
+        .env("TENCENTCLOUD_SESSION_TOKEN", TOKEN)
+        .env("RUST_LOG", "trace");
+    let r = run(c, &as_strs(&one_day_args(days_ago(9))));
+    r.assert_code(0);
+    for out in [&r.stdout, &r.stderr] {
+        assert!(!out.contains(KEY), "secret key leaked");
+        assert!(!out.contains(TOKEN), "token leaked");
+        assert!(!out.contains("Signature="), "signature leaked");
+        assert!(
+            !out.to_lowercase().contains("x-tc-token"),
+            "token header leaked"
+        );
+    }
+    assert!(
+        r.stderr.contains("TRACE") || r.stderr.contains("DEBUG"),
+        "trace logging was on"
+    );
+}
+
+#[test]
+fn plain_http_to_a_remote_host_is_refused_unless_allowed() {
+    let sim = start_sim(sim_config());
+    let dest = TestDest::local();
+    let mut c = cmd(&sim, &dest);
+    c.env("TRTC_ENDPOINT", "http://trtc.example.com");
+    let r = run(c, &as_strs(&one_day_args(days_ago(9))));
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("--allow-insecure-endpoint"),
+        "{}",
+        r.stderr
+    );
+    // Allowed, the run gets as far as the network (no such host here).
+    let mut c = cmd(&sim, &dest);
+    c.env("TRTC_ENDPOINT", "http://127.0.0.2:9")
+        .env("TRTC_MAX_ATTEMPTS", "1");
+    let r = run(
+        c,
+        &[
+            "--allow-insecure-endpoint",
+            "--app-id",
+            "1",
+            "--date",
+            &days_ago(9).to_string(),
+        ],
+    );
+    r.assert_code(1);
+}
+
+/// Starts a run in the background; returns the child and a channel of its
+/// stderr lines.
+fn spawn_run(
+    sim: &trtc_usage::simulator::Simulator,
+    dest: &TestDest,
+    args: &[String],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    let mut c = cmd(sim, dest);
+    c.arg("export")
+        .args(args)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+fn wait_with_deadline(child: &mut std::process::Child, deadline: Duration) -> i32 {
+    let t0 = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code().unwrap_or(-1);
+        }
+        assert!(t0.elapsed() < deadline, "did not stop within {deadline:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Every partition visible is complete: a readable file, and a manifest
+/// that matches it whenever there is one.
+fn assert_consistent(dest: &TestDest) {
+    use sha2::Digest;
+    let objs = objects(dest);
+    for (name, bytes) in &objs {
+        if name.ends_with(".parquet") {
+            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                bytes::Bytes::from(bytes.clone()),
+            )
+            .unwrap_or_else(|e| panic!("{name} unreadable: {e}"))
+            .build()
+            .unwrap();
+            for b in reader {
+                b.unwrap_or_else(|e| panic!("{name} unreadable: {e}"));
+            }
+        }
+        if name.ends_with("_manifest.json") {
+            let m: trtc_usage::manifest::Manifest = serde_json::from_slice(bytes).unwrap();
+            let part = name.replace("_manifest.json", "part-00000.parquet");
+            let file = objs
+                .get(&part)
+                .unwrap_or_else(|| panic!("manifest without file: {name}"));
+            assert_eq!(
+                m.file.sha256,
+                hex::encode(sha2::Sha256::digest(file)),
+                "{name}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sigterm_while_waiting_stops_within_5s_and_says_what_is_left() {
+    let mut config = sim_config();
+    config.interval = Duration::from_secs(10);
+    let sim = start_sim(config);
+    let dest = TestDest::local();
+    let mut args = vec![
+        "--app-id".to_owned(),
+        APP_A.to_string(),
+        "--min-interval".into(),
+        "10s".into(),
+    ];
+    args.extend(day_args(days_ago(12), days_ago(9)));
+    let (mut child, lines) = spawn_run(&sim, &dest, &args);
+    let mut seen = Vec::new();
+    for line in lines.iter() {
+        let wrote = line.contains("Wrote partition.");
+        seen.push(line);
+        if wrote {
+            break;
+        }
+    }
+    // Now the job is waiting 10 s for the pacer.
+    let t0 = Instant::now();
+    signal(&child, "TERM");
+    let code = wait_with_deadline(&mut child, Duration::from_secs(5));
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert_eq!(code, 143);
+    seen.extend(lines.iter());
+    let log = seen.join("\n");
+    assert!(
+        log.contains("SIGTERM") && log.contains("left=3") && log.contains("rerun the same command"),
+        "{log}"
+    );
+    assert_eq!(
+        object_names(&dest),
+        expected_layout(&[APP_A], &[days_ago(12)])
+    );
+    assert_consistent(&dest);
+}
+
+#[test]
+fn sigterm_while_writing_finishes_the_partition_then_stops() {
+    let mut config = sim_config();
+    config.rooms = 400_000;
+    config.interval = Duration::from_millis(50);
+    let sim = start_sim(config);
+    let dest = TestDest::local();
+    let mut args = vec![
+        "--app-id".to_owned(),
+        APP_A.to_string(),
+        "--min-interval".into(),
+        "50ms".into(),
+    ];
+    args.extend(day_args(days_ago(12), days_ago(9)));
+    let (mut child, lines) = spawn_run(&sim, &dest, &args);
+    // Wait until the simulator has served the first day: the job is now
+    // receiving, normalizing or writing it.
+    let t0 = Instant::now();
+    while sim.stats().served == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    signal(&child, "TERM");
+    let code = wait_with_deadline(&mut child, Duration::from_secs(5));
+    assert_eq!(code, 143);
+    let log: Vec<String> = lines.iter().collect();
+    let log = log.join("\n");
+    assert!(log.contains("rerun the same command"), "{log}");
+    assert!(sim.stats().served <= 2, "stopped promptly");
+    // Whatever was written is whole; nothing partial is visible.
+    assert_consistent(&dest);
+    for name in object_names(&dest) {
+        assert!(
+            name.ends_with("part-00000.parquet") || name.ends_with("_manifest.json"),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn kill_9_at_random_points_then_rerun_gives_the_full_dataset() {
+    let mut config = sim_config();
+    config.rooms = 20_000;
+    config.interval = Duration::from_millis(20);
+    let sim = start_sim(config);
+    let dest = TestDest::local();
+    let days: Vec<_> = days_ago(16).iter_days().take(6).collect();
+    let mut args = vec![
+        "--app-id".to_owned(),
+        apps_arg(&[APP_A, APP_B]),
+        "--min-interval".into(),
+        "20ms".into(),
+    ];
+    args.extend(day_args(days[0], days[5]));
+    let mut rng = fastrand::Rng::with_seed(42);
+    for _ in 0..6 {
+        let (mut child, _lines) = spawn_run(&sim, &dest, &args);
+        std::thread::sleep(Duration::from_millis(rng.u64(20..400)));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        assert_consistent(&dest);
+        // A rerun is a different process with a fresh pacer.
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let mut c = cmd(&sim, &dest);
+    c.env("TRTC_MIN_INTERVAL", "20ms");
+    run(c, &as_strs(&args)).assert_code(0);
+    assert_consistent(&dest);
+    assert_eq!(
+        object_names(&dest),
+        expected_layout(&[APP_A, APP_B], &days),
+        "no stale or temporary object left"
+    );
+    for app in [APP_A, APP_B] {
+        for &day in &days {
+            let (got, _) = read_partition(&dest, app, day);
+            assert_eq!(got, sim_totals(app, day, 20_000), "{app} {day}");
+        }
+    }
+}
