@@ -173,7 +173,7 @@ pub struct ExportArgs {
     #[arg(long, env = "TRTC_SETTLE", default_value = "24h", value_parser = parse_duration)]
     pub settle: Duration,
 
-    /// What an unknown CSV column does: keep it as extra_<name>_seconds, or fail the partition.
+    /// What an unknown CSV column does: keep it as `extra_<name>_seconds`, or fail the partition.
     #[arg(long, env = "TRTC_SCHEMA_CONTRACT", value_enum, default_value_t = SchemaContract::Evolve)]
     pub schema_contract: SchemaContract,
 

@@ -2,7 +2,7 @@
 //!
 //! The modules follow the data, in order:
 //! [`cli`] → [`config`] → [`plan`] → [`credentials`] + [`signer`] → [`api`]
-//! (paced by [`pacing`]) → [`normalize`] (to the [`schema`]) → [`write`]
+//! (paced by [`pacing`]) → [`normalize`] (to the [`schema`]) → [`mod@write`]
 //! (into a [`store`], finished by a [`manifest`]); [`export`] runs them,
 //! [`progress`] and [`logging`] report, [`app`] maps the outcome to an exit
 //! code. [`simulator`] is the bundled stand-in for the TRTC API.

@@ -4,4 +4,5 @@
 mod cli;
 mod export;
 mod faults;
+mod readers;
 mod util;

@@ -1,0 +1,119 @@
+//! The output as users read it: DuckDB with the README's query.
+
+use std::collections::BTreeMap;
+
+use trtc_usage::simulator::{Fault, FaultRule};
+
+use crate::util::*;
+
+/// The Python with DuckDB that `scripts/test` provides.
+fn python() -> Option<String> {
+    match std::env::var("TRTC_TEST_PYTHON") {
+        Ok(p) => Some(p),
+        Err(_) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run the DuckDB tests (scripts/test sets TRTC_TEST_PYTHON)"
+            );
+            eprintln!(
+                "note: TRTC_TEST_PYTHON is not set; skipping the DuckDB check (run scripts/test)"
+            );
+            None
+        }
+    }
+}
+
+fn duckdb_read(python: &str, dir: &str) -> serde_json::Value {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/read_with_duckdb.py"
+    );
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "duckdb: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn duckdb_reads_the_contract_types_and_the_simulators_totals() {
+    let Some(py) = python() else { return };
+    let sim = start_sim(sim_config());
+    let dest = TestDest::local();
+    let days: Vec<_> = days_ago(12).iter_days().take(3).collect();
+    let mut args = vec!["--app-id".to_owned(), apps_arg(&[APP_A, APP_B])];
+    args.extend(day_args(days[0], days[2]));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(cmd(&sim, &dest), &args).assert_code(0);
+
+    let v = duckdb_read(&py, &dest.url());
+    let types: BTreeMap<String, String> = serde_json::from_value(v["types"].clone()).unwrap();
+    let want = [
+        ("app_id", "BIGINT"),
+        ("usage_date", "DATE"),
+        ("room_id", "VARCHAR"),
+        ("audio_seconds", "BIGINT"),
+        ("video_sd_seconds", "BIGINT"),
+        ("video_hd_seconds", "BIGINT"),
+        ("video_full_hd_seconds", "BIGINT"),
+        ("video_2k_seconds", "BIGINT"),
+        ("video_4k_seconds", "BIGINT"),
+        ("request_id", "VARCHAR"),
+        ("fetched_at", "TIMESTAMP WITH TIME ZONE"),
+    ];
+    assert_eq!(
+        types,
+        want.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    );
+
+    // Every partition with rooms, with the simulator's totals; empty days
+    // have no rows to group but still have their file (checked elsewhere).
+    let mut expected = Vec::new();
+    let mut all_ids = Vec::new();
+    for app in [APP_A, APP_B] {
+        for &day in &days {
+            let t = sim_totals(app, day, 30);
+            all_ids.extend(t.room_ids.clone());
+            if t.rows > 0 {
+                expected.push(serde_json::json!([app, day.to_string(), t.rows, t.sums]));
+            }
+        }
+    }
+    assert_eq!(v["partitions"], serde_json::Value::Array(expected));
+    all_ids.sort();
+    let got: Vec<String> = serde_json::from_value(v["room_ids"].clone()).unwrap();
+    assert_eq!(got, all_ids, "room ids byte for byte");
+}
+
+#[test]
+fn duckdb_reads_an_evolved_column_with_union_by_name() {
+    let Some(py) = python() else { return };
+    let sim = start_sim(sim_config());
+    let (plain, evolved) = (days_ago(12), days_ago(11));
+    sim.inject(FaultRule::always(
+        None,
+        Some(evolved),
+        Fault::Data("RoomId,Audio,SD,hd,FullHD,2K,4K,8K\nr1,1,2,3,4,5,6,7\n".into()),
+    ));
+    let dest = TestDest::local();
+    let args = [
+        "--app-id",
+        &APP_A.to_string(),
+        "--start",
+        &plain.to_string(),
+        "--end",
+        &evolved.to_string(),
+    ];
+    run(cmd(&sim, &dest), &args).assert_code(0);
+    let v = duckdb_read(&py, &dest.url());
+    assert_eq!(v["types"]["extra_8k_seconds"], "BIGINT");
+    assert_eq!(v["types"]["app_id"], "BIGINT");
+}
