@@ -134,18 +134,22 @@ pub struct Plan {
     pub final_: Vec<Partition>,
 }
 
-/// Reads the manifests of every planned partition (16 at a time) and
-/// splits the plan into partitions to fetch and partitions already final.
-pub async fn make_plan(cfg: &JobConfig) -> Plan {
-    let all: Vec<Partition> = cfg
-        .days
+/// Every partition of the plan, day by day, every app within a day.
+fn all_partitions(cfg: &JobConfig) -> Vec<Partition> {
+    cfg.days
         .iter()
         .flat_map(|&usage_date| {
             cfg.app_ids
                 .iter()
                 .map(move |&app_id| Partition { app_id, usage_date })
         })
-        .collect();
+        .collect()
+}
+
+/// Reads the manifests of every planned partition (16 at a time) and
+/// splits the plan into partitions to fetch and partitions already final.
+pub async fn make_plan(cfg: &JobConfig) -> Plan {
+    let all = all_partitions(cfg);
     if cfg.force {
         return Plan {
             todo: all,
@@ -324,8 +328,22 @@ pub async fn run(
     for w in &cfg.warnings {
         warn!("{w}.");
     }
+    let planned = cfg.app_ids.len() * cfg.days.len();
+    // Before anything else, and before any API call: can we write there?
+    // (A dry run writes nothing, so it only reads the manifests.)
+    if !cfg.dry_run
+        && let Err(e) = cfg.dest.preflight().await
+    {
+        error!(error = %e, "The destination is not usable; no API call was made.");
+        let mut summary = Summary::new(planned);
+        summary.status = Status::Fatal;
+        summary.fatal_error = Some(e.to_string());
+        summary.not_attempted = all_partitions(cfg);
+        summary.elapsed_secs = started.elapsed().as_secs_f64();
+        return summary;
+    }
     let plan = make_plan(cfg).await;
-    let mut summary = Summary::new(plan.todo.len() + plan.final_.len());
+    let mut summary = Summary::new(planned);
     summary.skipped_final = plan.final_.len();
     let finish = |mut s: Summary| {
         s.elapsed_secs = started.elapsed().as_secs_f64();
@@ -347,13 +365,6 @@ pub async fn run(
     );
     if plan.todo.is_empty() {
         info!("Every planned partition is already final; nothing to fetch.");
-        return finish(summary);
-    }
-    if let Err(e) = cfg.dest.preflight().await {
-        error!(error = %e, "The destination is not usable; no API call was made.");
-        summary.status = Status::Fatal;
-        summary.fatal_error = Some(e.to_string());
-        summary.not_attempted = plan.todo;
         return finish(summary);
     }
     let provider = provider.expect("credentials are resolved for a real run");

@@ -126,9 +126,18 @@ fn store_err(action: &'static str, path: &Path) -> impl FnOnce(object_store::Err
     }
 }
 
-async fn put_file(dest: &Destination, path: &Path, bytes: Bytes) -> Result<(), WriteError> {
+/// Uploads `bytes` to `path`: one atomic PUT up to `threshold`, a multipart
+/// upload of `part_size` parts above it (visible only once completed, and
+/// aborted on failure so no part is left behind).
+pub async fn put_file(
+    dest: &Destination,
+    path: &Path,
+    bytes: Bytes,
+    threshold: usize,
+    part_size: usize,
+) -> Result<(), WriteError> {
     let store = dest.store();
-    if bytes.len() <= MULTIPART_THRESHOLD {
+    if bytes.len() <= threshold {
         store
             .put(path, PutPayload::from_bytes(bytes))
             .await
@@ -139,10 +148,10 @@ async fn put_file(dest: &Destination, path: &Path, bytes: Bytes) -> Result<(), W
         .put_multipart(path)
         .await
         .map_err(store_err("starting multipart upload of", path))?;
-    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, part_size);
     let mut offset = 0;
     while offset < bytes.len() {
-        let end = (offset + PART_SIZE).min(bytes.len());
+        let end = (offset + part_size).min(bytes.len());
         if let Err(e) = writer.wait_for_capacity(4).await {
             let _ = writer.abort().await;
             return Err(store_err("uploading part of", path)(e));
@@ -176,7 +185,7 @@ pub async fn commit(
     }
 
     let size = encoded.bytes.len() as u64;
-    put_file(dest, &part, encoded.bytes).await?;
+    put_file(dest, &part, encoded.bytes, MULTIPART_THRESHOLD, PART_SIZE).await?;
 
     let stale: Vec<Path> = store
         .list(Some(&dir))

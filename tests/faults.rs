@@ -547,3 +547,41 @@ fn kill_9_at_random_points_then_rerun_gives_the_full_dataset() {
         }
     }
 }
+
+#[test]
+fn a_failed_write_fails_the_partition_and_is_fetched_again_next_run() {
+    let sim = start_sim(sim_config());
+    let dest = TestDest::local();
+    let blocked = days_ago(9);
+    // A plain file where the partition's directory must go: the write fails.
+    let TestDest::Local(dir) = &dest else {
+        unreachable!()
+    };
+    let app_dir = dir.path().join(format!("app_id={APP_A}"));
+    std::fs::create_dir_all(&app_dir).unwrap();
+    let blocker = app_dir.join(format!("usage_date={blocked}"));
+    std::fs::write(&blocker, b"in the way").unwrap();
+    let mut args = vec!["--app-id".to_owned(), APP_A.to_string()];
+    args.extend(day_args(days_ago(10), days_ago(8)));
+    let r = run(cmd(&sim, &dest), &as_strs(&args));
+    r.assert_code(1);
+    assert!(
+        r.stderr.contains(&format!("usage_date={blocked}"))
+            && r.stderr.contains("Partition failed"),
+        "{}",
+        r.stderr
+    );
+    std::fs::remove_file(&blocker).unwrap();
+    std::thread::sleep(Duration::from_millis(2 * INTERVAL_MS));
+    let before = sim.stats().requests;
+    run(cmd(&sim, &dest), &as_strs(&args)).assert_code(0);
+    assert_eq!(
+        sim.stats().requests - before,
+        1,
+        "only the failed partition is fetched again"
+    );
+    assert_eq!(
+        object_names(&dest),
+        expected_layout(&[APP_A], &[days_ago(10), blocked, days_ago(8)])
+    );
+}

@@ -5,4 +5,5 @@ mod cli;
 mod export;
 mod faults;
 mod readers;
+mod s3;
 mod util;

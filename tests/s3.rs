@@ -1,0 +1,122 @@
+//! S3-specific behaviour: preflight before any API call, multipart uploads.
+
+use std::sync::Arc;
+
+use object_store::ObjectStoreExt;
+use trtc_usage::store::Destination;
+
+use crate::util::*;
+
+fn preflight_fails(mutate: impl FnOnce(&mut std::process::Command), needle: &str) {
+    let Some(dest) = TestDest::s3() else { return };
+    let sim = start_sim(sim_config());
+    let mut c = cmd(&sim, &dest);
+    mutate(&mut c);
+    let r = run(
+        c,
+        &[
+            "--app-id",
+            &APP_A.to_string(),
+            "--date",
+            &days_ago(9).to_string(),
+        ],
+    );
+    r.assert_code(2);
+    assert_eq!(
+        sim.stats().requests,
+        0,
+        "no API call is spent on an unusable destination"
+    );
+    assert!(
+        r.stderr.contains("is not usable") && r.stderr.contains(needle),
+        "want {needle:?}:\n{}",
+        r.stderr
+    );
+    let error_lines = r.stderr.lines().filter(|l| l.contains("ERROR")).count();
+    assert_eq!(error_lines, 1, "one clear line:\n{}", r.stderr);
+}
+
+#[test]
+fn preflight_no_such_bucket_exits_2_without_calls() {
+    preflight_fails(
+        |c| {
+            c.env("TRTC_DEST", "s3://no-such-bucket-here/x");
+        },
+        "--dest s3://no-such-bucket-here/x",
+    );
+}
+
+#[test]
+fn preflight_bad_secret_exits_2_without_calls() {
+    preflight_fails(
+        |c| {
+            c.env("AWS_SECRET_ACCESS_KEY", "not-the-secret");
+        },
+        "--dest s3://",
+    );
+}
+
+#[test]
+fn preflight_error_does_not_show_the_s3_secret() {
+    let Some(dest) = TestDest::s3() else { return };
+    let sim = start_sim(sim_config());
+    let mut c = cmd(&sim, &dest);
+    c.env("AWS_SECRET_ACCESS_KEY", "sEcReT-s3-key-never-shown")
+        .env("RUST_LOG", "trace");
+    let r = run(
+        c,
+        &[
+            "--app-id",
+            &APP_A.to_string(),
+            "--date",
+            &days_ago(9).to_string(),
+        ],
+    );
+    r.assert_code(2);
+    assert!(
+        !r.stderr.contains("sEcReT-s3-key-never-shown")
+            && !r.stdout.contains("sEcReT-s3-key-never-shown")
+    );
+}
+
+/// Large files go up in parts; what lands is byte-identical.
+fn multipart_round_trip(dest: Destination) {
+    let path = dest.part_path(1, days_ago(3));
+    let bytes: Vec<u8> = (0..(11 * 1024 * 1024)).map(|i| (i % 251) as u8).collect();
+    let bytes = bytes::Bytes::from(bytes);
+    block_on(trtc_usage::write::put_file(
+        &dest,
+        &path,
+        bytes.clone(),
+        1024 * 1024,
+        5 * 1024 * 1024,
+    ))
+    .unwrap();
+    let back = block_on(async {
+        dest.store()
+            .get(&path)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+    });
+    assert_eq!(back, bytes);
+}
+
+#[test]
+fn multipart_upload_on_s3() {
+    let Some(dest) = TestDest::s3() else { return };
+    multipart_round_trip(dest.open());
+}
+
+#[test]
+fn multipart_upload_on_local_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+    multipart_round_trip(Destination::from_store(
+        Arc::new(store),
+        Default::default(),
+        "local",
+    ));
+}
