@@ -648,4 +648,76 @@ mod tests {
         let (_, b) = run("RoomId,Audio\n\nr1,1\n\n").unwrap();
         assert_eq!(rows(&b), 1);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn drain(data: &[u8], contract: SchemaContract) -> Result<usize, NormalizeError> {
+            let mut n = Normalizer::new(data, contract, "r", 0, 7)?;
+            let mut rows = 0;
+            while let Some(b) = n.next_batch()? {
+                rows += b.num_rows();
+            }
+            Ok(rows)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1000))]
+
+            /// Whatever the bytes, the normalizer answers rows or an error,
+            /// and never panics.
+            #[test]
+            fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+                let _ = drain(&data, SchemaContract::Evolve);
+                let _ = drain(&data, SchemaContract::Freeze);
+            }
+
+            /// Bytes shaped like the API's CSV: header, then fields made of
+            /// digits, signs, quotes, commas, CR/LF and non-ASCII.
+            #[test]
+            fn csv_like_bytes_never_panic(
+                body in proptest::collection::vec(
+                    prop_oneof![
+                        Just(b','), Just(b'"'), Just(b'\n'), Just(b'\r'), Just(b'-'), Just(b' '),
+                        (b'0'..=b'9'), Just(0xff), Just(0xe6), (b'a'..=b'z')
+                    ],
+                    0..400,
+                )
+            ) {
+                let mut data = b"RoomId,Audio,SD,hd,FullHD,2K,4K\n".to_vec();
+                data.extend(body);
+                let _ = drain(&data, SchemaContract::Evolve);
+            }
+
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(300))]
+
+            /// Well-formed rows come back exactly: ids byte for byte, values
+            /// and nulls as written.
+            #[test]
+            fn well_formed_rows_round_trip(
+                rows in proptest::collection::vec(
+                    ("[^\u{0}]{0,12}", proptest::option::of(0i64..=i64::MAX), proptest::option::of(0i64..1_000_000)),
+                    0..40,
+                )
+            ) {
+                let mut data = String::from("RoomId,Audio,4K\r\n");
+                for (id, a, k) in &rows {
+                    let quoted = format!("\"{}\"", id.replace('"', "\"\""));
+                    let f = |v: &Option<i64>| v.map(|x| x.to_string()).unwrap_or_default();
+                    data.push_str(&format!("{quoted},{},{}\r\n", f(a), f(k)));
+                }
+                let (_, batches) = normalize_all(&data, SchemaContract::Freeze, "r", 0).unwrap();
+                let ids: Vec<String> = batches.iter().flat_map(|b| col_str(b, "room_id")).collect();
+                let audio: Vec<Option<i64>> = batches.iter().flat_map(|b| col_i64(b, "audio_seconds")).collect();
+                let k4: Vec<Option<i64>> = batches.iter().flat_map(|b| col_i64(b, "video_4k_seconds")).collect();
+                prop_assert_eq!(ids, rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>());
+                prop_assert_eq!(audio, rows.iter().map(|r| r.1).collect::<Vec<_>>());
+                prop_assert_eq!(k4, rows.iter().map(|r| r.2).collect::<Vec<_>>());
+            }
+        }
+    }
 }
