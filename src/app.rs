@@ -102,8 +102,19 @@ async fn run_export(args: &ExportArgs, log_format: LogFormat) -> u8 {
     let provider = if cfg.dry_run {
         None
     } else {
-        match credentials::resolve(&ProcessEnv) {
-            Ok(c) => Some(Provider::Static(c)),
+        let remote = credentials::RemoteOptions {
+            sts_endpoint: args.sts_endpoint.clone(),
+            use_cvm_role: args.use_cvm_role,
+            cvm_metadata_endpoint: args.cvm_metadata_endpoint.clone(),
+        };
+        // Temporary keys are fetched now, so a broken source stops the run
+        // before any API call.
+        let resolved = match credentials::resolve_chain(&ProcessEnv, &remote) {
+            Ok(p) => p.credentials().await.map(|_| p),
+            Err(e) => Err(e),
+        };
+        match resolved {
+            Ok(p) => Some(p),
             Err(e) => {
                 error!("{e}");
                 return EXIT_FATAL;

@@ -50,7 +50,7 @@ pub enum LogFormat {
 pub enum Command {
     /// Fetch room usage day by day and write it as Parquet partitions.
     #[command(after_help = EXPORT_EXAMPLES)]
-    Export(ExportArgs),
+    Export(Box<ExportArgs>),
     /// Serve the bundled TRTC API simulator (for demos, tests, benchmarks).
     Simulator(SimulatorArgs),
     /// Run an export end to end against an in-process simulator: no Tencent
@@ -204,6 +204,26 @@ pub struct ExportArgs {
     /// Progress display.
     #[arg(long, env = "TRTC_PROGRESS", value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,
+
+    /// Use the CVM instance role's temporary keys when no other credentials are found (as tccli's --use-cvm-role).
+    #[arg(long, env = "TRTC_USE_CVM_ROLE")]
+    pub use_cvm_role: bool,
+
+    /// The CVM metadata service, for --use-cvm-role.
+    #[arg(
+        long,
+        env = "TRTC_CVM_METADATA_ENDPOINT",
+        default_value = "http://metadata.tencentyun.com"
+    )]
+    pub cvm_metadata_endpoint: url::Url,
+
+    /// The STS endpoint for TKE OIDC (AssumeRoleWithWebIdentity, used when the TKE_* variables are set).
+    #[arg(
+        long,
+        env = "TRTC_STS_ENDPOINT",
+        default_value = "https://sts.tencentcloudapi.com"
+    )]
+    pub sts_endpoint: url::Url,
 }
 
 #[derive(Debug, Clone, Args)]

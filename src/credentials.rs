@@ -45,11 +45,12 @@ pub struct Credentials {
     pub source: String,
 }
 
-/// Where the client gets the credentials for each call. Static keys today;
-/// providers that refresh temporary keys plug in here.
+/// Where the client gets the credentials for each call: static keys, or
+/// temporary keys that are fetched and refreshed before they expire.
 #[derive(Debug, Clone)]
 pub enum Provider {
     Static(Credentials),
+    Refreshing(std::sync::Arc<Refreshing>),
 }
 
 impl Provider {
@@ -57,6 +58,7 @@ impl Provider {
     pub async fn credentials(&self) -> Result<Credentials, CredentialsError> {
         match self {
             Provider::Static(c) => Ok(c.clone()),
+            Provider::Refreshing(r) => r.get().await,
         }
     }
 
@@ -64,8 +66,319 @@ impl Provider {
     pub fn describe(&self) -> String {
         match self {
             Provider::Static(c) => format!("{} (SecretId {})", c.source, c.secret_id),
+            Provider::Refreshing(r) => r.source.describe(),
         }
     }
+}
+
+/// Refresh temporary credentials this long before they expire.
+pub const REFRESH_BEFORE_SECS: i64 = 300;
+
+/// A remote source of temporary credentials.
+#[derive(Debug, Clone)]
+pub enum RemoteSource {
+    /// TKE OIDC: `AssumeRoleWithWebIdentity` with the pod's token file.
+    Tke {
+        sts_endpoint: url::Url,
+        region: String,
+        provider_id: String,
+        token_file: PathBuf,
+        role_arn: String,
+        session_name: String,
+    },
+    /// The CVM instance role, from the metadata service.
+    Cvm { metadata_endpoint: url::Url },
+}
+
+impl RemoteSource {
+    fn describe(&self) -> String {
+        match self {
+            RemoteSource::Tke {
+                role_arn,
+                sts_endpoint,
+                ..
+            } => {
+                format!("TKE OIDC role {role_arn} via {sts_endpoint}")
+            }
+            RemoteSource::Cvm { metadata_endpoint } => {
+                format!("CVM instance role via {metadata_endpoint}")
+            }
+        }
+    }
+}
+
+/// Temporary credentials with their expiry, fetched on first use and
+/// again [`REFRESH_BEFORE_SECS`] before they expire.
+pub struct Refreshing {
+    source: RemoteSource,
+    http: reqwest::Client,
+    cached: tokio::sync::Mutex<Option<(Credentials, i64)>>,
+}
+
+impl std::fmt::Debug for Refreshing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Refreshing")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct StsEnvelope {
+    #[serde(rename = "Response")]
+    response: StsResponse,
+}
+
+#[derive(serde::Deserialize)]
+struct StsResponse {
+    #[serde(rename = "Credentials")]
+    credentials: Option<StsCredentials>,
+    #[serde(rename = "ExpiredTime")]
+    expired_time: Option<i64>,
+    #[serde(rename = "Error")]
+    error: Option<StsError>,
+    #[serde(rename = "RequestId", default)]
+    request_id: String,
+}
+
+#[derive(serde::Deserialize)]
+struct StsCredentials {
+    #[serde(rename = "TmpSecretId")]
+    tmp_secret_id: String,
+    #[serde(rename = "TmpSecretKey")]
+    tmp_secret_key: String,
+    #[serde(rename = "Token")]
+    token: String,
+}
+
+#[derive(serde::Deserialize)]
+struct StsError {
+    #[serde(rename = "Code")]
+    code: String,
+    #[serde(rename = "Message", default)]
+    message: String,
+}
+
+#[derive(serde::Deserialize)]
+struct CvmCredentials {
+    #[serde(rename = "TmpSecretId")]
+    tmp_secret_id: String,
+    #[serde(rename = "TmpSecretKey")]
+    tmp_secret_key: String,
+    #[serde(rename = "Token")]
+    token: String,
+    #[serde(rename = "ExpiredTime")]
+    expired_time: i64,
+    #[serde(rename = "Code", default)]
+    code: String,
+}
+
+impl Refreshing {
+    pub fn new(source: RemoteSource) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .expect("an HTTP client");
+        Self {
+            source,
+            http,
+            cached: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    async fn get(&self) -> Result<Credentials, CredentialsError> {
+        let mut cached = self.cached.lock().await;
+        let now = chrono::Utc::now().timestamp();
+        if let Some((c, expires)) = cached.as_ref()
+            && now < expires - REFRESH_BEFORE_SECS
+        {
+            return Ok(c.clone());
+        }
+        match self.fetch().await {
+            Ok((c, expires)) => {
+                tracing::info!(
+                    source = %self.source.describe(),
+                    secret_id = %c.secret_id,
+                    expires_in_secs = expires - now,
+                    "Fetched temporary credentials."
+                );
+                *cached = Some((c.clone(), expires));
+                Ok(c)
+            }
+            // Still valid, only due for refresh: keep using them.
+            Err(e) if cached.as_ref().is_some_and(|(_, exp)| now < *exp - 30) => {
+                tracing::warn!(error = %e, "Cannot refresh temporary credentials; using the current ones until they expire.");
+                Ok(cached.as_ref().expect("checked").0.clone())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn remote_error(&self, reason: impl std::fmt::Display) -> CredentialsError {
+        CredentialsError::Remote {
+            source_name: self.source.describe(),
+            reason: reason.to_string(),
+        }
+    }
+
+    async fn fetch(&self) -> Result<(Credentials, i64), CredentialsError> {
+        match &self.source {
+            RemoteSource::Tke {
+                sts_endpoint,
+                region,
+                provider_id,
+                token_file,
+                role_arn,
+                session_name,
+            } => {
+                // Re-read at every refresh: the kubelet rotates the file.
+                let token = std::fs::read_to_string(token_file).map_err(|e| {
+                    self.remote_error(format!("reading {}: {e}", token_file.display()))
+                })?;
+                let body = serde_json::json!({
+                    "ProviderId": provider_id,
+                    "WebIdentityToken": token.trim(),
+                    "RoleArn": role_arn,
+                    "RoleSessionName": session_name,
+                    "DurationSeconds": 7200,
+                });
+                let resp = self
+                    .http
+                    .post(sts_endpoint.clone())
+                    .header("Authorization", "SKIP")
+                    .header("Content-Type", "application/json")
+                    .header("X-TC-Action", "AssumeRoleWithWebIdentity")
+                    .header("X-TC-Version", "2018-08-13")
+                    .header("X-TC-Region", region)
+                    .header("X-TC-Timestamp", chrono::Utc::now().timestamp().to_string())
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .map_err(|e| self.remote_error(e))?;
+                let status = resp.status();
+                let bytes = resp.bytes().await.map_err(|e| self.remote_error(e))?;
+                if !status.is_success() {
+                    return Err(self.remote_error(format!("HTTP status {status}")));
+                }
+                let env: StsEnvelope = serde_json::from_slice(&bytes)
+                    .map_err(|e| self.remote_error(format!("unreadable answer ({e})")))?;
+                let r = env.response;
+                if let Some(err) = r.error {
+                    return Err(self.remote_error(format!(
+                        "{} (RequestId {}): {}",
+                        err.code, r.request_id, err.message
+                    )));
+                }
+                let (Some(c), Some(expires)) = (r.credentials, r.expired_time) else {
+                    return Err(self.remote_error("no Credentials in the answer"));
+                };
+                Ok((
+                    Credentials {
+                        secret_id: c.tmp_secret_id,
+                        secret_key: Secret::new(c.tmp_secret_key),
+                        token: Some(Secret::new(c.token)),
+                        source: self.source.describe(),
+                    },
+                    expires,
+                ))
+            }
+            RemoteSource::Cvm { metadata_endpoint } => {
+                let base = metadata_endpoint
+                    .join("latest/meta-data/cam/security-credentials/")
+                    .map_err(|e| self.remote_error(e))?;
+                let get = |url: url::Url| async move {
+                    let resp = self
+                        .http
+                        .get(url)
+                        .send()
+                        .await
+                        .map_err(|e| self.remote_error(e))?;
+                    if !resp.status().is_success() {
+                        return Err(self.remote_error(format!("HTTP status {}", resp.status())));
+                    }
+                    resp.text().await.map_err(|e| self.remote_error(e))
+                };
+                let roles = get(base.clone()).await?;
+                let role = roles
+                    .lines()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty())
+                    .ok_or_else(|| self.remote_error("the instance has no CAM role"))?
+                    .to_owned();
+                let url = base.join(&role).map_err(|e| self.remote_error(e))?;
+                let c: CvmCredentials = serde_json::from_str(&get(url).await?)
+                    .map_err(|e| self.remote_error(format!("unreadable answer ({e})")))?;
+                if !c.code.is_empty() && c.code != "Success" {
+                    return Err(self.remote_error(format!("Code {}", c.code)));
+                }
+                Ok((
+                    Credentials {
+                        secret_id: c.tmp_secret_id,
+                        secret_key: Secret::new(c.tmp_secret_key),
+                        token: Some(Secret::new(c.token)),
+                        source: format!("CVM role {role}"),
+                    },
+                    c.expired_time,
+                ))
+            }
+        }
+    }
+}
+
+/// The remote sources the chain may fall back to.
+#[derive(Debug, Clone)]
+pub struct RemoteOptions {
+    pub sts_endpoint: url::Url,
+    pub use_cvm_role: bool,
+    pub cvm_metadata_endpoint: url::Url,
+}
+
+const TKE_VARS: [&str; 4] = [
+    "TKE_REGION",
+    "TKE_PROVIDER_ID",
+    "TKE_WEB_IDENTITY_TOKEN_FILE",
+    "TKE_ROLE_ARN",
+];
+
+/// The SDKs' whole chain: environment, profile file, TKE OIDC (when the
+/// `TKE_*` variables are set), the CVM instance role (only when opted in).
+pub fn resolve_chain(env: &dyn Env, remote: &RemoteOptions) -> Result<Provider, CredentialsError> {
+    match resolve(env) {
+        Ok(c) => return Ok(Provider::Static(c)),
+        Err(CredentialsError::NotFound) => {}
+        Err(e) => return Err(e),
+    }
+    let tke: Vec<Option<String>> = TKE_VARS
+        .iter()
+        .map(|n| env.var(n).filter(|v| !v.trim().is_empty()))
+        .collect();
+    if tke.iter().any(Option::is_some) {
+        if let Some(i) = tke.iter().position(Option::is_none) {
+            return Err(CredentialsError::HalfSetEnv {
+                set: TKE_VARS[tke.iter().position(Option::is_some).expect("some")],
+                missing: TKE_VARS[i],
+            });
+        }
+        let v: Vec<String> = tke.into_iter().map(|v| v.expect("all set")).collect();
+        return Ok(Provider::Refreshing(std::sync::Arc::new(Refreshing::new(
+            RemoteSource::Tke {
+                sts_endpoint: remote.sts_endpoint.clone(),
+                region: v[0].clone(),
+                provider_id: v[1].clone(),
+                token_file: PathBuf::from(&v[2]),
+                role_arn: v[3].clone(),
+                session_name: format!("trtc-usage-{}", chrono::Utc::now().timestamp()),
+            },
+        ))));
+    }
+    if remote.use_cvm_role {
+        return Ok(Provider::Refreshing(std::sync::Arc::new(Refreshing::new(
+            RemoteSource::Cvm {
+                metadata_endpoint: remote.cvm_metadata_endpoint.clone(),
+            },
+        ))));
+    }
+    Err(CredentialsError::NotFound)
 }
 
 /// Why no usable credentials were found.
@@ -80,10 +393,12 @@ pub enum CredentialsError {
     },
     #[error("credentials file {path}: {reason}")]
     Profile { path: PathBuf, reason: String },
+    #[error("temporary credentials from {source_name}: {reason}")]
+    Remote { source_name: String, reason: String },
     #[error(
         "no Tencent Cloud credentials: set TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY \
-         (and TENCENTCLOUD_SESSION_TOKEN for temporary keys), or write them to \
-         ~/.tencentcloud/credentials"
+         (and TENCENTCLOUD_SESSION_TOKEN for temporary keys), write them to \
+         ~/.tencentcloud/credentials, set the TKE_* OIDC variables, or pass --use-cvm-role"
     )]
     NotFound,
 }

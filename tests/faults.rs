@@ -293,7 +293,7 @@ fn secrets_never_appear_even_at_trace() {
     const TOKEN: &str = "tOkEnThatMustNeverLeakEither98765";
     let mut config = sim_config();
     config.keys = [("AKIDleaktest".to_owned(), KEY.to_owned())].into();
-    config.token = Some(TOKEN.into());
+    config.tokens = [("AKIDleaktest".to_owned(), TOKEN.to_owned())].into();
     let sim = start_sim(config);
     sim.inject(FaultRule::next(1, Fault::Http(502)));
     let dest = TestDest::local();

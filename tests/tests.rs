@@ -2,6 +2,7 @@
 //! bundled simulator, as a user would.
 
 mod cli;
+mod credentials;
 mod export;
 mod faults;
 mod readers;

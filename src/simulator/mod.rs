@@ -87,8 +87,8 @@ pub struct SimConfig {
     pub throttle_code: String,
     /// Accepted SecretId → SecretKey.
     pub keys: HashMap<String, String>,
-    /// When set, `X-TC-Token` must equal it.
-    pub token: Option<String>,
+    /// SecretId → the `X-TC-Token` its calls must carry (temporary keys).
+    pub tokens: HashMap<String, String>,
     /// Known app ids; `None` accepts any.
     pub apps: Option<Vec<u64>>,
     /// Typical rooms per app and day.
@@ -106,7 +106,7 @@ impl Default for SimConfig {
             interval: Duration::from_secs(15),
             throttle_code: "OperationDenied.FreqOverLimit".into(),
             keys: HashMap::from([(DEMO_SECRET_ID.to_owned(), DEMO_SECRET_KEY.to_owned())]),
-            token: None,
+            tokens: HashMap::new(),
             apps: None,
             rooms: 40,
             clock_offset_secs: 0,
@@ -131,6 +131,8 @@ pub struct SimStats {
     pub served_by_partition: HashMap<(u64, NaiveDate), u32>,
     /// Arrival of every admitted call (served or failed by a fault).
     pub admitted_at: Vec<Instant>,
+    /// The SecretId of every admitted call.
+    pub secret_ids: Vec<String>,
 }
 
 struct Inner {
@@ -350,7 +352,7 @@ fn authenticate(
             "The signature does not match.",
         );
     }
-    if let Some(token) = &config.token
+    if let Some(token) = config.tokens.get(&parsed.secret_id)
         && header(headers, "x-tc-token") != Some(token.as_str())
     {
         return fail(
@@ -416,6 +418,7 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
             let code = inner.config.throttle_code.clone();
             return api_error(now, &code, "The API was called too often.");
         }
+        inner.stats.secret_ids.push(secret_id.clone());
         inner.last_admitted.insert(secret_id, arrived);
         inner.stats.admitted_at.push(arrived);
 
