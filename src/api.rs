@@ -37,13 +37,19 @@ pub struct RoomUsageRequest {
 /// A successful answer.
 #[derive(Debug)]
 pub struct RoomUsage {
-    /// The CSV from `Response.Data`, unescaped.
-    pub data: String,
+    /// The CSV from `Response.Data`, unescaped in place inside the HTTP
+    /// body's own buffer (see [`RoomUsage::csv`]), so a large day is held
+    /// in memory once, not twice.
+    buffer: Vec<u8>,
+    csv: std::ops::Range<usize>,
     pub request_id: String,
     /// When the response arrived (local clock, UTC).
     pub fetched_at: DateTime<Utc>,
     /// Size of the HTTP body, for logs and benchmarks.
     pub body_bytes: usize,
+    /// When the response's headers arrived: the start of the data path
+    /// that the benchmark times.
+    pub response_at: std::time::Instant,
 }
 
 /// What an error means for the run. See the table in `API.md`.
@@ -176,16 +182,99 @@ pub fn host_header(url: &Url) -> String {
     }
 }
 
-#[derive(Deserialize)]
-struct Envelope {
-    #[serde(rename = "Response")]
-    response: ResponseBody,
+impl RoomUsage {
+    /// The CSV bytes of `Response.Data`.
+    pub fn csv(&self) -> &[u8] {
+        &self.buffer[self.csv.clone()]
+    }
+
+    /// A usage answer holding `csv`, for tests.
+    pub fn from_csv(csv: &str, request_id: &str) -> Self {
+        Self {
+            buffer: csv.as_bytes().to_vec(),
+            csv: 0..csv.len(),
+            request_id: request_id.to_owned(),
+            fetched_at: Utc::now(),
+            body_bytes: csv.len(),
+            response_at: std::time::Instant::now(),
+        }
+    }
+}
+
+/// Unescapes the JSON string literal at `buf[range]` (quotes included) in
+/// place, returning where the unescaped text now lies. Unescaping never
+/// lengthens a string, so writing trails reading.
+pub fn unescape_in_place(
+    buf: &mut [u8],
+    range: std::ops::Range<usize>,
+) -> Result<std::ops::Range<usize>, String> {
+    let (start, end) = (range.start + 1, range.end - 1); // inside the quotes
+    let mut r = start;
+    let mut w = start;
+    let hex4 = |b: &[u8]| -> Result<u32, String> {
+        let s = std::str::from_utf8(b).map_err(|_| "bad \\u escape".to_owned())?;
+        u32::from_str_radix(s, 16).map_err(|_| format!("bad \\u escape {s:?}"))
+    };
+    while r < end {
+        let b = buf[r];
+        if b != b'\\' {
+            buf[w] = b;
+            r += 1;
+            w += 1;
+            continue;
+        }
+        let e = *buf.get(r + 1).ok_or("truncated escape")?;
+        r += 2;
+        let out = match e {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'/' => b'/',
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                let hi = hex4(buf.get(r..r + 4).ok_or("truncated \\u escape")?)?;
+                r += 4;
+                let code = if (0xD800..0xDC00).contains(&hi) {
+                    if buf.get(r..r + 2) != Some(b"\\u") {
+                        return Err("unpaired surrogate in \\u escape".into());
+                    }
+                    let lo = hex4(buf.get(r + 2..r + 6).ok_or("truncated \\u escape")?)?;
+                    if !(0xDC00..0xE000).contains(&lo) {
+                        return Err("unpaired surrogate in \\u escape".into());
+                    }
+                    r += 6;
+                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                } else {
+                    hi
+                };
+                let c = char::from_u32(code).ok_or("invalid \\u escape")?;
+                let mut tmp = [0u8; 4];
+                let enc = c.encode_utf8(&mut tmp).as_bytes();
+                buf[w..w + enc.len()].copy_from_slice(enc);
+                w += enc.len();
+                continue;
+            }
+            other => return Err(format!("bad escape \\{}", other as char)),
+        };
+        buf[w] = out;
+        w += 1;
+    }
+    Ok(start..w)
 }
 
 #[derive(Deserialize)]
-struct ResponseBody {
-    #[serde(rename = "Data")]
-    data: Option<String>,
+struct Envelope<'a> {
+    #[serde(rename = "Response", borrow)]
+    response: ResponseBody<'a>,
+}
+
+#[derive(Deserialize)]
+struct ResponseBody<'a> {
+    #[serde(rename = "Data", borrow)]
+    data: Option<&'a serde_json::value::RawValue>,
     #[serde(rename = "RequestId")]
     request_id: Option<String>,
     #[serde(rename = "Error")]
@@ -277,7 +366,8 @@ impl Client {
             req = req.header("X-TC-Token", token.expose());
         }
         let map_send = |e: reqwest::Error| self.transport_error(e);
-        let response = req.send().await.map_err(map_send)?;
+        let mut response = req.send().await.map_err(map_send)?;
+        let response_at = std::time::Instant::now();
         let status = response.status();
         let server_time = response
             .headers()
@@ -291,35 +381,59 @@ impl Client {
                 endpoint: endpoint.to_owned(),
             });
         }
-        let bytes = response.bytes().await.map_err(map_send)?;
+        // Stream the body into one buffer sized from Content-Length: a large
+        // day is held once, never as chunks plus their concatenation.
+        let capacity = response.content_length().unwrap_or(0).min(1 << 30) as usize;
+        let mut buffer: Vec<u8> = Vec::with_capacity(capacity);
+        while let Some(chunk) = response.chunk().await.map_err(map_send)? {
+            buffer.extend_from_slice(&chunk);
+        }
         let fetched_at = Utc::now();
-        let body_bytes = bytes.len();
-        let envelope: Envelope = serde_json::from_slice(&bytes).map_err(|e| ApiError::Body {
+        let body_bytes = buffer.len();
+        let body_error = |reason: String| ApiError::Body {
             endpoint: endpoint.to_owned(),
-            reason: format!("not the API's JSON ({e})"),
-        })?;
-        drop(bytes);
-        let r = envelope.response;
-        let request_id = r.request_id.unwrap_or_default();
-        if let Some(err) = r.error {
-            return Err(ApiError::Service {
-                code: err.code,
-                message: err.message,
-                request_id,
-                server_time,
-            });
-        }
-        if request_id.is_empty() {
-            return Err(ApiError::Body {
-                endpoint: endpoint.to_owned(),
-                reason: "Response.RequestId is missing".into(),
-            });
-        }
+            reason,
+        };
+        let (data, request_id) = {
+            let envelope: Envelope = serde_json::from_slice(&buffer)
+                .map_err(|e| body_error(format!("not the API's JSON ({e})")))?;
+            let r = envelope.response;
+            let request_id = r.request_id.unwrap_or_default();
+            if let Some(err) = r.error {
+                return Err(ApiError::Service {
+                    code: err.code,
+                    message: err.message,
+                    request_id,
+                    server_time,
+                });
+            }
+            if request_id.is_empty() {
+                return Err(body_error("Response.RequestId is missing".into()));
+            }
+            let data = match r.data {
+                None => None,
+                Some(raw) if !raw.get().starts_with('"') => {
+                    return Err(body_error("Response.Data is not a string".into()));
+                }
+                Some(raw) => {
+                    let offset = raw.get().as_ptr() as usize - buffer.as_ptr() as usize;
+                    Some(offset..offset + raw.get().len())
+                }
+            };
+            (data, request_id)
+        };
+        let csv = match data {
+            Some(range) => unescape_in_place(&mut buffer, range)
+                .map_err(|e| body_error(format!("Response.Data: {e}")))?,
+            None => 0..0,
+        };
         Ok(RoomUsage {
-            data: r.data.unwrap_or_default(),
+            buffer,
+            csv,
             request_id,
             fetched_at,
             body_bytes,
+            response_at,
         })
     }
 
@@ -418,5 +532,39 @@ mod tests {
             "trtc.tencentcloudapi.com"
         );
         assert_eq!(host_header(&u("http://127.0.0.1:8300/")), "127.0.0.1:8300");
+    }
+}
+
+#[cfg(test)]
+mod unescape_tests {
+    use super::*;
+
+    fn unescape(json_literal: &str) -> Result<String, String> {
+        let mut buf = json_literal.as_bytes().to_vec();
+        let len = buf.len();
+        let r = unescape_in_place(&mut buf, 0..len)?;
+        Ok(String::from_utf8(buf[r].to_vec()).unwrap())
+    }
+
+    #[test]
+    fn agrees_with_serde_json() {
+        for s in [
+            r#""""#,
+            r#""RoomId,Audio\ntest_room,1\n""#,
+            r#""a\"b\\c\/d\b\f\r\t""#,
+            r#""\u672a\u547d\u540d 房间""#,
+            r#""\ud83d\ude00 emoji""#,
+            r#""plain""#,
+        ] {
+            let want: String = serde_json::from_str(s).unwrap();
+            assert_eq!(unescape(s).unwrap(), want, "{s}");
+        }
+    }
+
+    #[test]
+    fn rejects_broken_escapes() {
+        for s in [r#""\ud800 alone""#, r#""\x""#, r#""\u12""#, r#""\udc00""#] {
+            assert!(unescape(s).is_err(), "{s}");
+        }
     }
 }

@@ -130,11 +130,29 @@ fn sim_config(s: &SimSettings) -> SimConfig {
         keys: [(s.secret_id.clone(), s.secret_key.clone())].into(),
         apps: (!s.apps.is_empty()).then(|| s.apps.clone()),
         rooms: s.rooms,
+        exact_rooms: s.exact_rooms,
         ..SimConfig::default()
     }
 }
 
 async fn run_simulator(args: SimulatorArgs) -> u8 {
+    if let (Some(path), Some(part)) = (&args.dump_csv, &args.dump_partition) {
+        let parsed = part.split_once(':').and_then(|(a, d)| {
+            Some((a.parse::<u64>().ok()?, d.parse::<chrono::NaiveDate>().ok()?))
+        });
+        let Some((app, day)) = parsed else {
+            error!("--dump-partition {part}: expected APP_ID:YYYY-MM-DD");
+            return EXIT_FATAL;
+        };
+        let csv = simulator::data::csv_for(app, day, args.sim.rooms, args.sim.exact_rooms);
+        return match std::fs::write(path, csv) {
+            Ok(()) => EXIT_OK,
+            Err(e) => {
+                error!(path = %path.display(), "Cannot write the CSV: {e}");
+                EXIT_FATAL
+            }
+        };
+    }
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {

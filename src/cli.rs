@@ -234,6 +234,14 @@ pub struct SimulatorArgs {
 
     #[command(flatten)]
     pub sim: SimSettings,
+
+    /// Instead of serving: write the CSV of APP_ID:YYYY-MM-DD to this file and exit.
+    #[arg(long, value_name = "PATH", requires = "dump_partition")]
+    pub dump_csv: Option<std::path::PathBuf>,
+
+    /// The partition to dump, as APP_ID:YYYY-MM-DD.
+    #[arg(long, value_name = "APP_ID:DATE")]
+    pub dump_partition: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -257,6 +265,10 @@ pub struct SimSettings {
     /// Typical rooms per app and day.
     #[arg(long = "sim-rooms", env = "TRTC_SIM_ROOMS", default_value_t = 40)]
     pub rooms: u64,
+
+    /// Serve exactly --sim-rooms rooms for every app and day (benchmarks).
+    #[arg(long = "sim-exact-rooms")]
+    pub exact_rooms: bool,
 }
 
 #[derive(Debug, Clone, Args)]

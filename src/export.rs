@@ -269,19 +269,14 @@ async fn export_partition(
         end_time: request.end_time.clone(),
         utc_offset: cfg.offset_label(),
     };
+    let response_at = usage.response_at;
+    let body_bytes = usage.body_bytes;
     let contract = cfg.contract;
     let batch_rows = cfg.batch_rows;
     let request_id = usage.request_id.clone();
     let fetched_at = usage.fetched_at;
-    let data = usage.data;
     let encoded = tokio::task::spawn_blocking(move || {
-        write::encode(
-            data.as_bytes(),
-            contract,
-            &request_id,
-            fetched_at,
-            batch_rows,
-        )
+        write::encode(usage.csv(), contract, &request_id, fetched_at, batch_rows)
     })
     .await
     .expect("the encoder does not panic");
@@ -306,6 +301,8 @@ async fn export_partition(
                 request_id = %call.request_id,
                 rows,
                 bytes = m.file.size,
+                body_bytes,
+                process_ms = response_at.elapsed().as_millis() as u64,
                 "Wrote partition."
             );
             PartitionResult::Written {

@@ -61,9 +61,12 @@ pub struct Encoded {
 pub fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("valid level"),
+            ZstdLevel::try_new(1).expect("valid level"),
         ))
         .set_statistics_enabled(EnabledStatistics::Page)
+        // One row group per million rows: smaller groups made the file
+        // ~20% larger in the benchmark (per-group dictionaries) for no
+        // memory saving.
         .set_max_row_group_row_count(Some(1024 * 1024))
         .set_created_by(concat!("trtc-usage ", env!("CARGO_PKG_VERSION")).to_owned())
         .build()
@@ -71,6 +74,10 @@ pub fn writer_properties() -> WriterProperties {
 
 /// Normalizes `data` and encodes it as one Parquet file. CPU-bound: call it
 /// from a blocking thread for large days.
+///
+/// Two threads, a pipeline: one parses CSV into record batches while the
+/// other encodes and compresses the previous batch, so a large day uses
+/// both cores. At most two batches are in flight, which bounds memory.
 pub fn encode(
     data: &[u8],
     contract: SchemaContract,
@@ -85,22 +92,43 @@ pub fn encode(
         fetched_at.timestamp_micros(),
         batch_rows,
     )?;
+    let header = normalizer.header().clone();
     let mut writer = ArrowWriter::try_new(
-        Vec::with_capacity(data.len() / 8),
+        // Parquet comes out at about 40% of the CSV: reserve once (untouched
+        // capacity costs no memory) rather than double and copy.
+        Vec::with_capacity(data.len() / 2),
         normalizer.schema(),
         Some(writer_properties()),
     )?;
-    let mut rows = 0u64;
-    while let Some(batch) = normalizer.next_batch()? {
-        rows += batch.num_rows() as u64;
-        writer.write(&batch)?;
-    }
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let (rows, parsed) = std::thread::scope(|scope| {
+        let parser = scope.spawn(move || -> Result<(), NormalizeError> {
+            while let Some(batch) = normalizer.next_batch()? {
+                if tx.send(batch).is_err() {
+                    break; // the encoder failed; its error is reported
+                }
+            }
+            Ok(())
+        });
+        let mut rows = 0u64;
+        let mut written: Result<(), WriteError> = Ok(());
+        for batch in rx {
+            rows += batch.num_rows() as u64;
+            if let Err(e) = writer.write(&batch) {
+                written = Err(e.into());
+                break;
+            }
+        }
+        let parsed = parser.join().expect("the CSV parser does not panic");
+        (rows, parsed.map_err(WriteError::from).and(written))
+    });
+    parsed?;
     let bytes = Bytes::from(writer.into_inner()?);
     let sha256 = hex::encode(Sha256::digest(&bytes));
     Ok(Encoded {
         bytes,
         rows,
-        header: normalizer.header().clone(),
+        header,
         sha256,
     })
 }

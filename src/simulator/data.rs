@@ -73,6 +73,19 @@ fn rows(app_id: u64, day: NaiveDate, count: u64, out: &mut String) {
     }
 }
 
+/// The CSV for `(app_id, day)`: [`day_csv`], or exactly `rooms` rows when
+/// `exact` (for benchmarks).
+pub fn csv_for(app_id: u64, day: NaiveDate, rooms: u64, exact: bool) -> String {
+    if !exact {
+        return day_csv(app_id, day, rooms);
+    }
+    let mut out = String::with_capacity(HEADER.len() + 1 + rooms as usize * 40);
+    out.push_str(HEADER);
+    out.push('\n');
+    rows(app_id, day, rooms, &mut out);
+    out
+}
+
 /// The CSV the simulator serves as `Response.Data` for `(app_id, day)`.
 /// A day without rooms alternates between the two shapes the API may use:
 /// an empty string or a header line only.

@@ -93,6 +93,8 @@ pub struct SimConfig {
     pub apps: Option<Vec<u64>>,
     /// Typical rooms per app and day.
     pub rooms: u64,
+    /// Every (app, day) has exactly `rooms` rooms (benchmarks).
+    pub exact_rooms: bool,
     /// Seconds the simulator's clock is ahead of the machine's.
     pub clock_offset_secs: i64,
     /// The API's clock, which decides which days are complete.
@@ -109,6 +111,7 @@ impl Default for SimConfig {
             tokens: HashMap::new(),
             apps: None,
             rooms: 40,
+            exact_rooms: false,
             clock_offset_secs: 0,
             utc_offset: FixedOffset::east_opt(8 * 3600).expect("valid"),
             faults: Vec::new(),
@@ -522,7 +525,7 @@ fn evaluate(
     let csv = if day >= today {
         String::new()
     } else {
-        data::day_csv(request.sdk_app_id, day, config.rooms)
+        data::csv_for(request.sdk_app_id, day, config.rooms, config.exact_rooms)
     };
     Ok((request.sdk_app_id, day, csv))
 }

@@ -1,0 +1,183 @@
+"""trtc-usage benchmarks (issue 6), against the bundled simulator.
+
+1. Throughput, memory, size: one day of N rooms (default 1,000,000), served
+   by the simulator, from HTTP response to finished Parquet file, against
+   DuckDB converting the same CSV to zstd Parquet, in the same run.
+2. Pacing: N partitions (default 20) at a 1 s interval: wall time against
+   (N-1) x interval x 1.02 + one call's latency, and throttle errors.
+
+Run with scripts/bench (it builds the release binary and the venv).
+"""
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+
+BIN = os.path.join(os.path.dirname(__file__), "..", "target", "release", "trtc-usage")
+KEY_ID = "AKIDSIMULATOR0000000000000000000DEMO"
+KEY = "simulator-demo-key-not-a-secret0"
+APP = 1400000001
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port):
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("simulator did not start")
+
+
+def run_measured(cmd, env=None):
+    """Runs cmd; returns (wall seconds, peak RSS bytes, stdout, stderr)."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    out, err = p.communicate()
+    wall = time.monotonic() - t0
+    # The child is reaped by communicate(); its rusage is in RUSAGE_CHILDREN,
+    # so measure each child in a fresh python to keep peaks separate.
+    return wall, p.returncode, out, err
+
+
+def peak_rss_of(cmd, env=None):
+    """Runs cmd under a tiny wrapper that reports its own child's peak RSS."""
+    wrapper = (
+        "import os,resource,subprocess,sys,json,time;"
+        "t=time.monotonic();"
+        "p=subprocess.run(sys.argv[1:],capture_output=True,text=True);"
+        "w=time.monotonic()-t;"
+        "r=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss*1024;"
+        "print(json.dumps({'code':p.returncode,'wall':w,'rss':r,'out':p.stdout,'err':p.stderr}))"
+    )
+    res = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True, env=env, check=True)
+    return json.loads(res.stdout)
+
+
+def export_env(port, dest, interval):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRTC_")}
+    env.update({
+        "TENCENTCLOUD_SECRET_ID": KEY_ID,
+        "TENCENTCLOUD_SECRET_KEY": KEY,
+        "TRTC_ENDPOINT": f"http://127.0.0.1:{port}",
+        "TRTC_DEST": dest,
+        "TRTC_MIN_INTERVAL": interval,
+        "TRTC_LOG_FORMAT": "json",
+        "TRTC_PROGRESS": "off",
+        "TRTC_REQUEST_TIMEOUT": "300s",
+    })
+    return env
+
+
+def throughput(rooms, day, work):
+    port = free_port()
+    sim = subprocess.Popen([BIN, "simulator", "--listen", f"127.0.0.1:{port}", "--sim-interval", "0s",
+                            "--sim-rooms", str(rooms), "--sim-exact-rooms"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        csv_path = os.path.join(work, "day.csv")
+        subprocess.run([BIN, "simulator", "--sim-rooms", str(rooms), "--sim-exact-rooms",
+                        "--dump-csv", csv_path, "--dump-partition", f"{APP}:{day}"], check=True)
+        csv_bytes = os.path.getsize(csv_path)
+        dest = os.path.join(work, "warehouse")
+        r = peak_rss_of([BIN, "export", "--app-id", str(APP), "--date", str(day)], env=export_env(port, dest, "0s"))
+        if r["code"] != 0:
+            raise SystemExit(f"export failed: {r['err']}")
+        wrote = next(json.loads(l) for l in r["err"].splitlines() if "Wrote partition." in l)
+        ours = {
+            "seconds": wrote["process_ms"] / 1000.0,
+            "rss": r["rss"],
+            "bytes": wrote["bytes"],
+            "rows": wrote["rows"],
+            "body": wrote["body_bytes"],
+        }
+    finally:
+        sim.terminate()
+        sim.wait()
+
+    duck_out = os.path.join(work, "duckdb.parquet")
+    script = (
+        "import duckdb,time,sys;"
+        "c=duckdb.connect();"
+        "t=time.monotonic();"
+        f"c.execute(\"COPY (SELECT * FROM read_csv('{csv_path}', header=true, quote='\\\"', "
+        "columns={'RoomId':'VARCHAR','Audio':'BIGINT','SD':'BIGINT','hd':'BIGINT','FullHD':'BIGINT','2K':'BIGINT','4K':'BIGINT'})) "
+        f"TO '{duck_out}' (FORMAT parquet, COMPRESSION zstd)\");"
+        "print(time.monotonic()-t)"
+    )
+    d = peak_rss_of([sys.executable, "-c", script])
+    if d["code"] != 0:
+        raise SystemExit(f"duckdb failed: {d['err']}")
+    duck = {"seconds": float(d["out"].strip()), "rss": d["rss"], "bytes": os.path.getsize(duck_out), "rows": rooms}
+    return ours, duck, csv_bytes
+
+
+def pacing(n, interval_s, work):
+    port = free_port()
+    sim = subprocess.Popen([BIN, "simulator", "--listen", f"127.0.0.1:{port}", "--sim-interval", f"{interval_s}s"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        today = date.today()
+        start, end = today - timedelta(days=n + 1), today - timedelta(days=2)
+        dest = os.path.join(work, "pacing")
+        env = export_env(port, dest, f"{interval_s}s")
+        t0 = time.monotonic()
+        p = subprocess.run([BIN, "export", "--app-id", str(APP), "--start", str(start), "--end", str(end)],
+                           env=env, capture_output=True, text=True)
+        wall = time.monotonic() - t0
+        if p.returncode != 0:
+            raise SystemExit(f"pacing export failed: {p.stderr}")
+        summary = json.loads(p.stdout)
+    finally:
+        sim.terminate()
+        sim.wait()
+    return wall, summary
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rooms", type=int, default=1_000_000)
+    ap.add_argument("--pacing-n", type=int, default=20)
+    ap.add_argument("--pacing-interval", type=float, default=1.0)
+    ap.add_argument("--skip-pacing", action="store_true")
+    args = ap.parse_args()
+    day = date.today() - timedelta(days=5)
+    with tempfile.TemporaryDirectory() as work:
+        ours, duck, csv_bytes = throughput(args.rooms, day, work)
+        mib = 1024 * 1024
+        print(f"\nThroughput: one day of {args.rooms:,} rooms (CSV {csv_bytes / mib:.1f} MiB, "
+              f"HTTP body {ours['body'] / mib:.1f} MiB), 2 cores")
+        print(f"| {'':24} | {'seconds':>8} | {'rows/s':>12} | {'peak RSS MiB':>12} | {'Parquet bytes':>13} |")
+        print(f"|{'-'*26}|{'-'*10}|{'-'*14}|{'-'*14}|{'-'*15}|")
+        for name, r in (("trtc-usage (response→file)", ours), ("DuckDB (CSV file→file)", duck)):
+            print(f"| {name:24} | {r['seconds']:8.3f} | {r['rows'] / r['seconds']:12,.0f} | "
+                  f"{r['rss'] / mib:12.1f} | {r['bytes']:13,} |")
+        print(f"time ratio trtc-usage/DuckDB: {ours['seconds'] / duck['seconds']:.2f} (target <= 1)")
+        print(f"peak RSS / response size: {ours['rss'] / ours['body']:.2f} (target <= 3)")
+        print(f"size ratio trtc-usage/DuckDB: {ours['bytes'] / duck['bytes']:.3f} (target <= 1)")
+        if not args.skip_pacing:
+            n, iv = args.pacing_n, args.pacing_interval
+            wall, s = pacing(n, iv, work)
+            bound = (n - 1) * iv * 1.02
+            print(f"\nPacing: {n} partitions at {iv:g}s: wall {wall:.2f}s, bound (N-1)*interval*1.02 = {bound:.2f}s "
+                  f"+ one call's latency; calls {s['calls']}, throttles {s['throttles']}, retries {s['retries']}")
+
+
+if __name__ == "__main__":
+    main()
