@@ -107,14 +107,6 @@ impl ApiError {
             ApiError::Credentials(_) => ErrorClass::FatalRun,
         }
     }
-
-    /// The API error code, when the service gave one.
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            ApiError::Service { code, .. } => Some(code),
-            _ => None,
-        }
-    }
 }
 
 fn has_prefix(code: &str, family: &str) -> bool {
@@ -186,18 +178,6 @@ impl RoomUsage {
     /// The CSV bytes of `Response.Data`.
     pub fn csv(&self) -> &[u8] {
         &self.buffer[self.csv.clone()]
-    }
-
-    /// A usage answer holding `csv`, for tests.
-    pub fn from_csv(csv: &str, request_id: &str) -> Self {
-        Self {
-            buffer: csv.as_bytes().to_vec(),
-            csv: 0..csv.len(),
-            request_id: request_id.to_owned(),
-            fetched_at: Utc::now(),
-            body_bytes: csv.len(),
-            response_at: std::time::Instant::now(),
-        }
     }
 }
 
@@ -307,10 +287,6 @@ impl Client {
             credentials,
             skew_secs: AtomicI64::new(0),
         })
-    }
-
-    pub fn endpoint(&self) -> &Url {
-        &self.config.endpoint
     }
 
     /// The clock correction in use, in seconds.

@@ -41,10 +41,6 @@ impl Pacer {
         }
     }
 
-    pub fn interval(&self) -> Duration {
-        self.interval
-    }
-
     /// The earliest instant the next attempt may start.
     pub fn next_slot(&self) -> Instant {
         let last = *self.last_end.lock().expect("pacer lock");

@@ -24,7 +24,6 @@ use sha2::{Digest, Sha256};
 
 use crate::manifest::{self, FileInfo, Manifest};
 use crate::normalize::{HeaderInfo, NormalizeError, Normalizer, SchemaContract};
-use crate::schema;
 use crate::store::{Destination, PART_FILE};
 
 /// Files larger than this are uploaded in parts.
@@ -257,14 +256,10 @@ pub async fn commit(
     Ok(manifest)
 }
 
-/// The file schema an encoded partition has, for readers' checks.
-pub fn expected_file_schema(header: &HeaderInfo) -> arrow_schema::SchemaRef {
-    schema::file_schema(&header.extra_columns())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::schema;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     fn now() -> DateTime<Utc> {
@@ -285,7 +280,7 @@ mod tests {
         ));
         assert!(meta.row_group(0).column(1).statistics().is_some());
         let schema = reader.schema().clone();
-        assert_eq!(schema, expected_file_schema(&e.header));
+        assert_eq!(schema, schema::file_schema(&e.header.extra_columns()));
         let batches: Vec<_> = reader.build().unwrap().collect::<Result<_, _>>().unwrap();
         assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
     }

@@ -214,10 +214,6 @@ impl Simulator {
         })
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// `http://127.0.0.1:PORT`, for `--endpoint`.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
@@ -235,15 +231,6 @@ impl Simulator {
             .config
             .faults
             .push(rule);
-    }
-
-    /// Changes the simulator's clock offset while running.
-    pub fn set_clock_offset(&self, secs: i64) {
-        self.shared
-            .lock()
-            .expect("sim lock")
-            .config
-            .clock_offset_secs = secs;
     }
 }
 
