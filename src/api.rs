@@ -261,12 +261,13 @@ struct ResponseBody<'a> {
     error: Option<ErrorBody>,
 }
 
+/// `Response.Error` of every Tencent Cloud API 3.0 answer (STS's too).
 #[derive(Deserialize)]
-struct ErrorBody {
+pub(crate) struct ErrorBody {
     #[serde(rename = "Code")]
-    code: String,
+    pub(crate) code: String,
     #[serde(rename = "Message", default)]
-    message: String,
+    pub(crate) message: String,
 }
 
 impl Client {

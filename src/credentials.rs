@@ -132,17 +132,18 @@ struct StsEnvelope {
 #[derive(serde::Deserialize)]
 struct StsResponse {
     #[serde(rename = "Credentials")]
-    credentials: Option<StsCredentials>,
+    credentials: Option<TmpKeys>,
     #[serde(rename = "ExpiredTime")]
     expired_time: Option<i64>,
     #[serde(rename = "Error")]
-    error: Option<StsError>,
+    error: Option<crate::api::ErrorBody>,
     #[serde(rename = "RequestId", default)]
     request_id: String,
 }
 
+/// Temporary keys, as both STS and the CVM metadata service name them.
 #[derive(serde::Deserialize)]
-struct StsCredentials {
+struct TmpKeys {
     #[serde(rename = "TmpSecretId")]
     tmp_secret_id: String,
     #[serde(rename = "TmpSecretKey")]
@@ -151,22 +152,21 @@ struct StsCredentials {
     token: String,
 }
 
-#[derive(serde::Deserialize)]
-struct StsError {
-    #[serde(rename = "Code")]
-    code: String,
-    #[serde(rename = "Message", default)]
-    message: String,
+impl TmpKeys {
+    fn into_credentials(self, source: String) -> Credentials {
+        Credentials {
+            secret_id: self.tmp_secret_id,
+            secret_key: Secret::new(self.tmp_secret_key),
+            token: Some(Secret::new(self.token)),
+            source,
+        }
+    }
 }
 
 #[derive(serde::Deserialize)]
 struct CvmCredentials {
-    #[serde(rename = "TmpSecretId")]
-    tmp_secret_id: String,
-    #[serde(rename = "TmpSecretKey")]
-    tmp_secret_key: String,
-    #[serde(rename = "Token")]
-    token: String,
+    #[serde(flatten)]
+    keys: TmpKeys,
     #[serde(rename = "ExpiredTime")]
     expired_time: i64,
     #[serde(rename = "Code", default)]
@@ -272,15 +272,7 @@ impl Refreshing {
                 let (Some(c), Some(expires)) = (r.credentials, r.expired_time) else {
                     return Err(self.remote_error("no Credentials in the answer"));
                 };
-                Ok((
-                    Credentials {
-                        secret_id: c.tmp_secret_id,
-                        secret_key: Secret::new(c.tmp_secret_key),
-                        token: Some(Secret::new(c.token)),
-                        source: self.source.describe(),
-                    },
-                    expires,
-                ))
+                Ok((c.into_credentials(self.source.describe()), expires))
             }
             RemoteSource::Cvm { metadata_endpoint } => {
                 let base = metadata_endpoint
@@ -312,12 +304,7 @@ impl Refreshing {
                     return Err(self.remote_error(format!("Code {}", c.code)));
                 }
                 Ok((
-                    Credentials {
-                        secret_id: c.tmp_secret_id,
-                        secret_key: Secret::new(c.tmp_secret_key),
-                        token: Some(Secret::new(c.token)),
-                        source: format!("CVM role {role}"),
-                    },
+                    c.keys.into_credentials(format!("CVM role {role}")),
                     c.expired_time,
                 ))
             }
