@@ -77,17 +77,7 @@ fn tke_oidc_signs_with_sts_keys_and_refreshes_before_expiry() {
         )
         .env("TRTC_STS_ENDPOINT", sts.url())
         .env("TRTC_MIN_INTERVAL", "700ms");
-    let r = run(
-        c,
-        &[
-            "--app-id",
-            &APP_A.to_string(),
-            "--start",
-            &days_ago(10).to_string(),
-            "--end",
-            &days_ago(8).to_string(),
-        ],
-    );
+    let r = run(c, &range_args(&[APP_A], days_ago(10), days_ago(8)));
     r.assert_code(0);
     let seen = seen.lock().unwrap();
     assert!(
@@ -175,15 +165,7 @@ fn cvm_role_is_used_only_when_opted_in() {
     let mut c = cmd(&sim, &dest);
     without_static_keys(&mut c);
     c.env("TRTC_CVM_METADATA_ENDPOINT", meta.url());
-    let r = run(
-        c,
-        &[
-            "--app-id",
-            &APP_A.to_string(),
-            "--date",
-            &days_ago(9).to_string(),
-        ],
-    );
+    let r = run(c, &date_args(&[APP_A], days_ago(9)));
     r.assert_code(2);
     assert!(r.stderr.contains("--use-cvm-role"), "{}", r.stderr);
     assert!(
@@ -195,15 +177,7 @@ fn cvm_role_is_used_only_when_opted_in() {
     without_static_keys(&mut c);
     c.env("TRTC_CVM_METADATA_ENDPOINT", meta.url())
         .env("TRTC_USE_CVM_ROLE", "true");
-    let r = run(
-        c,
-        &[
-            "--app-id",
-            &APP_A.to_string(),
-            "--date",
-            &days_ago(9).to_string(),
-        ],
-    );
+    let r = run(c, &date_args(&[APP_A], days_ago(9)));
     r.assert_code(0);
     assert_eq!(
         seen.lock().unwrap().requests.len(),
@@ -221,15 +195,6 @@ fn static_keys_win_over_remote_sources() {
     let mut c = cmd(&sim, &dest);
     c.env("TRTC_CVM_METADATA_ENDPOINT", meta.url())
         .env("TRTC_USE_CVM_ROLE", "true");
-    run(
-        c,
-        &[
-            "--app-id",
-            &APP_A.to_string(),
-            "--date",
-            &days_ago(9).to_string(),
-        ],
-    )
-    .assert_code(0);
+    run(c, &date_args(&[APP_A], days_ago(9))).assert_code(0);
     assert!(seen.lock().unwrap().requests.is_empty());
 }

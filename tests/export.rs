@@ -33,9 +33,7 @@ fn two_apps_three_days(dest: TestDest) {
     let sim = start_sim(sim_config());
     let (start, end) = (days_ago(12), days_ago(10));
     let days: Vec<_> = start.iter_days().take(3).collect();
-    let mut args = vec!["--app-id".to_owned(), apps_arg(&[APP_A, APP_B])];
-    args.extend(day_args(start, end));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let args = range_args(&[APP_A, APP_B], start, end);
     let r = run(cmd(&sim, &dest), &args);
     r.assert_code(0);
     assert_eq!(object_names(&dest), expected_layout(&[APP_A, APP_B], &days));
@@ -73,9 +71,7 @@ fn rerun_makes_no_calls_and_force_replaces(dest: TestDest) {
     let sim = start_sim(sim_config());
     let (start, end) = (days_ago(20), days_ago(19));
     let days: Vec<_> = start.iter_days().take(2).collect();
-    let mut args = vec!["--app-id".to_owned(), APP_A.to_string()];
-    args.extend(day_args(start, end));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let args = range_args(&[APP_A], start, end);
     run(cmd(&sim, &dest), &args).assert_code(0);
     let first = objects(&dest);
     assert_eq!(sim.stats().requests, 2);
@@ -95,7 +91,7 @@ fn rerun_makes_no_calls_and_force_replaces(dest: TestDest) {
     );
 
     let mut forced = args.clone();
-    forced.push("--force");
+    forced.push("--force".into());
     // A new process has a fresh pacer; the simulator remembers the last call.
     std::thread::sleep(std::time::Duration::from_millis(2 * INTERVAL_MS));
     run(cmd(&sim, &dest), &forced).assert_code(0);
@@ -131,10 +127,7 @@ fn retries_throttle_502_and_internal_error(dest: TestDest) {
     sim.inject(FaultRule::next(1, Fault::Http(502)));
     sim.inject(FaultRule::next(1, Fault::ApiError("InternalError".into())));
     let day = days_ago(15);
-    let r = run(
-        cmd(&sim, &dest),
-        &["--app-id", &APP_A.to_string(), "--date", &day.to_string()],
-    );
+    let r = run(cmd(&sim, &dest), &date_args(&[APP_A], day));
     r.assert_code(0);
     let (got, _) = read_partition(&dest, APP_A, day);
     assert_eq!(got, sim_totals(APP_A, day, 30));
@@ -157,17 +150,7 @@ fn bad_credentials_stop_the_run_and_write_nothing(dest: TestDest) {
     let sim = start_sim(sim_config());
     let mut c = cmd(&sim, &dest);
     c.env("TENCENTCLOUD_SECRET_KEY", "wrong-key");
-    let r = run(
-        c,
-        &[
-            "--app-id",
-            &apps_arg(&[APP_A, APP_B]),
-            "--start",
-            &days_ago(12).to_string(),
-            "--end",
-            &days_ago(10).to_string(),
-        ],
-    );
+    let r = run(c, &range_args(&[APP_A, APP_B], days_ago(12), days_ago(10)));
     r.assert_code(2);
     assert_eq!(
         sim.stats().requests,
@@ -193,9 +176,7 @@ fn unknown_app_fails_only_that_app(dest: TestDest) {
     let sim = start_sim(config);
     let (start, end) = (days_ago(12), days_ago(10));
     let days: Vec<_> = start.iter_days().take(3).collect();
-    let mut args = vec!["--app-id".to_owned(), apps_arg(&[APP_A, APP_B])];
-    args.extend(day_args(start, end));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let args = range_args(&[APP_A, APP_B], start, end);
     let r = run(cmd(&sim, &dest), &args);
     r.assert_code(1);
     assert_eq!(object_names(&dest), expected_layout(&[APP_A], &days));
@@ -225,9 +206,7 @@ fn bad_csv_value_fails_only_that_partition(dest: TestDest) {
         Some(bad_day),
         Fault::Data("RoomId,Audio,SD,hd,FullHD,2K,4K\nr1,1,2,3,4,5,6\nr2,1,-5,0,0,0,0\n".into()),
     ));
-    let mut args = vec!["--app-id".to_owned(), APP_A.to_string()];
-    args.extend(day_args(start, end));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let args = range_args(&[APP_A], start, end);
     let r = run(cmd(&sim, &dest), &args);
     r.assert_code(1);
     assert_eq!(

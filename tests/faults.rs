@@ -9,28 +9,15 @@ use trtc_usage::simulator::{Fault, FaultRule};
 
 use crate::util::*;
 
-fn one_day_args(day: chrono::NaiveDate) -> Vec<String> {
-    vec![
-        "--app-id".into(),
-        APP_A.to_string(),
-        "--date".into(),
-        day.to_string(),
-    ]
-}
-
-fn as_strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
-}
-
 /// One day with `fault` injected on its first attempt: retried, written.
 fn recovers_from(fault: Fault, extra: &[&str]) -> Run {
     let sim = start_sim(sim_config());
     sim.inject(FaultRule::next(1, fault));
     let dest = TestDest::local();
     let day = days_ago(9);
-    let mut args = one_day_args(day);
+    let mut args = date_args(&[APP_A], day);
     args.extend(extra.iter().map(|s| s.to_string()));
-    let r = run(cmd(&sim, &dest), &as_strs(&args));
+    let r = run(cmd(&sim, &dest), &args);
     r.assert_code(0);
     let (got, _) = read_partition(&dest, APP_A, day);
     assert_eq!(got, sim_totals(APP_A, day, 30));
@@ -100,17 +87,7 @@ fn the_simulators_own_rate_limit_is_respected_with_either_code() {
         // is throttled and retried after at least one interval.
         let mut c = cmd(&sim, &dest);
         c.env("TRTC_MIN_INTERVAL", "100ms");
-        let r = run(
-            c,
-            &[
-                "--app-id",
-                &APP_A.to_string(),
-                "--start",
-                &days_ago(8).to_string(),
-                "--end",
-                &days_ago(6).to_string(),
-            ],
-        );
+        let r = run(c, &range_args(&[APP_A], days_ago(8), days_ago(6)));
         r.assert_code(0);
         let stats = sim.stats();
         assert_eq!(stats.served, 3);
@@ -128,10 +105,9 @@ fn retries_are_bounded() {
     let day = days_ago(9);
     sim.inject(FaultRule::always(Some(APP_A), Some(day), Fault::Http(502)));
     let dest = TestDest::local();
-    let mut args = vec!["--app-id".to_owned(), APP_A.to_string()];
-    args.extend(day_args(days_ago(10), day));
+    let mut args = range_args(&[APP_A], days_ago(10), day);
     args.extend(["--max-attempts".into(), "3".into()]);
-    let r = run(cmd(&sim, &dest), &as_strs(&args));
+    let r = run(cmd(&sim, &dest), &args);
     r.assert_code(1);
     assert_eq!(sim.stats().requests, 1 + 3);
     assert!(
@@ -153,9 +129,8 @@ fn auth_failure_exits_2_at_once_and_writes_nothing() {
         Fault::ApiError("AuthFailure.UnauthorizedOperation".into()),
     ));
     let dest = TestDest::local();
-    let mut args = vec!["--app-id".to_owned(), apps_arg(&[APP_A, APP_B])];
-    args.extend(day_args(days_ago(10), days_ago(8)));
-    let r = run(cmd(&sim, &dest), &as_strs(&args));
+    let args = range_args(&[APP_A, APP_B], days_ago(10), days_ago(8));
+    let r = run(cmd(&sim, &dest), &args);
     r.assert_code(2);
     assert_eq!(sim.stats().requests, 1);
     assert!(object_names(&dest).is_empty());
@@ -168,7 +143,7 @@ fn auth_failure_exits_2_at_once_and_writes_nothing() {
     // Unknown SecretId, from the simulator's own check.
     let mut c = cmd(&sim, &dest);
     c.env("TENCENTCLOUD_SECRET_ID", "AKIDunknown");
-    let r = run(c, &as_strs(&args));
+    let r = run(c, &args);
     r.assert_code(2);
     assert!(
         r.stderr.contains("AuthFailure.SecretIdNotFound"),
@@ -187,9 +162,8 @@ fn invalid_parameter_fails_one_day_and_the_rest_finish() {
         Fault::ApiError("InvalidParameter".into()),
     ));
     let dest = TestDest::local();
-    let mut args = vec!["--app-id".to_owned(), APP_A.to_string()];
-    args.extend(day_args(days_ago(10), days_ago(8)));
-    let r = run(cmd(&sim, &dest), &as_strs(&args));
+    let args = range_args(&[APP_A], days_ago(10), days_ago(8));
+    let r = run(cmd(&sim, &dest), &args);
     r.assert_code(1);
     assert_eq!(sim.stats().requests, 3, "a bad request is not retried");
     assert_eq!(
@@ -209,9 +183,8 @@ fn clock_ten_minutes_off_is_corrected_from_the_date_header() {
     config.clock_offset_secs = 600;
     let sim = start_sim(config);
     let dest = TestDest::local();
-    let mut args = vec!["--app-id".to_owned(), APP_A.to_string()];
-    args.extend(day_args(days_ago(10), days_ago(9)));
-    let r = run(cmd(&sim, &dest), &as_strs(&args));
+    let args = range_args(&[APP_A], days_ago(10), days_ago(9));
+    let r = run(cmd(&sim, &dest), &args);
     r.assert_code(0);
     assert_eq!(sim.stats().served, 2);
     assert_eq!(
@@ -252,7 +225,7 @@ fn bad_data_fails_the_partition_naming_line_and_column() {
         let day = days_ago(9);
         sim.inject(FaultRule::always(None, None, Fault::Data(csv.into())));
         let dest = TestDest::local();
-        let r = run(cmd(&sim, &dest), &as_strs(&one_day_args(day)));
+        let r = run(cmd(&sim, &dest), &date_args(&[APP_A], day));
         r.assert_code(1);
         assert!(r.stderr.contains(needle), "want {needle:?}:\n{}", r.stderr);
         assert!(r.stderr.contains("RequestId"), "{}", r.stderr);
@@ -279,9 +252,9 @@ fn unknown_column_under_freeze_and_huge_room_id_fail() {
         let sim = start_sim(sim_config());
         sim.inject(FaultRule::always(None, None, Fault::Data(csv)));
         let dest = TestDest::local();
-        let mut args = one_day_args(days_ago(9));
+        let mut args = date_args(&[APP_A], days_ago(9));
         args.extend(["--schema-contract".into(), extra.into()]);
-        let r = run(cmd(&sim, &dest), &as_strs(&args));
+        let r = run(cmd(&sim, &dest), &args);
         r.assert_code(1);
         assert!(r.stderr.contains(needle), "want {needle:?}:\n{}", r.stderr);
     }
@@ -302,7 +275,7 @@ fn secrets_never_appear_even_at_trace() {
         .env("TENCENTCLOUD_SECRET_KEY", KEY)
         .env("TENCENTCLOUD_SESSION_TOKEN", TOKEN)
         .env("RUST_LOG", "trace");
-    let r = run(c, &as_strs(&one_day_args(days_ago(9))));
+    let r = run(c, &date_args(&[APP_A], days_ago(9)));
     r.assert_code(0);
     for out in [&r.stdout, &r.stderr] {
         assert!(!out.contains(KEY), "secret key leaked");
@@ -325,7 +298,7 @@ fn plain_http_to_a_remote_host_is_refused_unless_allowed() {
     let dest = TestDest::local();
     let mut c = cmd(&sim, &dest);
     c.env("TRTC_ENDPOINT", "http://trtc.example.com");
-    let r = run(c, &as_strs(&one_day_args(days_ago(9))));
+    let r = run(c, &date_args(&[APP_A], days_ago(9)));
     r.assert_code(2);
     assert!(
         r.stderr.contains("--allow-insecure-endpoint"),
@@ -432,13 +405,8 @@ fn sigterm_while_waiting_stops_within_5s_and_says_what_is_left() {
     config.interval = Duration::from_secs(10);
     let sim = start_sim(config);
     let dest = TestDest::local();
-    let mut args = vec![
-        "--app-id".to_owned(),
-        APP_A.to_string(),
-        "--min-interval".into(),
-        "10s".into(),
-    ];
-    args.extend(day_args(days_ago(12), days_ago(9)));
+    let mut args = range_args(&[APP_A], days_ago(12), days_ago(9));
+    args.extend(["--min-interval".into(), "10s".into()]);
     let (mut child, lines) = spawn_run(&sim, &dest, &args);
     let mut seen = Vec::new();
     for line in lines.iter() {
@@ -474,13 +442,8 @@ fn sigterm_while_writing_finishes_the_partition_then_stops() {
     config.interval = Duration::from_millis(50);
     let sim = start_sim(config);
     let dest = TestDest::local();
-    let mut args = vec![
-        "--app-id".to_owned(),
-        APP_A.to_string(),
-        "--min-interval".into(),
-        "50ms".into(),
-    ];
-    args.extend(day_args(days_ago(12), days_ago(9)));
+    let mut args = range_args(&[APP_A], days_ago(12), days_ago(9));
+    args.extend(["--min-interval".into(), "50ms".into()]);
     let (mut child, lines) = spawn_run(&sim, &dest, &args);
     // Wait until the simulator has served the first day: the job is now
     // receiving, normalizing or writing it.
@@ -514,13 +477,8 @@ fn kill_9_at_random_points_then_rerun_gives_the_full_dataset() {
     let sim = start_sim(config);
     let dest = TestDest::local();
     let days: Vec<_> = days_ago(16).iter_days().take(6).collect();
-    let mut args = vec![
-        "--app-id".to_owned(),
-        apps_arg(&[APP_A, APP_B]),
-        "--min-interval".into(),
-        "20ms".into(),
-    ];
-    args.extend(day_args(days[0], days[5]));
+    let mut args = range_args(&[APP_A, APP_B], days[0], days[5]);
+    args.extend(["--min-interval".into(), "20ms".into()]);
     let mut rng = fastrand::Rng::with_seed(42);
     for _ in 0..6 {
         let (mut child, _lines) = spawn_run(&sim, &dest, &args);
@@ -533,7 +491,7 @@ fn kill_9_at_random_points_then_rerun_gives_the_full_dataset() {
     }
     let mut c = cmd(&sim, &dest);
     c.env("TRTC_MIN_INTERVAL", "20ms");
-    run(c, &as_strs(&args)).assert_code(0);
+    run(c, &args).assert_code(0);
     assert_consistent(&dest);
     assert_eq!(
         object_names(&dest),
@@ -561,9 +519,8 @@ fn a_failed_write_fails_the_partition_and_is_fetched_again_next_run() {
     std::fs::create_dir_all(&app_dir).unwrap();
     let blocker = app_dir.join(format!("usage_date={blocked}"));
     std::fs::write(&blocker, b"in the way").unwrap();
-    let mut args = vec!["--app-id".to_owned(), APP_A.to_string()];
-    args.extend(day_args(days_ago(10), days_ago(8)));
-    let r = run(cmd(&sim, &dest), &as_strs(&args));
+    let args = range_args(&[APP_A], days_ago(10), days_ago(8));
+    let r = run(cmd(&sim, &dest), &args);
     r.assert_code(1);
     assert!(
         r.stderr.contains(&format!("usage_date={blocked}"))
@@ -574,7 +531,7 @@ fn a_failed_write_fails_the_partition_and_is_fetched_again_next_run() {
     std::fs::remove_file(&blocker).unwrap();
     std::thread::sleep(Duration::from_millis(2 * INTERVAL_MS));
     let before = sim.stats().requests;
-    run(cmd(&sim, &dest), &as_strs(&args)).assert_code(0);
+    run(cmd(&sim, &dest), &args).assert_code(0);
     assert_eq!(
         sim.stats().requests - before,
         1,

@@ -47,9 +47,7 @@ fn duckdb_reads_the_contract_types_and_the_simulators_totals() {
     let sim = start_sim(sim_config());
     let dest = TestDest::local();
     let days: Vec<_> = days_ago(12).iter_days().take(3).collect();
-    let mut args = vec!["--app-id".to_owned(), apps_arg(&[APP_A, APP_B])];
-    args.extend(day_args(days[0], days[2]));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let args = range_args(&[APP_A, APP_B], days[0], days[2]);
     run(cmd(&sim, &dest), &args).assert_code(0);
 
     let v = duckdb_read(&py, &dest.url());

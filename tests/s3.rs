@@ -12,15 +12,7 @@ fn preflight_fails(mutate: impl FnOnce(&mut std::process::Command), needle: &str
     let sim = start_sim(sim_config());
     let mut c = cmd(&sim, &dest);
     mutate(&mut c);
-    let r = run(
-        c,
-        &[
-            "--app-id",
-            &APP_A.to_string(),
-            "--date",
-            &days_ago(9).to_string(),
-        ],
-    );
+    let r = run(c, &date_args(&[APP_A], days_ago(9)));
     r.assert_code(2);
     assert_eq!(
         sim.stats().requests,
@@ -63,15 +55,7 @@ fn preflight_error_does_not_show_the_s3_secret() {
     let mut c = cmd(&sim, &dest);
     c.env("AWS_SECRET_ACCESS_KEY", "sEcReT-s3-key-never-shown")
         .env("RUST_LOG", "trace");
-    let r = run(
-        c,
-        &[
-            "--app-id",
-            &APP_A.to_string(),
-            "--date",
-            &days_ago(9).to_string(),
-        ],
-    );
+    let r = run(c, &date_args(&[APP_A], days_ago(9)));
     r.assert_code(2);
     assert!(
         !r.stderr.contains("sEcReT-s3-key-never-shown")

@@ -313,7 +313,7 @@ impl Run {
     }
 }
 
-pub fn run(mut c: Command, args: &[&str]) -> Run {
+pub fn run<S: AsRef<std::ffi::OsStr>>(mut c: Command, args: &[S]) -> Run {
     c.arg("export").args(args);
     let out: Output = c.output().expect("run trtc-usage");
     Run {
@@ -323,12 +323,25 @@ pub fn run(mut c: Command, args: &[&str]) -> Run {
     }
 }
 
-pub fn day_args(start: NaiveDate, end: NaiveDate) -> Vec<String> {
+/// `--app-id … --start S --end E`.
+pub fn range_args(apps: &[u64], start: NaiveDate, end: NaiveDate) -> Vec<String> {
     vec![
+        "--app-id".into(),
+        apps_arg(apps),
         "--start".into(),
         start.to_string(),
         "--end".into(),
         end.to_string(),
+    ]
+}
+
+/// `--app-id … --date D`.
+pub fn date_args(apps: &[u64], day: NaiveDate) -> Vec<String> {
+    vec![
+        "--app-id".into(),
+        apps_arg(apps),
+        "--date".into(),
+        day.to_string(),
     ]
 }
 
