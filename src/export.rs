@@ -18,7 +18,7 @@ use crate::api::{ApiError, Client, ErrorClass};
 use crate::config::JobConfig;
 use crate::credentials::Provider;
 use crate::manifest;
-use crate::pacing::{self, Backoff, CallError, CallStats, Pacer};
+use crate::pacing::{Backoff, CallError, CallStats, PacedClient, Pacer};
 use crate::plan;
 use crate::progress::Progress;
 use crate::write::{self, CallInfo};
@@ -93,6 +93,26 @@ impl Summary {
             elapsed_secs: 0.0,
             fatal_error: None,
         }
+    }
+
+    fn fail(&mut self, p: Partition, error: String) {
+        self.failed.push(Failure {
+            app_id: p.app_id,
+            usage_date: p.usage_date,
+            error,
+        });
+    }
+
+    /// Ends the run early: nothing in `left` was attempted.
+    fn stop(
+        &mut self,
+        status: Status,
+        error: Option<String>,
+        left: impl IntoIterator<Item = Partition>,
+    ) {
+        self.status = status;
+        self.fatal_error = error;
+        self.not_attempted.extend(left);
     }
 
     /// The one-line human form.
@@ -235,31 +255,26 @@ fn describe_api_error(e: &ApiError, attempts: u32) -> String {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn export_partition(
     cfg: &JobConfig,
-    client: &Client,
-    pacer: &Pacer,
-    backoff: &mut Backoff,
+    api: &mut PacedClient,
     cancel: &CancellationToken,
     stats: &mut CallStats,
     p: Partition,
 ) -> PartitionResult {
     let request = plan::request_for(p.app_id, p.usage_date);
-    let usage =
-        match pacing::call_paced(client, pacer, &cfg.retry, backoff, cancel, &request, stats).await
-        {
-            Ok(u) => u,
-            Err(CallError::Cancelled) => return PartitionResult::Cancelled,
-            Err(CallError::Failed { error, attempts }) => {
-                let msg = describe_api_error(&error, attempts);
-                return match error.class() {
-                    ErrorClass::FatalRun | ErrorClass::ClockSkew => PartitionResult::Fatal(msg),
-                    ErrorClass::FatalApp => PartitionResult::AppFailed(msg),
-                    _ => PartitionResult::Failed(msg),
-                };
-            }
-        };
+    let usage = match api.call(&request, cancel, stats).await {
+        Ok(u) => u,
+        Err(CallError::Cancelled) => return PartitionResult::Cancelled,
+        Err(CallError::Failed { error, attempts }) => {
+            let msg = describe_api_error(&error, attempts);
+            return match error.class() {
+                ErrorClass::FatalRun | ErrorClass::ClockSkew => PartitionResult::Fatal(msg),
+                ErrorClass::FatalApp => PartitionResult::AppFailed(msg),
+                _ => PartitionResult::Failed(msg),
+            };
+        }
+    };
     let call = CallInfo {
         app_id: p.app_id,
         day: p.usage_date,
@@ -325,27 +340,22 @@ pub async fn run(
     for w in &cfg.warnings {
         warn!("{w}.");
     }
-    let planned = cfg.app_ids.len() * cfg.days.len();
+    let mut summary = Summary::new(cfg.app_ids.len() * cfg.days.len());
+    let finish = |mut s: Summary| {
+        s.elapsed_secs = started.elapsed().as_secs_f64();
+        s
+    };
     // Before anything else, and before any API call: can we write there?
     // (A dry run writes nothing, so it only reads the manifests.)
     if !cfg.dry_run
         && let Err(e) = cfg.dest.preflight().await
     {
         error!(error = %e, "The destination is not usable; no API call was made.");
-        let mut summary = Summary::new(planned);
-        summary.status = Status::Fatal;
-        summary.fatal_error = Some(e.to_string());
-        summary.not_attempted = all_partitions(cfg);
-        summary.elapsed_secs = started.elapsed().as_secs_f64();
-        return summary;
+        summary.stop(Status::Fatal, Some(e.to_string()), all_partitions(cfg));
+        return finish(summary);
     }
     let plan = make_plan(cfg).await;
-    let mut summary = Summary::new(planned);
     summary.skipped_final = plan.final_.len();
-    let finish = |mut s: Summary| {
-        s.elapsed_secs = started.elapsed().as_secs_f64();
-        s
-    };
     if cfg.dry_run {
         print_plan(cfg, &plan);
         summary.status = Status::DryRun;
@@ -366,41 +376,29 @@ pub async fn run(
     }
     let provider = provider.expect("credentials are resolved for a real run");
     info!(credentials = %provider.describe(), endpoint = %cfg.api.endpoint, "Using credentials.");
-    let client = match Client::new(cfg.api.clone(), provider) {
-        Ok(c) => c,
+    let mut api = match Client::new(cfg.api.clone(), provider) {
+        Ok(client) => PacedClient::new(
+            client,
+            Pacer::new(cfg.min_interval),
+            cfg.retry.clone(),
+            Backoff::new(),
+        ),
         Err(e) => {
-            summary.status = Status::Fatal;
-            summary.fatal_error = Some(e.to_string());
-            summary.not_attempted = plan.todo;
+            summary.stop(Status::Fatal, Some(e.to_string()), plan.todo);
             return finish(summary);
         }
     };
-    let pacer = Pacer::new(cfg.min_interval);
-    let mut backoff = Backoff::new();
     let mut failed_apps: Vec<(u64, String)> = Vec::new();
     let total = plan.todo.len();
     progress.start(total, cfg.min_interval);
     let mut todo = plan.todo.into_iter();
     while let Some(p) = todo.next() {
         if let Some((_, why)) = failed_apps.iter().find(|(a, _)| *a == p.app_id) {
-            summary.failed.push(Failure {
-                app_id: p.app_id,
-                usage_date: p.usage_date,
-                error: why.clone(),
-            });
+            summary.fail(p, why.clone());
             progress.advance(&summary);
             continue;
         }
-        let result = export_partition(
-            cfg,
-            &client,
-            &pacer,
-            &mut backoff,
-            &cancel,
-            &mut summary.calls,
-            p,
-        )
-        .await;
+        let result = export_partition(cfg, &mut api, &cancel, &mut summary.calls, p).await;
         match result {
             PartitionResult::Written { rows, bytes } => {
                 summary.written += 1;
@@ -409,40 +407,26 @@ pub async fn run(
             }
             PartitionResult::Failed(msg) => {
                 error!(app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "Partition failed.");
-                summary.failed.push(Failure {
-                    app_id: p.app_id,
-                    usage_date: p.usage_date,
-                    error: msg,
-                });
+                summary.fail(p, msg);
             }
             PartitionResult::AppFailed(msg) => {
                 error!(app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "Unknown app; skipping all of its partitions.");
                 failed_apps.push((p.app_id, msg.clone()));
-                summary.failed.push(Failure {
-                    app_id: p.app_id,
-                    usage_date: p.usage_date,
-                    error: msg,
-                });
+                summary.fail(p, msg);
             }
             PartitionResult::Fatal(msg) => {
                 error!(app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "Fatal API error; stopping the run.");
-                summary.status = Status::Fatal;
-                summary.fatal_error = Some(msg);
-                summary.not_attempted.push(p);
-                summary.not_attempted.extend(todo);
+                summary.stop(Status::Fatal, Some(msg), std::iter::once(p).chain(todo));
                 break;
             }
             PartitionResult::Cancelled => {
-                summary.status = Status::Interrupted;
-                summary.not_attempted.push(p);
-                summary.not_attempted.extend(todo);
+                summary.stop(Status::Interrupted, None, std::iter::once(p).chain(todo));
                 break;
             }
         }
         progress.advance(&summary);
         if cancel.is_cancelled() {
-            summary.status = Status::Interrupted;
-            summary.not_attempted.extend(todo);
+            summary.stop(Status::Interrupted, None, todo);
             break;
         }
     }

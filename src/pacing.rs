@@ -137,104 +137,127 @@ async fn sleep_until(until: Instant, cancel: &CancellationToken) -> bool {
     }
 }
 
-/// Makes one logical call: paced, retried by class, bounded, cancellable.
-#[allow(clippy::too_many_arguments)]
-pub async fn call_paced(
-    client: &Client,
-    pacer: &Pacer,
-    policy: &RetryPolicy,
-    backoff: &mut Backoff,
-    cancel: &CancellationToken,
-    request: &RoomUsageRequest,
-    stats: &mut CallStats,
-) -> Result<RoomUsage, CallError> {
-    let app_id = request.sdk_app_id;
-    let day = request.start_time.get(..10).unwrap_or(&request.start_time);
-    let mut attempt: u32 = 0;
-    let mut not_before = Instant::now();
-    let mut skew_corrected = false;
-    loop {
-        attempt += 1;
-        let start_at = pacer.next_slot().max(not_before);
-        let now = Instant::now();
-        if start_at > now {
-            let wait = start_at - now;
-            debug!(
-                app_id,
-                usage_date = day,
-                attempt,
-                wait_ms = wait.as_millis() as u64,
-                "Waiting for the rate limit."
-            );
-            stats.waited += wait;
-            if !sleep_until(start_at, cancel).await {
-                return Err(CallError::Cancelled);
-            }
+/// The API client with everything that decides when it may call: the one
+/// pacer, the retry policy and the backoff's jitter.
+#[derive(Debug)]
+pub struct PacedClient {
+    client: Client,
+    pacer: Pacer,
+    policy: RetryPolicy,
+    backoff: Backoff,
+}
+
+impl PacedClient {
+    pub fn new(client: Client, pacer: Pacer, policy: RetryPolicy, backoff: Backoff) -> Self {
+        Self {
+            client,
+            pacer,
+            policy,
+            backoff,
         }
-        if cancel.is_cancelled() {
-            return Err(CallError::Cancelled);
-        }
-        stats.calls += 1;
-        if attempt > 1 {
-            stats.retries += 1;
-        }
-        let result = tokio::select! {
-            r = client.describe_room_usage(request) => r,
-            _ = cancel.cancelled() => {
-                pacer.mark();
-                return Err(CallError::Cancelled);
-            }
-        };
-        pacer.mark();
-        let error = match result {
-            Ok(usage) => return Ok(usage),
-            Err(e) => e,
-        };
-        let class = error.class();
-        let retry_wait = match class {
-            ErrorClass::Throttled => {
-                stats.throttles += 1;
-                // The pacer already enforces one full interval from now.
-                Some(backoff.delay(policy, attempt))
-            }
-            ErrorClass::Transient => Some(backoff.delay(policy, attempt)),
-            ErrorClass::ClockSkew => match &error {
-                ApiError::Service {
-                    server_time: Some(server_time),
-                    ..
-                } if !skew_corrected => {
-                    skew_corrected = true;
-                    let skew = client.correct_skew(*server_time);
-                    warn!(
-                        app_id,
-                        usage_date = day,
-                        skew_secs = skew,
-                        "The local clock is off from the API's; signing with the server's time. Check the clock (NTP)."
-                    );
-                    Some(Duration::ZERO)
-                }
-                _ => None,
-            },
-            ErrorClass::FatalRun | ErrorClass::FatalApp | ErrorClass::FatalPartition => None,
-        };
-        match retry_wait {
-            Some(wait) if attempt < policy.max_attempts => {
-                not_before = Instant::now() + wait;
-                let until = pacer.next_slot().max(not_before);
-                warn!(
+    }
+
+    /// Makes one logical call: paced, retried by class, bounded, cancellable.
+    pub async fn call(
+        &mut self,
+        request: &RoomUsageRequest,
+        cancel: &CancellationToken,
+        stats: &mut CallStats,
+    ) -> Result<RoomUsage, CallError> {
+        let Self {
+            client,
+            pacer,
+            policy,
+            backoff,
+        } = self;
+        let app_id = request.sdk_app_id;
+        let day = request.start_time.get(..10).unwrap_or(&request.start_time);
+        let mut attempt: u32 = 0;
+        let mut not_before = Instant::now();
+        let mut skew_corrected = false;
+        loop {
+            attempt += 1;
+            let start_at = pacer.next_slot().max(not_before);
+            let now = Instant::now();
+            if start_at > now {
+                let wait = start_at - now;
+                debug!(
                     app_id,
                     usage_date = day,
                     attempt,
-                    wait_ms = until.saturating_duration_since(Instant::now()).as_millis() as u64,
-                    error = %error,
-                    "Call failed; retrying."
+                    wait_ms = wait.as_millis() as u64,
+                    "Waiting for the rate limit."
                 );
+                stats.waited += wait;
+                if !sleep_until(start_at, cancel).await {
+                    return Err(CallError::Cancelled);
+                }
             }
-            _ => {
-                return Err(CallError::Failed {
-                    error,
-                    attempts: attempt,
-                });
+            if cancel.is_cancelled() {
+                return Err(CallError::Cancelled);
+            }
+            stats.calls += 1;
+            if attempt > 1 {
+                stats.retries += 1;
+            }
+            let result = tokio::select! {
+                r = client.describe_room_usage(request) => r,
+                _ = cancel.cancelled() => {
+                    pacer.mark();
+                    return Err(CallError::Cancelled);
+                }
+            };
+            pacer.mark();
+            let error = match result {
+                Ok(usage) => return Ok(usage),
+                Err(e) => e,
+            };
+            let class = error.class();
+            let retry_wait = match class {
+                ErrorClass::Throttled => {
+                    stats.throttles += 1;
+                    // The pacer already enforces one full interval from now.
+                    Some(backoff.delay(policy, attempt))
+                }
+                ErrorClass::Transient => Some(backoff.delay(policy, attempt)),
+                ErrorClass::ClockSkew => match &error {
+                    ApiError::Service {
+                        server_time: Some(server_time),
+                        ..
+                    } if !skew_corrected => {
+                        skew_corrected = true;
+                        let skew = client.correct_skew(*server_time);
+                        warn!(
+                            app_id,
+                            usage_date = day,
+                            skew_secs = skew,
+                            "The local clock is off from the API's; signing with the server's time. Check the clock (NTP)."
+                        );
+                        Some(Duration::ZERO)
+                    }
+                    _ => None,
+                },
+                ErrorClass::FatalRun | ErrorClass::FatalApp | ErrorClass::FatalPartition => None,
+            };
+            match retry_wait {
+                Some(wait) if attempt < policy.max_attempts => {
+                    not_before = Instant::now() + wait;
+                    let until = pacer.next_slot().max(not_before);
+                    warn!(
+                        app_id,
+                        usage_date = day,
+                        attempt,
+                        wait_ms = until.saturating_duration_since(Instant::now()).as_millis() as u64,
+                        error = %error,
+                        "Call failed; retrying."
+                    );
+                }
+                _ => {
+                    return Err(CallError::Failed {
+                        error,
+                        attempts: attempt,
+                    });
+                }
             }
         }
     }
