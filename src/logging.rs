@@ -26,18 +26,13 @@ pub const CAPPED: [&str; 10] = [
 
 /// The filter: `RUST_LOG` (or `info`), then the caps.
 pub fn filter(rust_log: Option<&str>) -> EnvFilter {
+    let capped = |base: &str| {
+        CAPPED
+            .iter()
+            .fold(base.to_owned(), |d, target| format!("{d},{target}=info"))
+    };
     let base = rust_log.filter(|s| !s.trim().is_empty()).unwrap_or("info");
-    let mut directives = String::from(base);
-    for target in CAPPED {
-        directives.push_str(&format!(",{target}=info"));
-    }
-    EnvFilter::try_new(&directives).unwrap_or_else(|_| {
-        let mut fallback = String::from("info");
-        for target in CAPPED {
-            fallback.push_str(&format!(",{target}=info"));
-        }
-        EnvFilter::new(fallback)
-    })
+    EnvFilter::try_new(capped(base)).unwrap_or_else(|_| EnvFilter::new(capped("info")))
 }
 
 /// Installs the global subscriber. Call once, first thing.

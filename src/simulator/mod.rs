@@ -146,6 +146,16 @@ struct Inner {
 
 type Shared = Arc<Mutex<Inner>>;
 
+impl Inner {
+    fn shared(config: SimConfig) -> Shared {
+        Arc::new(Mutex::new(Inner {
+            config,
+            stats: SimStats::default(),
+            last_admitted: HashMap::new(),
+        }))
+    }
+}
+
 /// A running simulator.
 pub struct Simulator {
     addr: SocketAddr,
@@ -169,11 +179,7 @@ impl Simulator {
         config: SimConfig,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let shared = Arc::new(Mutex::new(Inner {
-            config,
-            stats: SimStats::default(),
-            last_admitted: HashMap::new(),
-        }));
+        let shared = Inner::shared(config);
         serve_shared(listener, shared, shutdown).await
     }
 
@@ -183,11 +189,7 @@ impl Simulator {
         let std_listener = std::net::TcpListener::bind(addr)?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
-        let shared = Arc::new(Mutex::new(Inner {
-            config,
-            stats: SimStats::default(),
-            last_admitted: HashMap::new(),
-        }));
+        let shared = Inner::shared(config);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let s2 = shared.clone();
         let thread = std::thread::Builder::new()
