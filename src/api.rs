@@ -37,9 +37,8 @@ pub struct RoomUsageRequest {
 /// A successful answer.
 #[derive(Debug)]
 pub struct RoomUsage {
-    /// The CSV from `Response.Data`, unescaped in place inside the HTTP
-    /// body's own buffer (see [`RoomUsage::csv`]), so a large day is held
-    /// in memory once, not twice.
+    /// The HTTP body; `csv` is where `Response.Data`'s escaped text lies in
+    /// it (see [`RoomUsage::csv`]), so a large day is held in memory once.
     buffer: Vec<u8>,
     csv: std::ops::Range<usize>,
     pub request_id: String,
@@ -175,74 +174,124 @@ pub fn host_header(url: &Url) -> String {
 }
 
 impl RoomUsage {
-    /// The CSV bytes of `Response.Data`.
-    pub fn csv(&self) -> &[u8] {
-        &self.buffer[self.csv.clone()]
+    /// The CSV of `Response.Data`, unescaped as it is read. The CSV parser
+    /// pulls from this, so unescaping runs on the parser's thread, in step
+    /// with Parquet encoding, and the CSV never exists as a second copy.
+    pub fn csv(&self) -> DataReader<'_> {
+        DataReader::new(&self.buffer[self.csv.clone()])
     }
 }
 
-/// Unescapes the JSON string literal at `buf[range]` (quotes included) in
-/// place, returning where the unescaped text now lies. Unescaping never
-/// lengthens a string, so writing trails reading.
-pub fn unescape_in_place(
-    buf: &mut [u8],
-    range: std::ops::Range<usize>,
-) -> Result<std::ops::Range<usize>, String> {
-    let (start, end) = (range.start + 1, range.end - 1); // inside the quotes
-    let mut r = start;
-    let mut w = start;
-    let hex4 = |b: &[u8]| -> Result<u32, String> {
-        let s = std::str::from_utf8(b).map_err(|_| "bad \\u escape".to_owned())?;
-        u32::from_str_radix(s, 16).map_err(|_| format!("bad \\u escape {s:?}"))
-    };
-    while r < end {
-        let b = buf[r];
-        if b != b'\\' {
-            buf[w] = b;
-            r += 1;
-            w += 1;
-            continue;
+/// Reads the text of a JSON string literal's contents (the bytes between
+/// the quotes, as they are on the wire), unescaping as it goes.
+#[derive(Debug)]
+pub struct DataReader<'a> {
+    rest: &'a [u8],
+    /// A decoded character that did not fit in the caller's buffer.
+    pending: [u8; 4],
+    pending_at: usize,
+    pending_len: usize,
+}
+
+impl<'a> DataReader<'a> {
+    /// `escaped` is the literal's contents without its quotes.
+    pub fn new(escaped: &'a [u8]) -> Self {
+        Self {
+            rest: escaped,
+            pending: [0; 4],
+            pending_at: 0,
+            pending_len: 0,
         }
-        let e = *buf.get(r + 1).ok_or("truncated escape")?;
-        r += 2;
-        let out = match e {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            b'/' => b'/',
-            b'b' => 0x08,
-            b'f' => 0x0c,
-            b'n' => b'\n',
-            b'r' => b'\r',
-            b't' => b'\t',
+    }
+
+    /// Decodes the escape at the start of `self.rest` (which begins with a
+    /// backslash) into UTF-8, consuming it.
+    fn escape(&mut self) -> Result<([u8; 4], usize), String> {
+        let hex4 = |b: &[u8]| -> Result<u32, String> {
+            let s = std::str::from_utf8(b).map_err(|_| "bad \\u escape".to_owned())?;
+            u32::from_str_radix(s, 16).map_err(|_| format!("bad \\u escape {s:?}"))
+        };
+        let r = self.rest;
+        let e = *r.get(1).ok_or("truncated escape")?;
+        let mut used = 2;
+        let c = match e {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
             b'u' => {
-                let hi = hex4(buf.get(r..r + 4).ok_or("truncated \\u escape")?)?;
-                r += 4;
+                let hi = hex4(r.get(2..6).ok_or("truncated \\u escape")?)?;
+                used = 6;
                 let code = if (0xD800..0xDC00).contains(&hi) {
-                    if buf.get(r..r + 2) != Some(b"\\u") {
+                    if r.get(6..8) != Some(b"\\u") {
                         return Err("unpaired surrogate in \\u escape".into());
                     }
-                    let lo = hex4(buf.get(r + 2..r + 6).ok_or("truncated \\u escape")?)?;
+                    let lo = hex4(r.get(8..12).ok_or("truncated \\u escape")?)?;
                     if !(0xDC00..0xE000).contains(&lo) {
                         return Err("unpaired surrogate in \\u escape".into());
                     }
-                    r += 6;
+                    used = 12;
                     0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
                 } else {
                     hi
                 };
-                let c = char::from_u32(code).ok_or("invalid \\u escape")?;
-                let mut tmp = [0u8; 4];
-                let enc = c.encode_utf8(&mut tmp).as_bytes();
-                buf[w..w + enc.len()].copy_from_slice(enc);
-                w += enc.len();
-                continue;
+                char::from_u32(code).ok_or("invalid \\u escape")?
             }
             other => return Err(format!("bad escape \\{}", other as char)),
         };
-        buf[w] = out;
-        w += 1;
+        self.rest = &r[used..];
+        let mut out = [0u8; 4];
+        let len = c.encode_utf8(&mut out).len();
+        Ok((out, len))
     }
-    Ok(start..w)
+}
+
+impl std::io::Read for DataReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let mut n = 0;
+        while n < out.len() && self.pending_at < self.pending_len {
+            out[n] = self.pending[self.pending_at];
+            self.pending_at += 1;
+            n += 1;
+        }
+        while n < out.len() && !self.rest.is_empty() {
+            // Copy the run up to the next escape, looking no further than
+            // the caller's buffer reaches.
+            let window = &self.rest[..self.rest.len().min(out.len() - n)];
+            let run = memchr::memchr(b'\\', window).unwrap_or(window.len());
+            if run > 0 {
+                out[n..n + run].copy_from_slice(&window[..run]);
+                n += run;
+                self.rest = &self.rest[run..];
+                continue;
+            }
+            let (bytes, len) = match self.escape() {
+                Ok(decoded) => decoded,
+                // Hand over the good text first, so the error comes with
+                // the parser positioned at the line that holds it.
+                Err(_) if n > 0 => return Ok(n),
+                Err(e) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("Response.Data: {e}"),
+                    ));
+                }
+            };
+            let fit = len.min(out.len() - n);
+            out[n..n + fit].copy_from_slice(&bytes[..fit]);
+            n += fit;
+            if fit < len {
+                self.pending = bytes;
+                self.pending_at = fit;
+                self.pending_len = len;
+            }
+        }
+        Ok(n)
+    }
 }
 
 #[derive(Deserialize)]
@@ -393,17 +442,15 @@ impl Client {
                     return Err(body_error("Response.Data is not a string".into()));
                 }
                 Some(raw) => {
+                    // The literal's contents, quotes excluded; serde_json
+                    // has checked its escapes, the reader decodes them.
                     let offset = raw.get().as_ptr() as usize - buffer.as_ptr() as usize;
-                    Some(offset..offset + raw.get().len())
+                    Some(offset + 1..offset + raw.get().len() - 1)
                 }
             };
             (data, request_id)
         };
-        let csv = match data {
-            Some(range) => unescape_in_place(&mut buffer, range)
-                .map_err(|e| body_error(format!("Response.Data: {e}")))?,
-            None => 0..0,
-        };
+        let csv = data.unwrap_or(0..0);
         Ok(RoomUsage {
             buffer,
             csv,
@@ -513,18 +560,29 @@ mod tests {
 }
 
 #[cfg(test)]
-mod unescape_tests {
+mod data_reader_tests {
     use super::*;
+    use std::io::Read;
 
-    fn unescape(json_literal: &str) -> Result<String, String> {
-        let mut buf = json_literal.as_bytes().to_vec();
-        let len = buf.len();
-        let r = unescape_in_place(&mut buf, 0..len)?;
-        Ok(String::from_utf8(buf[r].to_vec()).unwrap())
+    /// Reads the literal's text through buffers of `chunk` bytes, so a
+    /// decoded character can straddle two reads.
+    fn unescape(json_literal: &str, chunk: usize) -> std::io::Result<String> {
+        let inner = &json_literal.as_bytes()[1..json_literal.len() - 1];
+        let mut reader = DataReader::new(inner);
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; chunk];
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        Ok(String::from_utf8(out).unwrap())
     }
 
     #[test]
-    fn agrees_with_serde_json() {
+    fn agrees_with_serde_json_whatever_the_read_size() {
         for s in [
             r#""""#,
             r#""RoomId,Audio\ntest_room,1\n""#,
@@ -534,14 +592,22 @@ mod unescape_tests {
             r#""plain""#,
         ] {
             let want: String = serde_json::from_str(s).unwrap();
-            assert_eq!(unescape(s).unwrap(), want, "{s}");
+            for chunk in [1, 2, 3, 5, 64 * 1024] {
+                assert_eq!(
+                    unescape(s, chunk).unwrap(),
+                    want,
+                    "{s} in {chunk}-byte reads"
+                );
+            }
         }
     }
 
     #[test]
-    fn rejects_broken_escapes() {
+    fn rejects_broken_escapes_naming_the_field() {
         for s in [r#""\ud800 alone""#, r#""\x""#, r#""\u12""#, r#""\udc00""#] {
-            assert!(unescape(s).is_err(), "{s}");
+            let e = unescape(s, 64).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{s}");
+            assert!(e.to_string().starts_with("Response.Data: "), "{e}");
         }
     }
 }

@@ -10,6 +10,7 @@
 //! Batches are produced one at a time so a million-room day never holds more
 //! than one batch of Arrow arrays at once.
 
+use std::io::Read;
 use std::sync::Arc;
 
 use arrow_array::builder::{Int64Builder, StringBuilder};
@@ -19,7 +20,7 @@ use arrow_schema::SchemaRef;
 use crate::schema::{self, ROOM_ID_HEADER, VALUE_COLUMNS};
 
 /// Rows per record batch.
-pub const DEFAULT_BATCH_ROWS: usize = 65_536;
+pub const DEFAULT_BATCH_ROWS: usize = 16_384;
 /// Room ids are at most 64 bytes in TRTC; anything this long is corrupt data.
 pub const MAX_ROOM_ID_BYTES: usize = 1024;
 
@@ -93,9 +94,27 @@ enum Target {
     Value(usize),
 }
 
-/// Streams record batches out of one day's CSV.
-pub struct Normalizer<'a> {
-    reader: csv::Reader<&'a [u8]>,
+/// The CSV as the parser reads it: whatever the source, with a leading BOM
+/// taken off.
+type Source<R> = std::io::Chain<std::io::Cursor<Vec<u8>>, R>;
+
+/// Reads past a UTF-8 byte order mark at the start of `r`, if there is one.
+fn skip_bom<R: Read>(mut r: R) -> std::io::Result<Source<R>> {
+    let mut head = Vec::with_capacity(3);
+    (&mut r).take(3).read_to_end(&mut head)?;
+    if head == "\u{feff}".as_bytes() {
+        head.clear();
+    }
+    Ok(std::io::Cursor::new(head).chain(r))
+}
+
+/// Bytes the CSV parser reads from its source at a time.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// Streams record batches out of one day's CSV, read from any source (the
+/// API's body unescapes as it is read; tests pass byte slices).
+pub struct Normalizer<R: Read> {
+    reader: csv::Reader<Source<R>>,
     header: HeaderInfo,
     targets: Vec<Target>,
     /// Column name of each value builder, for error messages.
@@ -110,7 +129,7 @@ pub struct Normalizer<'a> {
     done: bool,
 }
 
-impl std::fmt::Debug for Normalizer<'_> {
+impl<R: Read> std::fmt::Debug for Normalizer<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Normalizer")
             .field("header", &self.header)
@@ -145,20 +164,24 @@ fn shorten(raw: &[u8]) -> String {
     }
 }
 
-impl<'a> Normalizer<'a> {
+impl<R: Read> Normalizer<R> {
     /// Reads the header and prepares to stream rows. An empty `data` is a
     /// day with no rooms.
     pub fn new(
-        data: &'a [u8],
+        data: R,
         contract: SchemaContract,
         request_id: &str,
         fetched_at_micros: i64,
         batch_rows: usize,
     ) -> Result<Self, NormalizeError> {
-        let data = data.strip_prefix("\u{feff}".as_bytes()).unwrap_or(data);
+        let data = skip_bom(data).map_err(|e| NormalizeError::Csv {
+            line: 1,
+            message: e.to_string(),
+        })?;
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
+            .buffer_capacity(READ_BUFFER)
             .from_reader(data);
         let mut record = csv::ByteRecord::new();
         let mut header = HeaderInfo::default();
@@ -265,10 +288,13 @@ impl<'a> Normalizer<'a> {
         let expected = self.targets.len();
         let mut rows = 0;
         while rows < cap {
+            // A read error (a bad escape in the body) has no position of its
+            // own: it is on the line after the last one read.
+            let next_line = self.record.position().map_or(0, |p| p.line()) + 1;
             let more = self
                 .reader
                 .read_byte_record(&mut self.record)
-                .map_err(|e| csv_error(&e, 0))?;
+                .map_err(|e| csv_error(&e, next_line))?;
             if !more {
                 self.done = true;
                 break;
@@ -447,6 +473,7 @@ mod tests {
     fn empty_data_and_header_only_are_zero_rows() {
         for data in [
             "",
+            "\u{feff}",
             "RoomId,Audio,SD,hd,FullHD,2K,4K\n",
             "RoomId,Audio,SD,hd,FullHD,2K,4K",
         ] {
@@ -454,6 +481,14 @@ mod tests {
             assert_eq!(rows(&b), 0, "{data:?}");
             assert!(h.missing.is_empty(), "{data:?}");
         }
+    }
+
+    #[test]
+    fn a_bom_before_a_quoted_header_is_not_part_of_it() {
+        let (h, b) = run("\u{feff}\"RoomId\",\"Audio\"\n\"r,1\",7\n").unwrap();
+        assert_eq!(h.columns_found, vec!["RoomId", "Audio"]);
+        assert_eq!(col_str(&b[0], "room_id"), vec!["r,1"]);
+        assert_eq!(col_i64(&b[0], "audio_seconds"), vec![Some(7)]);
     }
 
     #[test]
@@ -613,7 +648,7 @@ mod tests {
     fn invalid_utf8_and_huge_room_ids_fail() {
         let mut data = b"RoomId,Audio\n".to_vec();
         data.extend_from_slice(b"r\xff,1\n");
-        let mut n = Normalizer::new(&data, SchemaContract::Evolve, "r", 0, 10).unwrap();
+        let mut n = Normalizer::new(data.as_slice(), SchemaContract::Evolve, "r", 0, 10).unwrap();
         let err = n.next_batch().unwrap_err();
         assert_eq!(
             err,

@@ -12,6 +12,8 @@
 //!    older versions, leftovers of a killed upload);
 //! 4. put `_manifest.json`, which marks the partition done.
 
+use std::io::Read;
+
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::TryStreamExt;
@@ -20,10 +22,12 @@ use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};
 
 use crate::manifest::{self, FileInfo, Manifest};
 use crate::normalize::{HeaderInfo, NormalizeError, Normalizer, SchemaContract};
+use crate::schema;
 use crate::store::{Destination, PART_FILE};
 
 /// Files larger than this are uploaded in parts.
@@ -55,30 +59,61 @@ pub struct Encoded {
     pub sha256: String,
 }
 
-/// Parquet settings, chosen for small files that every reader takes:
-/// zstd, page-level statistics, dictionary encoding where it pays.
+/// Rows per row group: big enough for readers to skip whole groups by their
+/// statistics, small enough that the group being built (held compressed in
+/// memory until it is flushed) stays around 2 MiB for a big day.
+pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// Parquet settings, chosen on the benchmark's million-room day (see README
+/// "Performance"): zstd level 1 and page statistics everywhere; dictionary
+/// encoding only for the two columns that are constant within a file
+/// (`request_id`, `fetched_at`), where it stores one value. Room ids are
+/// nearly all distinct, and the seconds columns compress better as plain
+/// values under zstd than as dictionary indices: with dictionaries on them
+/// the file was 2.5% larger and encoding took 55% longer.
 pub fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
+    let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(1).expect("valid level"),
         ))
         .set_statistics_enabled(EnabledStatistics::Page)
-        // One row group per million rows: smaller groups made the file
-        // ~20% larger in the benchmark (per-group dictionaries) for no
-        // memory saving.
-        .set_max_row_group_row_count(Some(1024 * 1024))
-        .set_created_by(concat!("trtc-usage ", env!("CARGO_PKG_VERSION")).to_owned())
-        .build()
+        .set_dictionary_enabled(false)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_created_by(concat!("trtc-usage ", env!("CARGO_PKG_VERSION")).to_owned());
+    for constant in [schema::REQUEST_ID, schema::FETCHED_AT] {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(constant), true);
+    }
+    builder.build()
 }
 
-/// Normalizes `data` and encodes it as one Parquet file. CPU-bound: call it
-/// from a blocking thread for large days.
+/// The Parquet file as it is encoded: its bytes, hashed as they are written
+/// so the checksum costs no pass of its own at the end.
+struct HashingSink {
+    bytes: Vec<u8>,
+    sha256: Sha256,
+}
+
+impl std::io::Write for HashingSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.sha256.update(buf);
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Normalizes the CSV read from `data` and encodes it as one Parquet file.
+/// CPU-bound: call it from a blocking thread for large days.
 ///
-/// Two threads, a pipeline: one parses CSV into record batches while the
-/// other encodes and compresses the previous batch, so a large day uses
-/// both cores. At most two batches are in flight, which bounds memory.
-pub fn encode(
-    data: &[u8],
+/// Two threads, a pipeline: one reads (and, for the API's body, unescapes)
+/// the CSV and parses it into record batches while the other encodes and
+/// compresses the previous batch, so a large day uses both cores. At most
+/// two batches are in flight, which bounds memory.
+pub fn encode<R: Read + Send>(
+    data: R,
     contract: SchemaContract,
     request_id: &str,
     fetched_at: DateTime<Utc>,
@@ -92,13 +127,11 @@ pub fn encode(
         batch_rows,
     )?;
     let header = normalizer.header().clone();
-    let mut writer = ArrowWriter::try_new(
-        // Parquet comes out at about 40% of the CSV: reserve once (untouched
-        // capacity costs no memory) rather than double and copy.
-        Vec::with_capacity(data.len() / 2),
-        normalizer.schema(),
-        Some(writer_properties()),
-    )?;
+    let sink = HashingSink {
+        bytes: Vec::new(),
+        sha256: Sha256::new(),
+    };
+    let mut writer = ArrowWriter::try_new(sink, normalizer.schema(), Some(writer_properties()))?;
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let (rows, parsed) = std::thread::scope(|scope| {
         let parser = scope.spawn(move || -> Result<(), NormalizeError> {
@@ -122,13 +155,12 @@ pub fn encode(
         (rows, parsed.map_err(WriteError::from).and(written))
     });
     parsed?;
-    let bytes = Bytes::from(writer.into_inner()?);
-    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let sink = writer.into_inner()?;
     Ok(Encoded {
-        bytes,
+        bytes: Bytes::from(sink.bytes),
         rows,
         header,
-        sha256,
+        sha256: hex::encode(sink.sha256.finalize()),
     })
 }
 
@@ -286,8 +318,52 @@ mod tests {
     }
 
     #[test]
+    fn dictionaries_only_for_constant_columns_and_bounded_row_groups() {
+        let rows = ROW_GROUP_ROWS + 10;
+        let mut data = String::from("RoomId,Audio,SD,hd,FullHD,2K,4K\n");
+        for i in 0..rows {
+            data.push_str(&format!("room_{i},{},{},0,0,0,0\n", i % 977, i % 13));
+        }
+        let e = encode(data.as_bytes(), SchemaContract::Evolve, "req", now(), 4096).unwrap();
+        assert_eq!(e.rows, rows as u64);
+        let reader = ParquetRecordBatchReaderBuilder::try_new(e.bytes.clone()).unwrap();
+        let meta = reader.metadata();
+        assert_eq!(meta.num_row_groups(), 2);
+        assert_eq!(meta.row_group(0).num_rows(), ROW_GROUP_ROWS as i64);
+        for rg in meta.row_groups() {
+            for col in rg.columns() {
+                let name = col.column_path().string();
+                let constant = name == schema::REQUEST_ID || name == schema::FETCHED_AT;
+                assert_eq!(
+                    col.dictionary_page_offset().is_some(),
+                    constant,
+                    "dictionary on {name}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_bad_escape_in_the_body_fails_naming_the_line() {
+        let body = br#"RoomId,Audio\nr1,1\nr2,2\ud800\n"#;
+        let err = encode(
+            crate::api::DataReader::new(body),
+            SchemaContract::Evolve,
+            "req",
+            now(),
+            1024,
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "CSV line 3: Response.Data: unpaired surrogate in \\u escape"
+        );
+    }
+
+    #[test]
     fn zero_rows_still_make_a_file_with_the_full_schema() {
-        let e = encode(b"", SchemaContract::Evolve, "req", now(), 1024).unwrap();
+        let e = encode(&b""[..], SchemaContract::Evolve, "req", now(), 1024).unwrap();
         assert_eq!(e.rows, 0);
         let reader = ParquetRecordBatchReaderBuilder::try_new(e.bytes).unwrap();
         assert_eq!(reader.schema().clone(), schema::file_schema(&[]));
@@ -311,7 +387,7 @@ mod tests {
         std::fs::create_dir_all(&pdir).unwrap();
         std::fs::write(pdir.join("part-00001.parquet"), b"stale").unwrap();
         let e = encode(
-            b"RoomId,Audio\nr,1\n",
+            &b"RoomId,Audio\nr,1\n"[..],
             SchemaContract::Evolve,
             "req",
             now(),
