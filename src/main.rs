@@ -2,7 +2,29 @@
 
 use clap::Parser;
 
+/// One glibc malloc arena for the whole process, unless the user chose a
+/// number with `MALLOC_ARENA_MAX`. With glibc's default (8 per core) each
+/// thread that touches a day's buffers can keep its own arena's worth of
+/// freed memory, and a backfill of million-room days grew by roughly a day
+/// per partition: 22 days peaked at 256-413 MiB, against 99 MiB with one
+/// arena (57 days: 100 MiB), no slower. Allocations here are few and large,
+/// so one arena's lock is never contended. Call before any thread starts.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; called while
+        // the process has a single thread.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
+
 fn main() -> std::process::ExitCode {
+    limit_malloc_arenas();
     let cli = match trtc_usage::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
