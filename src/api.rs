@@ -294,6 +294,51 @@ impl std::io::Read for DataReader<'_> {
     }
 }
 
+/// Bodies up to this size are parsed on the async thread; larger ones on a
+/// blocking one.
+const INLINE_PARSE_LIMIT: usize = 64 * 1024;
+
+/// Parses the API's JSON answer in `buffer`: the API's error, or where
+/// `Response.Data`'s escaped text lies in `buffer` and the RequestId.
+fn locate_data(
+    buffer: &[u8],
+    endpoint: &str,
+    server_time: Option<i64>,
+) -> Result<(std::ops::Range<usize>, String), ApiError> {
+    let body_error = |reason: String| ApiError::Body {
+        endpoint: endpoint.to_owned(),
+        reason,
+    };
+    let envelope: Envelope = serde_json::from_slice(buffer)
+        .map_err(|e| body_error(format!("not the API's JSON ({e})")))?;
+    let r = envelope.response;
+    let request_id = r.request_id.unwrap_or_default();
+    if let Some(err) = r.error {
+        return Err(ApiError::Service {
+            code: err.code,
+            message: err.message,
+            request_id,
+            server_time,
+        });
+    }
+    if request_id.is_empty() {
+        return Err(body_error("Response.RequestId is missing".into()));
+    }
+    let csv = match r.data {
+        None => 0..0,
+        Some(raw) if !raw.get().starts_with('"') => {
+            return Err(body_error("Response.Data is not a string".into()));
+        }
+        Some(raw) => {
+            // The literal's contents, quotes excluded; serde_json has
+            // checked its escapes, the reader decodes them.
+            let offset = raw.get().as_ptr() as usize - buffer.as_ptr() as usize;
+            offset + 1..offset + raw.get().len() - 1
+        }
+    };
+    Ok((csv, request_id))
+}
+
 #[derive(Deserialize)]
 struct Envelope<'a> {
     #[serde(rename = "Response", borrow)]
@@ -416,41 +461,21 @@ impl Client {
         }
         let fetched_at = Utc::now();
         let body_bytes = buffer.len();
-        let body_error = |reason: String| ApiError::Body {
-            endpoint: endpoint.to_owned(),
-            reason,
+        let endpoint = endpoint.to_owned();
+        // Scanning a large day's JSON takes milliseconds of CPU: do it off
+        // the async threads, as the CSV work is.
+        let scan = move |buffer: Vec<u8>| {
+            let located = locate_data(&buffer, &endpoint, server_time);
+            (buffer, located)
         };
-        let (data, request_id) = {
-            let envelope: Envelope = serde_json::from_slice(&buffer)
-                .map_err(|e| body_error(format!("not the API's JSON ({e})")))?;
-            let r = envelope.response;
-            let request_id = r.request_id.unwrap_or_default();
-            if let Some(err) = r.error {
-                return Err(ApiError::Service {
-                    code: err.code,
-                    message: err.message,
-                    request_id,
-                    server_time,
-                });
-            }
-            if request_id.is_empty() {
-                return Err(body_error("Response.RequestId is missing".into()));
-            }
-            let data = match r.data {
-                None => None,
-                Some(raw) if !raw.get().starts_with('"') => {
-                    return Err(body_error("Response.Data is not a string".into()));
-                }
-                Some(raw) => {
-                    // The literal's contents, quotes excluded; serde_json
-                    // has checked its escapes, the reader decodes them.
-                    let offset = raw.get().as_ptr() as usize - buffer.as_ptr() as usize;
-                    Some(offset + 1..offset + raw.get().len() - 1)
-                }
-            };
-            (data, request_id)
+        let (buffer, located) = if body_bytes > INLINE_PARSE_LIMIT {
+            tokio::task::spawn_blocking(move || scan(buffer))
+                .await
+                .expect("the JSON scan does not panic")
+        } else {
+            scan(buffer)
         };
-        let csv = data.unwrap_or(0..0);
+        let (csv, request_id) = located?;
         Ok(RoomUsage {
             buffer,
             csv,
