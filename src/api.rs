@@ -557,6 +557,43 @@ mod tests {
     }
 
     #[test]
+    fn locate_data_finds_the_csv_or_names_what_is_wrong() {
+        let body = br#"{"Response": {"Data": "RoomId\nr\"1\n", "RequestId": "req-1"}}"#;
+        let (range, request_id) = locate_data(body, "e", None).unwrap();
+        assert_eq!(&body[range], br#"RoomId\nr\"1\n"#);
+        assert_eq!(request_id, "req-1");
+
+        let error = br#"{"Response": {"Error": {"Code": "InvalidParameter", "Message": "m"}, "RequestId": "req-2"}}"#;
+        match locate_data(error, "e", Some(7)).unwrap_err() {
+            ApiError::Service {
+                code,
+                request_id,
+                server_time,
+                ..
+            } => {
+                assert_eq!(code, "InvalidParameter");
+                assert_eq!(request_id, "req-2");
+                assert_eq!(server_time, Some(7));
+            }
+            other => panic!("{other:?}"),
+        }
+        for (body, reason) in [
+            (&b"<html>"[..], "not the API's JSON"),
+            (
+                br#"{"Response": {"Data": ""}}"#,
+                "Response.RequestId is missing",
+            ),
+            (
+                br#"{"Response": {"Data": 5, "RequestId": "r"}}"#,
+                "Response.Data is not a string",
+            ),
+        ] {
+            let e = locate_data(body, "e", None).unwrap_err().to_string();
+            assert!(e.contains(reason), "{e}");
+        }
+    }
+
+    #[test]
     fn body_is_the_documented_shape() {
         let req = RoomUsageRequest {
             sdk_app_id: 1400017192,
