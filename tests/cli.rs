@@ -6,12 +6,7 @@ fn no_calls_and_code_2(args: &[&str], needle: &str) {
     let sim = start_sim(sim_config());
     let dest = TestDest::local();
     let r = run(cmd(&sim, &dest), args);
-    r.assert_code(2);
-    assert!(
-        r.stderr.contains(needle),
-        "want {needle:?} in:\n{}",
-        r.stderr
-    );
+    r.assert_code(2).assert_stderr_has(&[needle]);
     assert_eq!(
         r.stderr.trim().lines().count(),
         1,
@@ -58,19 +53,14 @@ fn missing_credentials_name_what_to_set() {
         .env_remove("TENCENTCLOUD_SECRET_KEY");
     let r = run(c, &["--app-id", "1", "--date", &days_ago(5).to_string()]);
     r.assert_code(2);
-    assert!(r.stderr.contains("TENCENTCLOUD_SECRET_ID"), "{}", r.stderr);
+    r.assert_stderr_has(&["TENCENTCLOUD_SECRET_ID"]);
     assert_eq!(sim.stats().requests, 0);
 
     let mut c = cmd(&sim, &dest);
     c.env("TENCENTCLOUD_SECRET_KEY", "");
     let r = run(c, &["--app-id", "1", "--date", &days_ago(5).to_string()]);
     r.assert_code(2);
-    assert!(
-        r.stderr
-            .contains("TENCENTCLOUD_SECRET_KEY is set but empty"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has(&["TENCENTCLOUD_SECRET_KEY is set but empty"]);
 }
 
 #[test]
@@ -94,13 +84,8 @@ fn dry_run_needs_no_credentials_and_touches_nothing() {
         ],
     );
     r.assert_code(0);
-    assert!(r.stdout.contains("6 partition(s)"), "{}", r.stdout);
-    assert!(
-        r.stdout
-            .contains("6 API call(s) at one per 15s: about 1m 15s"),
-        "{}",
-        r.stdout
-    );
+    r.assert_stdout_has(&["6 partition(s)"]);
+    r.assert_stdout_has(&["6 API call(s) at one per 15s: about 1m 15s"]);
     assert_eq!(sim.stats().requests, 0);
     assert!(object_names(&dest).is_empty());
 }

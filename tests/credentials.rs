@@ -121,7 +121,7 @@ fn tke_variables_half_set_is_a_usage_error() {
     c.env("TKE_REGION", "ap-guangzhou");
     let r = run(c, &["--app-id", "1", "--date", &days_ago(5).to_string()]);
     r.assert_code(2);
-    assert!(r.stderr.contains("TKE_PROVIDER_ID"), "{}", r.stderr);
+    r.assert_stderr_has(&["TKE_PROVIDER_ID"]);
     assert_eq!(sim.stats().requests, 0);
 }
 
@@ -167,7 +167,7 @@ fn cvm_role_is_used_only_when_opted_in() {
     c.env("TRTC_CVM_METADATA_ENDPOINT", meta.url());
     let r = run(c, &date_args(&[APP_A], days_ago(9)));
     r.assert_code(2);
-    assert!(r.stderr.contains("--use-cvm-role"), "{}", r.stderr);
+    r.assert_stderr_has(&["--use-cvm-role"]);
     assert!(
         seen.lock().unwrap().requests.is_empty(),
         "no metadata call without opting in"

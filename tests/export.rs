@@ -84,11 +84,7 @@ fn rerun_makes_no_calls_and_force_replaces(dest: TestDest) {
         "final partitions are not fetched again"
     );
     assert_eq!(objects(&dest), first, "files unchanged");
-    assert!(
-        r.stdout.contains("0 written, 2 skipped (final)"),
-        "{}",
-        r.stdout
-    );
+    r.assert_stdout_has(&["0 written, 2 skipped (final)"]);
 
     let mut forced = args.clone();
     forced.push("--force".into());
@@ -134,16 +130,8 @@ fn retries_throttle_502_and_internal_error(dest: TestDest) {
     let stats = sim.stats();
     assert_eq!(stats.requests, 4);
     assert_eq!(stats.throttled, 0, "the pacer never calls too fast");
-    assert!(
-        r.stdout.contains("4 calls (3 retries, 1 throttled)"),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stderr.contains("OperationDenied.FreqOverLimit") && r.stderr.contains("502"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stdout_has(&["4 calls (3 retries, 1 throttled)"]);
+    r.assert_stderr_has(&["OperationDenied.FreqOverLimit", "502"]);
 }
 
 fn bad_credentials_stop_the_run_and_write_nothing(dest: TestDest) {
@@ -158,16 +146,8 @@ fn bad_credentials_stop_the_run_and_write_nothing(dest: TestDest) {
         "the run stops at the first fatal answer"
     );
     assert!(object_names(&dest).is_empty(), "nothing written");
-    assert!(
-        r.stderr.contains("AuthFailure.SignatureFailure") && r.stderr.contains("RequestId"),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        r.stdout.contains("fatal error") && r.stdout.contains("6 not attempted"),
-        "{}",
-        r.stdout
-    );
+    r.assert_stderr_has(&["AuthFailure.SignatureFailure", "RequestId"]);
+    r.assert_stdout_has(&["fatal error", "6 not attempted"]);
 }
 
 fn unknown_app_fails_only_that_app(dest: TestDest) {
@@ -185,16 +165,8 @@ fn unknown_app_fails_only_that_app(dest: TestDest) {
         4,
         "3 for app A, 1 for the unknown app B"
     );
-    assert!(
-        r.stderr.contains("FailedOperation.SdkAppIdNotExist"),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        r.stdout.contains("3 written, 0 skipped (final), 3 failed"),
-        "{}",
-        r.stdout
-    );
+    r.assert_stderr_has(&["FailedOperation.SdkAppIdNotExist"]);
+    r.assert_stdout_has(&["3 written, 0 skipped (final), 3 failed"]);
 }
 
 fn bad_csv_value_fails_only_that_partition(dest: TestDest) {
@@ -213,11 +185,7 @@ fn bad_csv_value_fails_only_that_partition(dest: TestDest) {
         object_names(&dest),
         expected_layout(&[APP_A], &[days_ago(12), days_ago(10)])
     );
-    assert!(
-        r.stderr.contains("CSV line 3, column 'SD'") && r.stderr.contains(&bad_day.to_string()),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has(&["CSV line 3, column 'SD'", bad_day.to_string().as_str()]);
     assert_eq!(sim.stats().requests, 3, "a data error is not retried");
 }
 
@@ -232,11 +200,7 @@ fn unknown_column_evolves_then_freezes(dest: TestDest) {
     let args = ["--app-id", &APP_A.to_string(), "--date", &day.to_string()];
     let r = run(cmd(&sim, &dest), &args);
     r.assert_code(0);
-    assert!(
-        r.stderr.contains("unknown column") && r.stderr.contains("8K"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has(&["unknown column", "8K"]);
     let (_, batches) = read_partition(&dest, APP_A, day);
     let schema = batches[0].schema();
     assert_eq!(schema.fields().last().unwrap().name(), "extra_8k_seconds");
@@ -248,5 +212,5 @@ fn unknown_column_evolves_then_freezes(dest: TestDest) {
     frozen.extend(["--force", "--schema-contract", "freeze"]);
     let r = run(cmd(&sim, &dest), &frozen);
     r.assert_code(1);
-    assert!(r.stderr.contains("unknown column '8K'"), "{}", r.stderr);
+    r.assert_stderr_has(&["unknown column '8K'"]);
 }

@@ -29,7 +29,7 @@ fn recovers_from(fault: Fault, extra: &[&str]) -> Run {
 #[test]
 fn freq_over_limit_is_retried_after_an_interval() {
     let r = recovers_from(Fault::ApiError("OperationDenied.FreqOverLimit".into()), &[]);
-    assert!(r.stdout.contains("1 throttled"), "{}", r.stdout);
+    r.assert_stdout_has(&["1 throttled"]);
 }
 
 #[test]
@@ -39,7 +39,7 @@ fn request_limit_exceeded_family_is_retried() {
         Fault::ApiError("RequestLimitExceeded.UinLimitExceeded".into()),
         &[],
     );
-    assert!(r.stdout.contains("1 throttled"), "{}", r.stdout);
+    r.assert_stdout_has(&["1 throttled"]);
 }
 
 #[test]
@@ -57,7 +57,7 @@ fn internal_errors_are_retried() {
 #[test]
 fn dropped_connection_is_retried() {
     let r = recovers_from(Fault::DropConnection, &[]);
-    assert!(r.stderr.contains("network error"), "{}", r.stderr);
+    r.assert_stderr_has(&["network error"]);
 }
 
 #[test]
@@ -66,13 +66,13 @@ fn slow_response_times_out_and_is_retried() {
         Fault::Delay(Duration::from_secs(3)),
         &["--request-timeout", "300ms"],
     );
-    assert!(r.stderr.contains("timed out"), "{}", r.stderr);
+    r.assert_stderr_has(&["timed out"]);
 }
 
 #[test]
 fn body_that_is_not_json_is_retried() {
     let r = recovers_from(Fault::NotJson, &[]);
-    assert!(r.stderr.contains("not the API's JSON"), "{}", r.stderr);
+    r.assert_stderr_has(&["not the API's JSON"]);
 }
 
 #[test]
@@ -95,7 +95,7 @@ fn the_simulators_own_rate_limit_is_respected_with_either_code() {
         for w in stats.admitted_at.windows(2) {
             assert!(w[1] - w[0] >= Duration::from_millis(300));
         }
-        assert!(r.stderr.contains(code), "{}", r.stderr);
+        r.assert_stderr_has(&[code]);
     }
 }
 
@@ -110,11 +110,7 @@ fn retries_are_bounded() {
     let r = run(cmd(&sim, &dest), &args);
     r.assert_code(1);
     assert_eq!(sim.stats().requests, 1 + 3);
-    assert!(
-        r.stderr.contains("after 3 attempts") && r.stderr.contains("502"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has(&["after 3 attempts", "502"]);
     assert_eq!(
         object_names(&dest),
         expected_layout(&[APP_A], &[days_ago(10)])
@@ -134,22 +130,14 @@ fn auth_failure_exits_2_at_once_and_writes_nothing() {
     r.assert_code(2);
     assert_eq!(sim.stats().requests, 1);
     assert!(object_names(&dest).is_empty());
-    assert!(
-        r.stderr.contains("AuthFailure.UnauthorizedOperation") && r.stderr.contains("RequestId"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has(&["AuthFailure.UnauthorizedOperation", "RequestId"]);
 
     // Unknown SecretId, from the simulator's own check.
     let mut c = cmd(&sim, &dest);
     c.env("TENCENTCLOUD_SECRET_ID", "AKIDunknown");
     let r = run(c, &args);
     r.assert_code(2);
-    assert!(
-        r.stderr.contains("AuthFailure.SecretIdNotFound"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has(&["AuthFailure.SecretIdNotFound"]);
 }
 
 #[test]
@@ -170,11 +158,7 @@ fn invalid_parameter_fails_one_day_and_the_rest_finish() {
         object_names(&dest),
         expected_layout(&[APP_A], &[days_ago(10), days_ago(8)])
     );
-    assert!(
-        r.stderr.contains("InvalidParameter") && r.stderr.contains(&bad.to_string()),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has(&["InvalidParameter", bad.to_string().as_str()]);
 }
 
 #[test]
@@ -192,11 +176,7 @@ fn clock_ten_minutes_off_is_corrected_from_the_date_header() {
         1,
         "one SignatureExpire, then corrected for the run"
     );
-    assert!(
-        r.stderr.contains("skew_secs=") && r.stderr.contains("Check the clock"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has(&["skew_secs=", "Check the clock"]);
 }
 
 #[test]
@@ -227,8 +207,7 @@ fn bad_data_fails_the_partition_naming_line_and_column() {
         let dest = TestDest::local();
         let r = run(cmd(&sim, &dest), &date_args(&[APP_A], day));
         r.assert_code(1);
-        assert!(r.stderr.contains(needle), "want {needle:?}:\n{}", r.stderr);
-        assert!(r.stderr.contains("RequestId"), "{}", r.stderr);
+        r.assert_stderr_has(&[needle, "RequestId"]);
         assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
         assert!(object_names(&dest).is_empty());
     }
@@ -256,7 +235,7 @@ fn unknown_column_under_freeze_and_huge_room_id_fail() {
         args.extend(["--schema-contract".into(), extra.into()]);
         let r = run(cmd(&sim, &dest), &args);
         r.assert_code(1);
-        assert!(r.stderr.contains(needle), "want {needle:?}:\n{}", r.stderr);
+        r.assert_stderr_has(&[needle]);
     }
 }
 
@@ -300,11 +279,7 @@ fn plain_http_to_a_remote_host_is_refused_unless_allowed() {
     c.env("TRTC_ENDPOINT", "http://trtc.example.com");
     let r = run(c, &date_args(&[APP_A], days_ago(9)));
     r.assert_code(2);
-    assert!(
-        r.stderr.contains("--allow-insecure-endpoint"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has(&["--allow-insecure-endpoint"]);
     // Allowed, the run gets as far as the network (no such host here).
     let mut c = cmd(&sim, &dest);
     c.env("TRTC_ENDPOINT", "http://127.0.0.2:9")
@@ -522,12 +497,7 @@ fn a_failed_write_fails_the_partition_and_is_fetched_again_next_run() {
     let args = range_args(&[APP_A], days_ago(10), days_ago(8));
     let r = run(cmd(&sim, &dest), &args);
     r.assert_code(1);
-    assert!(
-        r.stderr.contains(&format!("usage_date={blocked}"))
-            && r.stderr.contains("Partition failed"),
-        "{}",
-        r.stderr
-    );
+    r.assert_stderr_has(&[format!("usage_date={blocked}").as_str(), "Partition failed"]);
     std::fs::remove_file(&blocker).unwrap();
     std::thread::sleep(Duration::from_millis(2 * INTERVAL_MS));
     let before = sim.stats().requests;

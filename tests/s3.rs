@@ -19,11 +19,7 @@ fn preflight_fails(mutate: impl FnOnce(&mut std::process::Command), needle: &str
         0,
         "no API call is spent on an unusable destination"
     );
-    assert!(
-        r.stderr.contains("is not usable") && r.stderr.contains(needle),
-        "want {needle:?}:\n{}",
-        r.stderr
-    );
+    r.assert_stderr_has(&["is not usable", needle]);
     let error_lines = r.stderr.lines().filter(|l| l.contains("ERROR")).count();
     assert_eq!(error_lines, 1, "one clear line:\n{}", r.stderr);
 }

@@ -311,6 +311,24 @@ impl Run {
         );
         self
     }
+
+    /// Asserts stdout holds every one of `needles`, showing it if not.
+    pub fn assert_stdout_has(&self, needles: &[&str]) -> &Self {
+        assert_has("stdout", &self.stdout, needles);
+        self
+    }
+
+    /// Asserts stderr holds every one of `needles`, showing it if not.
+    pub fn assert_stderr_has(&self, needles: &[&str]) -> &Self {
+        assert_has("stderr", &self.stderr, needles);
+        self
+    }
+}
+
+fn assert_has(name: &str, text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "want {needle:?} in {name}:\n{text}");
+    }
 }
 
 pub fn run<S: AsRef<std::ffi::OsStr>>(mut c: Command, args: &[S]) -> Run {
