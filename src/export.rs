@@ -288,10 +288,14 @@ async fn export_partition(
     let body_bytes = usage.body_bytes;
     let contract = cfg.contract;
     let batch_rows = cfg.batch_rows;
-    let request_id = usage.request_id.clone();
-    let fetched_at = usage.fetched_at;
     let encoded = tokio::task::spawn_blocking(move || {
-        write::encode(usage.csv(), contract, &request_id, fetched_at, batch_rows)
+        write::encode(
+            usage.csv(),
+            contract,
+            &usage.request_id,
+            usage.fetched_at,
+            batch_rows,
+        )
     })
     .await
     .expect("the encoder does not panic");
