@@ -61,7 +61,7 @@ pub struct Encoded {
 
 /// Rows per row group: big enough for readers to skip whole groups by their
 /// statistics, small enough that the group being built (held compressed in
-/// memory until it is flushed) stays around 2 MiB for a big day.
+/// memory until it is flushed) stays about 1.5 MiB for a big day.
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 /// Parquet settings, chosen on the benchmark's million-room day (see README
