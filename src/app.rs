@@ -14,11 +14,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::cli::{Cli, Command, DemoArgs, ExportArgs, LogFormat, SimSettings, SimulatorArgs};
-use crate::config::JobConfig;
-use crate::credentials::{self, ProcessEnv, Provider};
-use crate::export::{self, Status, Summary};
-use crate::progress;
+use crate::jobs::config::JobConfig;
+use crate::jobs::export::{self, Status, Summary};
+use crate::jobs::progress;
 use crate::simulator::{self, SimConfig, Simulator};
+use crate::tencent::credentials::{self, ProcessEnv, Provider};
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_PARTITIONS_FAILED: u8 = 1;

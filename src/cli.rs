@@ -1,13 +1,13 @@
-//! The command line (CONTRACT §2). Every option reads an environment
+//! The command line (README "Command line"). Every option reads an environment
 //! variable too, so a CronJob can configure the job without arguments.
-//! These structs are raw input; [`crate::config`] validates them.
+//! These structs are raw input; [`crate::jobs::config`] validates them.
 
 use std::time::Duration;
 
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::normalize::SchemaContract;
+use crate::tables::normalize::SchemaContract;
 
 const EXPORT_EXAMPLES: &str = "\
 Examples:

@@ -1,26 +1,25 @@
-//! trtc-usage: Tencent Cloud TRTC per-room usage → Hive-partitioned Parquet.
+//! trtc-usage: Tencent Cloud TRTC usage → a lake of Hive-partitioned
+//! Parquet tables.
 //!
-//! The modules follow the data, in order:
-//! [`cli`] → [`config`] → [`plan`] → [`credentials`] + [`signer`] → [`api`]
-//! (paced by [`pacing`]) → [`normalize`] (to the [`schema`]) → [`mod@write`]
-//! (into a [`store`], finished by a [`manifest`]); [`export`] runs them,
-//! [`progress`] and [`logging`] report, [`app`] maps the outcome to an exit
-//! code. [`simulator`] is the bundled stand-in for the TRTC API.
+//! The crate is grouped by the part of the system each module belongs to;
+//! `docs/architecture.md` names every module's job.
+//!
+//! - [`tencent`]: signing, credentials, the API client, pacing and retry;
+//! - [`tables`]: the tables' schemas and the normalizers that fill them;
+//! - [`lake`]: the store, its layout, Parquet files and manifests;
+//! - [`jobs`]: configuration, plans and the runs of each command;
+//! - [`simulator`]: the bundled stand-in for the TRTC API;
+//! - [`cli`], [`logging`] and [`app`]: the command line, logs, and the one
+//!   place that turns an outcome into an exit code.
+//!
+//! Dependencies point one way: `app` → `jobs` → `lake` → `tables`, and
+//! `jobs` → `tencent`; `simulator` uses only `tencent` and `tables`.
 
-pub mod api;
 pub mod app;
 pub mod cli;
-pub mod config;
-pub mod credentials;
-pub mod export;
+pub mod jobs;
+pub mod lake;
 pub mod logging;
-pub mod manifest;
-pub mod normalize;
-pub mod pacing;
-pub mod plan;
-pub mod progress;
-pub mod schema;
-pub mod signer;
 pub mod simulator;
-pub mod store;
-pub mod write;
+pub mod tables;
+pub mod tencent;

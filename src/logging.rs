@@ -8,7 +8,7 @@
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
-use crate::progress::StderrAboveBar;
+use crate::jobs::progress::StderrAboveBar;
 
 /// Targets that never log below `info`.
 pub const CAPPED: [&str; 10] = [

@@ -99,7 +99,7 @@ fn rerun_makes_no_calls_and_force_replaces(dest: TestDest) {
         "no duplicate or stale object"
     );
     for &day in &days {
-        let before: trtc_usage::manifest::Manifest = serde_json::from_slice(
+        let before: trtc_usage::lake::manifest::Manifest = serde_json::from_slice(
             &first[&format!("app_id={APP_A}/usage_date={day}/_manifest.json")],
         )
         .unwrap();

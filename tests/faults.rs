@@ -360,7 +360,7 @@ fn assert_consistent(dest: &TestDest) {
             }
         }
         if name.ends_with("_manifest.json") {
-            let m: trtc_usage::manifest::Manifest = serde_json::from_slice(bytes).unwrap();
+            let m: trtc_usage::lake::manifest::Manifest = serde_json::from_slice(bytes).unwrap();
             let part = name.replace("_manifest.json", "part-00000.parquet");
             let file = objs
                 .get(&part)

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use object_store::ObjectStoreExt;
-use trtc_usage::store::Destination;
+use trtc_usage::lake::store::Destination;
 
 use crate::util::*;
 
@@ -64,7 +64,7 @@ fn multipart_round_trip(dest: Destination) {
     let path = dest.part_path(1, days_ago(3));
     let bytes: Vec<u8> = (0..(11 * 1024 * 1024)).map(|i| (i % 251) as u8).collect();
     let bytes = bytes::Bytes::from(bytes);
-    block_on(trtc_usage::write::put_file(
+    block_on(trtc_usage::lake::write::put_file(
         &dest,
         &path,
         bytes.clone(),

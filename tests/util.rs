@@ -16,9 +16,9 @@ use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use trtc_usage::manifest::Manifest;
+use trtc_usage::lake::manifest::Manifest;
+use trtc_usage::lake::store::Destination;
 use trtc_usage::simulator::{self, SimConfig, Simulator};
-use trtc_usage::store::Destination;
 
 pub const APP_A: u64 = 1_400_000_001;
 pub const APP_B: u64 = 1_400_000_002;

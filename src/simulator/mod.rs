@@ -4,7 +4,7 @@
 //! It verifies TC3-HMAC-SHA256 signatures and timestamps the way the real
 //! service does, enforces a minimum interval per SecretId (answering the
 //! real throttle error), serves deterministic per-(app, day) CSV with the
-//! real header, and injects the faults of `API.md`'s table on demand. Tests,
+//! real header, and injects the faults of `docs/tencent-api.md`'s error table on demand. Tests,
 //! the README demo and the benchmarks all run against it.
 
 pub mod data;
@@ -22,7 +22,7 @@ use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, Utc};
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::signer::{self, SignInput};
+use crate::tencent::signer::{self, SignInput};
 
 /// Keys the simulator accepts by default (used by `trtc-usage demo`). Not
 /// secrets: the simulator is public and local.
@@ -381,14 +381,14 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
         let mut inner = shared.lock().expect("sim lock");
         inner.stats.requests += 1;
         let now = Utc::now() + chrono::Duration::seconds(inner.config.clock_offset_secs);
-        if header(&headers, "x-tc-action") != Some(crate::api::ACTION) {
+        if header(&headers, "x-tc-action") != Some(crate::tencent::api::ACTION) {
             return api_error(
                 now,
                 "InvalidAction",
                 "Only DescribeTrtcRoomUsage is simulated.",
             );
         }
-        if header(&headers, "x-tc-version") != Some(crate::api::VERSION) {
+        if header(&headers, "x-tc-version") != Some(crate::tencent::api::VERSION) {
             return api_error(now, "InvalidParameter", "X-TC-Version must be 2019-07-22.");
         }
         match header(&headers, "x-tc-region") {
@@ -414,7 +414,8 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
         inner.last_admitted.insert(secret_id, arrived);
         inner.stats.admitted_at.push(arrived);
 
-        let request: Result<crate::api::RoomUsageRequest, _> = serde_json::from_slice(&body);
+        let request: Result<crate::tencent::api::RoomUsageRequest, _> =
+            serde_json::from_slice(&body);
         let request = match request {
             Ok(r) => r,
             Err(e) => {
@@ -479,7 +480,7 @@ type Outcome = Result<(u64, NaiveDate, String), (&'static str, String)>;
 /// The answer to a well-formed, authenticated, admitted request.
 fn evaluate(
     config: &SimConfig,
-    request: &crate::api::RoomUsageRequest,
+    request: &crate::tencent::api::RoomUsageRequest,
     start: Option<NaiveDateTime>,
 ) -> Outcome {
     let (Some(start), Some(end)) = (start, parse_time(&request.end_time)) else {

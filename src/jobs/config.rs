@@ -8,12 +8,12 @@ use std::time::Duration;
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use url::Url;
 
-use crate::api::ApiConfig;
 use crate::cli::{ExportArgs, Progress};
-use crate::normalize::SchemaContract;
-use crate::pacing::RetryPolicy;
-use crate::plan::{self, DaySpec};
-use crate::store::Destination;
+use crate::jobs::plan::{self, DaySpec};
+use crate::lake::store::Destination;
+use crate::tables::normalize::SchemaContract;
+use crate::tencent::api::ApiConfig;
+use crate::tencent::pacing::RetryPolicy;
 
 /// A usage or configuration error: exit 2, before any API call.
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +25,7 @@ pub enum ConfigError {
     #[error(transparent)]
     Plan(#[from] plan::PlanError),
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] crate::lake::store::StoreError),
     #[error("--app-id {0} is given twice")]
     DuplicateApp(u64),
 }
@@ -132,7 +132,7 @@ impl JobConfig {
                 backoff_max: Duration::from_secs(60).max(args.retry_backoff),
             },
             dry_run: args.dry_run,
-            batch_rows: crate::normalize::DEFAULT_BATCH_ROWS,
+            batch_rows: crate::tables::normalize::DEFAULT_BATCH_ROWS,
             summary_file: args.summary_file.clone(),
             progress: args.progress,
         })

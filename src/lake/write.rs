@@ -25,10 +25,10 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};
 
-use crate::manifest::{self, FileInfo, Manifest};
-use crate::normalize::{HeaderInfo, NormalizeError, Normalizer, SchemaContract};
-use crate::schema;
-use crate::store::{Destination, PART_FILE};
+use crate::lake::manifest::{self, FileInfo, Manifest};
+use crate::lake::store::{Destination, PART_FILE};
+use crate::tables::normalize::{HeaderInfo, NormalizeError, Normalizer, SchemaContract};
+use crate::tables::schema;
 
 /// Files larger than this are uploaded in parts.
 pub const MULTIPART_THRESHOLD: usize = 32 * 1024 * 1024;
@@ -291,7 +291,7 @@ pub async fn commit(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema;
+    use crate::tables::schema;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     fn now() -> DateTime<Utc> {
@@ -347,7 +347,7 @@ mod tests {
     fn a_bad_escape_in_the_body_fails_naming_the_line() {
         let body = br#"RoomId,Audio\nr1,1\nr2,2\ud800\n"#;
         let err = encode(
-            crate::api::DataReader::new(body),
+            crate::tencent::api::DataReader::new(body),
             SchemaContract::Evolve,
             "req",
             now(),

@@ -3,7 +3,7 @@
 //! rule; failures are retried by class with jittered backoff, a bounded
 //! number of times.
 //!
-//! What is retried (see [`crate::api::ErrorClass`]):
+//! What is retried (see [`crate::tencent::api::ErrorClass`]):
 //! - throttling (`OperationDenied.FreqOverLimit`, `RequestLimitExceeded*`,
 //!   HTTP 429): after at least one full interval plus backoff;
 //! - server and network trouble (`InternalError*`, `ServiceUnavailable`,
@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::api::{ApiError, Client, ErrorClass, RoomUsage, RoomUsageRequest};
+use crate::tencent::api::{ApiError, Client, ErrorClass, RoomUsage, RoomUsageRequest};
 
 /// Spaces API calls at least `interval` apart, measured from the end of one
 /// attempt to the start of the next. Measuring from the end (not the start)

@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Duration as ChronoDuration, FixedOffset, NaiveDate, NaiveTime, Utc};
 
-use crate::api::RoomUsageRequest;
+use crate::tencent::api::RoomUsageRequest;
 
 /// The first day the API has data for.
 pub const FIRST_DAY: NaiveDate = match NaiveDate::from_ymd_opt(2023, 4, 1) {
@@ -104,7 +104,7 @@ pub fn plan_days(
 }
 
 /// A partition is final when it was fetched at least `settle` after its
-/// day ended: the API will not change it any more (CONTRACT §5).
+/// day ended: the API will not change it any more (`docs/lake.md`, "Which days are final").
 pub fn is_final(
     day: NaiveDate,
     offset: FixedOffset,

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing::info;
 
 use crate::cli::{LogFormat, Progress as Mode};
-use crate::export::Summary;
+use crate::jobs::summary::Summary;
 
 /// Receives the run's progress.
 pub trait Progress: Send {

@@ -1,4 +1,4 @@
-//! The table's Arrow schema (CONTRACT §4), and how CSV headers map onto it.
+//! The tables' Arrow schemas (`docs/lake.md`, "Schemas"), and how CSV headers map onto it.
 //!
 //! Two views of one schema: [`table_schema`] is what readers see, with the
 //! partition columns `app_id` and `usage_date`; [`file_schema`] is what each

@@ -2,7 +2,7 @@
 //! typed errors it can end in.
 //!
 //! This module makes exactly one HTTP attempt per call. Pacing and retries
-//! live in [`crate::pacing`]; what an error *means* for the run (retry, stop
+//! live in [`crate::tencent::pacing`]; what an error *means* for the run (retry, stop
 //! the app, stop everything) is [`ApiError::class`], decided here once so no
 //! other module matches on error strings.
 
@@ -13,8 +13,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::credentials::Provider;
-use crate::signer::{self, SignInput};
+use crate::tencent::credentials::Provider;
+use crate::tencent::error::ErrorBody;
+pub use crate::tencent::error::{ErrorClass, classify_code};
+use crate::tencent::signer::{self, SignInput};
 
 /// The action and version this client speaks.
 pub const ACTION: &str = "DescribeTrtcRoomUsage";
@@ -51,23 +53,6 @@ pub struct RoomUsage {
     pub response_at: std::time::Instant,
 }
 
-/// What an error means for the run. See the table in `API.md`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// A rate limit: wait at least one interval, then retry.
-    Throttled,
-    /// Server or network trouble: bounded retry with backoff.
-    Transient,
-    /// The signature's timestamp is too far from the server's clock.
-    ClockSkew,
-    /// Credentials or permissions: stop the whole run (exit 2).
-    FatalRun,
-    /// The app id is unknown: fail all of its partitions, go on with others.
-    FatalApp,
-    /// This request is wrong (a day out of range, say): fail this partition.
-    FatalPartition,
-}
-
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -89,7 +74,7 @@ pub enum ApiError {
     #[error("unreadable response from {endpoint}: {reason}")]
     Body { endpoint: String, reason: String },
     #[error(transparent)]
-    Credentials(#[from] crate::credentials::CredentialsError),
+    Credentials(#[from] crate::tencent::credentials::CredentialsError),
 }
 
 impl ApiError {
@@ -105,35 +90,6 @@ impl ApiError {
             | ApiError::Body { .. } => ErrorClass::Transient,
             ApiError::Credentials(_) => ErrorClass::FatalRun,
         }
-    }
-}
-
-fn has_prefix(code: &str, family: &str) -> bool {
-    code == family
-        || code
-            .strip_prefix(family)
-            .is_some_and(|rest| rest.starts_with('.'))
-}
-
-/// Maps a Tencent Cloud error code to what the job does about it.
-pub fn classify_code(code: &str) -> ErrorClass {
-    if code == "OperationDenied.FreqOverLimit" || has_prefix(code, "RequestLimitExceeded") {
-        ErrorClass::Throttled
-    } else if has_prefix(code, "InternalError")
-        || has_prefix(code, "ServiceUnavailable")
-        || has_prefix(code, "ResourceUnavailable")
-    {
-        ErrorClass::Transient
-    } else if code == "AuthFailure.SignatureExpire" {
-        ErrorClass::ClockSkew
-    } else if has_prefix(code, "AuthFailure") || has_prefix(code, "UnauthorizedOperation") {
-        ErrorClass::FatalRun
-    } else if code == "FailedOperation.SdkAppIdNotExist" {
-        ErrorClass::FatalApp
-    } else {
-        // InvalidParameter*, MissingParameter, UnknownParameter and any code
-        // this job does not know: this request cannot succeed as it is.
-        ErrorClass::FatalPartition
     }
 }
 
@@ -355,15 +311,6 @@ struct ResponseBody<'a> {
     error: Option<ErrorBody>,
 }
 
-/// `Response.Error` of every Tencent Cloud API 3.0 answer (STS's too).
-#[derive(Deserialize)]
-pub(crate) struct ErrorBody {
-    #[serde(rename = "Code")]
-    pub(crate) code: String,
-    #[serde(rename = "Message", default)]
-    pub(crate) message: String,
-}
-
 impl Client {
     pub fn new(config: ApiConfig, credentials: Provider) -> Result<Self, ApiError> {
         let http = reqwest::Client::builder()
@@ -511,34 +458,6 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn codes_are_classified_as_api_md_says() {
-        use ErrorClass::*;
-        let table = [
-            ("OperationDenied.FreqOverLimit", Throttled),
-            ("RequestLimitExceeded", Throttled),
-            ("RequestLimitExceeded.UinLimitExceeded", Throttled),
-            ("InternalError", Transient),
-            ("InternalError.DBError", Transient),
-            ("ServiceUnavailable", Transient),
-            ("ResourceUnavailable", Transient),
-            ("AuthFailure.SignatureExpire", ClockSkew),
-            ("AuthFailure.SignatureFailure", FatalRun),
-            ("AuthFailure.SecretIdNotFound", FatalRun),
-            ("UnauthorizedOperation", FatalRun),
-            ("FailedOperation.SdkAppIdNotExist", FatalApp),
-            ("InvalidParameter", FatalPartition),
-            ("InvalidParameter.StartTime", FatalPartition),
-            ("MissingParameter", FatalPartition),
-            ("UnknownParameter", FatalPartition),
-            ("RequestLimitExceededX", FatalPartition),
-            ("SomethingNew.Entirely", FatalPartition),
-        ];
-        for (code, want) in table {
-            assert_eq!(classify_code(code), want, "{code}");
-        }
-    }
 
     #[test]
     fn transport_failures_are_transient_and_429_throttles() {

@@ -1,6 +1,6 @@
 //! Destinations: a local directory or an S3-compatible bucket, behind one
 //! `object_store` interface, and the Hive partition layout inside it
-//! (CONTRACT §3).
+//! (`docs/lake.md`).
 
 use std::sync::Arc;
 

@@ -17,7 +17,7 @@ use arrow_array::builder::{Int64Builder, StringBuilder};
 use arrow_array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow_schema::SchemaRef;
 
-use crate::schema::{self, ROOM_ID_HEADER, VALUE_COLUMNS};
+use crate::tables::schema::{self, ROOM_ID_HEADER, VALUE_COLUMNS};
 
 /// Rows per record batch.
 pub const DEFAULT_BATCH_ROWS: usize = 16_384;

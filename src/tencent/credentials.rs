@@ -136,7 +136,7 @@ struct StsResponse {
     #[serde(rename = "ExpiredTime")]
     expired_time: Option<i64>,
     #[serde(rename = "Error")]
-    error: Option<crate::api::ErrorBody>,
+    error: Option<crate::tencent::error::ErrorBody>,
     #[serde(rename = "RequestId", default)]
     request_id: String,
 }

@@ -1,13 +1,13 @@
 //! `_manifest.json`: the record that a partition is done, written last.
 //!
 //! Its presence is what "exported" means; its `fetched_at` is what decides
-//! whether the partition is final (CONTRACT §5).
+//! whether the partition is final (`docs/lake.md`, "Which days are final").
 
 use chrono::{DateTime, NaiveDate, Utc};
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 
-use crate::store::Destination;
+use crate::lake::store::Destination;
 
 /// Bumped when the manifest's meaning changes.
 pub const FORMAT_VERSION: u32 = 1;

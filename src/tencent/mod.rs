@@ -1,0 +1,18 @@
+//! The Tencent side: everything that talks to Tencent Cloud API 3.0.
+//!
+//! - [`signer`]: TC3-HMAC-SHA256, pure functions of (request, key, time);
+//! - [`credentials`]: the SDKs' credential chain (env, profile, TKE OIDC,
+//!   CVM role), with secrets that redact themselves;
+//! - [`error`]: the API's error envelope and what each code means for a run;
+//! - [`api`]: one signed HTTP attempt, and the answer located in its body;
+//! - [`pacing`]: the rate limit and bounded, classified retries around every
+//!   attempt.
+//!
+//! Nothing here knows about Parquet, the lake or the run's plan. The facts
+//! this part relies on are in `docs/tencent-api.md`.
+
+pub mod api;
+pub mod credentials;
+pub mod error;
+pub mod pacing;
+pub mod signer;
