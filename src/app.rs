@@ -13,10 +13,15 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::cli::{Cli, Command, DemoArgs, ExportArgs, LogFormat, SimSettings, SimulatorArgs};
-use crate::jobs::config::JobConfig;
+use crate::cli::{
+    Cli, Command, DemoArgs, ExportArgs, LogFormat, RebuildArgs, SimSettings, SimulatorArgs,
+    StatusArgs,
+};
+use crate::jobs::config::{JobConfig, LakeScope};
 use crate::jobs::export::{self, Status, Summary};
 use crate::jobs::progress;
+use crate::jobs::rebuild::{self, RebuildConfig};
+use crate::jobs::status::{self, StatusConfig};
 use crate::simulator::{self, SimConfig, Simulator};
 use crate::tencent::credentials::{self, ProcessEnv, Provider};
 
@@ -29,7 +34,70 @@ pub async fn run(cli: Cli) -> u8 {
     match cli.command {
         Command::Export(args) => run_export(&args, cli.log_format).await,
         Command::Simulator(args) => run_simulator(args).await,
+        Command::Rebuild(args) => run_rebuild(&args, cli.log_format).await,
+        Command::Status(args) => run_status(&args, cli.log_format).await,
         Command::Demo(args) => run_demo(args, cli.log_format).await,
+    }
+}
+
+async fn run_rebuild(args: &RebuildArgs, log_format: LogFormat) -> u8 {
+    let scope = match LakeScope::from_args(&args.range) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("{e}");
+            return EXIT_FATAL;
+        }
+    };
+    let cfg = RebuildConfig {
+        scope,
+        contract: args.schema_contract,
+        batch_rows: crate::tables::normalize::DEFAULT_BATCH_ROWS,
+        summary_file: args.summary_file.clone(),
+        progress: args.progress,
+    };
+    let cancel = CancellationToken::new();
+    let signal = stop_on_signals(cancel.clone());
+    let mut progress = progress::for_mode(cfg.progress, log_format);
+    let summary = rebuild::run(&cfg, cancel, progress.as_mut()).await;
+    report(&summary, log_format, cfg.summary_file.as_deref());
+    exit_code(&summary, signal.load(Ordering::SeqCst))
+}
+
+async fn run_status(args: &StatusArgs, log_format: LogFormat) -> u8 {
+    let scope = match LakeScope::from_args(&args.range) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("{e}");
+            return EXIT_FATAL;
+        }
+    };
+    let cfg = StatusConfig {
+        scope,
+        settle: args.settle,
+        verify: args.verify,
+    };
+    match status::run(&cfg).await {
+        Ok(report) => {
+            match log_format {
+                LogFormat::Text => print!("{}", report.render()),
+                LogFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string(&report).expect("the report serializes")
+                ),
+            }
+            if report.has_damage() {
+                error!(
+                    "Some files do not match their manifests; rerun the export (they are rebuilt from the raw zone or fetched again)."
+                );
+                EXIT_PARTITIONS_FAILED
+            } else {
+                EXIT_OK
+            }
+        }
+        Err(e) => {
+            error!("{e}");
+            EXIT_FATAL
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::tables::Table;
 use crate::tables::normalize::SchemaContract;
 
 const EXPORT_EXAMPLES: &str = "\
@@ -53,9 +54,134 @@ pub enum Command {
     Export(Box<ExportArgs>),
     /// Serve the bundled TRTC API simulator (for demos, tests, benchmarks).
     Simulator(SimulatorArgs),
+    /// Rewrite partitions from the raw zone: no API call, no Tencent credentials.
+    #[command(after_help = REBUILD_EXAMPLES)]
+    Rebuild(Box<RebuildArgs>),
+    /// Show what the lake holds over a range, from its manifests: final,
+    /// settling, missing; no API call.
+    #[command(after_help = STATUS_EXAMPLES)]
+    Status(Box<StatusArgs>),
     /// Run an export end to end against an in-process simulator: no Tencent
     /// account needed.
     Demo(DemoArgs),
+}
+
+const REBUILD_EXAMPLES: &str = "\
+Examples:
+  # Every partition that has raw responses, from the newest of each:
+  trtc-usage rebuild --dest s3://lake/trtc
+
+  # One app's September, after a fix or a schema change:
+  trtc-usage rebuild --app-id 1400000001 --start 2026-09-01 --end 2026-09-30
+
+Exit status: 0 every partition rebuilt; 1 some failed or had no raw
+response (left as they were); 2 usage or configuration error.";
+
+const STATUS_EXAMPLES: &str = "\
+Examples:
+  # Every app and day the lake knows of:
+  trtc-usage status --dest s3://lake/trtc
+
+  # The holes in a backfill's range, as JSON:
+  trtc-usage --log-format json status --app-id 1400000001 --start 2026-09-01 --end 2026-11-25
+
+  # Also recompute every file's SHA-256 against its manifest:
+  trtc-usage status --verify
+
+Exit status: 0; 1 when --verify finds a file that does not match its
+manifest; 2 usage or configuration error.";
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+/// Parses one table name of `--tables`.
+pub fn parse_table(s: &str) -> Result<Table, String> {
+    let name = s.trim();
+    Table::from_name(name).ok_or_else(|| {
+        let known: Vec<_> = Table::ALL.iter().map(|t| t.name()).collect();
+        if name == "app_usage" || name == "checks" {
+            format!(
+                "'{name}' is not built by this version yet; tables: {}",
+                known.join(", ")
+            )
+        } else {
+            format!("'{name}' is not a table; tables: {}", known.join(", "))
+        }
+    })
+}
+
+/// Which partitions a `rebuild` or `status` covers: apps and days, each
+/// optional (none: all the lake has).
+#[derive(Debug, Clone, Args)]
+pub struct RangeArgs {
+    /// SdkAppId; repeat the flag or separate with commas (default: every app found).
+    #[arg(long = "app-id", env = "TRTC_APP_IDS", value_delimiter = ',', value_parser = parse_app_id)]
+    pub app_ids: Vec<u64>,
+
+    /// First day, inclusive (YYYY-MM-DD).
+    #[arg(long, env = "TRTC_START", value_parser = parse_date, conflicts_with = "date")]
+    pub start: Option<NaiveDate>,
+
+    /// Last day, inclusive (default: --start).
+    #[arg(long, env = "TRTC_END", value_parser = parse_date, requires = "start", conflicts_with = "date")]
+    pub end: Option<NaiveDate>,
+
+    /// One day.
+    #[arg(long, env = "TRTC_DATE", value_parser = parse_date)]
+    pub date: Option<NaiveDate>,
+
+    /// Which tables, comma separated (default: all).
+    #[arg(long, env = "TRTC_TABLES", value_delimiter = ',', value_parser = parse_table)]
+    pub tables: Vec<Table>,
+
+    /// The lake: a local path, file://…, or s3://bucket/prefix.
+    #[arg(long, env = "TRTC_DEST", default_value = "./warehouse")]
+    pub dest: String,
+
+    /// The API's clock, which defines a day (±HH:MM).
+    #[arg(
+        long,
+        env = "TRTC_UTC_OFFSET",
+        default_value = "+08:00",
+        allow_hyphen_values = true
+    )]
+    pub utc_offset: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RebuildArgs {
+    #[command(flatten)]
+    pub range: RangeArgs,
+
+    /// What an unknown CSV column does: keep it as `extra_<name>_seconds`, or fail the partition.
+    #[arg(long, env = "TRTC_SCHEMA_CONTRACT", value_enum, default_value_t = SchemaContract::Evolve)]
+    pub schema_contract: SchemaContract,
+
+    /// Also write the run summary as JSON to this file.
+    #[arg(long, env = "TRTC_SUMMARY_FILE")]
+    pub summary_file: Option<std::path::PathBuf>,
+
+    /// Progress display.
+    #[arg(long, env = "TRTC_PROGRESS", value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub range: RangeArgs,
+
+    /// How long after a day ends its data counts as final.
+    #[arg(long, env = "TRTC_SETTLE", default_value = "24h", value_parser = parse_duration)]
+    pub settle: Duration,
+
+    /// Recompute every file's SHA-256 against its manifest (reads every file); exit 1 on a mismatch.
+    #[arg(long)]
+    pub verify: bool,
 }
 
 /// Parses `15s`, `250ms`, `24h`, or a bare number of seconds.
@@ -176,6 +302,14 @@ pub struct ExportArgs {
     /// What an unknown CSV column does: keep it as `extra_<name>_seconds`, or fail the partition.
     #[arg(long, env = "TRTC_SCHEMA_CONTRACT", value_enum, default_value_t = SchemaContract::Evolve)]
     pub schema_contract: SchemaContract,
+
+    /// Keep every API answer, zstd-compressed, in the lake's raw zone (`_raw/`), for `rebuild`.
+    #[arg(long, env = "TRTC_RAW", value_enum, default_value_t = Switch::On)]
+    pub raw: Switch,
+
+    /// Which tables to fill, comma separated (default: all).
+    #[arg(long, env = "TRTC_TABLES", value_delimiter = ',', value_parser = parse_table)]
+    pub tables: Vec<Table>,
 
     /// Print the plan (partitions, calls, estimated time); no API call, nothing written.
     #[arg(long, env = "TRTC_DRY_RUN")]

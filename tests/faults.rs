@@ -209,7 +209,8 @@ fn bad_data_fails_the_partition_naming_line_and_column() {
         r.assert_code(1);
         r.assert_stderr_has(&[needle, "RequestId"]);
         assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
-        assert!(object_names(&dest).is_empty());
+        // No partition; only the answer, kept in the raw zone.
+        assert_eq!(object_names(&dest), raw_layout(&[APP_A], &[day]));
     }
 }
 
@@ -490,7 +491,7 @@ fn a_failed_write_fails_the_partition_and_is_fetched_again_next_run() {
     let TestDest::Local(dir) = &dest else {
         unreachable!()
     };
-    let app_dir = dir.path().join(format!("app_id={APP_A}"));
+    let app_dir = dir.path().join(format!("room_usage/app_id={APP_A}"));
     std::fs::create_dir_all(&app_dir).unwrap();
     let blocker = app_dir.join(format!("usage_date={blocked}"));
     std::fs::write(&blocker, b"in the way").unwrap();

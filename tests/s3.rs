@@ -61,7 +61,7 @@ fn preflight_error_does_not_show_the_s3_secret() {
 
 /// Large files go up in parts; what lands is byte-identical.
 fn multipart_round_trip(dest: Destination) {
-    let path = dest.part_path(1, days_ago(3));
+    let path = dest.part_path(trtc_usage::tables::Table::RoomUsage, 1, days_ago(3));
     let bytes: Vec<u8> = (0..(11 * 1024 * 1024)).map(|i| (i % 251) as u8).collect();
     let bytes = bytes::Bytes::from(bytes);
     block_on(trtc_usage::lake::write::put_file(

@@ -1,10 +1,13 @@
 //! Integration tests, one binary: the real `trtc-usage` driven against the
 //! bundled simulator, as a user would.
 
+#[macro_use]
+mod util;
+
 mod cli;
 mod credentials;
 mod export;
 mod faults;
+mod lake;
 mod readers;
 mod s3;
-mod util;

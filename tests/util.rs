@@ -20,6 +20,21 @@ use trtc_usage::lake::manifest::Manifest;
 use trtc_usage::lake::store::Destination;
 use trtc_usage::simulator::{self, SimConfig, Simulator};
 
+/// Runs each scenario against local disk and against S3.
+#[macro_export]
+macro_rules! on_every_destination {
+    ($($name:ident),* $(,)?) => {
+        mod local {
+            $( #[test] fn $name() { super::$name($crate::util::TestDest::local()) } )*
+        }
+        mod s3 {
+            $( #[test] fn $name() {
+                if let Some(d) = $crate::util::TestDest::s3() { super::$name(d) }
+            } )*
+        }
+    };
+}
+
 pub const APP_A: u64 = 1_400_000_001;
 pub const APP_B: u64 = 1_400_000_002;
 /// Short intervals: tests never wait 15 seconds.
@@ -166,19 +181,65 @@ pub fn objects(dest: &TestDest) -> BTreeMap<String, Vec<u8>> {
     })
 }
 
+/// Every object's name; a raw object's time-stamped name is shown as `*`
+/// (`_raw/room_usage/app_id=…/usage_date=…/*`), so layouts compare exactly.
 pub fn object_names(dest: &TestDest) -> BTreeSet<String> {
-    objects(dest).into_keys().collect()
+    objects(dest)
+        .into_keys()
+        .map(|k| match k.strip_prefix("_raw/") {
+            Some(_) if k.ends_with(".json.zst") => format!("{}/*", &k[..k.rfind('/').unwrap()]),
+            _ => k,
+        })
+        .collect()
 }
 
-/// The two objects each partition must have.
-pub fn expected_layout(apps: &[u64], days: &[NaiveDate]) -> BTreeSet<String> {
+/// The raw objects of a partition, oldest first: name and decompressed body.
+pub fn raw_objects(dest: &TestDest, app: u64, day: NaiveDate) -> Vec<(String, Vec<u8>)> {
+    let prefix = format!("_raw/room_usage/app_id={app}/usage_date={day}/");
+    objects(dest)
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(&prefix))
+        .map(|(k, v)| {
+            (
+                k,
+                zstd::stream::decode_all(&v[..]).expect("raw objects are zstd"),
+            )
+        })
+        .collect()
+}
+
+/// The raw-zone entries (see [`object_names`]) of these partitions.
+pub fn raw_layout(apps: &[u64], days: &[NaiveDate]) -> BTreeSet<String> {
     let mut s = BTreeSet::new();
     for a in apps {
         for d in days {
-            s.insert(format!("app_id={a}/usage_date={d}/part-00000.parquet"));
-            s.insert(format!("app_id={a}/usage_date={d}/_manifest.json"));
+            s.insert(format!("_raw/room_usage/app_id={a}/usage_date={d}/*"));
         }
     }
+    s
+}
+
+/// The table's objects only: part file and manifest of each partition.
+pub fn table_layout(apps: &[u64], days: &[NaiveDate]) -> BTreeSet<String> {
+    let mut s = BTreeSet::new();
+    for a in apps {
+        for d in days {
+            s.insert(format!(
+                "room_usage/app_id={a}/usage_date={d}/part-00000.parquet"
+            ));
+            s.insert(format!(
+                "room_usage/app_id={a}/usage_date={d}/_manifest.json"
+            ));
+        }
+    }
+    s
+}
+
+/// What a lake of these partitions holds: each partition's file and
+/// manifest, and its raw answers.
+pub fn expected_layout(apps: &[u64], days: &[NaiveDate]) -> BTreeSet<String> {
+    let mut s = table_layout(apps, days);
+    s.extend(raw_layout(apps, days));
     s
 }
 
@@ -194,7 +255,9 @@ pub struct Totals {
 pub fn read_partition(dest: &TestDest, app: u64, day: NaiveDate) -> (Totals, Vec<RecordBatch>) {
     let objs = objects(dest);
     let bytes = objs
-        .get(&format!("app_id={app}/usage_date={day}/part-00000.parquet"))
+        .get(&format!(
+            "room_usage/app_id={app}/usage_date={day}/part-00000.parquet"
+        ))
         .unwrap_or_else(|| panic!("no parquet for {app} {day}"))
         .clone();
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
@@ -236,7 +299,9 @@ pub fn read_partition(dest: &TestDest, app: u64, day: NaiveDate) -> (Totals, Vec
 pub fn read_manifest(dest: &TestDest, app: u64, day: NaiveDate) -> Manifest {
     let objs = objects(dest);
     let bytes = objs
-        .get(&format!("app_id={app}/usage_date={day}/_manifest.json"))
+        .get(&format!(
+            "room_usage/app_id={app}/usage_date={day}/_manifest.json"
+        ))
         .unwrap_or_else(|| panic!("no manifest for {app} {day}"));
     serde_json::from_slice(bytes).unwrap()
 }
@@ -295,6 +360,47 @@ pub fn cmd(sim: &Simulator, dest: &TestDest) -> Command {
     c
 }
 
+/// A command for the commands that need no API: a clean environment with
+/// no Tencent credentials and no endpoint, only the destination.
+pub fn lake_cmd(dest: &TestDest) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_trtc-usage"));
+    c.env_clear();
+    c.env("PATH", std::env::var("PATH").unwrap_or_default());
+    c.env(
+        "HOME",
+        std::env::temp_dir().join(format!("trtc-home-{}", uuid::Uuid::new_v4())),
+    );
+    c.env("TRTC_DEST", dest.url());
+    c.env("TRTC_PROGRESS", "log");
+    for (k, v) in dest.env() {
+        c.env(k, v);
+    }
+    c.stdin(Stdio::null());
+    c
+}
+
+/// Writes `bytes` at `rel` (relative to the lake's root).
+pub fn put_object(dest: &TestDest, rel: &str, bytes: Vec<u8>) {
+    let d = dest.open();
+    block_on(async {
+        d.store().put(&d.resolve(rel), bytes.into()).await.unwrap();
+    });
+}
+
+/// Deletes every object whose name (relative to the root) starts with `prefix`.
+pub fn delete_objects(dest: &TestDest, prefix: &str) {
+    let d = dest.open();
+    let names: Vec<String> = objects(dest)
+        .into_keys()
+        .filter(|k| k.starts_with(prefix))
+        .collect();
+    block_on(async {
+        for n in names {
+            d.store().delete(&d.resolve(&n)).await.unwrap();
+        }
+    });
+}
+
 /// Runs to completion; returns the output with stdout/stderr as strings.
 pub struct Run {
     pub code: i32,
@@ -331,8 +437,13 @@ fn assert_has(name: &str, text: &str, needles: &[&str]) {
     }
 }
 
-pub fn run<S: AsRef<std::ffi::OsStr>>(mut c: Command, args: &[S]) -> Run {
-    c.arg("export").args(args);
+pub fn run<S: AsRef<std::ffi::OsStr>>(c: Command, args: &[S]) -> Run {
+    run_sub(c, "export", args)
+}
+
+/// Runs `trtc-usage <sub> args…` to completion.
+pub fn run_sub<S: AsRef<std::ffi::OsStr>>(mut c: Command, sub: &str, args: &[S]) -> Run {
+    c.arg(sub).args(args);
     let out: Output = c.output().expect("run trtc-usage");
     Run {
         code: out.status.code().unwrap_or(-1),

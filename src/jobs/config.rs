@@ -8,9 +8,10 @@ use std::time::Duration;
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use url::Url;
 
-use crate::cli::{ExportArgs, Progress};
+use crate::cli::{ExportArgs, Progress, RangeArgs, Switch};
 use crate::jobs::plan::{self, DaySpec};
 use crate::lake::store::Destination;
+use crate::tables::Table;
 use crate::tables::normalize::SchemaContract;
 use crate::tencent::api::ApiConfig;
 use crate::tencent::pacing::RetryPolicy;
@@ -28,7 +29,70 @@ pub enum ConfigError {
     Store(#[from] crate::lake::store::StoreError),
     #[error("--app-id {0} is given twice")]
     DuplicateApp(u64),
+    #[error("--end {end} is before --start {start}")]
+    EndBeforeStart { start: NaiveDate, end: NaiveDate },
 }
+
+/// What `rebuild` and `status` cover, checked: the lake, the apps and days
+/// (each `None` for "all the lake has"), the tables, the API's clock.
+#[derive(Debug, Clone)]
+pub struct LakeScope {
+    pub dest: Destination,
+    pub app_ids: Option<Vec<u64>>,
+    /// First and last day, inclusive.
+    pub days: Option<(NaiveDate, NaiveDate)>,
+    pub tables: Vec<Table>,
+    pub offset: FixedOffset,
+}
+
+impl LakeScope {
+    pub fn from_args(args: &RangeArgs) -> Result<Self, ConfigError> {
+        let mut app_ids: Vec<u64> = Vec::with_capacity(args.app_ids.len());
+        for id in &args.app_ids {
+            if app_ids.contains(id) {
+                return Err(ConfigError::DuplicateApp(*id));
+            }
+            app_ids.push(*id);
+        }
+        let days = match (args.date, args.start, args.end) {
+            (Some(d), _, _) => Some((d, d)),
+            (None, Some(start), end) => {
+                let end = end.unwrap_or(start);
+                if end < start {
+                    return Err(ConfigError::EndBeforeStart { start, end });
+                }
+                Some((start, end))
+            }
+            (None, None, _) => None,
+        };
+        Ok(Self {
+            dest: Destination::open(&args.dest)?,
+            app_ids: (!app_ids.is_empty()).then_some(app_ids),
+            days,
+            tables: tables_or_all(&args.tables),
+            offset: plan::parse_offset(&args.utc_offset).map_err(ConfigError::Offset)?,
+        })
+    }
+
+    /// Whether `day` is in the range (always, with no range).
+    pub fn covers(&self, day: NaiveDate) -> bool {
+        self.days.is_none_or(|(s, e)| s <= day && day <= e)
+    }
+}
+
+/// `--tables` as given, each once, or every table.
+pub fn tables_or_all(given: &[Table]) -> Vec<Table> {
+    let mut tables: Vec<Table> = Table::ALL
+        .into_iter()
+        .filter(|t| given.is_empty() || given.contains(t))
+        .collect();
+    tables.dedup();
+    tables
+}
+
+/// The zstd level of the raw zone, chosen on the benchmark's million-room
+/// day (README "Performance").
+pub const RAW_ZSTD_LEVEL: i32 = 3;
 
 /// Everything an export run needs, checked.
 #[derive(Debug, Clone)]
@@ -124,6 +188,7 @@ impl JobConfig {
                 endpoint,
                 region: args.region.as_str().to_owned(),
                 request_timeout: args.request_timeout,
+                keep_body: (args.raw == Switch::On).then_some(RAW_ZSTD_LEVEL),
             },
             min_interval: args.min_interval,
             retry: RetryPolicy {

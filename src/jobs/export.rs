@@ -13,11 +13,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::jobs::config::JobConfig;
+use crate::jobs::partition;
 use crate::jobs::plan;
 use crate::jobs::progress::Progress;
 pub use crate::jobs::summary::{Failure, Partition, Status, Summary};
 use crate::lake::manifest;
-use crate::lake::write::{self, CallInfo};
+use crate::lake::manifest::BodyInfo;
+use crate::lake::raw;
+use crate::lake::write::CallInfo;
+use crate::tables::Table;
 use crate::tencent::api::{ApiError, Client, ErrorClass};
 use crate::tencent::credentials::Provider;
 use crate::tencent::pacing::{Backoff, CallError, CallStats, PacedClient, Pacer};
@@ -53,7 +57,7 @@ pub async fn make_plan(cfg: &JobConfig) -> Plan {
     }
     let finals: Vec<bool> = futures::stream::iter(all.iter().copied())
         .map(|p| async move {
-            match manifest::read(&cfg.dest, p.app_id, p.usage_date).await {
+            match manifest::read(&cfg.dest, Table::RoomUsage, p.app_id, p.usage_date).await {
                 Ok(Some(m)) => plan::is_final(p.usage_date, cfg.offset, cfg.settle, m.fetched_at),
                 Ok(None) => false,
                 Err(e) => {
@@ -150,61 +154,56 @@ async fn export_partition(
             };
         }
     };
+    let (app_id, day) = (p.app_id, p.usage_date);
+    let mut usage = usage;
+    // The answer is kept before anything is built from it: if it cannot be
+    // kept, the partition fails rather than exist without its source.
+    let raw_object = match usage.compressed_body.take() {
+        Some(compressed) => {
+            match raw::put(
+                &cfg.dest,
+                Table::RoomUsage,
+                app_id,
+                day,
+                usage.fetched_at,
+                &usage.request_id,
+                compressed,
+            )
+            .await
+            {
+                Ok(path) => Some(cfg.dest.relative(&path).to_owned()),
+                Err(e) => {
+                    return PartitionResult::Failed(format!(
+                        "RequestId {}: storing the raw response in {}: {e}",
+                        usage.request_id,
+                        cfg.dest.display()
+                    ));
+                }
+            }
+        }
+        None => None,
+    };
     let call = CallInfo {
-        app_id: p.app_id,
-        day: p.usage_date,
+        table: Table::RoomUsage,
+        app_id,
+        day,
         request_id: usage.request_id.clone(),
         fetched_at: usage.fetched_at,
         start_time: request.start_time.clone(),
         end_time: request.end_time.clone(),
         utc_offset: cfg.offset_label(),
+        body: BodyInfo {
+            bytes: usage.body_bytes as u64,
+            sha256: usage.body_sha256.clone(),
+        },
+        raw_object,
     };
-    let response_at = usage.response_at;
-    let body_bytes = usage.body_bytes;
-    let contract = cfg.contract;
-    let batch_rows = cfg.batch_rows;
-    let encoded = tokio::task::spawn_blocking(move || {
-        write::encode(
-            usage.csv(),
-            contract,
-            &usage.request_id,
-            usage.fetched_at,
-            batch_rows,
-        )
-    })
-    .await
-    .expect("the encoder does not panic");
-    let encoded = match encoded {
-        Ok(e) => e,
-        Err(e) => {
-            return PartitionResult::Failed(format!("RequestId {}: {e}", call.request_id));
-        }
-    };
-    for missing in &encoded.header.missing {
-        warn!(app_id = p.app_id, usage_date = %p.usage_date, column = %missing, request_id = %call.request_id, "The CSV lacks a known column; writing nulls.");
-    }
-    for (csv_name, column) in &encoded.header.extras {
-        warn!(app_id = p.app_id, usage_date = %p.usage_date, csv_column = %csv_name, column = %column, request_id = %call.request_id, "The CSV has an unknown column; keeping it as an extra column.");
-    }
-    let rows = encoded.rows;
-    match write::commit(&cfg.dest, &call, encoded).await {
-        Ok(m) => {
-            info!(
-                app_id = p.app_id,
-                usage_date = %p.usage_date,
-                request_id = %call.request_id,
-                rows,
-                bytes = m.file.size,
-                body_bytes,
-                process_ms = response_at.elapsed().as_millis() as u64,
-                "Wrote partition."
-            );
-            PartitionResult::Written {
-                rows,
-                bytes: m.file.size,
-            }
-        }
-        Err(e) => PartitionResult::Failed(format!("writing to {}: {e}", cfg.dest.display())),
+    match partition::write_room_usage(&cfg.dest, cfg.contract, cfg.batch_rows, usage, &call).await {
+        Ok(w) => PartitionResult::Written {
+            rows: w.rows,
+            bytes: w.bytes,
+        },
+        Err(msg) => PartitionResult::Failed(msg),
     }
 }
 

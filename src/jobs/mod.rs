@@ -2,12 +2,18 @@
 //!
 //! - [`config`]: flags in, a checked job configuration out;
 //! - [`plan`]: days, the API's clock, which partitions are final;
-//! - [`export`]: fetch → normalize → write, partition by partition;
+//! - [`export`]: fetch → keep the raw answer → write, partition by partition;
+//! - [`partition`]: one answer → one partition (shared by export and rebuild);
+//! - [`rebuild`]: partitions remade from the raw zone, no API call;
+//! - [`status`]: what the lake holds over a range, from its manifests;
 //! - [`summary`]: what a run did, and how it ended;
 //! - [`progress`]: the bar on a terminal, periodic log lines otherwise.
 
 pub mod config;
 pub mod export;
+pub mod partition;
 pub mod plan;
 pub mod progress;
+pub mod rebuild;
+pub mod status;
 pub mod summary;

@@ -8,9 +8,11 @@ use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 
 use crate::lake::store::Destination;
+use crate::tables::Table;
 
 /// Bumped when the manifest's meaning changes.
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: tables under the lake's root, the body's hash and the raw object.
+pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileInfo {
@@ -19,9 +21,20 @@ pub struct FileInfo {
     pub sha256: String,
 }
 
+/// The API answer a partition was built from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BodyInfo {
+    /// Size of the HTTP body.
+    pub bytes: u64,
+    /// SHA-256 of the HTTP body, hex.
+    pub sha256: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format_version: u32,
+    /// The table, e.g. `room_usage`.
+    pub table: String,
     pub app_id: u64,
     pub usage_date: NaiveDate,
     pub rows: u64,
@@ -33,6 +46,10 @@ pub struct Manifest {
     /// The API's clock, e.g. `+08:00`.
     pub utc_offset: String,
     pub file: FileInfo,
+    pub body: BodyInfo,
+    /// The raw object the partition was built from, relative to the lake's
+    /// root; `None` under `--raw off`.
+    pub raw_object: Option<String>,
     /// The CSV's column names, as they came.
     pub columns_found: Vec<String>,
     /// Known columns the CSV lacked (written as nulls).
@@ -61,10 +78,11 @@ pub enum ManifestError {
 /// The manifest of a partition, `None` when it has none (not exported).
 pub async fn read(
     dest: &Destination,
+    table: Table,
     app_id: u64,
     day: NaiveDate,
 ) -> Result<Option<Manifest>, ManifestError> {
-    let path = dest.manifest_path(app_id, day);
+    let path = dest.manifest_path(table, app_id, day);
     let bytes = match dest.store().get(&path).await {
         Ok(r) => r.bytes().await,
         Err(e) => Err(e),

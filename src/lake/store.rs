@@ -11,10 +11,14 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
+use crate::tables::Table;
+
 /// The one data file of a partition.
 pub const PART_FILE: &str = "part-00000.parquet";
 /// Written last; its presence marks a partition done.
 pub const MANIFEST_FILE: &str = "_manifest.json";
+/// The raw zone's directory under the lake's root.
+pub const RAW_DIR: &str = "_raw";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -28,6 +32,11 @@ pub enum StoreError {
         #[source]
         source: Box<object_store::Error>,
     },
+    #[error(
+        "--dest {dest} holds the 0.1 layout (app_id=... directly under it); this version keeps \
+         tables under it, so move the partitions into room_usage/ ({how}) and run again"
+    )]
+    OldLayout { dest: String, how: String },
 }
 
 /// Where partitions go.
@@ -110,20 +119,100 @@ impl Destination {
         &self.display
     }
 
-    /// `<root>/app_id=<id>/usage_date=<day>`.
-    pub fn partition_dir(&self, app_id: u64, day: NaiveDate) -> Path {
-        self.root
-            .clone()
+    /// The lake's root, as a path inside the store.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `<root>/<table>`: a table's directory.
+    pub fn table_dir(&self, table: Table) -> Path {
+        self.root.clone().join(table.name())
+    }
+
+    /// `<root>/<table>/app_id=<id>/usage_date=<day>`.
+    pub fn partition_dir(&self, table: Table, app_id: u64, day: NaiveDate) -> Path {
+        self.table_dir(table)
             .join(format!("app_id={app_id}"))
             .join(format!("usage_date={day}"))
     }
 
-    pub fn part_path(&self, app_id: u64, day: NaiveDate) -> Path {
-        self.partition_dir(app_id, day).join(PART_FILE)
+    pub fn part_path(&self, table: Table, app_id: u64, day: NaiveDate) -> Path {
+        self.partition_dir(table, app_id, day).join(PART_FILE)
     }
 
-    pub fn manifest_path(&self, app_id: u64, day: NaiveDate) -> Path {
-        self.partition_dir(app_id, day).join(MANIFEST_FILE)
+    pub fn manifest_path(&self, table: Table, app_id: u64, day: NaiveDate) -> Path {
+        self.partition_dir(table, app_id, day).join(MANIFEST_FILE)
+    }
+
+    /// `<root>/_raw/<table>`: a table's raw responses.
+    pub fn raw_table_dir(&self, table: Table) -> Path {
+        self.root.clone().join(RAW_DIR).join(table.name())
+    }
+
+    /// `<root>/_raw/<table>/app_id=<id>/usage_date=<day>`: one partition's
+    /// raw responses, one object per fetch.
+    pub fn raw_dir(&self, table: Table, app_id: u64, day: NaiveDate) -> Path {
+        self.raw_table_dir(table)
+            .join(format!("app_id={app_id}"))
+            .join(format!("usage_date={day}"))
+    }
+
+    /// `path` relative to the lake's root, as manifests and messages name it.
+    pub fn relative<'a>(&self, path: &'a Path) -> &'a str {
+        let full = path.as_ref();
+        let root = self.root.as_ref();
+        if root.is_empty() {
+            full
+        } else {
+            full.strip_prefix(root)
+                .and_then(|r| r.strip_prefix('/'))
+                .unwrap_or(full)
+        }
+    }
+
+    /// The object at `relative` (a path relative to the lake's root).
+    pub fn resolve(&self, relative: &str) -> Path {
+        relative
+            .split('/')
+            .fold(self.root.clone(), |p, part| p.join(part))
+    }
+
+    /// Refuses a lake that still has the 0.1 layout (`app_id=…` directly
+    /// under the root), naming how to move it. One listing of the root.
+    pub async fn check_layout(&self) -> Result<(), StoreError> {
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&self.root))
+            .await
+            .map_err(|e| StoreError::Preflight {
+                dest: self.display.clone(),
+                action: "listing",
+                path: self.root.to_string(),
+                source: Box::new(e),
+            })?;
+        let old = listing
+            .common_prefixes
+            .iter()
+            .any(|p| p.filename().is_some_and(|n| n.starts_with("app_id=")));
+        if old {
+            return Err(StoreError::OldLayout {
+                dest: self.display.clone(),
+                how: self.move_hint(),
+            });
+        }
+        Ok(())
+    }
+
+    fn move_hint(&self) -> String {
+        let d = self.display.trim_end_matches('/');
+        if d.starts_with("s3://") {
+            format!(
+                "for each app: aws s3 mv --recursive {d}/app_id=<ID>/ {d}/room_usage/app_id=<ID>/"
+            )
+        } else {
+            let d = d.strip_prefix("file://").unwrap_or(d);
+            format!("mkdir -p {d}/room_usage && mv {d}/app_id=* {d}/room_usage/")
+        }
     }
 
     /// Proves the destination is usable before any API call: lists the
@@ -153,7 +242,7 @@ impl Destination {
             .delete(&probe)
             .await
             .map_err(|e| err("deleting", &probe, e))?;
-        Ok(())
+        self.check_layout().await
     }
 }
 
@@ -167,12 +256,16 @@ mod tests {
         let d = Destination::open(dir.path().to_str().unwrap()).unwrap();
         let day: NaiveDate = "2026-11-20".parse().unwrap();
         assert_eq!(
-            d.part_path(1400000001, day).as_ref(),
-            "app_id=1400000001/usage_date=2026-11-20/part-00000.parquet"
+            d.part_path(Table::RoomUsage, 1400000001, day).as_ref(),
+            "room_usage/app_id=1400000001/usage_date=2026-11-20/part-00000.parquet"
         );
         assert_eq!(
-            d.manifest_path(1400000001, day).as_ref(),
-            "app_id=1400000001/usage_date=2026-11-20/_manifest.json"
+            d.manifest_path(Table::RoomUsage, 1400000001, day).as_ref(),
+            "room_usage/app_id=1400000001/usage_date=2026-11-20/_manifest.json"
+        );
+        assert_eq!(
+            d.raw_dir(Table::RoomUsage, 1400000001, day).as_ref(),
+            "_raw/room_usage/app_id=1400000001/usage_date=2026-11-20"
         );
     }
 
@@ -182,6 +275,27 @@ mod tests {
         assert!(e.starts_with("--dest gs://bucket/x"), "{e}");
         let e = Destination::open("s3:///x").unwrap_err().to_string();
         assert!(e.contains("no bucket"), "{e}");
+    }
+
+    #[test]
+    fn relative_and_resolve_are_inverse_under_a_prefix() {
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let d = Destination::from_store(store, Path::from("lake/v2"), "s3://b/lake/v2");
+        let p = d.raw_dir(Table::RoomUsage, 7, "2026-11-20".parse().unwrap());
+        let rel = d.relative(&p);
+        assert_eq!(rel, "_raw/room_usage/app_id=7/usage_date=2026-11-20");
+        assert_eq!(d.resolve(rel), p);
+    }
+
+    #[tokio::test]
+    async fn the_old_layout_is_refused_with_how_to_move_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("app_id=1/usage_date=2026-11-20")).unwrap();
+        std::fs::write(dir.path().join("app_id=1/usage_date=2026-11-20/x"), b"x").unwrap();
+        let d = Destination::open(dir.path().to_str().unwrap()).unwrap();
+        let e = d.preflight().await.unwrap_err().to_string();
+        assert!(e.contains("0.1 layout") && e.contains("mv "), "{e}");
+        assert!(!e.contains('\n'), "one line: {e}");
     }
 
     #[tokio::test]

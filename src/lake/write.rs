@@ -25,8 +25,9 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};
 
-use crate::lake::manifest::{self, FileInfo, Manifest};
+use crate::lake::manifest::{self, BodyInfo, FileInfo, Manifest};
 use crate::lake::store::{Destination, PART_FILE};
+use crate::tables::Table;
 use crate::tables::normalize::{HeaderInfo, NormalizeError, Normalizer, SchemaContract};
 use crate::tables::schema;
 
@@ -167,6 +168,7 @@ pub fn encode<R: Read + Send>(
 /// Everything about the call that the manifest records.
 #[derive(Debug, Clone)]
 pub struct CallInfo {
+    pub table: Table,
     pub app_id: u64,
     pub day: NaiveDate,
     pub request_id: String,
@@ -174,6 +176,9 @@ pub struct CallInfo {
     pub start_time: String,
     pub end_time: String,
     pub utc_offset: String,
+    pub body: BodyInfo,
+    /// The raw object, relative to the lake's root.
+    pub raw_object: Option<String>,
 }
 
 fn store_err(action: &'static str, path: &Path) -> impl FnOnce(object_store::Error) -> WriteError {
@@ -234,9 +239,9 @@ pub async fn commit(
     encoded: Encoded,
 ) -> Result<Manifest, WriteError> {
     let store = dest.store();
-    let dir = dest.partition_dir(call.app_id, call.day);
-    let part = dest.part_path(call.app_id, call.day);
-    let manifest_path = dest.manifest_path(call.app_id, call.day);
+    let dir = dest.partition_dir(call.table, call.app_id, call.day);
+    let part = dest.part_path(call.table, call.app_id, call.day);
+    let manifest_path = dest.manifest_path(call.table, call.app_id, call.day);
 
     match store.delete(&manifest_path).await {
         Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
@@ -262,6 +267,7 @@ pub async fn commit(
 
     let manifest = Manifest {
         format_version: manifest::FORMAT_VERSION,
+        table: call.table.name().to_owned(),
         app_id: call.app_id,
         usage_date: call.day,
         rows: encoded.rows,
@@ -275,6 +281,8 @@ pub async fn commit(
             size,
             sha256: encoded.sha256,
         },
+        body: call.body.clone(),
+        raw_object: call.raw_object.clone(),
         columns_found: encoded.header.columns_found.clone(),
         missing_columns: encoded.header.missing.clone(),
         extra_columns: encoded.header.extra_columns(),
@@ -375,6 +383,7 @@ mod tests {
         let dest = Destination::open(dir.path().to_str().unwrap()).unwrap();
         let day: NaiveDate = "2026-11-20".parse().unwrap();
         let call = CallInfo {
+            table: Table::RoomUsage,
             app_id: 7,
             day,
             request_id: "req".into(),
@@ -382,8 +391,13 @@ mod tests {
             start_time: "2026-11-20 00:00".into(),
             end_time: "2026-11-20 23:59".into(),
             utc_offset: "+08:00".into(),
+            body: BodyInfo {
+                bytes: 1,
+                sha256: "00".into(),
+            },
+            raw_object: None,
         };
-        let pdir = dir.path().join("app_id=7/usage_date=2026-11-20");
+        let pdir = dir.path().join("room_usage/app_id=7/usage_date=2026-11-20");
         std::fs::create_dir_all(&pdir).unwrap();
         std::fs::write(pdir.join("part-00001.parquet"), b"stale").unwrap();
         let e = encode(
@@ -405,7 +419,10 @@ mod tests {
         let bytes = std::fs::read(pdir.join("part-00000.parquet")).unwrap();
         assert_eq!(m.file.size, bytes.len() as u64);
         assert_eq!(m.file.sha256, hex::encode(Sha256::digest(&bytes)));
-        let back = manifest::read(&dest, 7, day).await.unwrap().unwrap();
+        let back = manifest::read(&dest, Table::RoomUsage, 7, day)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(back, m);
         assert_eq!(m.missing_columns.len(), 5);
     }

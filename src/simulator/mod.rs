@@ -44,6 +44,8 @@ pub enum Fault {
     DropConnection,
     /// Serve this CSV as `Response.Data`.
     Data(String),
+    /// Answer HTTP 200 with exactly these bytes (a malformed answer).
+    Body(Vec<u8>),
 }
 
 /// When a fault applies: to calls matching the app and day (any when
@@ -136,6 +138,8 @@ pub struct SimStats {
     pub admitted_at: Vec<Instant>,
     /// The SecretId of every admitted call.
     pub secret_ids: Vec<String>,
+    /// SHA-256 (hex) of every body served with data, by its RequestId.
+    pub body_sha256: HashMap<String, String>,
 }
 
 struct Inner {
@@ -265,7 +269,11 @@ fn http_date(t: DateTime<Utc>) -> String {
 }
 
 fn json_response(now: DateTime<Utc>, body: serde_json::Value) -> Response {
-    let mut resp = (StatusCode::OK, body.to_string()).into_response();
+    body_response(now, body.to_string())
+}
+
+fn body_response(now: DateTime<Utc>, body: String) -> Response {
+    let mut resp = (StatusCode::OK, body).into_response();
     let h = resp.headers_mut();
     h.insert("content-type", HeaderValue::from_static("application/json"));
     if let Ok(v) = HeaderValue::from_str(&http_date(now)) {
@@ -454,12 +462,22 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
             outcome
         }
         Some(Fault::Data(csv)) => outcome.map(|(app, day, _)| (app, day, csv)),
+        Some(Fault::Body(bytes)) => {
+            let mut resp = (StatusCode::OK, bytes).into_response();
+            resp.headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/json"));
+            return resp;
+        }
     };
     match outcome {
         Err((code, message)) => api_error(now, code, &message),
         Ok((app, day, csv)) => {
+            let request_id = uuid::Uuid::new_v4().to_string();
+            let body = json!({"Response": {"Data": csv, "RequestId": request_id}}).to_string();
+            let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body.as_bytes()));
             {
                 let mut inner = shared.lock().expect("sim lock");
+                inner.stats.body_sha256.insert(request_id, sha);
                 inner.stats.served += 1;
                 *inner
                     .stats
@@ -467,10 +485,7 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
                     .entry((app, day))
                     .or_default() += 1;
             }
-            json_response(
-                now,
-                json!({"Response": {"Data": csv, "RequestId": uuid::Uuid::new_v4().to_string()}}),
-            )
+            body_response(now, body)
         }
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::tencent::credentials::Provider;
@@ -48,6 +49,10 @@ pub struct RoomUsage {
     pub fetched_at: DateTime<Utc>,
     /// Size of the HTTP body, for logs and benchmarks.
     pub body_bytes: usize,
+    /// SHA-256 of the HTTP body, hex.
+    pub body_sha256: String,
+    /// The body, zstd-compressed as it arrived, when the client keeps it.
+    pub compressed_body: Option<Vec<u8>>,
     /// When the response's headers arrived: the start of the data path
     /// that the benchmark times.
     pub response_at: std::time::Instant,
@@ -99,6 +104,55 @@ pub struct ApiConfig {
     pub endpoint: Url,
     pub region: String,
     pub request_timeout: Duration,
+    /// Keep a zstd-compressed copy of every body, made as it arrives, at
+    /// this level (`None`: keep none).
+    pub keep_body: Option<i32>,
+}
+
+/// What is kept of a body as its bytes go by: its SHA-256 always, and a
+/// zstd-compressed copy when asked. The compressed copy is the only one the
+/// job ever holds besides the body itself, and is a fraction of its size.
+pub struct BodyCapture {
+    sha256: Sha256,
+    zstd: Option<zstd::stream::write::Encoder<'static, Vec<u8>>>,
+}
+
+impl BodyCapture {
+    /// A capture that compresses at `level`, or only hashes (`None`).
+    pub fn new(level: Option<i32>) -> std::io::Result<Self> {
+        let zstd = match level {
+            Some(level) => Some(zstd::stream::write::Encoder::new(Vec::new(), level)?),
+            None => None,
+        };
+        Ok(Self {
+            sha256: Sha256::new(),
+            zstd,
+        })
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.sha256.update(bytes);
+        if let Some(z) = self.zstd.as_mut() {
+            std::io::Write::write_all(z, bytes)?;
+        }
+        Ok(())
+    }
+
+    /// The body's SHA-256 (hex) and its compressed copy.
+    pub fn finish(self) -> std::io::Result<(String, Option<Vec<u8>>)> {
+        let compressed = match self.zstd {
+            Some(z) => Some(z.finish()?),
+            None => None,
+        };
+        Ok((hex::encode(self.sha256.finalize()), compressed))
+    }
+}
+
+/// Now, to the microsecond: the precision of the `fetched_at` column, of
+/// the manifest and of the raw object's name, so all three agree exactly.
+pub fn now_micros() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
 }
 
 /// A client for one endpoint and one set of credentials.
@@ -130,6 +184,27 @@ pub fn host_header(url: &Url) -> String {
 }
 
 impl RoomUsage {
+    /// An answer read back from a kept body (the raw zone), as it was
+    /// parsed when it arrived at `fetched_at`. `origin` names where the body
+    /// came from, for errors.
+    pub fn from_body(
+        buffer: Vec<u8>,
+        fetched_at: DateTime<Utc>,
+        origin: &str,
+    ) -> Result<Self, ApiError> {
+        let (csv, request_id) = locate_data(&buffer, origin, None)?;
+        Ok(Self {
+            body_bytes: buffer.len(),
+            body_sha256: hex::encode(Sha256::digest(&buffer)),
+            compressed_body: None,
+            buffer,
+            csv,
+            request_id,
+            fetched_at,
+            response_at: std::time::Instant::now(),
+        })
+    }
+
     /// The CSV of `Response.Data`, unescaped as it is read. The CSV parser
     /// pulls from this, so unescaping runs on the parser's thread, in step
     /// with Parquet encoding, and the CSV never exists as a second copy.
@@ -281,7 +356,10 @@ fn locate_data(
         return Err(body_error("Response.RequestId is missing".into()));
     }
     let csv = match r.data {
-        None => 0..0,
+        // Only an empty string means a day with no rooms; an answer without
+        // Data (or with null) is not one, and must not become a final day.
+        // (serde reads `null` as None too.)
+        None => return Err(body_error("Response.Data is missing or null".into())),
         Some(raw) if !raw.get().starts_with('"') => {
             return Err(body_error("Response.Data is not a string".into()));
         }
@@ -403,10 +481,17 @@ impl Client {
         // day is held once, never as chunks plus their concatenation.
         let capacity = response.content_length().unwrap_or(0).min(1 << 30) as usize;
         let mut buffer: Vec<u8> = Vec::with_capacity(capacity);
+        let capture_error = |e: std::io::Error| ApiError::Body {
+            endpoint: endpoint.to_owned(),
+            reason: format!("keeping a compressed copy of the body: {e}"),
+        };
+        let mut capture = BodyCapture::new(self.config.keep_body).map_err(capture_error)?;
         while let Some(chunk) = response.chunk().await.map_err(map_send)? {
+            capture.update(&chunk).map_err(capture_error)?;
             buffer.extend_from_slice(&chunk);
         }
-        let fetched_at = Utc::now();
+        let fetched_at = now_micros();
+        let (body_sha256, compressed_body) = capture.finish().map_err(capture_error)?;
         let body_bytes = buffer.len();
         let endpoint = endpoint.to_owned();
         // Scanning a large day's JSON takes milliseconds of CPU: do it off
@@ -429,6 +514,8 @@ impl Client {
             request_id,
             fetched_at,
             body_bytes,
+            body_sha256,
+            compressed_body,
             response_at,
         })
     }
@@ -505,6 +592,14 @@ mod tests {
             (
                 br#"{"Response": {"Data": 5, "RequestId": "r"}}"#,
                 "Response.Data is not a string",
+            ),
+            (
+                br#"{"Response": {"RequestId": "r"}}"#,
+                "Response.Data is missing or null",
+            ),
+            (
+                br#"{"Response": {"Data": null, "RequestId": "r"}}"#,
+                "Response.Data is missing or null",
             ),
         ] {
             let e = locate_data(body, "e", None).unwrap_err().to_string();

@@ -1,0 +1,336 @@
+//! `status`: what the lake holds over a range, from its manifests alone (no
+//! API call, no Tencent credentials): per table and app, the days that are
+//! final, still settling or missing, and the raw answers kept. `--verify`
+//! also reads every file and compares its size and SHA-256 with its
+//! manifest.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::jobs::config::LakeScope;
+use crate::jobs::plan;
+use crate::lake::manifest::{self, Manifest};
+use crate::lake::raw;
+use crate::lake::store::MANIFEST_FILE;
+use crate::tables::Table;
+
+/// Everything `status` needs, checked.
+#[derive(Debug, Clone)]
+pub struct StatusConfig {
+    pub scope: LakeScope,
+    pub settle: Duration,
+    pub verify: bool,
+}
+
+/// A partition whose file does not match its manifest.
+#[derive(Debug, Clone, Serialize)]
+pub struct Damaged {
+    pub usage_date: NaiveDate,
+    pub problem: String,
+}
+
+/// One app's days in one table.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppStatus {
+    pub app_id: u64,
+    #[serde(rename = "final")]
+    pub final_days: Vec<NaiveDate>,
+    pub settling: Vec<NaiveDate>,
+    pub missing: Vec<NaiveDate>,
+    /// Only with `--verify`.
+    pub damaged: Vec<Damaged>,
+    /// Raw answers kept for this app's days in the range.
+    pub raw_objects: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TableStatus {
+    pub table: String,
+    /// The range looked at; `None` when the table holds nothing.
+    pub start: Option<NaiveDate>,
+    pub end: Option<NaiveDate>,
+    pub apps: Vec<AppStatus>,
+}
+
+/// What `status` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub dest: String,
+    pub verified: bool,
+    pub tables: Vec<TableStatus>,
+}
+
+impl StatusReport {
+    /// Whether `--verify` found a file that does not match its manifest.
+    pub fn has_damage(&self) -> bool {
+        self.tables
+            .iter()
+            .flat_map(|t| &t.apps)
+            .any(|a| !a.damaged.is_empty())
+    }
+
+    /// The human form: a table per lake table, missing days as ranges.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for t in &self.tables {
+            let (Some(start), Some(end)) = (t.start, t.end) else {
+                out.push_str(&format!("{}: empty\n", t.table));
+                continue;
+            };
+            out.push_str(&format!("{} {start}..{end} in {}\n", t.table, self.dest));
+            out.push_str(&format!(
+                "  {:<12} {:>6} {:>9} {:>8} {:>8} {:>6}\n",
+                "app_id", "final", "settling", "missing", "damaged", "raw"
+            ));
+            for a in &t.apps {
+                let damaged = if self.verified {
+                    a.damaged.len().to_string()
+                } else {
+                    "-".into()
+                };
+                out.push_str(&format!(
+                    "  {:<12} {:>6} {:>9} {:>8} {:>8} {:>6}\n",
+                    a.app_id,
+                    a.final_days.len(),
+                    a.settling.len(),
+                    a.missing.len(),
+                    damaged,
+                    a.raw_objects
+                ));
+                if !a.missing.is_empty() {
+                    out.push_str(&format!("    missing: {}\n", day_ranges(&a.missing)));
+                }
+                if !a.settling.is_empty() {
+                    out.push_str(&format!("    settling: {}\n", day_ranges(&a.settling)));
+                }
+                for d in &a.damaged {
+                    out.push_str(&format!("    damaged: {} {}\n", d.usage_date, d.problem));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `2026-11-01..2026-11-03, 2026-11-07`: sorted days as runs.
+pub fn day_ranges(days: &[NaiveDate]) -> String {
+    let mut runs: Vec<(NaiveDate, NaiveDate)> = Vec::new();
+    for &d in days {
+        match runs.last_mut() {
+            Some((_, end)) if end.succ_opt() == Some(d) => *end = d,
+            _ => runs.push((d, d)),
+        }
+    }
+    runs.iter()
+        .map(|(s, e)| {
+            if s == e {
+                s.to_string()
+            } else {
+                format!("{s}..{e}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The partitions of `table` that have a manifest.
+async fn manifested(scope: &LakeScope, table: Table) -> Result<BTreeSet<(u64, NaiveDate)>, String> {
+    let dir = scope.dest.table_dir(table);
+    let metas: Vec<_> = scope
+        .dest
+        .store()
+        .list(Some(&dir))
+        .try_collect()
+        .await
+        .map_err(|e| format!("listing {dir}: {e}"))?;
+    let mut out = BTreeSet::new();
+    for m in metas {
+        let parts: Vec<_> = m.location.parts().collect();
+        let n = parts.len();
+        if n < 3 || parts[n - 1].as_ref() != MANIFEST_FILE {
+            continue;
+        }
+        let app = parts[n - 3]
+            .as_ref()
+            .strip_prefix("app_id=")
+            .and_then(|a| a.parse().ok());
+        let day = parts[n - 2]
+            .as_ref()
+            .strip_prefix("usage_date=")
+            .and_then(|d| d.parse().ok());
+        if let (Some(app), Some(day)) = (app, day) {
+            out.insert((app, day));
+        }
+    }
+    Ok(out)
+}
+
+/// What is wrong with a partition's file, if anything.
+async fn verify(scope: &LakeScope, table: Table, m: &Manifest) -> Option<String> {
+    let path = scope.dest.part_path(table, m.app_id, m.usage_date);
+    let bytes = match scope.dest.store().get(&path).await {
+        Ok(r) => r.bytes().await,
+        Err(e) => Err(e),
+    };
+    let bytes = match bytes {
+        Ok(b) => b,
+        Err(object_store::Error::NotFound { .. }) => return Some("the file is missing".into()),
+        Err(e) => return Some(format!("the file cannot be read: {e}")),
+    };
+    if bytes.len() as u64 != m.file.size {
+        return Some(format!(
+            "the file has {} bytes, its manifest says {}",
+            bytes.len(),
+            m.file.size
+        ));
+    }
+    let sha = hex::encode(Sha256::digest(&bytes));
+    (sha != m.file.sha256).then(|| {
+        format!(
+            "the file's SHA-256 {sha} is not the manifest's {}",
+            m.file.sha256
+        )
+    })
+}
+
+async fn table_status(cfg: &StatusConfig, table: Table) -> Result<TableStatus, String> {
+    let scope = &cfg.scope;
+    let done = manifested(scope, table).await?;
+    let raws = raw::list(&scope.dest, table, scope.app_ids.as_deref())
+        .await
+        .map_err(|e| e.to_string())?;
+    let found = done.iter().copied().chain(raws.keys().copied());
+    let found: Vec<(u64, NaiveDate)> = found
+        .filter(|(a, d)| {
+            scope.covers(*d) && scope.app_ids.as_ref().is_none_or(|ids| ids.contains(a))
+        })
+        .collect();
+    let (start, end) = match scope.days {
+        Some(range) => range,
+        None => match (
+            found.iter().map(|(_, d)| *d).min(),
+            found.iter().map(|(_, d)| *d).max(),
+        ) {
+            (Some(s), Some(e)) => (s, e),
+            _ => {
+                return Ok(TableStatus {
+                    table: table.name().into(),
+                    start: None,
+                    end: None,
+                    apps: vec![],
+                });
+            }
+        },
+    };
+    let apps: BTreeSet<u64> = match &scope.app_ids {
+        Some(ids) => ids.iter().copied().collect(),
+        None => found.iter().map(|(a, _)| *a).collect(),
+    };
+    let mut statuses = BTreeMap::new();
+    for &app_id in &apps {
+        let raw_objects = raws
+            .range((app_id, start)..=(app_id, end))
+            .map(|(_, objects)| objects.len())
+            .sum();
+        statuses.insert(
+            app_id,
+            AppStatus {
+                app_id,
+                final_days: vec![],
+                settling: vec![],
+                missing: vec![],
+                damaged: vec![],
+                raw_objects,
+            },
+        );
+    }
+    let days: Vec<NaiveDate> = start.iter_days().take_while(|d| *d <= end).collect();
+    let wanted: Vec<(u64, NaiveDate)> = days
+        .iter()
+        .flat_map(|&d| apps.iter().map(move |&a| (a, d)))
+        .collect();
+    let done = &done;
+    let read = futures::stream::iter(wanted)
+        .map(|(app, day)| async move {
+            if !done.contains(&(app, day)) {
+                return (app, day, Ok(None), None);
+            }
+            let m = manifest::read(&scope.dest, table, app, day).await;
+            let damage = match (&m, cfg.verify) {
+                (Ok(Some(m)), true) => verify(scope, table, m).await,
+                _ => None,
+            };
+            (app, day, m, damage)
+        })
+        .buffered(16)
+        .collect::<Vec<_>>()
+        .await;
+    for (app, day, m, damage) in read {
+        let s = statuses.get_mut(&app).expect("every app has an entry");
+        match m {
+            Ok(Some(m)) if plan::is_final(day, scope.offset, cfg.settle, m.fetched_at) => {
+                s.final_days.push(day)
+            }
+            Ok(Some(_)) => s.settling.push(day),
+            Ok(None) => s.missing.push(day),
+            Err(e) => s.damaged.push(Damaged {
+                usage_date: day,
+                problem: e.to_string(),
+            }),
+        }
+        if let Some(problem) = damage {
+            s.damaged.push(Damaged {
+                usage_date: day,
+                problem,
+            });
+        }
+    }
+    Ok(TableStatus {
+        table: table.name().into(),
+        start: Some(start),
+        end: Some(end),
+        apps: statuses.into_values().collect(),
+    })
+}
+
+/// Reads the lake's state in scope.
+pub async fn run(cfg: &StatusConfig) -> Result<StatusReport, String> {
+    cfg.scope
+        .dest
+        .check_layout()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut tables = Vec::new();
+    for &table in &cfg.scope.tables {
+        tables.push(table_status(cfg, table).await?);
+    }
+    Ok(StatusReport {
+        dest: cfg.scope.dest.display().to_owned(),
+        verified: cfg.verify,
+        tables,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_fold_into_runs() {
+        let d = |s: &str| s.parse::<NaiveDate>().unwrap();
+        let days = [
+            d("2026-11-01"),
+            d("2026-11-02"),
+            d("2026-11-03"),
+            d("2026-11-07"),
+        ];
+        assert_eq!(day_ranges(&days), "2026-11-01..2026-11-03, 2026-11-07");
+        assert_eq!(day_ranges(&[]), "");
+    }
+}

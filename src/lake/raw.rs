@@ -1,0 +1,237 @@
+//! The raw zone: every successful API answer, byte for byte,
+//! zstd-compressed, at
+//! `<root>/_raw/<table>/app_id=<id>/usage_date=<day>/<fetched_at>_<RequestId>.json.zst`.
+//!
+//! The API forgets a day after about three months; this is the lake's own
+//! memory of it, from which `rebuild` remakes every table with no API call.
+//! The job never overwrites or deletes a raw object (every fetch adds one,
+//! with a name unique to the microsecond and the RequestId); retention is
+//! the store's lifecycle rules. Names sort by time, so the newest answer of
+//! a partition is the last name.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+
+use crate::lake::store::Destination;
+use crate::lake::write::{self, WriteError};
+use crate::tables::Table;
+
+/// The raw object's suffix.
+pub const SUFFIX: &str = ".json.zst";
+/// How `fetched_at` is written in a raw object's name.
+const TIME_FORMAT: &str = "%Y%m%dT%H%M%S%.6fZ";
+
+/// One kept answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawObject {
+    pub path: Path,
+    pub fetched_at: DateTime<Utc>,
+    pub size: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RawError {
+    #[error("listing {path}: {source}")]
+    List {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("raw object {path}: {reason}")]
+    Unreadable { path: String, reason: String },
+}
+
+/// `<fetched_at>_<RequestId>.json.zst`. A RequestId is a UUID; anything
+/// else in it that is not safe in a key becomes `-` (the name is for
+/// sorting and people: the RequestId itself is read from the body).
+pub fn object_name(fetched_at: DateTime<Utc>, request_id: &str) -> String {
+    let safe: String = request_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("{}_{safe}{SUFFIX}", fetched_at.format(TIME_FORMAT))
+}
+
+/// The `fetched_at` a raw object's name records.
+pub fn fetched_at_of(name: &str) -> Option<DateTime<Utc>> {
+    let (time, _) = name.strip_suffix(SUFFIX)?.split_once('_')?;
+    NaiveDateTime::parse_from_str(time, TIME_FORMAT)
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+/// Stores one answer's compressed body; returns its path. Never replaces
+/// an object: the name is new for every fetch.
+pub async fn put(
+    dest: &Destination,
+    table: Table,
+    app_id: u64,
+    day: NaiveDate,
+    fetched_at: DateTime<Utc>,
+    request_id: &str,
+    compressed: Vec<u8>,
+) -> Result<Path, WriteError> {
+    let path = dest
+        .raw_dir(table, app_id, day)
+        .join(object_name(fetched_at, request_id));
+    write::put_file(
+        dest,
+        &path,
+        bytes::Bytes::from(compressed),
+        write::MULTIPART_THRESHOLD,
+        write::PART_SIZE,
+    )
+    .await?;
+    Ok(path)
+}
+
+/// Every raw object of `table` under `prefix` (the table's raw directory,
+/// or one app's), by partition, oldest first.
+async fn list_under(
+    dest: &Destination,
+    prefix: &Path,
+) -> Result<BTreeMap<(u64, NaiveDate), Vec<RawObject>>, RawError> {
+    let metas: Vec<_> = dest
+        .store()
+        .list(Some(prefix))
+        .try_collect()
+        .await
+        .map_err(|source| RawError::List {
+            path: prefix.to_string(),
+            source,
+        })?;
+    let mut out: BTreeMap<(u64, NaiveDate), Vec<RawObject>> = BTreeMap::new();
+    for m in metas {
+        let parts: Vec<_> = m.location.parts().collect();
+        let n = parts.len();
+        if n < 3 {
+            continue;
+        }
+        let name = parts[n - 1].as_ref();
+        let app = parts[n - 3]
+            .as_ref()
+            .strip_prefix("app_id=")
+            .and_then(|a| a.parse::<u64>().ok());
+        let day = parts[n - 2]
+            .as_ref()
+            .strip_prefix("usage_date=")
+            .and_then(|d| d.parse::<NaiveDate>().ok());
+        let (Some(app), Some(day), Some(fetched_at)) = (app, day, fetched_at_of(name)) else {
+            continue; // not a raw object of ours
+        };
+        out.entry((app, day)).or_default().push(RawObject {
+            path: m.location,
+            fetched_at,
+            size: m.size,
+        });
+    }
+    for objects in out.values_mut() {
+        objects.sort_by(|a, b| a.path.as_ref().cmp(b.path.as_ref()));
+    }
+    Ok(out)
+}
+
+/// The raw objects of `table`, of every app or of `apps` only, by
+/// partition, oldest first.
+pub async fn list(
+    dest: &Destination,
+    table: Table,
+    apps: Option<&[u64]>,
+) -> Result<BTreeMap<(u64, NaiveDate), Vec<RawObject>>, RawError> {
+    let dir = dest.raw_table_dir(table);
+    match apps {
+        None => list_under(dest, &dir).await,
+        Some(apps) => {
+            let mut all = BTreeMap::new();
+            for app in apps {
+                all.append(
+                    &mut list_under(dest, &dir.clone().join(format!("app_id={app}"))).await?,
+                );
+            }
+            Ok(all)
+        }
+    }
+}
+
+/// The body kept in `object`, decompressed.
+pub async fn read(dest: &Destination, object: &RawObject) -> Result<Vec<u8>, RawError> {
+    let unreadable = |reason: String| RawError::Unreadable {
+        path: dest.relative(&object.path).to_owned(),
+        reason,
+    };
+    let compressed = match dest.store().get(&object.path).await {
+        Ok(r) => r.bytes().await,
+        Err(e) => Err(e),
+    }
+    .map_err(|e| unreadable(format!("cannot be read: {e}")))?;
+    tokio::task::spawn_blocking(move || zstd::stream::decode_all(&compressed[..]))
+        .await
+        .expect("zstd decoding does not panic")
+        .map_err(|e| unreadable(format!("is not valid zstd: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_by_time_and_give_back_the_time() {
+        let t = DateTime::from_timestamp_micros(1_763_600_000_123_456).unwrap();
+        let name = object_name(t, "8c5f0e2a-1b2c-4d3e-9f00-aabbccddeeff");
+        assert_eq!(
+            name,
+            "20251120T005320.123456Z_8c5f0e2a-1b2c-4d3e-9f00-aabbccddeeff.json.zst"
+        );
+        assert_eq!(fetched_at_of(&name), Some(t));
+        let later = object_name(t + chrono::Duration::microseconds(1), "0");
+        assert!(later > name);
+        assert_eq!(
+            object_name(t, "a/b c").split_once('_').unwrap().1,
+            "a-b-c.json.zst"
+        );
+        assert_eq!(fetched_at_of("x.json.zst"), None);
+    }
+
+    #[tokio::test]
+    async fn put_list_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = Destination::open(dir.path().to_str().unwrap()).unwrap();
+        let day: NaiveDate = "2026-11-20".parse().unwrap();
+        let body = br#"{"Response":{"Data":"RoomId\n","RequestId":"r"}}"#;
+        let compressed = zstd::stream::encode_all(&body[..], 3).unwrap();
+        let t1 = DateTime::from_timestamp_micros(1_763_600_000_000_001).unwrap();
+        let t2 = DateTime::from_timestamp_micros(1_763_600_000_000_002).unwrap();
+        for t in [t2, t1] {
+            put(&dest, Table::RoomUsage, 7, day, t, "r", compressed.clone())
+                .await
+                .unwrap();
+        }
+        std::fs::write(
+            dir.path()
+                .join("_raw/room_usage/app_id=7/usage_date=2026-11-20/junk"),
+            b"",
+        )
+        .unwrap();
+        let all = list(&dest, Table::RoomUsage, None).await.unwrap();
+        let objects = &all[&(7, day)];
+        assert_eq!(objects.len(), 2);
+        assert_eq!(objects[1].fetched_at, t2, "newest last");
+        assert_eq!(read(&dest, &objects[1]).await.unwrap(), body);
+        assert!(
+            list(&dest, Table::RoomUsage, Some(&[8]))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
