@@ -23,6 +23,7 @@ BIN = os.path.join(os.path.dirname(__file__), "..", "target", "release", "trtc-u
 KEY_ID = "AKIDSIMULATOR0000000000000000000DEMO"
 KEY = "simulator-demo-key-not-a-secret0"
 APP = 1400000001
+RAW = "on"  # --raw
 
 
 def free_port():
@@ -68,8 +69,17 @@ def export_env(port, dest, interval):
         "TRTC_LOG_FORMAT": "json",
         "TRTC_PROGRESS": "off",
         "TRTC_REQUEST_TIMEOUT": "300s",
+        "TRTC_RAW": RAW,
     })
     return env
+
+
+def raw_bytes(dest):
+    """Bytes of the raw zone under a destination (its compressed answers)."""
+    total = 0
+    for root, _, files in os.walk(os.path.join(dest, "_raw")):
+        total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+    return total
 
 
 def throughput(rooms, day, work, repeat, backfill_days):
@@ -99,6 +109,7 @@ def throughput(rooms, day, work, repeat, backfill_days):
                 "bytes": wrote["bytes"],
                 "rows": wrote["rows"],
                 "body": wrote["body_bytes"],
+                "raw": raw_bytes(dest),
             })
         # A backfill of several such days in one process: memory freed after
         # each day must be reused, not kept (glibc arenas once grew it by a
@@ -184,7 +195,11 @@ def main():
     ap.add_argument("--pacing-n", type=int, default=20)
     ap.add_argument("--pacing-interval", type=float, default=1.0)
     ap.add_argument("--skip-pacing", action="store_true")
+    ap.add_argument("--raw", choices=["on", "off"], default="on",
+                    help="keep the raw zone (the default, and what users run)")
     args = ap.parse_args()
+    global RAW
+    RAW = args.raw
     day = date.today() - timedelta(days=5)
     with tempfile.TemporaryDirectory() as work:
         ours_runs, duck_runs, csv_bytes, backfill = throughput(args.rooms, day, work, args.repeat, args.backfill_days)
@@ -205,6 +220,8 @@ def main():
               f"runs: trtc-usage {secs(ours_runs)}; DuckDB {secs(duck_runs)}")
         print(f"peak RSS / response size, worst run: {m:.2f} (target <= 3: {verdict(m <= 3)})")
         print(f"size ratio trtc-usage/DuckDB: {z:.3f} (target <= 1: {verdict(z <= 1)})")
+        print(f"raw zone ({RAW}): {ours['raw']:,} bytes for a {ours['body']:,}-byte body "
+              f"({ours['raw'] / ours['body']:.3f} of it)")
         if backfill:
             print(f"backfill of {backfill['days']} such days in one run: peak RSS {backfill['rss'] / mib:.1f} MiB "
                   f"({backfill['rss'] / ours['body']:.2f}x one response), {backfill['wall']:.1f}s")

@@ -325,7 +325,7 @@ async fn run_demo(args: DemoArgs, log_format: LogFormat) -> u8 {
     if code == EXIT_OK {
         eprintln!(
             "\nQuery it with DuckDB:\n  duckdb -c \"SELECT app_id, usage_date, count(*) AS rooms, sum(audio_seconds) AS audio_s \
-             FROM read_parquet('{}/**/*.parquet', hive_partitioning = true) GROUP BY ALL ORDER BY ALL\"",
+             FROM read_parquet('{}/room_usage/**/*.parquet', hive_partitioning = true) GROUP BY ALL ORDER BY ALL\"",
             args.dest.trim_end_matches('/')
         );
     }

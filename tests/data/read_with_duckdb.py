@@ -6,7 +6,7 @@ import sys
 import duckdb
 
 dest = sys.argv[1]
-src = f"read_parquet('{dest}/**/*.parquet', hive_partitioning = true, union_by_name = true)"
+src = f"read_parquet('{dest}/room_usage/**/*.parquet', hive_partitioning = true, union_by_name = true)"
 types = {name: typ for name, typ, *_ in duckdb.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()}
 rows = duckdb.sql(
     f"""SELECT app_id, CAST(usage_date AS VARCHAR), count(*),
