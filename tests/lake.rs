@@ -14,6 +14,7 @@ on_every_destination!(
     unreadable_raw_fails_its_partition_and_a_missing_one_is_left_alone,
     old_layout_is_refused_before_any_call,
     status_shows_final_settling_missing_and_verify_finds_damage,
+    a_damaged_final_partition_is_rebuilt_from_raw_else_fetched,
 );
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -228,4 +229,48 @@ fn status_shows_final_settling_missing_and_verify_finds_damage(dest: TestDest) {
         .assert_code(1)
         .assert_stdout_has(&[&format!("damaged: {d10} the file has 7 bytes")]);
     assert_eq!(sim.stats().requests, requests, "status makes no API call");
+}
+
+fn a_damaged_final_partition_is_rebuilt_from_raw_else_fetched(dest: TestDest) {
+    let sim = start_sim(sim_config());
+    let days: Vec<_> = days_ago(12).iter_days().take(3).collect();
+    let args = range_args(&[APP_A], days[0], days[2]);
+    run(cmd(&sim, &dest), &args).assert_code(0);
+    let exported = objects(&dest);
+    let part = |i: usize| {
+        format!(
+            "room_usage/app_id={APP_A}/usage_date={}/part-00000.parquet",
+            days[i]
+        )
+    };
+    // Day 0: the file is garbage; its raw answer is there.
+    put_object(&dest, &part(0), b"garbage".to_vec());
+    // Day 1: the file and the raw answers are gone.
+    delete_objects(&dest, &part(1));
+    delete_objects(
+        &dest,
+        &format!("_raw/room_usage/app_id={APP_A}/usage_date={}/", days[1]),
+    );
+    let requests = sim.stats().requests;
+
+    std::thread::sleep(std::time::Duration::from_millis(2 * INTERVAL_MS));
+    let r = run(cmd(&sim, &dest), &args);
+    r.assert_code(0);
+    r.assert_stderr_has(&[
+        "not the size its manifest says",
+        "Rebuilt a damaged partition from the raw zone",
+        "missing or unreadable",
+        "No raw answer to rebuild the damaged partition from; fetching it again",
+    ]);
+    r.assert_stdout_has(&["2 written, 1 skipped (final)"]);
+    assert_eq!(
+        sim.stats().requests,
+        requests + 1,
+        "only the day with no raw answer is fetched"
+    );
+    let after = objects(&dest);
+    assert_eq!(after[&part(0)], exported[&part(0)], "rebuilt to the byte");
+    assert_eq!(object_names(&dest), expected_layout(&[APP_A], &days));
+    let (totals, _) = read_partition(&dest, APP_A, days[1]);
+    assert_eq!(totals, sim_totals(APP_A, days[1], 30));
 }

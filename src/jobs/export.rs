@@ -9,6 +9,7 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use object_store::ObjectStoreExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -16,6 +17,7 @@ use crate::jobs::config::JobConfig;
 use crate::jobs::partition;
 use crate::jobs::plan;
 use crate::jobs::progress::Progress;
+use crate::jobs::rebuild;
 pub use crate::jobs::summary::{Failure, Partition, Status, Summary};
 use crate::lake::manifest;
 use crate::lake::manifest::BodyInfo;
@@ -31,6 +33,77 @@ use crate::tencent::pacing::{Backoff, CallError, CallStats, PacedClient, Pacer};
 pub struct Plan {
     pub todo: Vec<Partition>,
     pub final_: Vec<Partition>,
+    /// Final by their manifests, but the file is missing or not the size
+    /// its manifest says: rebuilt from the raw zone, else fetched again.
+    pub damaged: Vec<Partition>,
+}
+
+/// Whether a final partition's file is there with its manifest's size
+/// (one metadata request; the content is checked by `status --verify`).
+async fn file_matches(cfg: &JobConfig, p: Partition, m: &manifest::Manifest) -> bool {
+    let path = cfg.dest.part_path(Table::RoomUsage, p.app_id, p.usage_date);
+    match cfg.dest.store().head(&path).await {
+        Ok(meta) if meta.size == m.file.size => true,
+        Ok(meta) => {
+            warn!(app_id = p.app_id, usage_date = %p.usage_date, size = meta.size, manifest_size = m.file.size, "A final partition's file is not the size its manifest says; repairing it.");
+            false
+        }
+        Err(e) => {
+            warn!(app_id = p.app_id, usage_date = %p.usage_date, error = %e, "A final partition's file is missing or unreadable; repairing it.");
+            false
+        }
+    }
+}
+
+enum Finality {
+    Final,
+    NotFinal,
+    Damaged,
+}
+
+/// Rebuilds each damaged final partition from its newest raw answer, with
+/// no API call; returns those that could not be (to fetch again).
+async fn repair_from_raw(
+    cfg: &JobConfig,
+    damaged: Vec<Partition>,
+    summary: &mut Summary,
+) -> Vec<Partition> {
+    let mut fetch = Vec::new();
+    for p in damaged {
+        let newest = raw::list(&cfg.dest, Table::RoomUsage, Some(&[p.app_id]))
+            .await
+            .ok()
+            .and_then(|mut all| all.remove(&(p.app_id, p.usage_date)))
+            .and_then(|mut objects| objects.pop());
+        let Some(object) = newest else {
+            warn!(app_id = p.app_id, usage_date = %p.usage_date, "No raw answer to rebuild the damaged partition from; fetching it again.");
+            fetch.push(p);
+            continue;
+        };
+        match rebuild::from_raw(
+            &cfg.dest,
+            cfg.contract,
+            cfg.batch_rows,
+            cfg.offset_label(),
+            Table::RoomUsage,
+            p,
+            &object,
+        )
+        .await
+        {
+            Ok(w) => {
+                info!(app_id = p.app_id, usage_date = %p.usage_date, raw_object = %cfg.dest.relative(&object.path), "Rebuilt a damaged partition from the raw zone.");
+                summary.written += 1;
+                summary.rows += w.rows;
+                summary.bytes += w.bytes;
+            }
+            Err(e) => {
+                warn!(app_id = p.app_id, usage_date = %p.usage_date, error = %e, "Cannot rebuild the damaged partition from the raw zone; fetching it again.");
+                fetch.push(p);
+            }
+        }
+    }
+    fetch
 }
 
 /// Every partition of the plan, day by day, every app within a day.
@@ -53,16 +126,23 @@ pub async fn make_plan(cfg: &JobConfig) -> Plan {
         return Plan {
             todo: all,
             final_: Vec::new(),
+            damaged: Vec::new(),
         };
     }
-    let finals: Vec<bool> = futures::stream::iter(all.iter().copied())
+    let finals: Vec<Finality> = futures::stream::iter(all.iter().copied())
         .map(|p| async move {
             match manifest::read(&cfg.dest, Table::RoomUsage, p.app_id, p.usage_date).await {
-                Ok(Some(m)) => plan::is_final(p.usage_date, cfg.offset, cfg.settle, m.fetched_at),
-                Ok(None) => false,
+                Ok(Some(m)) if plan::is_final(p.usage_date, cfg.offset, cfg.settle, m.fetched_at) => {
+                    if file_matches(cfg, p, &m).await {
+                        Finality::Final
+                    } else {
+                        Finality::Damaged
+                    }
+                }
+                Ok(_) => Finality::NotFinal,
                 Err(e) => {
                     warn!(app_id = p.app_id, usage_date = %p.usage_date, error = %e, "Cannot read the manifest; the partition will be fetched again.");
-                    false
+                    Finality::NotFinal
                 }
             }
         })
@@ -72,12 +152,13 @@ pub async fn make_plan(cfg: &JobConfig) -> Plan {
     let mut plan = Plan {
         todo: Vec::new(),
         final_: Vec::new(),
+        damaged: Vec::new(),
     };
-    for (p, is_final) in all.into_iter().zip(finals) {
-        if is_final {
-            plan.final_.push(p);
-        } else {
-            plan.todo.push(p);
+    for (p, finality) in all.into_iter().zip(finals) {
+        match finality {
+            Finality::Final => plan.final_.push(p),
+            Finality::Damaged => plan.damaged.push(p),
+            Finality::NotFinal => plan.todo.push(p),
         }
     }
     plan
@@ -91,11 +172,16 @@ pub fn print_plan(cfg: &JobConfig, plan: &Plan) {
         "Plan: {} app(s) × {} day(s) = {} partition(s) into {}",
         cfg.app_ids.len(),
         cfg.days.len(),
-        plan.todo.len() + plan.final_.len(),
+        plan.todo.len() + plan.final_.len() + plan.damaged.len(),
         cfg.dest.display()
     );
     for p in &plan.final_ {
         println!("  skip   {p}  (final)");
+    }
+    for p in &plan.damaged {
+        println!(
+            "  repair {p}  (final, but its file does not match its manifest: from the raw zone, else fetched)"
+        );
     }
     for p in &plan.todo {
         println!("  fetch  {p}");
@@ -232,7 +318,7 @@ pub async fn run(
         summary.stop(Status::Fatal, Some(e.to_string()), all_partitions(cfg));
         return finish(summary);
     }
-    let plan = make_plan(cfg).await;
+    let mut plan = make_plan(cfg).await;
     summary.skipped_final = plan.final_.len();
     if cfg.dry_run {
         print_plan(cfg, &plan);
@@ -248,6 +334,18 @@ pub async fn run(
         interval_ms = cfg.min_interval.as_millis() as u64,
         "Starting export."
     );
+    if !plan.damaged.is_empty() {
+        let damaged = std::mem::take(&mut plan.damaged);
+        let mut again = repair_from_raw(cfg, damaged, &mut summary).await;
+        again.append(&mut plan.todo);
+        again.sort_by_key(|p| {
+            (
+                p.usage_date,
+                cfg.app_ids.iter().position(|a| *a == p.app_id),
+            )
+        });
+        plan.todo = again;
+    }
     if plan.todo.is_empty() {
         info!("Every planned partition is already final; nothing to fetch.");
         return finish(summary);

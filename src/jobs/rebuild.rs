@@ -22,6 +22,7 @@ use crate::jobs::progress::Progress;
 use crate::jobs::summary::{Partition, Status, Summary};
 use crate::lake::manifest::BodyInfo;
 use crate::lake::raw::{self, RawObject};
+use crate::lake::store::Destination;
 use crate::lake::write::CallInfo;
 use crate::tables::Table;
 use crate::tables::normalize::SchemaContract;
@@ -81,14 +82,18 @@ async fn work_for(cfg: &RebuildConfig, table: Table) -> Result<Vec<Work>, raw::R
     Ok(work)
 }
 
-/// Rebuilds one partition from `object`.
-async fn rebuild_one(
-    cfg: &RebuildConfig,
+/// Rebuilds one partition of `table` from `object`, a raw answer; the
+/// manifest records `utc_offset` as the API's clock. Shared with `export`,
+/// which repairs a damaged final partition this way.
+pub async fn from_raw(
+    dest: &Destination,
+    contract: SchemaContract,
+    batch_rows: usize,
+    utc_offset: String,
     table: Table,
     p: Partition,
     object: &RawObject,
 ) -> Result<partition::Written, String> {
-    let dest = &cfg.scope.dest;
     let key = dest.relative(&object.path).to_owned();
     let body = raw::read(dest, object).await.map_err(|e| e.to_string())?;
     let usage = RoomUsage::from_body(body, object.fetched_at, &key)
@@ -102,16 +107,35 @@ async fn rebuild_one(
         fetched_at: usage.fetched_at,
         start_time: request.start_time,
         end_time: request.end_time,
-        utc_offset: cfg.scope.offset.to_string(),
+        utc_offset,
         body: BodyInfo {
             bytes: usage.body_bytes as u64,
             sha256: usage.body_sha256.clone(),
         },
         raw_object: Some(key.clone()),
     };
-    partition::write_room_usage(dest, cfg.contract, cfg.batch_rows, usage, &call)
+    partition::write_room_usage(dest, contract, batch_rows, usage, &call)
         .await
         .map_err(|e| format!("rebuilding from {key}: {e}"))
+}
+
+async fn rebuild_one(
+    cfg: &RebuildConfig,
+    table: Table,
+    p: Partition,
+    object: &RawObject,
+) -> Result<partition::Written, String> {
+    let offset = cfg.scope.offset.to_string();
+    from_raw(
+        &cfg.scope.dest,
+        cfg.contract,
+        cfg.batch_rows,
+        offset,
+        table,
+        p,
+        object,
+    )
+    .await
 }
 
 /// Runs the rebuild.
