@@ -208,6 +208,7 @@ fn status_shows_final_settling_missing_and_verify_finds_damage(dest: TestDest) {
     );
     assert_eq!(app["missing"], serde_json::json!([d11.to_string()]));
     assert_eq!(app["raw_objects"], 2);
+    assert_eq!(app["failed"], serde_json::json!([]));
 
     // Under a settle longer than the days' age, fetched days still settle.
     let mut long = range.clone();
@@ -215,6 +216,19 @@ fn status_shows_final_settling_missing_and_verify_finds_damage(dest: TestDest) {
     run_sub(lake_cmd(&dest), "status", &long)
         .assert_code(0)
         .assert_stdout_has(&[&format!("settling: {d12}, {d10}")]);
+
+    // A day whose answer was kept but whose partition failed is "failed".
+    sim.inject(FaultRule::always(
+        Some(APP_A),
+        Some(d11),
+        Fault::Data("RoomId,Audio\nr,-1\n".into()),
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(2 * INTERVAL_MS));
+    run(cmd(&sim, &dest), &date_args(&[APP_A], d11)).assert_code(1);
+    run_sub(lake_cmd(&dest), "status", &range)
+        .assert_code(0)
+        .assert_stdout_has(&[&format!("failed: {d11}")]);
+    let requests = sim.stats().requests;
 
     // --verify reads every file: a damaged one is named, exit 1.
     put_object(

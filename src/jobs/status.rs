@@ -43,6 +43,9 @@ pub struct AppStatus {
     pub final_days: Vec<NaiveDate>,
     pub settling: Vec<NaiveDate>,
     pub missing: Vec<NaiveDate>,
+    /// Fetched (a raw answer is kept) but never written: the partition
+    /// failed, on bad data or a failed write.
+    pub failed: Vec<NaiveDate>,
     /// Only with `--verify`.
     pub damaged: Vec<Damaged>,
     /// Raw answers kept for this app's days in the range.
@@ -85,8 +88,8 @@ impl StatusReport {
             };
             out.push_str(&format!("{} {start}..{end} in {}\n", t.table, self.dest));
             out.push_str(&format!(
-                "  {:<12} {:>6} {:>9} {:>8} {:>8} {:>6}\n",
-                "app_id", "final", "settling", "missing", "damaged", "raw"
+                "  {:<12} {:>6} {:>9} {:>8} {:>7} {:>8} {:>6}\n",
+                "app_id", "final", "settling", "missing", "failed", "damaged", "raw"
             ));
             for a in &t.apps {
                 let damaged = if self.verified {
@@ -95,16 +98,20 @@ impl StatusReport {
                     "-".into()
                 };
                 out.push_str(&format!(
-                    "  {:<12} {:>6} {:>9} {:>8} {:>8} {:>6}\n",
+                    "  {:<12} {:>6} {:>9} {:>8} {:>7} {:>8} {:>6}\n",
                     a.app_id,
                     a.final_days.len(),
                     a.settling.len(),
                     a.missing.len(),
+                    a.failed.len(),
                     damaged,
                     a.raw_objects
                 ));
                 if !a.missing.is_empty() {
                     out.push_str(&format!("    missing: {}\n", day_ranges(&a.missing)));
+                }
+                if !a.failed.is_empty() {
+                    out.push_str(&format!("    failed: {}\n", day_ranges(&a.failed)));
                 }
                 if !a.settling.is_empty() {
                     out.push_str(&format!("    settling: {}\n", day_ranges(&a.settling)));
@@ -245,6 +252,7 @@ async fn table_status(cfg: &StatusConfig, table: Table) -> Result<TableStatus, S
                 final_days: vec![],
                 settling: vec![],
                 missing: vec![],
+                failed: vec![],
                 damaged: vec![],
                 raw_objects,
             },
@@ -278,6 +286,7 @@ async fn table_status(cfg: &StatusConfig, table: Table) -> Result<TableStatus, S
                 s.final_days.push(day)
             }
             Ok(Some(_)) => s.settling.push(day),
+            Ok(None) if raws.contains_key(&(app, day)) => s.failed.push(day),
             Ok(None) => s.missing.push(day),
             Err(e) => s.damaged.push(Damaged {
                 usage_date: day,
