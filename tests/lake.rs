@@ -186,7 +186,6 @@ fn status_shows_final_settling_missing_and_verify_finds_damage(dest: TestDest) {
     let (d12, d11, d10) = (days_ago(12), days_ago(11), days_ago(10));
     run(cmd(&sim, &dest), &date_args(&[APP_A], d12)).assert_code(0);
     run(cmd(&sim, &dest), &date_args(&[APP_A], d10)).assert_code(0);
-    let requests = sim.stats().requests;
 
     let range = range_args(&[APP_A], d12, d10);
     let r = run_sub(lake_cmd(&dest), "status", &range);
