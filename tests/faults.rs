@@ -513,3 +513,24 @@ fn a_failed_write_fails_the_partition_and_is_fetched_again_next_run() {
         expected_layout(&[APP_A], &[days_ago(10), blocked, days_ago(8)])
     );
 }
+
+#[test]
+fn an_answer_without_data_is_never_a_day_with_no_rooms() {
+    for body in [
+        &br#"{"Response":{"RequestId":"r-1"}}"#[..],
+        &br#"{"Response":{"Data":null,"RequestId":"r-2"}}"#[..],
+    ] {
+        let sim = start_sim(sim_config());
+        let day = days_ago(9);
+        sim.inject(FaultRule::always(
+            None,
+            Some(day),
+            Fault::Body(body.to_vec()),
+        ));
+        let dest = TestDest::local();
+        let r = run(cmd(&sim, &dest), &date_args(&[APP_A], day));
+        r.assert_code(1);
+        r.assert_stderr_has(&["Response.Data is missing or null", "after 5 attempts"]);
+        assert!(object_names(&dest).is_empty(), "no partition, no manifest");
+    }
+}
