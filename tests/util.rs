@@ -341,25 +341,13 @@ pub fn sim_totals(app: u64, day: NaiveDate, rooms: u64) -> Totals {
 /// A command for the real binary with a clean environment: no TRTC_*,
 /// no real credentials, a private HOME, the simulator's demo keys.
 pub fn cmd(sim: &Simulator, dest: &TestDest) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_trtc-usage"));
-    c.env_clear();
-    c.env("PATH", std::env::var("PATH").unwrap_or_default());
-    c.env(
-        "HOME",
-        std::env::temp_dir().join(format!("trtc-home-{}", uuid::Uuid::new_v4())),
-    );
+    let mut c = lake_cmd(dest);
     c.env("TENCENTCLOUD_SECRET_ID", simulator::DEMO_SECRET_ID);
     c.env("TENCENTCLOUD_SECRET_KEY", simulator::DEMO_SECRET_KEY);
     c.env("TRTC_ENDPOINT", sim.endpoint());
-    c.env("TRTC_DEST", dest.url());
     c.env("TRTC_MIN_INTERVAL", format!("{INTERVAL_MS}ms"));
     c.env("TRTC_RETRY_BACKOFF", "10ms");
     c.env("TRTC_REQUEST_TIMEOUT", "5s");
-    c.env("TRTC_PROGRESS", "log");
-    for (k, v) in dest.env() {
-        c.env(k, v);
-    }
-    c.stdin(Stdio::null());
     c
 }
 
