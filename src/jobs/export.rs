@@ -70,15 +70,18 @@ async fn repair_from_raw(
 ) -> Vec<Partition> {
     let mut fetch = Vec::new();
     for p in damaged {
-        let newest = raw::list(&cfg.dest, Table::RoomUsage, Some(&[p.app_id]))
-            .await
-            .ok()
-            .and_then(|mut all| all.remove(&(p.app_id, p.usage_date)))
-            .and_then(|mut objects| objects.pop());
-        let Some(object) = newest else {
-            warn!(app_id = p.app_id, usage_date = %p.usage_date, "No raw answer to rebuild the damaged partition from; fetching it again.");
-            fetch.push(p);
-            continue;
+        let object = match raw::newest(&cfg.dest, Table::RoomUsage, p.app_id, p.usage_date).await {
+            Ok(Some(object)) => object,
+            Ok(None) => {
+                warn!(app_id = p.app_id, usage_date = %p.usage_date, "No raw answer to rebuild the damaged partition from; fetching it again.");
+                fetch.push(p);
+                continue;
+            }
+            Err(e) => {
+                warn!(app_id = p.app_id, usage_date = %p.usage_date, error = %e, "Cannot list the raw answers of the damaged partition; fetching it again.");
+                fetch.push(p);
+                continue;
+            }
         };
         match rebuild::from_raw(
             &cfg.dest,

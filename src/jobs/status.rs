@@ -17,7 +17,7 @@ use crate::jobs::config::LakeScope;
 use crate::jobs::plan;
 use crate::lake::manifest::{self, Manifest};
 use crate::lake::raw;
-use crate::lake::store::MANIFEST_FILE;
+use crate::lake::store::{MANIFEST_FILE, partition_of};
 use crate::tables::Table;
 
 /// Everything `status` needs, checked.
@@ -158,20 +158,9 @@ async fn manifested(scope: &LakeScope, table: Table) -> Result<BTreeSet<(u64, Na
         .map_err(|e| format!("listing {dir}: {e}"))?;
     let mut out = BTreeSet::new();
     for m in metas {
-        let parts: Vec<_> = m.location.parts().collect();
-        let n = parts.len();
-        if n < 3 || parts[n - 1].as_ref() != MANIFEST_FILE {
-            continue;
-        }
-        let app = parts[n - 3]
-            .as_ref()
-            .strip_prefix("app_id=")
-            .and_then(|a| a.parse().ok());
-        let day = parts[n - 2]
-            .as_ref()
-            .strip_prefix("usage_date=")
-            .and_then(|d| d.parse().ok());
-        if let (Some(app), Some(day)) = (app, day) {
+        if let Some((app, day, name)) = partition_of(&m.location)
+            && name == MANIFEST_FILE
+        {
             out.insert((app, day));
         }
     }

@@ -16,7 +16,7 @@ use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
-use crate::lake::store::Destination;
+use crate::lake::store::{Destination, partition_of};
 use crate::lake::write::{self, WriteError};
 use crate::tables::Table;
 
@@ -96,7 +96,7 @@ pub async fn put(
 }
 
 /// Every raw object of `table` under `prefix` (the table's raw directory,
-/// or one app's), by partition, oldest first.
+/// one app's, or one partition's), by partition, oldest first.
 async fn list_under(
     dest: &Destination,
     prefix: &Path,
@@ -112,21 +112,10 @@ async fn list_under(
         })?;
     let mut out: BTreeMap<(u64, NaiveDate), Vec<RawObject>> = BTreeMap::new();
     for m in metas {
-        let parts: Vec<_> = m.location.parts().collect();
-        let n = parts.len();
-        if n < 3 {
+        let Some((app, day, name)) = partition_of(&m.location) else {
             continue;
-        }
-        let name = parts[n - 1].as_ref();
-        let app = parts[n - 3]
-            .as_ref()
-            .strip_prefix("app_id=")
-            .and_then(|a| a.parse::<u64>().ok());
-        let day = parts[n - 2]
-            .as_ref()
-            .strip_prefix("usage_date=")
-            .and_then(|d| d.parse::<NaiveDate>().ok());
-        let (Some(app), Some(day), Some(fetched_at)) = (app, day, fetched_at_of(name)) else {
+        };
+        let Some(fetched_at) = fetched_at_of(&name) else {
             continue; // not a raw object of ours
         };
         out.entry((app, day)).or_default().push(RawObject {
@@ -161,6 +150,19 @@ pub async fn list(
             Ok(all)
         }
     }
+}
+
+/// The newest raw object of one partition, listing that partition only.
+pub async fn newest(
+    dest: &Destination,
+    table: Table,
+    app_id: u64,
+    day: NaiveDate,
+) -> Result<Option<RawObject>, RawError> {
+    let mut all = list_under(dest, &dest.raw_dir(table, app_id, day)).await?;
+    Ok(all
+        .remove(&(app_id, day))
+        .and_then(|mut objects| objects.pop()))
 }
 
 /// The body kept in `object`, decompressed.

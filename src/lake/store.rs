@@ -39,6 +39,18 @@ pub enum StoreError {
     OldLayout { dest: String, how: String },
 }
 
+/// The partition and the file name a key lies in:
+/// `…/app_id=<id>/usage_date=<day>/<name>`; `None` for any other key.
+pub fn partition_of(path: &Path) -> Option<(u64, NaiveDate, String)> {
+    let parts: Vec<_> = path.parts().collect();
+    let [.., app, day, name] = parts.as_slice() else {
+        return None;
+    };
+    let app = app.as_ref().strip_prefix("app_id=")?.parse().ok()?;
+    let day = day.as_ref().strip_prefix("usage_date=")?.parse().ok()?;
+    Some((app, day, name.as_ref().to_owned()))
+}
+
 /// Where partitions go.
 #[derive(Clone)]
 pub struct Destination {
@@ -275,6 +287,18 @@ mod tests {
         assert!(e.starts_with("--dest gs://bucket/x"), "{e}");
         let e = Destination::open("s3:///x").unwrap_err().to_string();
         assert!(e.contains("no bucket"), "{e}");
+    }
+
+    #[test]
+    fn partition_of_reads_the_hive_path() {
+        let p = Path::from("lake/room_usage/app_id=7/usage_date=2026-11-20/_manifest.json");
+        let day: NaiveDate = "2026-11-20".parse().unwrap();
+        assert_eq!(partition_of(&p), Some((7, day, MANIFEST_FILE.to_owned())));
+        assert_eq!(
+            partition_of(&Path::from("app_id=x/usage_date=2026-11-20/f")),
+            None
+        );
+        assert_eq!(partition_of(&Path::from("usage_date=2026-11-20/f")), None);
     }
 
     #[test]
