@@ -96,9 +96,7 @@ async fn repair_from_raw(
         {
             Ok(w) => {
                 info!(app_id = p.app_id, usage_date = %p.usage_date, raw_object = %cfg.dest.relative(&object.path), "Rebuilt a damaged partition from the raw zone.");
-                summary.written += 1;
-                summary.rows += w.rows;
-                summary.bytes += w.bytes;
+                summary.wrote(w);
             }
             Err(e) => {
                 warn!(app_id = p.app_id, usage_date = %p.usage_date, error = %e, "Cannot rebuild the damaged partition from the raw zone; fetching it again.");
@@ -197,10 +195,7 @@ pub fn print_plan(cfg: &JobConfig, plan: &Plan) {
 }
 
 enum PartitionResult {
-    Written {
-        rows: u64,
-        bytes: u64,
-    },
+    Written(partition::Written),
     Failed(String),
     /// The app is unknown: fail this and every later partition of it.
     AppFailed(String),
@@ -288,10 +283,7 @@ async fn export_partition(
         raw_object,
     };
     match partition::write_room_usage(&cfg.dest, cfg.contract, cfg.batch_rows, usage, &call).await {
-        Ok(w) => PartitionResult::Written {
-            rows: w.rows,
-            bytes: w.bytes,
-        },
+        Ok(w) => PartitionResult::Written(w),
         Err(msg) => PartitionResult::Failed(msg),
     }
 }
@@ -379,11 +371,7 @@ pub async fn run(
         }
         let result = export_partition(cfg, &mut api, &cancel, &mut summary.calls, p).await;
         match result {
-            PartitionResult::Written { rows, bytes } => {
-                summary.written += 1;
-                summary.rows += rows;
-                summary.bytes += bytes;
-            }
+            PartitionResult::Written(w) => summary.wrote(w),
             PartitionResult::Failed(msg) => {
                 error!(app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "Partition failed.");
                 summary.fail(p, msg);

@@ -197,11 +197,7 @@ pub async fn run(
                 summary.fail(p, msg);
             }
             Work::From(p, object) => match rebuild_one(cfg, table, p, &object).await {
-                Ok(w) => {
-                    summary.written += 1;
-                    summary.rows += w.rows;
-                    summary.bytes += w.bytes;
-                }
+                Ok(w) => summary.wrote(w),
                 Err(msg) => {
                     error!(table = %table, app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "Partition failed.");
                     summary.fail(p, msg);

@@ -5,6 +5,7 @@
 use chrono::NaiveDate;
 use serde::Serialize;
 
+use crate::jobs::partition::Written;
 use crate::tencent::pacing::CallStats;
 
 /// One (app, day) partition.
@@ -77,6 +78,13 @@ impl Summary {
             elapsed_secs: 0.0,
             fatal_error: None,
         }
+    }
+
+    /// Counts a partition written.
+    pub(crate) fn wrote(&mut self, w: Written) {
+        self.written += 1;
+        self.rows += w.rows;
+        self.bytes += w.bytes;
     }
 
     pub(crate) fn fail(&mut self, p: Partition, error: String) {
