@@ -114,6 +114,34 @@ pub fn parse_table(s: &str) -> Result<Table, String> {
     })
 }
 
+/// The days of a command: `--start`/`--end`, or `--date`, or none.
+#[derive(Debug, Clone, Args)]
+pub struct DayArgs {
+    /// First day, inclusive (YYYY-MM-DD, in the API's clock).
+    #[arg(long, env = "TRTC_START", value_parser = parse_date, conflicts_with = "date")]
+    pub start: Option<NaiveDate>,
+
+    /// Last day, inclusive (default: --start).
+    #[arg(long, env = "TRTC_END", value_parser = parse_date, requires = "start", conflicts_with = "date")]
+    pub end: Option<NaiveDate>,
+
+    /// One day (Airflow: --date {{ ds }}).
+    #[arg(long, env = "TRTC_DATE", value_parser = parse_date)]
+    pub date: Option<NaiveDate>,
+}
+
+impl DayArgs {
+    /// First and last day as given (`--date D` is `D..=D`; `--end`
+    /// defaults to `--start`), unchecked; `None` when no day is given.
+    pub fn range(&self) -> Option<(NaiveDate, NaiveDate)> {
+        match (self.date, self.start) {
+            (Some(d), _) => Some((d, d)),
+            (None, Some(start)) => Some((start, self.end.unwrap_or(start))),
+            (None, None) => None,
+        }
+    }
+}
+
 /// Which partitions a `rebuild` or `status` covers: apps and days, each
 /// optional (none: all the lake has).
 #[derive(Debug, Clone, Args)]
@@ -122,17 +150,8 @@ pub struct RangeArgs {
     #[arg(long = "app-id", env = "TRTC_APP_IDS", value_delimiter = ',', value_parser = parse_app_id)]
     pub app_ids: Vec<u64>,
 
-    /// First day, inclusive (YYYY-MM-DD).
-    #[arg(long, env = "TRTC_START", value_parser = parse_date, conflicts_with = "date")]
-    pub start: Option<NaiveDate>,
-
-    /// Last day, inclusive (default: --start).
-    #[arg(long, env = "TRTC_END", value_parser = parse_date, requires = "start", conflicts_with = "date")]
-    pub end: Option<NaiveDate>,
-
-    /// One day.
-    #[arg(long, env = "TRTC_DATE", value_parser = parse_date)]
-    pub date: Option<NaiveDate>,
+    #[command(flatten)]
+    pub days: DayArgs,
 
     /// Which tables, comma separated (default: all).
     #[arg(long, env = "TRTC_TABLES", value_delimiter = ',', value_parser = parse_table)]
@@ -246,17 +265,8 @@ pub struct ExportArgs {
     #[arg(long = "app-id", env = "TRTC_APP_IDS", value_delimiter = ',', required = true, value_parser = parse_app_id)]
     pub app_ids: Vec<u64>,
 
-    /// First day, inclusive (YYYY-MM-DD, in the API's clock).
-    #[arg(long, env = "TRTC_START", value_parser = parse_date, conflicts_with = "date")]
-    pub start: Option<NaiveDate>,
-
-    /// Last day, inclusive (default: --start).
-    #[arg(long, env = "TRTC_END", value_parser = parse_date, requires = "start", conflicts_with = "date")]
-    pub end: Option<NaiveDate>,
-
-    /// One day (Airflow: --date {{ ds }}).
-    #[arg(long, env = "TRTC_DATE", value_parser = parse_date)]
-    pub date: Option<NaiveDate>,
+    #[command(flatten)]
+    pub days: DayArgs,
 
     /// With no dates: the N complete days ending yesterday in the API's clock.
     #[arg(long, env = "TRTC_LOOKBACK_DAYS", default_value_t = 3)]

@@ -47,24 +47,13 @@ pub struct LakeScope {
 
 impl LakeScope {
     pub fn from_args(args: &RangeArgs) -> Result<Self, ConfigError> {
-        let mut app_ids: Vec<u64> = Vec::with_capacity(args.app_ids.len());
-        for id in &args.app_ids {
-            if app_ids.contains(id) {
-                return Err(ConfigError::DuplicateApp(*id));
-            }
-            app_ids.push(*id);
+        let app_ids = unique_apps(&args.app_ids)?;
+        let days = args.days.range();
+        if let Some((start, end)) = days
+            && end < start
+        {
+            return Err(ConfigError::EndBeforeStart { start, end });
         }
-        let days = match (args.date, args.start, args.end) {
-            (Some(d), _, _) => Some((d, d)),
-            (None, Some(start), end) => {
-                let end = end.unwrap_or(start);
-                if end < start {
-                    return Err(ConfigError::EndBeforeStart { start, end });
-                }
-                Some((start, end))
-            }
-            (None, None, _) => None,
-        };
         Ok(Self {
             dest: Destination::open(&args.dest)?,
             app_ids: (!app_ids.is_empty()).then_some(app_ids),
@@ -78,6 +67,18 @@ impl LakeScope {
     pub fn covers(&self, day: NaiveDate) -> bool {
         self.days.is_none_or(|(s, e)| s <= day && day <= e)
     }
+}
+
+/// The app ids in the order given; one given twice is a usage error.
+fn unique_apps(given: &[u64]) -> Result<Vec<u64>, ConfigError> {
+    let mut app_ids = Vec::with_capacity(given.len());
+    for id in given {
+        if app_ids.contains(id) {
+            return Err(ConfigError::DuplicateApp(*id));
+        }
+        app_ids.push(*id);
+    }
+    Ok(app_ids)
 }
 
 /// `--tables` as given, each once, or every table.
@@ -157,21 +158,11 @@ pub fn check_endpoint(raw: &str, allow_insecure: bool) -> Result<Url, ConfigErro
 impl JobConfig {
     /// Checks `args` as of `now`.
     pub fn from_args(args: &ExportArgs, now: DateTime<Utc>) -> Result<Self, ConfigError> {
-        let mut app_ids = Vec::with_capacity(args.app_ids.len());
-        for id in &args.app_ids {
-            if app_ids.contains(id) {
-                return Err(ConfigError::DuplicateApp(*id));
-            }
-            app_ids.push(*id);
-        }
+        let app_ids = unique_apps(&args.app_ids)?;
         let offset = plan::parse_offset(&args.utc_offset).map_err(ConfigError::Offset)?;
-        let spec = match (args.date, args.start, args.end) {
-            (Some(d), _, _) => DaySpec::Range { start: d, end: d },
-            (None, Some(start), end) => DaySpec::Range {
-                start,
-                end: end.unwrap_or(start),
-            },
-            (None, None, _) => DaySpec::Lookback(args.lookback_days),
+        let spec = match args.days.range() {
+            Some((start, end)) => DaySpec::Range { start, end },
+            None => DaySpec::Lookback(args.lookback_days),
         };
         let (days, warnings) = plan::plan_days(&spec, offset, now)?;
         let endpoint = check_endpoint(&args.endpoint, args.allow_insecure_endpoint)?;
