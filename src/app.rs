@@ -2,7 +2,8 @@
 //! exit code, decided here in one place.
 //!
 //! Exit codes: 0 done; 1 some partitions failed; 2 usage, configuration or
-//! fatal API error; 128 + signal number when stopped by SIGINT (130) or
+//! fatal API error; 3 everything written but a check failed under
+//! `--checks fail` (1 wins over 3); 128 + signal number when stopped by SIGINT (130) or
 //! SIGTERM (143).
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use crate::tencent::credentials::{self, ProcessEnv, Provider};
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_PARTITIONS_FAILED: u8 = 1;
 pub const EXIT_FATAL: u8 = 2;
+pub const EXIT_CHECKS_FAILED: u8 = 3;
 
 /// Runs the parsed command line; returns the exit code.
 pub async fn run(cli: Cli) -> u8 {
@@ -54,6 +56,8 @@ async fn run_rebuild(args: &RebuildArgs, log_format: LogFormat) -> u8 {
         batch_rows: crate::tables::normalize::DEFAULT_BATCH_ROWS,
         summary_file: args.summary_file.clone(),
         progress: args.progress,
+        checks: args.checks.checks,
+        check_tolerance: args.checks.check_tolerance,
     };
     let cancel = CancellationToken::new();
     let signal = stop_on_signals(cancel.clone());
@@ -132,6 +136,7 @@ fn exit_code(summary: &Summary, signal: i32) -> u8 {
     match summary.status {
         Status::Ok | Status::DryRun => EXIT_OK,
         Status::PartitionsFailed => EXIT_PARTITIONS_FAILED,
+        Status::ChecksFailed => EXIT_CHECKS_FAILED,
         Status::Fatal => EXIT_FATAL,
         Status::Interrupted => 128u8.saturating_add(if signal > 0 { signal as u8 } else { 15 }),
     }
@@ -195,6 +200,7 @@ async fn run_export(args: &ExportArgs, log_format: LogFormat) -> u8 {
 fn sim_config(s: &SimSettings) -> SimConfig {
     SimConfig {
         interval: s.interval,
+        app_interval: s.app_interval,
         keys: [(s.secret_id.clone(), s.secret_key.clone())].into(),
         apps: (!s.apps.is_empty()).then(|| s.apps.clone()),
         rooms: s.rooms,
@@ -323,10 +329,12 @@ async fn run_demo(args: DemoArgs, log_format: LogFormat) -> u8 {
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     if code == EXIT_OK {
+        let dest = args.dest.trim_end_matches('/');
         eprintln!(
             "\nQuery it with DuckDB:\n  duckdb -c \"SELECT app_id, usage_date, count(*) AS rooms, sum(audio_seconds) AS audio_s \
-             FROM read_parquet('{}/room_usage/**/*.parquet', hive_partitioning = true) GROUP BY ALL ORDER BY ALL\"",
-            args.dest.trim_end_matches('/')
+             FROM read_parquet('{dest}/room_usage/**/*.parquet', hive_partitioning = true) GROUP BY ALL ORDER BY ALL\"\n  \
+             duckdb -c \"SELECT app_id, usage_date, series, room_minutes, app_minutes, status \
+             FROM read_parquet('{dest}/checks/**/*.parquet', hive_partitioning = true) ORDER BY ALL\""
         );
     }
     code

@@ -27,7 +27,8 @@ Examples:
 
 Exit status: 0 all planned partitions written or already final; 1 some
 partitions failed (the rest are written); 2 usage, configuration or fatal
-API error; 130/143 stopped by SIGINT/SIGTERM.";
+API error; 3 everything written but a check failed under --checks fail;
+130/143 stopped by SIGINT/SIGTERM.";
 
 /// Exports Tencent Cloud TRTC per-room usage to Hive-partitioned Parquet.
 #[derive(Debug, Parser)]
@@ -49,7 +50,7 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Fetch room usage day by day and write it as Parquet partitions.
+    /// Fetch room and app usage day by day, write them as Parquet partitions, and check that they add up.
     #[command(after_help = EXPORT_EXAMPLES)]
     Export(Box<ExportArgs>),
     /// Serve the bundled TRTC API simulator (for demos, tests, benchmarks).
@@ -74,8 +75,12 @@ Examples:
   # One app's September, after a fix or a schema change:
   trtc-usage rebuild --app-id 1400000001 --start 2026-09-01 --end 2026-09-30
 
+  # The checks again, at another tolerance, from the lake's own tables:
+  trtc-usage rebuild --tables checks --check-tolerance 2%
+
 Exit status: 0 every partition rebuilt; 1 some failed or had no raw
-response (left as they were); 2 usage or configuration error.";
+response (left as they were); 2 usage or configuration error; 3 every
+partition rebuilt but a check failed under --checks fail.";
 
 const STATUS_EXAMPLES: &str = "\
 Examples:
@@ -103,15 +108,46 @@ pub fn parse_table(s: &str) -> Result<Table, String> {
     let name = s.trim();
     Table::from_name(name).ok_or_else(|| {
         let known: Vec<_> = Table::ALL.iter().map(|t| t.name()).collect();
-        if name == "app_usage" || name == "checks" {
-            format!(
-                "'{name}' is not built by this version yet; tables: {}",
-                known.join(", ")
-            )
-        } else {
-            format!("'{name}' is not a table; tables: {}", known.join(", "))
-        }
+        format!("'{name}' is not a table; tables: {}", known.join(", "))
     })
+}
+
+/// What a failed reconciliation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Checks {
+    /// A warning line per failing (app, day), and a count in the summary.
+    Warn,
+    /// As warn, and exit 3 once everything is written.
+    Fail,
+    /// No `checks` table.
+    Off,
+}
+
+/// Parses `1%`, `0.5%` or `2` (percent) into a fraction: 0.01, 0.005, 0.02.
+pub fn parse_tolerance(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let pct: f64 = t
+        .strip_suffix('%')
+        .unwrap_or(t)
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a percentage like 1% or 0.5%"))?;
+    if !(0.0..=100.0).contains(&pct) {
+        return Err(format!("'{s}' is not a percentage between 0% and 100%"));
+    }
+    Ok(pct / 100.0)
+}
+
+/// How the `checks` table is filled; shared by `export` and `rebuild`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// What a failed reconciliation does: warn, fail (exit 3 once everything is written), or off (no checks table).
+    #[arg(long, env = "TRTC_CHECKS", value_enum, default_value_t = Checks::Warn)]
+    pub checks: Checks,
+
+    /// Allowed difference between the rooms and the app's figure, relative to the app's (at least 1 minute).
+    #[arg(long, env = "TRTC_CHECK_TOLERANCE", default_value = "1%", value_parser = parse_tolerance)]
+    pub check_tolerance: f64,
 }
 
 /// The days of a command: `--start`/`--end`, or `--date`, or none.
@@ -179,6 +215,9 @@ pub struct RebuildArgs {
     /// What an unknown CSV column does: keep it as `extra_<name>_seconds`, or fail the partition.
     #[arg(long, env = "TRTC_SCHEMA_CONTRACT", value_enum, default_value_t = SchemaContract::Evolve)]
     pub schema_contract: SchemaContract,
+
+    #[command(flatten)]
+    pub checks: CheckArgs,
 
     /// Also write the run summary as JSON to this file.
     #[arg(long, env = "TRTC_SUMMARY_FILE")]
@@ -297,9 +336,13 @@ pub struct ExportArgs {
     )]
     pub utc_offset: String,
 
-    /// Spacing between API calls ("15s", "250ms", "2s").
+    /// Spacing between DescribeTrtcRoomUsage calls ("15s", "250ms", "2s").
     #[arg(long, env = "TRTC_MIN_INTERVAL", default_value = "15s", value_parser = parse_duration)]
     pub min_interval: Duration,
+
+    /// Spacing between DescribeTrtcUsage calls (its own limit: 5 a second).
+    #[arg(long, env = "TRTC_APP_MIN_INTERVAL", default_value = "200ms", value_parser = parse_duration)]
+    pub app_min_interval: Duration,
 
     /// Re-export partitions that are already final.
     #[arg(long, env = "TRTC_FORCE")]
@@ -317,9 +360,12 @@ pub struct ExportArgs {
     #[arg(long, env = "TRTC_RAW", value_enum, default_value_t = Switch::On)]
     pub raw: Switch,
 
-    /// Which tables to fill, comma separated (default: all).
+    /// Which tables to fill, comma separated: room_usage, app_usage, checks (default: all; checks needs the other two).
     #[arg(long, env = "TRTC_TABLES", value_delimiter = ',', value_parser = parse_table)]
     pub tables: Vec<Table>,
+
+    #[command(flatten)]
+    pub checks: CheckArgs,
 
     /// Print the plan (partitions, calls, estimated time); no API call, nothing written.
     #[arg(long, env = "TRTC_DRY_RUN")]
@@ -394,6 +440,10 @@ pub struct SimSettings {
     #[arg(long = "sim-interval", env = "TRTC_SIM_INTERVAL", default_value = "15s", value_parser = parse_duration)]
     pub interval: Duration,
 
+    /// The same for DescribeTrtcUsage (the real limit: 5 calls a second).
+    #[arg(long = "sim-app-interval", env = "TRTC_SIM_APP_INTERVAL", default_value = "200ms", value_parser = parse_duration)]
+    pub app_interval: Duration,
+
     /// SecretId the simulator accepts.
     #[arg(long = "sim-secret-id", env = "TRTC_SIM_SECRET_ID", default_value = crate::simulator::DEMO_SECRET_ID)]
     pub secret_id: String,
@@ -454,6 +504,17 @@ mod tests {
         assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn tolerances_are_percentages() {
+        assert_eq!(parse_tolerance("1%").unwrap(), 0.01);
+        assert_eq!(parse_tolerance(" 0.5 % ").unwrap(), 0.005);
+        assert_eq!(parse_tolerance("2").unwrap(), 0.02);
+        assert_eq!(parse_tolerance("0%").unwrap(), 0.0);
+        for bad in ["-1%", "101%", "NaN", "one"] {
+            assert!(parse_tolerance(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -211,31 +211,45 @@ pub fn raw_objects(dest: &TestDest, app: u64, day: NaiveDate) -> Vec<(String, Ve
         .collect()
 }
 
-/// The raw-zone entries (see [`object_names`]) of these partitions.
-pub fn raw_layout(apps: &[u64], days: &[NaiveDate]) -> BTreeSet<String> {
+/// The tables a default run fills, and the two with a raw zone.
+pub const TABLES: [&str; 3] = ["room_usage", "app_usage", "checks"];
+pub const FETCHED: [&str; 2] = ["room_usage", "app_usage"];
+
+/// The raw-zone entries (see [`object_names`]) of these tables' partitions.
+pub fn raw_layout_of(tables: &[&str], apps: &[u64], days: &[NaiveDate]) -> BTreeSet<String> {
     let mut s = BTreeSet::new();
-    for a in apps {
-        for d in days {
-            s.insert(format!("_raw/room_usage/app_id={a}/usage_date={d}/*"));
+    for t in tables {
+        for a in apps {
+            for d in days {
+                s.insert(format!("_raw/{t}/app_id={a}/usage_date={d}/*"));
+            }
         }
     }
     s
 }
 
-/// The table's objects only: part file and manifest of each partition.
-pub fn table_layout(apps: &[u64], days: &[NaiveDate]) -> BTreeSet<String> {
+/// The raw zone of a default run: both APIs' answers.
+pub fn raw_layout(apps: &[u64], days: &[NaiveDate]) -> BTreeSet<String> {
+    raw_layout_of(&FETCHED, apps, days)
+}
+
+/// These tables' objects only: part file and manifest of each partition.
+pub fn layout_of(tables: &[&str], apps: &[u64], days: &[NaiveDate]) -> BTreeSet<String> {
     let mut s = BTreeSet::new();
-    for a in apps {
-        for d in days {
-            s.insert(format!(
-                "room_usage/app_id={a}/usage_date={d}/part-00000.parquet"
-            ));
-            s.insert(format!(
-                "room_usage/app_id={a}/usage_date={d}/_manifest.json"
-            ));
+    for t in tables {
+        for a in apps {
+            for d in days {
+                s.insert(format!("{t}/app_id={a}/usage_date={d}/part-00000.parquet"));
+                s.insert(format!("{t}/app_id={a}/usage_date={d}/_manifest.json"));
+            }
         }
     }
     s
+}
+
+/// The three tables' objects of a default run.
+pub fn table_layout(apps: &[u64], days: &[NaiveDate]) -> BTreeSet<String> {
+    layout_of(&TABLES, apps, days)
 }
 
 /// What a lake of these partitions holds: each partition's file and
@@ -299,14 +313,36 @@ pub fn read_partition(dest: &TestDest, app: u64, day: NaiveDate) -> (Totals, Vec
     (t, batches)
 }
 
+/// The `room_usage` manifest of a partition.
 pub fn read_manifest(dest: &TestDest, app: u64, day: NaiveDate) -> Manifest {
+    read_table_manifest(dest, "room_usage", app, day)
+}
+
+pub fn read_table_manifest(dest: &TestDest, table: &str, app: u64, day: NaiveDate) -> Manifest {
     let objs = objects(dest);
     let bytes = objs
         .get(&format!(
-            "room_usage/app_id={app}/usage_date={day}/_manifest.json"
+            "{table}/app_id={app}/usage_date={day}/_manifest.json"
         ))
-        .unwrap_or_else(|| panic!("no manifest for {app} {day}"));
+        .unwrap_or_else(|| panic!("no {table} manifest for {app} {day}"));
     serde_json::from_slice(bytes).unwrap()
+}
+
+/// Reads a table's Parquet file of one partition back.
+pub fn read_table(dest: &TestDest, table: &str, app: u64, day: NaiveDate) -> Vec<RecordBatch> {
+    let objs = objects(dest);
+    let bytes = objs
+        .get(&format!(
+            "{table}/app_id={app}/usage_date={day}/part-00000.parquet"
+        ))
+        .unwrap_or_else(|| panic!("no {table} parquet for {app} {day}"))
+        .clone();
+    ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+        .unwrap()
+        .build()
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
 }
 
 /// Splits a simulator CSV line, which quotes only ids with a comma.

@@ -31,7 +31,15 @@ pub enum ConfigError {
     DuplicateApp(u64),
     #[error("--end {end} is before --start {start}")]
     EndBeforeStart { start: NaiveDate, end: NaiveDate },
+    #[error(
+        "--tables {given}: checks compares room_usage with app_usage, so it needs both; add them, \
+         or recompute checks alone from the lake with `trtc-usage rebuild --tables checks`"
+    )]
+    ChecksWithoutInputs { given: String },
 }
+
+/// What a failed check does (`--checks`).
+pub use crate::cli::Checks as ChecksMode;
 
 /// What `rebuild` and `status` cover, checked: the lake, the apps and days
 /// (each `None` for "all the lake has"), the tables, the API's clock.
@@ -83,12 +91,10 @@ fn unique_apps(given: &[u64]) -> Result<Vec<u64>, ConfigError> {
 
 /// `--tables` as given, each once, or every table.
 pub fn tables_or_all(given: &[Table]) -> Vec<Table> {
-    let mut tables: Vec<Table> = Table::ALL
+    Table::ALL
         .into_iter()
         .filter(|t| given.is_empty() || given.contains(t))
-        .collect();
-    tables.dedup();
-    tables
+        .collect()
 }
 
 /// The zstd level of the raw zone, chosen on the benchmark's million-room
@@ -115,6 +121,31 @@ pub struct JobConfig {
     pub batch_rows: usize,
     pub summary_file: Option<std::path::PathBuf>,
     pub progress: Progress,
+    /// The tables this run fills (no `checks` under `--checks off`).
+    pub tables: Vec<Table>,
+    pub checks: ChecksMode,
+    /// A fraction: 0.01 is 1%.
+    pub check_tolerance: f64,
+    /// Spacing of `DescribeTrtcUsage` calls.
+    pub app_min_interval: Duration,
+}
+
+/// The tables an export fills: `--tables` (or all), less `checks` under
+/// `--checks off`; `checks` without both its inputs is a usage error.
+fn export_tables(given: &[Table], checks: ChecksMode) -> Result<Vec<Table>, ConfigError> {
+    let mut tables = tables_or_all(given);
+    if tables.contains(&Table::Checks)
+        && !(tables.contains(&Table::RoomUsage) && tables.contains(&Table::AppUsage))
+    {
+        let given: Vec<&str> = given.iter().map(|t| t.name()).collect();
+        return Err(ConfigError::ChecksWithoutInputs {
+            given: given.join(","),
+        });
+    }
+    if checks == ChecksMode::Off {
+        tables.retain(|t| *t != Table::Checks);
+    }
+    Ok(tables)
 }
 
 /// Whether `url` may carry credentials: https anywhere, http only to
@@ -192,6 +223,10 @@ impl JobConfig {
             batch_rows: crate::tables::normalize::DEFAULT_BATCH_ROWS,
             summary_file: args.summary_file.clone(),
             progress: args.progress,
+            tables: export_tables(&args.tables, args.checks.checks)?,
+            checks: args.checks.checks,
+            check_tolerance: args.checks.check_tolerance,
+            app_min_interval: args.app_min_interval,
         })
     }
 

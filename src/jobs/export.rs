@@ -1,11 +1,15 @@
 //! The export run: plan → skip final partitions → for each remaining
-//! partition, one paced call → normalize → write → manifest; then a summary.
+//! (app, day), its `DescribeTrtcRoomUsage` and `DescribeTrtcUsage` calls,
+//! each paced on its own and made side by side → raw zone → normalize →
+//! write → manifest → the day's check; then a summary.
 //!
 //! A partition's failure does not stop the run (exit 1); a fatal API error
 //! (credentials, permissions) does (exit 2); an unknown app fails that app's
 //! partitions without further calls. A stop request (SIGTERM/SIGINT) ends
 //! the run at the next safe point: never between a file and its manifest.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -13,14 +17,13 @@ use object_store::ObjectStoreExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::jobs::config::JobConfig;
+use crate::jobs::config::{ChecksMode, JobConfig};
 use crate::jobs::partition;
 use crate::jobs::plan;
 use crate::jobs::progress::Progress;
 use crate::jobs::rebuild;
 pub use crate::jobs::summary::{Failure, Partition, Status, Summary};
-use crate::lake::manifest;
-use crate::lake::manifest::BodyInfo;
+use crate::lake::manifest::{self, BodyInfo, Manifest};
 use crate::lake::raw;
 use crate::lake::write::CallInfo;
 use crate::tables::Table;
@@ -28,35 +31,62 @@ use crate::tencent::api::{ApiError, Client, ErrorClass};
 use crate::tencent::credentials::Provider;
 use crate::tencent::pacing::{Backoff, CallError, CallStats, PacedClient, Pacer};
 
-/// The plan of a run: what to fetch and what is already final.
-#[derive(Debug, Clone)]
+/// What one (app, day) of the plan needs: a call to either API, a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Todo {
+    pub p: Partition,
+    /// Fetch `room_usage` (one `DescribeTrtcRoomUsage` call).
+    pub room: bool,
+    /// Fetch `app_usage` (one `DescribeTrtcUsage` call).
+    pub app: bool,
+}
+
+/// The plan of a run: what to fetch, what to check, what is already final.
+#[derive(Debug, Clone, Default)]
 pub struct Plan {
-    pub todo: Vec<Partition>,
-    pub final_: Vec<Partition>,
+    /// (app, day)s with at least one call to make, day by day.
+    pub todo: Vec<Todo>,
+    /// (app, day)s whose inputs are final but whose check is missing or
+    /// compared other answers: checked again, with no call.
+    pub recheck: Vec<Partition>,
+    /// Final partitions per table, skipped.
+    pub final_: Vec<(Table, Partition)>,
     /// Final by their manifests, but the file is missing or not the size
     /// its manifest says: rebuilt from the raw zone, else fetched again.
-    pub damaged: Vec<Partition>,
+    pub damaged: Vec<(Table, Partition)>,
+    /// The manifests of final partitions of the fetched tables, for checks.
+    pub manifests: HashMap<(Table, Partition), Manifest>,
+}
+
+impl Plan {
+    fn room_calls(&self) -> usize {
+        self.todo.iter().filter(|t| t.room).count()
+    }
+
+    fn app_calls(&self) -> usize {
+        self.todo.iter().filter(|t| t.app).count()
+    }
 }
 
 /// Whether a final partition's file is there with its manifest's size
 /// (one metadata request; the content is checked by `status --verify`).
-async fn file_matches(cfg: &JobConfig, p: Partition, m: &manifest::Manifest) -> bool {
-    let path = cfg.dest.part_path(Table::RoomUsage, p.app_id, p.usage_date);
+async fn file_matches(cfg: &JobConfig, table: Table, p: Partition, m: &Manifest) -> bool {
+    let path = cfg.dest.part_path(table, p.app_id, p.usage_date);
     match cfg.dest.store().head(&path).await {
         Ok(meta) if meta.size == m.file.size => true,
         Ok(meta) => {
-            warn!(app_id = p.app_id, usage_date = %p.usage_date, size = meta.size, manifest_size = m.file.size, "A final partition's file is not the size its manifest says; repairing it.");
+            warn!(%table, app_id = p.app_id, usage_date = %p.usage_date, size = meta.size, manifest_size = m.file.size, "A final partition's file is not the size its manifest says; repairing it.");
             false
         }
         Err(e) => {
-            warn!(app_id = p.app_id, usage_date = %p.usage_date, error = %e, "A final partition's file is missing or unreadable; repairing it.");
+            warn!(%table, app_id = p.app_id, usage_date = %p.usage_date, error = %e, "A final partition's file is missing or unreadable; repairing it.");
             false
         }
     }
 }
 
 enum Finality {
-    Final,
+    Final(Box<Manifest>),
     NotFinal,
     Damaged,
 }
@@ -65,21 +95,21 @@ enum Finality {
 /// no API call; returns those that could not be (to fetch again).
 async fn repair_from_raw(
     cfg: &JobConfig,
-    damaged: Vec<Partition>,
+    damaged: Vec<(Table, Partition)>,
     summary: &mut Summary,
-) -> Vec<Partition> {
+) -> Vec<(Table, Partition)> {
     let mut fetch = Vec::new();
-    for p in damaged {
-        let object = match raw::newest(&cfg.dest, Table::RoomUsage, p.app_id, p.usage_date).await {
+    for (table, p) in damaged {
+        let object = match raw::newest(&cfg.dest, table, p.app_id, p.usage_date).await {
             Ok(Some(object)) => object,
             Ok(None) => {
-                warn!(app_id = p.app_id, usage_date = %p.usage_date, "No raw answer to rebuild the damaged partition from; fetching it again.");
-                fetch.push(p);
+                warn!(%table, app_id = p.app_id, usage_date = %p.usage_date, "No raw answer to rebuild the damaged partition from; fetching it again.");
+                fetch.push((table, p));
                 continue;
             }
             Err(e) => {
-                warn!(app_id = p.app_id, usage_date = %p.usage_date, error = %e, "Cannot list the raw answers of the damaged partition; fetching it again.");
-                fetch.push(p);
+                warn!(%table, app_id = p.app_id, usage_date = %p.usage_date, error = %e, "Cannot list the raw answers of the damaged partition; fetching it again.");
+                fetch.push((table, p));
                 continue;
             }
         };
@@ -87,20 +117,20 @@ async fn repair_from_raw(
             &cfg.dest,
             cfg.contract,
             cfg.batch_rows,
-            cfg.offset_label(),
-            Table::RoomUsage,
+            cfg.offset,
+            table,
             p,
             &object,
         )
         .await
         {
             Ok(w) => {
-                info!(app_id = p.app_id, usage_date = %p.usage_date, raw_object = %cfg.dest.relative(&object.path), "Rebuilt a damaged partition from the raw zone.");
-                summary.wrote(w);
+                info!(%table, app_id = p.app_id, usage_date = %p.usage_date, raw_object = %cfg.dest.relative(&object.path), "Rebuilt a damaged partition from the raw zone.");
+                summary.wrote(&w);
             }
             Err(e) => {
-                warn!(app_id = p.app_id, usage_date = %p.usage_date, error = %e, "Cannot rebuild the damaged partition from the raw zone; fetching it again.");
-                fetch.push(p);
+                warn!(%table, app_id = p.app_id, usage_date = %p.usage_date, error = %e, "Cannot rebuild the damaged partition from the raw zone; fetching it again.");
+                fetch.push((table, p));
             }
         }
     }
@@ -119,47 +149,103 @@ fn all_partitions(cfg: &JobConfig) -> Vec<Partition> {
         .collect()
 }
 
-/// Reads the manifests of every planned partition (16 at a time) and
-/// splits the plan into partitions to fetch and partitions already final.
-pub async fn make_plan(cfg: &JobConfig) -> Plan {
-    let all = all_partitions(cfg);
-    if cfg.force {
-        return Plan {
-            todo: all,
-            final_: Vec::new(),
-            damaged: Vec::new(),
-        };
-    }
-    let finals: Vec<Finality> = futures::stream::iter(all.iter().copied())
+/// Whether this run fills `table`.
+fn fills(cfg: &JobConfig, table: Table) -> bool {
+    cfg.tables.contains(&table)
+}
+
+/// Reads the manifests of `table`'s planned partitions, 16 at a time.
+async fn finality(cfg: &JobConfig, table: Table, all: &[Partition]) -> Vec<Finality> {
+    futures::stream::iter(all.iter().copied())
         .map(|p| async move {
-            match manifest::read(&cfg.dest, Table::RoomUsage, p.app_id, p.usage_date).await {
+            match manifest::read(&cfg.dest, table, p.app_id, p.usage_date).await {
                 Ok(Some(m)) if plan::is_final(p.usage_date, cfg.offset, cfg.settle, m.fetched_at) => {
-                    if file_matches(cfg, p, &m).await {
-                        Finality::Final
+                    if file_matches(cfg, table, p, &m).await {
+                        Finality::Final(Box::new(m))
                     } else {
                         Finality::Damaged
                     }
                 }
                 Ok(_) => Finality::NotFinal,
                 Err(e) => {
-                    warn!(app_id = p.app_id, usage_date = %p.usage_date, error = %e, "Cannot read the manifest; the partition will be fetched again.");
+                    warn!(%table, app_id = p.app_id, usage_date = %p.usage_date, error = %e, "Cannot read the manifest; the partition will be fetched again.");
                     Finality::NotFinal
                 }
             }
         })
         .buffered(16)
         .collect()
-        .await;
-    let mut plan = Plan {
-        todo: Vec::new(),
-        final_: Vec::new(),
-        damaged: Vec::new(),
-    };
-    for (p, finality) in all.into_iter().zip(finals) {
-        match finality {
-            Finality::Final => plan.final_.push(p),
-            Finality::Damaged => plan.damaged.push(p),
-            Finality::NotFinal => plan.todo.push(p),
+        .await
+}
+
+/// Whether `checks` of `p` compared exactly the answers the two final
+/// input partitions hold now.
+async fn check_is_current(cfg: &JobConfig, p: Partition, room: &Manifest, app: &Manifest) -> bool {
+    match manifest::read(&cfg.dest, Table::Checks, p.app_id, p.usage_date).await {
+        Ok(Some(m)) => m.check.is_some_and(|c| {
+            c.room_request_id == room.request_id
+                && c.app_request_id == app.request_id
+                && c.tolerance == cfg.check_tolerance
+        }),
+        Ok(None) => false,
+        Err(e) => {
+            warn!(table = %Table::Checks, app_id = p.app_id, usage_date = %p.usage_date, error = %e, "Cannot read the manifest; checking again.");
+            false
+        }
+    }
+}
+
+/// Splits the plan into partitions to fetch, to check and already final.
+pub async fn make_plan(cfg: &JobConfig) -> Plan {
+    let all = all_partitions(cfg);
+    let mut plan = Plan::default();
+    let fetched: Vec<Table> = [Table::RoomUsage, Table::AppUsage]
+        .into_iter()
+        .filter(|t| fills(cfg, *t))
+        .collect();
+    let mut need: HashMap<(Table, Partition), bool> = HashMap::new();
+    for &table in &fetched {
+        let states = if cfg.force {
+            all.iter().map(|_| Finality::NotFinal).collect()
+        } else {
+            finality(cfg, table, &all).await
+        };
+        for (&p, state) in all.iter().zip(states) {
+            let fetch = match state {
+                Finality::Final(m) => {
+                    plan.final_.push((table, p));
+                    plan.manifests.insert((table, p), *m);
+                    false
+                }
+                Finality::Damaged => {
+                    plan.damaged.push((table, p));
+                    false
+                }
+                Finality::NotFinal => true,
+            };
+            need.insert((table, p), fetch);
+        }
+    }
+    for &p in &all {
+        let room = need.get(&(Table::RoomUsage, p)).copied().unwrap_or(false);
+        let app = need.get(&(Table::AppUsage, p)).copied().unwrap_or(false);
+        if room || app {
+            plan.todo.push(Todo { p, room, app });
+        }
+    }
+    if fills(cfg, Table::Checks) {
+        for &p in &all {
+            let inputs = (
+                plan.manifests.get(&(Table::RoomUsage, p)),
+                plan.manifests.get(&(Table::AppUsage, p)),
+            );
+            if let (Some(room), Some(app)) = inputs {
+                if !cfg.force && check_is_current(cfg, p, room, app).await {
+                    plan.final_.push((Table::Checks, p));
+                } else {
+                    plan.recheck.push(p);
+                }
+            }
         }
     }
     plan
@@ -167,29 +253,50 @@ pub async fn make_plan(cfg: &JobConfig) -> Plan {
 
 /// Prints what a run would do (`--dry-run`), on stdout.
 pub fn print_plan(cfg: &JobConfig, plan: &Plan) {
-    let calls = plan.todo.len();
-    let estimate = cfg.min_interval * calls.saturating_sub(1) as u32;
+    let (room_calls, app_calls) = (plan.room_calls(), plan.app_calls());
+    // The app calls are made inside the room calls' waits, so the room
+    // calls alone set the wall time.
+    let estimate = cfg.min_interval * room_calls.saturating_sub(1) as u32
+        + if room_calls == 0 {
+            cfg.app_min_interval * app_calls.saturating_sub(1) as u32
+        } else {
+            Duration::ZERO
+        };
+    let tables: Vec<&str> = cfg.tables.iter().map(|t| t.name()).collect();
     println!(
-        "Plan: {} app(s) × {} day(s) = {} partition(s) into {}",
+        "Plan: {} app(s) × {} day(s) × {} table(s) ({}) into {}",
         cfg.app_ids.len(),
         cfg.days.len(),
-        plan.todo.len() + plan.final_.len() + plan.damaged.len(),
+        cfg.tables.len(),
+        tables.join(", "),
         cfg.dest.display()
     );
-    for p in &plan.final_ {
-        println!("  skip   {p}  (final)");
+    for (table, p) in &plan.final_ {
+        println!("  skip   {table}/{p}  (final)");
     }
-    for p in &plan.damaged {
+    for (table, p) in &plan.damaged {
         println!(
-            "  repair {p}  (final, but its file does not match its manifest: from the raw zone, else fetched)"
+            "  repair {table}/{p}  (final, but its file does not match its manifest: from the raw zone, else fetched)"
         );
     }
-    for p in &plan.todo {
-        println!("  fetch  {p}");
+    for t in &plan.todo {
+        if t.room {
+            println!("  fetch  {}/{}", Table::RoomUsage, t.p);
+        }
+        if t.app {
+            println!("  fetch  {}/{}", Table::AppUsage, t.p);
+        }
+        if fills(cfg, Table::Checks) {
+            println!("  check  {}/{}  (after the fetch)", Table::Checks, t.p);
+        }
+    }
+    for p in &plan.recheck {
+        println!("  check  {}/{p}  (from the final inputs, no call)", Table::Checks);
     }
     println!(
-        "{calls} API call(s) at one per {}: about {} (plus retries).",
+        "{room_calls} DescribeTrtcRoomUsage call(s) at one per {} and {app_calls} DescribeTrtcUsage call(s) at one per {} (made while the room calls wait): about {} (plus retries).",
         humantime::format_duration(cfg.min_interval),
+        humantime::format_duration(cfg.app_min_interval),
         humantime::format_duration(Duration::from_secs(estimate.as_secs()))
     );
 }
@@ -218,7 +325,56 @@ fn describe_api_error(e: &ApiError, attempts: u32) -> String {
     }
 }
 
-async fn export_partition(
+/// What a paced call's failure means for its partition.
+fn call_failed(e: CallError) -> PartitionResult {
+    match e {
+        CallError::Cancelled => PartitionResult::Cancelled,
+        CallError::Failed { error, attempts } => {
+            let msg = describe_api_error(&error, attempts);
+            match error.class() {
+                ErrorClass::FatalRun | ErrorClass::ClockSkew => PartitionResult::Fatal(msg),
+                ErrorClass::FatalApp => PartitionResult::AppFailed(msg),
+                _ => PartitionResult::Failed(msg),
+            }
+        }
+    }
+}
+
+/// Keeps an answer in the raw zone before anything is built from it: if it
+/// cannot be kept, the partition fails rather than exist without its
+/// source. `Ok(None)` under `--raw off`.
+async fn keep_raw(
+    cfg: &JobConfig,
+    table: Table,
+    p: Partition,
+    fetched_at: chrono::DateTime<chrono::Utc>,
+    request_id: &str,
+    compressed: Option<Vec<u8>>,
+) -> Result<Option<String>, String> {
+    let Some(compressed) = compressed else {
+        return Ok(None);
+    };
+    raw::put(
+        &cfg.dest,
+        table,
+        p.app_id,
+        p.usage_date,
+        fetched_at,
+        request_id,
+        compressed,
+    )
+    .await
+    .map(|path| Some(cfg.dest.relative(&path).to_owned()))
+    .map_err(|e| {
+        format!(
+            "RequestId {request_id}: storing the raw response in {}: {e}",
+            cfg.dest.display()
+        )
+    })
+}
+
+/// One `room_usage` partition: paced call, raw zone, file, manifest.
+async fn export_room(
     cfg: &JobConfig,
     api: &mut PacedClient,
     cancel: &CancellationToken,
@@ -226,66 +382,185 @@ async fn export_partition(
     p: Partition,
 ) -> PartitionResult {
     let request = plan::request_for(p.app_id, p.usage_date);
-    let usage = match api.call(&request, cancel, stats).await {
+    let mut usage = match api.call(&request, cancel, stats).await {
         Ok(u) => u,
-        Err(CallError::Cancelled) => return PartitionResult::Cancelled,
-        Err(CallError::Failed { error, attempts }) => {
-            let msg = describe_api_error(&error, attempts);
-            return match error.class() {
-                ErrorClass::FatalRun | ErrorClass::ClockSkew => PartitionResult::Fatal(msg),
-                ErrorClass::FatalApp => PartitionResult::AppFailed(msg),
-                _ => PartitionResult::Failed(msg),
-            };
-        }
+        Err(e) => return call_failed(e),
     };
-    let (app_id, day) = (p.app_id, p.usage_date);
-    let mut usage = usage;
-    // The answer is kept before anything is built from it: if it cannot be
-    // kept, the partition fails rather than exist without its source.
-    let raw_object = match usage.compressed_body.take() {
-        Some(compressed) => {
-            match raw::put(
-                &cfg.dest,
-                Table::RoomUsage,
-                app_id,
-                day,
-                usage.fetched_at,
-                &usage.request_id,
-                compressed,
-            )
-            .await
-            {
-                Ok(path) => Some(cfg.dest.relative(&path).to_owned()),
-                Err(e) => {
-                    return PartitionResult::Failed(format!(
-                        "RequestId {}: storing the raw response in {}: {e}",
-                        usage.request_id,
-                        cfg.dest.display()
-                    ));
-                }
-            }
-        }
-        None => None,
+    let compressed = usage.compressed_body.take();
+    let raw_object = match keep_raw(
+        cfg,
+        Table::RoomUsage,
+        p,
+        usage.fetched_at,
+        &usage.request_id,
+        compressed,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(msg) => return PartitionResult::Failed(msg),
     };
     let call = CallInfo {
         table: Table::RoomUsage,
-        app_id,
-        day,
+        app_id: p.app_id,
+        day: p.usage_date,
         request_id: usage.request_id.clone(),
         fetched_at: usage.fetched_at,
         start_time: request.start_time.clone(),
         end_time: request.end_time.clone(),
         utc_offset: cfg.offset_label(),
-        body: BodyInfo {
+        body: Some(BodyInfo {
             bytes: usage.body_bytes as u64,
             sha256: usage.body_sha256.clone(),
-        },
+        }),
         raw_object,
+        check: None,
     };
     match partition::write_room_usage(&cfg.dest, cfg.contract, cfg.batch_rows, usage, &call).await {
         Ok(w) => PartitionResult::Written(w),
         Err(msg) => PartitionResult::Failed(msg),
     }
+}
+
+/// One `app_usage` partition: paced call (its own pacer), raw zone, file,
+/// manifest.
+async fn export_app(
+    cfg: &JobConfig,
+    api: &mut PacedClient,
+    cancel: &CancellationToken,
+    stats: &mut CallStats,
+    p: Partition,
+) -> PartitionResult {
+    let request = plan::app_request_for(p.app_id, p.usage_date);
+    let mut usage = match api.call(&request, cancel, stats).await {
+        Ok(u) => u,
+        Err(e) => return call_failed(e),
+    };
+    let compressed = usage.compressed_body.take();
+    let raw_object = match keep_raw(
+        cfg,
+        Table::AppUsage,
+        p,
+        usage.fetched_at,
+        &usage.request_id,
+        compressed,
+    )
+    .await
+    {
+        Ok(r) => r,
+        Err(msg) => return PartitionResult::Failed(msg),
+    };
+    let call = CallInfo {
+        table: Table::AppUsage,
+        app_id: p.app_id,
+        day: p.usage_date,
+        request_id: usage.request_id.clone(),
+        fetched_at: usage.fetched_at,
+        start_time: request.start_time.clone(),
+        end_time: request.end_time.clone(),
+        utc_offset: cfg.offset_label(),
+        body: Some(BodyInfo {
+            bytes: usage.body_bytes as u64,
+            sha256: usage.body_sha256.clone(),
+        }),
+        raw_object,
+        check: None,
+    };
+    match partition::write_app_usage(&cfg.dest, cfg.contract, cfg.offset, usage, &call).await {
+        Ok(w) => PartitionResult::Written(w),
+        Err(msg) => PartitionResult::Failed(msg),
+    }
+}
+
+/// Checks one (app, day) from its two input manifests, writes the result,
+/// and warns once per failing (app, day) naming the series and figures.
+pub(crate) async fn check_one(
+    dest: &crate::lake::store::Destination,
+    tolerance: f64,
+    utc_offset: String,
+    room: &Manifest,
+    app: &Manifest,
+    summary: &mut Summary,
+) {
+    let p = Partition {
+        app_id: room.app_id,
+        usage_date: room.usage_date,
+    };
+    match partition::write_checks(dest, room, app, tolerance, utc_offset).await {
+        Ok((written, outcome)) => {
+            summary.wrote(&written);
+            summary.checked(p, &outcome);
+            let failing: Vec<String> = outcome
+                .failed()
+                .map(|r| {
+                    format!(
+                        "{}: rooms {:.1} min, app {:.1} min (allowed ±{:.1})",
+                        r.series, r.room_minutes, r.app_minutes, r.tolerance
+                    )
+                })
+                .collect();
+            if !failing.is_empty() {
+                warn!(
+                    app_id = p.app_id,
+                    usage_date = %p.usage_date,
+                    room_request_id = %room.request_id,
+                    app_request_id = %app.request_id,
+                    series = %failing.join("; "),
+                    "The rooms do not add up to the app's usage."
+                );
+            }
+        }
+        Err(msg) => {
+            error!(table = %Table::Checks, app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "Partition failed.");
+            summary.fail(Table::Checks, p, msg);
+        }
+    }
+}
+
+/// What one (app, day) step ended in, for the run.
+enum Step {
+    Go,
+    Fatal(String),
+    Cancelled,
+}
+
+/// Records one table's result of a step; returns the manifest written.
+fn record(
+    table: Table,
+    p: Partition,
+    result: PartitionResult,
+    summary: &mut Summary,
+    failed_apps: &mut Vec<(u64, String)>,
+    step: &mut Step,
+) -> Option<Manifest> {
+    match result {
+        PartitionResult::Written(w) => {
+            summary.wrote(&w);
+            return Some(w.manifest);
+        }
+        PartitionResult::Failed(msg) => {
+            error!(%table, app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "Partition failed.");
+            summary.fail(table, p, msg);
+        }
+        PartitionResult::AppFailed(msg) => {
+            error!(%table, app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "Unknown app; skipping all of its partitions.");
+            if !failed_apps.iter().any(|(a, _)| *a == p.app_id) {
+                failed_apps.push((p.app_id, msg.clone()));
+            }
+            summary.fail(table, p, msg);
+        }
+        PartitionResult::Fatal(msg) => {
+            error!(%table, app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "Fatal API error; stopping the run.");
+            summary.fail(table, p, msg.clone());
+            *step = Step::Fatal(msg);
+        }
+        PartitionResult::Cancelled => {
+            if !matches!(step, Step::Fatal(_)) {
+                *step = Step::Cancelled;
+            }
+        }
+    }
+    None
 }
 
 /// Runs the export. `provider` is `None` only for a dry run.
@@ -299,7 +574,7 @@ pub async fn run(
     for w in &cfg.warnings {
         warn!("{w}.");
     }
-    let mut summary = Summary::new(cfg.app_ids.len() * cfg.days.len());
+    let mut summary = Summary::new(cfg.app_ids.len() * cfg.days.len() * cfg.tables.len());
     let finish = |mut s: Summary| {
         s.elapsed_secs = started.elapsed().as_secs_f64();
         s
@@ -314,7 +589,9 @@ pub async fn run(
         return finish(summary);
     }
     let mut plan = make_plan(cfg).await;
-    summary.skipped_final = plan.final_.len();
+    for (table, _) in &plan.final_ {
+        summary.skipped(*table, 1);
+    }
     if cfg.dry_run {
         print_plan(cfg, &plan);
         summary.status = Status::DryRun;
@@ -323,7 +600,9 @@ pub async fn run(
     info!(
         apps = cfg.app_ids.len(),
         days = cfg.days.len(),
-        to_fetch = plan.todo.len(),
+        tables = %cfg.tables.iter().map(|t| t.name()).collect::<Vec<_>>().join(","),
+        room_calls = plan.room_calls(),
+        app_calls = plan.app_calls(),
         final_ = plan.final_.len(),
         dest = %cfg.dest.display(),
         interval_ms = cfg.min_interval.as_millis() as u64,
@@ -331,76 +610,141 @@ pub async fn run(
     );
     if !plan.damaged.is_empty() {
         let damaged = std::mem::take(&mut plan.damaged);
-        let mut again = repair_from_raw(cfg, damaged, &mut summary).await;
-        again.append(&mut plan.todo);
-        again.sort_by_key(|p| {
+        for (table, p) in repair_from_raw(cfg, damaged, &mut summary).await {
+            match plan.todo.iter_mut().find(|t| t.p == p) {
+                Some(t) if table == Table::RoomUsage => t.room = true,
+                Some(t) => t.app = true,
+                None => plan.todo.push(Todo {
+                    p,
+                    room: table == Table::RoomUsage,
+                    app: table == Table::AppUsage,
+                }),
+            }
+        }
+        plan.todo.sort_by_key(|t| {
             (
-                p.usage_date,
-                cfg.app_ids.iter().position(|a| *a == p.app_id),
+                t.p.usage_date,
+                cfg.app_ids.iter().position(|a| *a == t.p.app_id),
             )
         });
-        plan.todo = again;
+        // A repaired input has a new manifest: its check is done again
+        // with the fetched ones, or from the lake below.
+        plan.recheck.retain(|p| !plan.todo.iter().any(|t| t.p == *p));
+    }
+    let checks_on = fills(cfg, Table::Checks);
+    // Checks whose inputs are both final need no call.
+    for p in std::mem::take(&mut plan.recheck) {
+        let (room, app) = (
+            manifest::read(&cfg.dest, Table::RoomUsage, p.app_id, p.usage_date).await,
+            manifest::read(&cfg.dest, Table::AppUsage, p.app_id, p.usage_date).await,
+        );
+        if let (Ok(Some(room)), Ok(Some(app))) = (room, app) {
+            check_one(&cfg.dest, cfg.check_tolerance, cfg.offset_label(), &room, &app, &mut summary).await;
+        }
     }
     if plan.todo.is_empty() {
         info!("Every planned partition is already final; nothing to fetch.");
-        return finish(summary);
+        return finish(end_status(cfg.checks == ChecksMode::Fail, summary));
     }
     let provider = provider.expect("credentials are resolved for a real run");
     info!(credentials = %provider.describe(), endpoint = %cfg.api.endpoint, "Using credentials.");
-    let mut api = match Client::new(cfg.api.clone(), provider) {
-        Ok(client) => PacedClient::new(
-            client,
-            Pacer::new(cfg.min_interval),
-            cfg.retry.clone(),
-            Backoff::new(),
-        ),
+    let client = match Client::new(cfg.api.clone(), provider) {
+        Ok(client) => Arc::new(client),
         Err(e) => {
-            summary.stop(Status::Fatal, Some(e.to_string()), plan.todo);
+            summary.stop(Status::Fatal, Some(e.to_string()), plan.todo.iter().map(|t| t.p));
             return finish(summary);
         }
     };
+    let mut room_api = PacedClient::new(
+        client.clone(),
+        Pacer::new(cfg.min_interval),
+        cfg.retry.clone(),
+        Backoff::new(),
+    );
+    let mut app_api = PacedClient::new(
+        client,
+        Pacer::new(cfg.app_min_interval),
+        cfg.retry.clone(),
+        Backoff::new(),
+    );
     let mut failed_apps: Vec<(u64, String)> = Vec::new();
     let total = plan.todo.len();
     progress.start(total, cfg.min_interval);
     let mut todo = plan.todo.into_iter();
-    while let Some(p) = todo.next() {
+    while let Some(t) = todo.next() {
+        let p = t.p;
         if let Some((_, why)) = failed_apps.iter().find(|(a, _)| *a == p.app_id) {
-            summary.fail(p, why.clone());
+            for (table, wanted) in [(Table::RoomUsage, t.room), (Table::AppUsage, t.app)] {
+                if wanted {
+                    summary.fail(table, p, why.clone());
+                }
+            }
+            summary.steps_done += 1;
             progress.advance(&summary);
             continue;
         }
-        let result = export_partition(cfg, &mut api, &cancel, &mut summary.calls, p).await;
-        match result {
-            PartitionResult::Written(w) => summary.wrote(w),
-            PartitionResult::Failed(msg) => {
-                error!(app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "Partition failed.");
-                summary.fail(p, msg);
+        // The app call runs while the room call waits for its slot: it
+        // never waits on the room pacer, nor the room call on it.
+        let (mut room_stats, mut app_stats) = (CallStats::default(), CallStats::default());
+        let room_step = async {
+            if t.room {
+                Some(export_room(cfg, &mut room_api, &cancel, &mut room_stats, p).await)
+            } else {
+                None
             }
-            PartitionResult::AppFailed(msg) => {
-                error!(app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "Unknown app; skipping all of its partitions.");
-                failed_apps.push((p.app_id, msg.clone()));
-                summary.fail(p, msg);
+        };
+        let app_step = async {
+            if t.app {
+                Some(export_app(cfg, &mut app_api, &cancel, &mut app_stats, p).await)
+            } else {
+                None
             }
-            PartitionResult::Fatal(msg) => {
-                error!(app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "Fatal API error; stopping the run.");
-                summary.stop(Status::Fatal, Some(msg), std::iter::once(p).chain(todo));
+        };
+        let (room_result, app_result) = tokio::join!(room_step, app_step);
+        summary.calls.add(&room_stats);
+        summary.calls.add(&app_stats);
+        let mut step = Step::Go;
+        let room = room_result.and_then(|r| {
+            record(Table::RoomUsage, p, r, &mut summary, &mut failed_apps, &mut step)
+        });
+        let app = app_result.and_then(|r| {
+            record(Table::AppUsage, p, r, &mut summary, &mut failed_apps, &mut step)
+        });
+        if checks_on && (room.is_some() || app.is_some()) {
+            let room = match room {
+                Some(m) => Some(m),
+                None if !t.room => plan.manifests.get(&(Table::RoomUsage, p)).cloned(),
+                None => None,
+            };
+            let app = match app {
+                Some(m) => Some(m),
+                None if !t.app => plan.manifests.get(&(Table::AppUsage, p)).cloned(),
+                None => None,
+            };
+            if let (Some(room), Some(app)) = (room, app) {
+                check_one(&cfg.dest, cfg.check_tolerance, cfg.offset_label(), &room, &app, &mut summary).await;
+            }
+        }
+        summary.steps_done += 1;
+        match step {
+            Step::Go => {}
+            Step::Fatal(msg) => {
+                summary.stop(Status::Fatal, Some(msg), todo.map(|t| t.p));
                 break;
             }
-            PartitionResult::Cancelled => {
-                summary.stop(Status::Interrupted, None, std::iter::once(p).chain(todo));
+            Step::Cancelled => {
+                summary.stop(Status::Interrupted, None, std::iter::once(p).chain(todo.map(|t| t.p)));
                 break;
             }
         }
         progress.advance(&summary);
         if cancel.is_cancelled() {
-            summary.stop(Status::Interrupted, None, todo);
+            summary.stop(Status::Interrupted, None, todo.map(|t| t.p));
             break;
         }
     }
     progress.finish();
-    if summary.status == Status::Ok && !summary.failed.is_empty() {
-        summary.status = Status::PartitionsFailed;
-    }
+    let summary = end_status(cfg.checks == ChecksMode::Fail, summary);
     if summary.status == Status::Interrupted {
         let left: Vec<String> = summary
             .not_attempted
@@ -414,4 +758,19 @@ pub async fn run(
         );
     }
     finish(summary)
+}
+
+/// The run's final status: failed partitions (exit 1) win over failed
+/// checks under `--checks fail` (exit 3).
+pub(crate) fn end_status(fail_on_checks: bool, mut summary: Summary) -> Summary {
+    if summary.status == Status::Ok && !summary.failed.is_empty() {
+        summary.status = Status::PartitionsFailed;
+    }
+    if summary.status == Status::Ok
+        && fail_on_checks
+        && summary.checks.failed > 0
+    {
+        summary.status = Status::ChecksFailed;
+    }
+    summary
 }

@@ -1,21 +1,139 @@
-//! One answer → one partition: normalize the room CSV, encode Parquet on
-//! blocking threads, commit the file and its manifest. `export` feeds it
-//! fresh answers, `rebuild` answers read back from the raw zone; both take
-//! this one path, which is why a rebuilt file is the exported file to the
-//! byte.
+//! One answer → one partition: normalize it (the room CSV on blocking
+//! threads, the app's buckets inline), encode Parquet, commit the file and
+//! its manifest; and one pair of partitions → one `checks` partition.
+//! `export` feeds it fresh answers, `rebuild` answers read back from the raw
+//! zone; both take this one path, which is why a rebuilt file is the
+//! exported file to the byte.
 
+use std::collections::BTreeMap;
+
+use chrono::FixedOffset;
 use tracing::{info, warn};
 
+use crate::lake::manifest::{CheckInfo, Manifest};
 use crate::lake::store::Destination;
-use crate::lake::write::{self, CallInfo};
-use crate::tables::normalize::SchemaContract;
+use crate::lake::write::{self, CallInfo, Encoded};
+use crate::tables::checks;
+use crate::tables::normalize::{HeaderInfo, SchemaContract};
+use crate::tables::{Table, app_usage};
 use crate::tencent::api::RoomUsage;
+use crate::tencent::app_usage::AppUsage;
 
 /// What a written partition holds.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Written {
+    pub table: Table,
     pub rows: u64,
     pub bytes: u64,
+    /// The manifest written last.
+    pub manifest: Manifest,
+}
+
+fn warn_header(call: &CallInfo, header: &HeaderInfo) {
+    let (table, app_id, day) = (call.table, call.app_id, call.day);
+    for missing in &header.missing {
+        warn!(%table, app_id, usage_date = %day, column = %missing, request_id = %call.request_id, "The answer lacks a known column; writing nulls.");
+    }
+    for (name, column) in &header.extras {
+        warn!(%table, app_id, usage_date = %day, csv_column = %name, column = %column, request_id = %call.request_id, "The answer has an unknown column; keeping it as an extra column.");
+    }
+}
+
+/// Commits `encoded` as the partition `call` describes, and logs it.
+async fn commit(
+    dest: &Destination,
+    call: &CallInfo,
+    encoded: Encoded,
+    started: std::time::Instant,
+    body_bytes: usize,
+) -> Result<Written, String> {
+    let rows = encoded.rows;
+    let m = write::commit(dest, call, encoded)
+        .await
+        .map_err(|e| format!("writing to {}: {e}", dest.display()))?;
+    info!(
+        table = %call.table,
+        app_id = call.app_id,
+        usage_date = %call.day,
+        request_id = %call.request_id,
+        rows,
+        bytes = m.file.size,
+        body_bytes,
+        process_ms = started.elapsed().as_millis() as u64,
+        "Wrote partition."
+    );
+    Ok(Written {
+        table: call.table,
+        rows,
+        bytes: m.file.size,
+        manifest: m,
+    })
+}
+
+/// Writes `usage` as the `app_usage` partition `call` describes, `offset`
+/// being the API's clock. The error is one line naming the RequestId and,
+/// for bad data, the bucket.
+pub async fn write_app_usage(
+    dest: &Destination,
+    contract: SchemaContract,
+    offset: FixedOffset,
+    usage: AppUsage,
+    call: &CallInfo,
+) -> Result<Written, String> {
+    let started = std::time::Instant::now();
+    let n = app_usage::normalize(&usage, call.day, offset, contract)
+        .map_err(|e| format!("RequestId {}: {e}", call.request_id))?;
+    warn_header(call, &n.header);
+    let encoded = write::encode_batch(&n.batch, n.header, n.totals)
+        .map_err(|e| format!("RequestId {}: {e}", call.request_id))?;
+    commit(dest, call, encoded, started, usage.body_bytes).await
+}
+
+/// Compares the two manifests of one (app, day) and writes the result as
+/// its `checks` partition; `tolerance` is a fraction (0.01 is 1%).
+pub async fn write_checks(
+    dest: &Destination,
+    room: &Manifest,
+    app: &Manifest,
+    tolerance: f64,
+    utc_offset: String,
+) -> Result<(Written, checks::Outcome), String> {
+    let started = std::time::Instant::now();
+    let checked_at = crate::tencent::api::now_micros();
+    let outcome = checks::compare(
+        checks::Input {
+            request_id: &room.request_id,
+            totals: &room.totals,
+        },
+        checks::Input {
+            request_id: &app.request_id,
+            totals: &app.totals,
+        },
+        tolerance,
+        checked_at,
+    );
+    let call = CallInfo {
+        table: Table::Checks,
+        app_id: room.app_id,
+        day: room.usage_date,
+        request_id: String::new(),
+        fetched_at: checked_at,
+        start_time: String::new(),
+        end_time: String::new(),
+        utc_offset,
+        body: None,
+        raw_object: None,
+        check: Some(CheckInfo {
+            room_request_id: room.request_id.clone(),
+            app_request_id: app.request_id.clone(),
+            tolerance,
+            failed_series: outcome.failed().map(|r| r.series.clone()).collect(),
+        }),
+    };
+    let encoded = write::encode_batch(&outcome.batch, HeaderInfo::default(), BTreeMap::new())
+        .map_err(|e| e.to_string())?;
+    let written = commit(dest, &call, encoded, started, 0).await?;
+    Ok((written, outcome))
 }
 
 /// Writes `usage` as the partition `call` describes. The error is one line
@@ -41,30 +159,6 @@ pub async fn write_room_usage(
     .await
     .expect("the encoder does not panic")
     .map_err(|e| format!("RequestId {}: {e}", call.request_id))?;
-    let (app_id, day) = (call.app_id, call.day);
-    for missing in &encoded.header.missing {
-        warn!(app_id, usage_date = %day, column = %missing, request_id = %call.request_id, "The CSV lacks a known column; writing nulls.");
-    }
-    for (csv_name, column) in &encoded.header.extras {
-        warn!(app_id, usage_date = %day, csv_column = %csv_name, column = %column, request_id = %call.request_id, "The CSV has an unknown column; keeping it as an extra column.");
-    }
-    let rows = encoded.rows;
-    let m = write::commit(dest, call, encoded)
-        .await
-        .map_err(|e| format!("writing to {}: {e}", dest.display()))?;
-    info!(
-        table = %call.table,
-        app_id,
-        usage_date = %day,
-        request_id = %call.request_id,
-        rows,
-        bytes = m.file.size,
-        body_bytes,
-        process_ms = response_at.elapsed().as_millis() as u64,
-        "Wrote partition."
-    );
-    Ok(Written {
-        rows,
-        bytes: m.file.size,
-    })
+    warn_header(call, &encoded.header);
+    commit(dest, call, encoded, response_at, body_bytes).await
 }

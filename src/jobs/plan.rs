@@ -7,6 +7,7 @@
 use chrono::{DateTime, Duration as ChronoDuration, FixedOffset, NaiveDate, NaiveTime, Utc};
 
 use crate::tencent::api::RoomUsageRequest;
+use crate::tencent::app_usage::AppUsageRequest;
 
 /// The first day the API has data for.
 pub const FIRST_DAY: NaiveDate = match NaiveDate::from_ymd_opt(2023, 4, 1) {
@@ -123,6 +124,16 @@ pub fn request_for(app_id: u64, day: NaiveDate) -> RoomUsageRequest {
         sdk_app_id: app_id,
         start_time: format!("{day} 00:00"),
         end_time: format!("{day} 23:59"),
+    }
+}
+
+/// The `DescribeTrtcUsage` request for one day: `StartTime = EndTime = D`,
+/// which the API answers in 5-minute buckets.
+pub fn app_request_for(app_id: u64, day: NaiveDate) -> AppUsageRequest {
+    AppUsageRequest {
+        start_time: day.to_string(),
+        end_time: day.to_string(),
+        sdk_app_id: app_id,
     }
 }
 

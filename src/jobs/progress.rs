@@ -29,7 +29,7 @@ impl Progress for Silent {
 }
 
 fn done(s: &Summary) -> usize {
-    s.written + s.failed.len()
+    s.steps_done
 }
 
 fn eta(total: usize, done: usize, interval: Duration) -> Duration {

@@ -10,23 +10,25 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::NaiveDate;
+use chrono::{FixedOffset, NaiveDate};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::cli::Progress as ProgressMode;
-use crate::jobs::config::LakeScope;
+use crate::jobs::config::{ChecksMode, LakeScope};
+use crate::jobs::export;
 use crate::jobs::partition;
 use crate::jobs::plan;
 use crate::jobs::progress::Progress;
 use crate::jobs::summary::{Partition, Status, Summary};
-use crate::lake::manifest::BodyInfo;
+use crate::lake::manifest::{self, BodyInfo};
 use crate::lake::raw::{self, RawObject};
 use crate::lake::store::Destination;
 use crate::lake::write::CallInfo;
 use crate::tables::Table;
 use crate::tables::normalize::SchemaContract;
 use crate::tencent::api::RoomUsage;
+use crate::tencent::app_usage::AppUsage;
 
 /// Everything a rebuild needs, checked.
 #[derive(Debug, Clone)]
@@ -36,6 +38,9 @@ pub struct RebuildConfig {
     pub batch_rows: usize,
     pub summary_file: Option<std::path::PathBuf>,
     pub progress: ProgressMode,
+    pub checks: ChecksMode,
+    /// A fraction: 0.01 is 1%.
+    pub check_tolerance: f64,
 }
 
 /// One partition to rebuild, or one that cannot be.
@@ -82,41 +87,65 @@ async fn work_for(cfg: &RebuildConfig, table: Table) -> Result<Vec<Work>, raw::R
     Ok(work)
 }
 
-/// Rebuilds one partition of `table` from `object`, a raw answer; the
-/// manifest records `utc_offset` as the API's clock. Shared with `export`,
-/// which repairs a damaged final partition this way.
+/// Rebuilds one partition of `table` (`room_usage` or `app_usage`) from
+/// `object`, a raw answer; `offset` is the API's clock. Shared with
+/// `export`, which repairs a damaged final partition this way.
 pub async fn from_raw(
     dest: &Destination,
     contract: SchemaContract,
     batch_rows: usize,
-    utc_offset: String,
+    offset: FixedOffset,
     table: Table,
     p: Partition,
     object: &RawObject,
 ) -> Result<partition::Written, String> {
     let key = dest.relative(&object.path).to_owned();
     let body = raw::read(dest, object).await.map_err(|e| e.to_string())?;
-    let usage = RoomUsage::from_body(body, object.fetched_at, &key)
-        .map_err(|e| format!("raw object {key}: {e}"))?;
-    let request = plan::request_for(p.app_id, p.usage_date);
-    let call = CallInfo {
+    let unreadable = |e: crate::tencent::api::ApiError| format!("raw object {key}: {e}");
+    let call = |request_id: &str, start_time: String, end_time: String, bytes: usize, sha256: &str| CallInfo {
         table,
         app_id: p.app_id,
         day: p.usage_date,
-        request_id: usage.request_id.clone(),
-        fetched_at: usage.fetched_at,
-        start_time: request.start_time,
-        end_time: request.end_time,
-        utc_offset,
-        body: BodyInfo {
-            bytes: usage.body_bytes as u64,
-            sha256: usage.body_sha256.clone(),
-        },
+        request_id: request_id.to_owned(),
+        fetched_at: object.fetched_at,
+        start_time,
+        end_time,
+        utc_offset: offset.to_string(),
+        body: Some(BodyInfo {
+            bytes: bytes as u64,
+            sha256: sha256.to_owned(),
+        }),
         raw_object: Some(key.clone()),
+        check: None,
     };
-    partition::write_room_usage(dest, contract, batch_rows, usage, &call)
-        .await
-        .map_err(|e| format!("rebuilding from {key}: {e}"))
+    let written = match table {
+        Table::RoomUsage => {
+            let usage = RoomUsage::from_body(body, object.fetched_at, &key).map_err(unreadable)?;
+            let request = plan::request_for(p.app_id, p.usage_date);
+            let call = call(
+                &usage.request_id,
+                request.start_time,
+                request.end_time,
+                usage.body_bytes,
+                &usage.body_sha256,
+            );
+            partition::write_room_usage(dest, contract, batch_rows, usage, &call).await
+        }
+        Table::AppUsage => {
+            let usage = AppUsage::from_body(body, object.fetched_at, &key).map_err(unreadable)?;
+            let request = plan::app_request_for(p.app_id, p.usage_date);
+            let call = call(
+                &usage.request_id,
+                request.start_time,
+                request.end_time,
+                usage.body_bytes,
+                &usage.body_sha256,
+            );
+            partition::write_app_usage(dest, contract, offset, usage, &call).await
+        }
+        Table::Checks => unreachable!("checks has no raw zone"),
+    };
+    written.map_err(|e| format!("rebuilding from {key}: {e}"))
 }
 
 async fn rebuild_one(
@@ -125,17 +154,40 @@ async fn rebuild_one(
     p: Partition,
     object: &RawObject,
 ) -> Result<partition::Written, String> {
-    let offset = cfg.scope.offset.to_string();
     from_raw(
         &cfg.scope.dest,
         cfg.contract,
         cfg.batch_rows,
-        offset,
+        cfg.scope.offset,
         table,
         p,
         object,
     )
     .await
+}
+
+/// The (app, day)s in scope whose `checks` to recompute: those whose
+/// inputs this run rebuilt, or, when it rebuilt none (`--tables checks`),
+/// every one with a `room_usage` partition.
+async fn checks_work(cfg: &RebuildConfig, rebuilt: &[Partition]) -> Result<Vec<Partition>, String> {
+    let scope = &cfg.scope;
+    let inputs_in_scope = scope.tables.iter().any(|t| t.is_fetched());
+    let mut out: Vec<Partition> = if inputs_in_scope {
+        rebuilt.to_vec()
+    } else {
+        manifest::list(&scope.dest, Table::RoomUsage)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|(a, d)| {
+                scope.covers(*d) && scope.app_ids.as_ref().is_none_or(|ids| ids.contains(a))
+            })
+            .map(|(app_id, usage_date)| Partition { app_id, usage_date })
+            .collect()
+    };
+    out.sort_by_key(|p| (p.usage_date, p.app_id));
+    out.dedup();
+    Ok(out)
 }
 
 /// Runs the rebuild.
@@ -157,7 +209,7 @@ pub async fn run(
         return finish(summary);
     }
     let mut plan = Vec::new();
-    for &table in &cfg.scope.tables {
+    for &table in cfg.scope.tables.iter().filter(|t| t.is_fetched()) {
         match work_for(cfg, table).await {
             Ok(work) => plan.extend(work.into_iter().map(|w| (table, w))),
             Err(e) => {
@@ -167,6 +219,7 @@ pub async fn run(
             }
         }
     }
+    let checks_on = cfg.scope.tables.contains(&Table::Checks) && cfg.checks != ChecksMode::Off;
     summary.planned = plan.len();
     info!(
         partitions = plan.len(),
@@ -174,6 +227,7 @@ pub async fn run(
         "Starting rebuild from the raw zone (no API call)."
     );
     progress.start(plan.len(), Duration::ZERO);
+    let mut rebuilt = Vec::new();
     let mut work = plan.into_iter();
     while let Some((table, w)) = work.next() {
         if cancel.is_cancelled() {
@@ -194,21 +248,53 @@ pub async fn run(
                     dest.relative(&dir)
                 );
                 error!(table = %table, app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "Partition has no raw response; left as it is.");
-                summary.fail(p, msg);
+                summary.fail(table, p, msg);
             }
             Work::From(p, object) => match rebuild_one(cfg, table, p, &object).await {
-                Ok(w) => summary.wrote(w),
+                Ok(w) => {
+                    summary.wrote(&w);
+                    rebuilt.push(p);
+                }
                 Err(msg) => {
                     error!(table = %table, app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "Partition failed.");
-                    summary.fail(p, msg);
+                    summary.fail(table, p, msg);
                 }
             },
         }
+        summary.steps_done += 1;
         progress.advance(&summary);
     }
     progress.finish();
-    if summary.status == Status::Ok && !summary.failed.is_empty() {
-        summary.status = Status::PartitionsFailed;
+    if checks_on && summary.status == Status::Ok {
+        match checks_work(cfg, &rebuilt).await {
+            Ok(todo) => {
+                summary.planned += todo.len();
+                for p in todo {
+                    let (room, app) = (
+                        manifest::read(dest, Table::RoomUsage, p.app_id, p.usage_date).await,
+                        manifest::read(dest, Table::AppUsage, p.app_id, p.usage_date).await,
+                    );
+                    match (room, app) {
+                        (Ok(Some(room)), Ok(Some(app))) => {
+                            export::check_one(dest, cfg.check_tolerance, cfg.scope.offset.to_string(), &room, &app, &mut summary).await;
+                        }
+                        (Ok(_), Ok(_)) => {
+                            info!(app_id = p.app_id, usage_date = %p.usage_date, "No check: the day lacks a room_usage or app_usage partition.");
+                            summary.planned -= 1;
+                        }
+                        (Err(e), _) | (_, Err(e)) => {
+                            error!(table = %Table::Checks, app_id = p.app_id, usage_date = %p.usage_date, error = %e, "Partition failed.");
+                            summary.fail(Table::Checks, p, e.to_string());
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                error!(table = %Table::Checks, error = %e, "Cannot list the lake; no check was made.");
+                summary.stop(Status::Fatal, Some(e), []);
+            }
+        }
     }
-    finish(summary)
+    let fail_on_checks = cfg.checks == ChecksMode::Fail;
+    finish(export::end_status(fail_on_checks, summary))
 }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -17,7 +17,6 @@ use crate::jobs::config::LakeScope;
 use crate::jobs::plan;
 use crate::lake::manifest::{self, Manifest};
 use crate::lake::raw;
-use crate::lake::store::{MANIFEST_FILE, partition_of};
 use crate::tables::Table;
 
 /// Everything `status` needs, checked.
@@ -48,6 +47,8 @@ pub struct AppStatus {
     pub failed: Vec<NaiveDate>,
     /// Only with `--verify`.
     pub damaged: Vec<Damaged>,
+    /// In `checks`: the days whose rooms do not add up to the app's figure.
+    pub failed_checks: Vec<NaiveDate>,
     /// Raw answers kept for this app's days in the range.
     pub raw_objects: usize,
 }
@@ -113,6 +114,12 @@ impl StatusReport {
                 if !a.failed.is_empty() {
                     out.push_str(&format!("    failed: {}\n", day_ranges(&a.failed)));
                 }
+                if !a.failed_checks.is_empty() {
+                    out.push_str(&format!(
+                        "    rooms do not add up: {}\n",
+                        day_ranges(&a.failed_checks)
+                    ));
+                }
                 if !a.settling.is_empty() {
                     out.push_str(&format!("    settling: {}\n", day_ranges(&a.settling)));
                 }
@@ -146,27 +153,6 @@ pub fn day_ranges(days: &[NaiveDate]) -> String {
         .join(", ")
 }
 
-/// The partitions of `table` that have a manifest.
-async fn manifested(scope: &LakeScope, table: Table) -> Result<BTreeSet<(u64, NaiveDate)>, String> {
-    let dir = scope.dest.table_dir(table);
-    let metas: Vec<_> = scope
-        .dest
-        .store()
-        .list(Some(&dir))
-        .try_collect()
-        .await
-        .map_err(|e| format!("listing {dir}: {e}"))?;
-    let mut out = BTreeSet::new();
-    for m in metas {
-        if let Some((app, day, name)) = partition_of(&m.location)
-            && name == MANIFEST_FILE
-        {
-            out.insert((app, day));
-        }
-    }
-    Ok(out)
-}
-
 /// What is wrong with a partition's file, if anything.
 async fn verify(scope: &LakeScope, table: Table, m: &Manifest) -> Option<String> {
     let path = scope.dest.part_path(table, m.app_id, m.usage_date);
@@ -197,7 +183,9 @@ async fn verify(scope: &LakeScope, table: Table, m: &Manifest) -> Option<String>
 
 async fn table_status(cfg: &StatusConfig, table: Table) -> Result<TableStatus, String> {
     let scope = &cfg.scope;
-    let done = manifested(scope, table).await?;
+    let done = manifest::list(&scope.dest, table)
+        .await
+        .map_err(|e| e.to_string())?;
     let raws = raw::list(&scope.dest, table, scope.app_ids.as_deref())
         .await
         .map_err(|e| e.to_string())?;
@@ -243,6 +231,7 @@ async fn table_status(cfg: &StatusConfig, table: Table) -> Result<TableStatus, S
                 missing: vec![],
                 failed: vec![],
                 damaged: vec![],
+                failed_checks: vec![],
                 raw_objects,
             },
         );
@@ -270,6 +259,11 @@ async fn table_status(cfg: &StatusConfig, table: Table) -> Result<TableStatus, S
         .await;
     for (app, day, m, damage) in read {
         let s = statuses.get_mut(&app).expect("every app has an entry");
+        if let Ok(Some(m)) = &m
+            && m.check.as_ref().is_some_and(|c| !c.failed_series.is_empty())
+        {
+            s.failed_checks.push(day);
+        }
         match m {
             Ok(Some(m)) if plan::is_final(day, scope.offset, cfg.settle, m.fetched_at) => {
                 s.final_days.push(day)

@@ -2,14 +2,18 @@
 //! failures, the counters; printed at the end and written to
 //! `--summary-file`. Shared by the jobs and the progress display, below both.
 
+use std::collections::BTreeMap;
+
 use chrono::NaiveDate;
 use serde::Serialize;
 
 use crate::jobs::partition::Written;
+use crate::tables::Table;
+use crate::tables::checks;
 use crate::tencent::pacing::CallStats;
 
 /// One (app, day) partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct Partition {
     pub app_id: u64,
     pub usage_date: NaiveDate,
@@ -24,6 +28,7 @@ impl std::fmt::Display for Partition {
 /// A partition that failed, with why.
 #[derive(Debug, Clone, Serialize)]
 pub struct Failure {
+    pub table: Table,
     pub app_id: u64,
     pub usage_date: NaiveDate,
     pub error: String,
@@ -37,12 +42,42 @@ pub enum Status {
     Ok,
     /// Some partitions failed; the others are written.
     PartitionsFailed,
+    /// Every partition is written, but a check failed under `--checks fail`.
+    ChecksFailed,
     /// A fatal error stopped the run.
     Fatal,
     /// A stop was requested.
     Interrupted,
     /// `--dry-run`: nothing was called or written.
     DryRun,
+}
+
+/// What a run did to one table.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct TableCounts {
+    pub written: usize,
+    pub skipped_final: usize,
+    pub failed: usize,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// The checks of a run, counted by (app, day).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct CheckCounts {
+    pub passed: usize,
+    pub failed: usize,
+}
+
+/// One series of one (app, day) whose rooms do not add up.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedCheck {
+    pub app_id: u64,
+    pub usage_date: NaiveDate,
+    pub series: String,
+    pub room_minutes: f64,
+    pub app_minutes: f64,
+    pub tolerance: f64,
 }
 
 /// What a run did; printed at the end, and written to `--summary-file`.
@@ -57,10 +92,20 @@ pub struct Summary {
     pub not_attempted: Vec<Partition>,
     pub rows: u64,
     pub bytes: u64,
+    /// The same counts per table.
+    pub tables: BTreeMap<Table, TableCounts>,
+    /// The (app, day)s whose rooms were checked against the app's figure.
+    pub checks: CheckCounts,
+    /// Every failing series of those checks.
+    pub failed_checks: Vec<FailedCheck>,
     #[serde(flatten)]
     pub calls: CallStats,
     pub elapsed_secs: f64,
     pub fatal_error: Option<String>,
+    /// Steps of the run done (an (app, day) in export, a partition in
+    /// rebuild), for the progress display.
+    #[serde(skip)]
+    pub steps_done: usize,
 }
 
 impl Summary {
@@ -74,21 +119,58 @@ impl Summary {
             not_attempted: Vec::new(),
             rows: 0,
             bytes: 0,
+            tables: BTreeMap::new(),
+            checks: CheckCounts::default(),
+            failed_checks: Vec::new(),
             calls: CallStats::default(),
             elapsed_secs: 0.0,
             fatal_error: None,
+            steps_done: 0,
         }
     }
 
     /// Counts a partition written.
-    pub(crate) fn wrote(&mut self, w: Written) {
+    pub(crate) fn wrote(&mut self, w: &Written) {
         self.written += 1;
         self.rows += w.rows;
         self.bytes += w.bytes;
+        let t = self.tables.entry(w.table).or_default();
+        t.written += 1;
+        t.rows += w.rows;
+        t.bytes += w.bytes;
     }
 
-    pub(crate) fn fail(&mut self, p: Partition, error: String) {
+    /// Counts partitions of `table` skipped as final.
+    pub(crate) fn skipped(&mut self, table: Table, n: usize) {
+        self.skipped_final += n;
+        self.tables.entry(table).or_default().skipped_final += n;
+    }
+
+    /// Counts one (app, day)'s check.
+    pub(crate) fn checked(&mut self, p: Partition, outcome: &checks::Outcome) {
+        let failed: Vec<FailedCheck> = outcome
+            .failed()
+            .map(|r| FailedCheck {
+                app_id: p.app_id,
+                usage_date: p.usage_date,
+                series: r.series.clone(),
+                room_minutes: r.room_minutes,
+                app_minutes: r.app_minutes,
+                tolerance: r.tolerance,
+            })
+            .collect();
+        if failed.is_empty() {
+            self.checks.passed += 1;
+        } else {
+            self.checks.failed += 1;
+            self.failed_checks.extend(failed);
+        }
+    }
+
+    pub(crate) fn fail(&mut self, table: Table, p: Partition, error: String) {
+        self.tables.entry(table).or_default().failed += 1;
         self.failed.push(Failure {
+            table,
             app_id: p.app_id,
             usage_date: p.usage_date,
             error,
@@ -114,6 +196,7 @@ impl Summary {
             status = match self.status {
                 Status::Ok => "ok",
                 Status::PartitionsFailed => "partitions failed",
+                Status::ChecksFailed => "checks failed",
                 Status::Fatal => "fatal error",
                 Status::Interrupted => "interrupted",
                 Status::DryRun => "dry run",
@@ -125,9 +208,15 @@ impl Summary {
         if !self.not_attempted.is_empty() {
             s.push_str(&format!(", {} not attempted", self.not_attempted.len()));
         }
+        s.push_str(&format!(" of {}", self.planned));
+        if self.checks.passed + self.checks.failed > 0 {
+            s.push_str(&format!(
+                "; checks {} passed, {} failed",
+                self.checks.passed, self.checks.failed
+            ));
+        }
         s.push_str(&format!(
-            " of {planned}; {rows} rows, {bytes} bytes; {calls} calls ({retries} retries, {throttles} throttled); {elapsed:.1}s",
-            planned = self.planned,
+            "; {rows} rows, {bytes} bytes; {calls} calls ({retries} retries, {throttles} throttled); {elapsed:.1}s",
             rows = self.rows,
             bytes = self.bytes,
             calls = self.calls.calls,

@@ -3,16 +3,32 @@
 //! Its presence is what "exported" means; its `fetched_at` is what decides
 //! whether the partition is final (`docs/lake.md`, "Which days are final").
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use chrono::{DateTime, NaiveDate, Utc};
+use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 
-use crate::lake::store::Destination;
+use crate::lake::store::{Destination, MANIFEST_FILE, partition_of};
 use crate::tables::Table;
 
 /// Bumped when the manifest's meaning changes.
 /// 2: tables under the lake's root, the body's hash and the raw object.
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: per-series totals, and `checks` manifests (no call of their own:
+///    `check` names the two partitions compared).
+pub const FORMAT_VERSION: u32 = 3;
+
+/// What a `checks` partition compared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckInfo {
+    pub room_request_id: String,
+    pub app_request_id: String,
+    /// The allowed relative difference used (0.01 is 1%).
+    pub tolerance: f64,
+    /// The series that failed, empty when all passed.
+    pub failed_series: Vec<String>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileInfo {
@@ -30,7 +46,7 @@ pub struct BodyInfo {
     pub sha256: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format_version: u32,
     /// The table, e.g. `room_usage`.
@@ -38,24 +54,37 @@ pub struct Manifest {
     pub app_id: u64,
     pub usage_date: NaiveDate,
     pub rows: u64,
+    /// The answer the partition was built from (none for `checks`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub request_id: String,
+    /// When the answer arrived; for `checks`, when the check ran.
     pub fetched_at: DateTime<Utc>,
-    /// The window sent to the API.
+    /// The window sent to the API (none for `checks`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub start_time: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub end_time: String,
     /// The API's clock, e.g. `+08:00`.
     pub utc_offset: String,
     pub file: FileInfo,
-    pub body: BodyInfo,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<BodyInfo>,
     /// The raw object the partition was built from, relative to the lake's
     /// root; `None` under `--raw off`.
     pub raw_object: Option<String>,
-    /// The CSV's column names, as they came.
+    /// The answer's column names (the CSV header, `UsageKey`), as they came.
     pub columns_found: Vec<String>,
     /// Known columns the CSV lacked (written as nulls).
     pub missing_columns: Vec<String>,
-    /// Unknown CSV columns carried as `extra_…_seconds`.
+    /// Unknown columns carried as `extra_…_seconds` (`_minutes`).
     pub extra_columns: Vec<String>,
+    /// Series → the day's total: seconds in `room_usage`, minutes in
+    /// `app_usage`; what `checks` compares. Absent in `checks` and in
+    /// manifests of version 2.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub totals: BTreeMap<String, f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<CheckInfo>,
     pub tool_version: String,
 }
 
@@ -100,4 +129,27 @@ pub async fn read(
             source,
         }),
     }
+}
+
+/// The partitions of `table` that have a manifest, as (app, day).
+pub async fn list(
+    dest: &Destination,
+    table: Table,
+) -> Result<BTreeSet<(u64, NaiveDate)>, ManifestError> {
+    let dir = dest.table_dir(table);
+    let metas: Vec<_> = dest
+        .store()
+        .list(Some(&dir))
+        .try_collect()
+        .await
+        .map_err(|source| ManifestError::Read {
+            path: dir.to_string(),
+            source,
+        })?;
+    Ok(metas
+        .iter()
+        .filter_map(|m| partition_of(&m.location))
+        .filter(|(_, _, name)| *name == MANIFEST_FILE)
+        .map(|(app, day, _)| (app, day))
+        .collect())
 }

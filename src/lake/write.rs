@@ -12,8 +12,10 @@
 //!    older versions, leftovers of a killed upload);
 //! 4. put `_manifest.json`, which marks the partition done.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 
+use arrow_array::{Array, Int64Array, RecordBatch};
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::TryStreamExt;
@@ -25,7 +27,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};
 
-use crate::lake::manifest::{self, BodyInfo, FileInfo, Manifest};
+use crate::lake::manifest::{self, BodyInfo, CheckInfo, FileInfo, Manifest};
 use crate::lake::store::{Destination, PART_FILE};
 use crate::tables::Table;
 use crate::tables::normalize::{HeaderInfo, NormalizeError, Normalizer, SchemaContract};
@@ -58,6 +60,46 @@ pub struct Encoded {
     pub rows: u64,
     pub header: HeaderInfo,
     pub sha256: String,
+    /// Series → the day's total, for the manifest (see [`Manifest::totals`]).
+    pub totals: BTreeMap<String, f64>,
+}
+
+/// Adds each `_seconds` column of `batch` to its series' total.
+fn add_totals(batch: &RecordBatch, totals: &mut BTreeMap<String, i64>) {
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        let Some(series) = field.name().strip_suffix(schema::SECONDS) else {
+            continue;
+        };
+        let Some(values) = column.as_any().downcast_ref::<Int64Array>() else {
+            continue;
+        };
+        let sum: i64 = values.iter().flatten().fold(0i64, i64::saturating_add);
+        let total = totals.entry(series.to_owned()).or_default();
+        *total = total.saturating_add(sum);
+    }
+}
+
+/// Encodes one small record batch (an `app_usage` day, a `checks` day) as
+/// a Parquet file, with the same settings as the room table.
+pub fn encode_batch(
+    batch: &RecordBatch,
+    header: HeaderInfo,
+    totals: BTreeMap<String, f64>,
+) -> Result<Encoded, WriteError> {
+    let sink = HashingSink {
+        bytes: Vec::new(),
+        sha256: Sha256::new(),
+    };
+    let mut writer = ArrowWriter::try_new(sink, batch.schema(), Some(writer_properties()))?;
+    writer.write(batch)?;
+    let sink = writer.into_inner()?;
+    Ok(Encoded {
+        bytes: Bytes::from(sink.bytes),
+        rows: batch.num_rows() as u64,
+        header,
+        sha256: hex::encode(sink.sha256.finalize()),
+        totals,
+    })
 }
 
 /// Rows per row group: big enough for readers to skip whole groups by their
@@ -134,6 +176,12 @@ pub fn encode<R: Read + Send>(
     };
     let mut writer = ArrowWriter::try_new(sink, normalizer.schema(), Some(writer_properties()))?;
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    // Every known series has a total, 0 when the CSV lacks its column.
+    let mut totals: BTreeMap<String, i64> = schema::VALUE_COLUMNS
+        .iter()
+        .filter_map(|(_, c)| schema::series_of(c))
+        .map(|s| (s.to_owned(), 0))
+        .collect();
     let (rows, parsed) = std::thread::scope(|scope| {
         let parser = scope.spawn(move || -> Result<(), NormalizeError> {
             while let Some(batch) = normalizer.next_batch()? {
@@ -147,6 +195,7 @@ pub fn encode<R: Read + Send>(
         let mut written: Result<(), WriteError> = Ok(());
         for batch in rx {
             rows += batch.num_rows() as u64;
+            add_totals(&batch, &mut totals);
             if let Err(e) = writer.write(&batch) {
                 written = Err(e.into());
                 break;
@@ -162,6 +211,7 @@ pub fn encode<R: Read + Send>(
         rows,
         header,
         sha256: hex::encode(sink.sha256.finalize()),
+        totals: totals.into_iter().map(|(s, t)| (s, t as f64)).collect(),
     })
 }
 
@@ -176,9 +226,12 @@ pub struct CallInfo {
     pub start_time: String,
     pub end_time: String,
     pub utc_offset: String,
-    pub body: BodyInfo,
+    /// The answer's bytes; `None` for `checks`, which has no call.
+    pub body: Option<BodyInfo>,
     /// The raw object, relative to the lake's root.
     pub raw_object: Option<String>,
+    /// What a `checks` partition compared.
+    pub check: Option<CheckInfo>,
 }
 
 fn store_err(action: &'static str, path: &Path) -> impl FnOnce(object_store::Error) -> WriteError {
@@ -286,6 +339,8 @@ pub async fn commit(
         columns_found: encoded.header.columns_found.clone(),
         missing_columns: encoded.header.missing.clone(),
         extra_columns: encoded.header.extra_columns(),
+        totals: encoded.totals,
+        check: call.check.clone(),
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
     let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
@@ -391,11 +446,12 @@ mod tests {
             start_time: "2026-11-20 00:00".into(),
             end_time: "2026-11-20 23:59".into(),
             utc_offset: "+08:00".into(),
-            body: BodyInfo {
+            body: Some(BodyInfo {
                 bytes: 1,
                 sha256: "00".into(),
-            },
+            }),
             raw_object: None,
+            check: None,
         };
         let pdir = dir.path().join("room_usage/app_id=7/usage_date=2026-11-20");
         std::fs::create_dir_all(&pdir).unwrap();
@@ -425,5 +481,9 @@ mod tests {
             .unwrap();
         assert_eq!(back, m);
         assert_eq!(m.missing_columns.len(), 5);
+        // Every known series has its total, in seconds.
+        assert_eq!(m.totals.len(), 6);
+        assert_eq!(m.totals["audio"], 1.0);
+        assert_eq!(m.totals["video_4k"], 0.0);
     }
 }

@@ -58,19 +58,69 @@ fn seconds(rng: &mut fastrand::Rng, max: u64, zero_pct: u32) -> u64 {
     ((r * r * r) * max as f64) as u64
 }
 
-/// Appends `count` rows of `(app_id, day)` to `out`.
-fn rows(app_id: u64, day: NaiveDate, count: u64, out: &mut String) {
+/// Calls `f` with each of the `count` rows of `(app_id, day)`: the room id
+/// as the CSV spells it, and its seconds in the header's order.
+fn each_row(app_id: u64, day: NaiveDate, count: u64, mut f: impl FnMut(&str, [u64; 6])) {
     let mut rng = fastrand::Rng::with_seed(seed(app_id, day) ^ 0xA5A5);
+    let mut id = String::new();
     for i in 0..count {
-        room_id(&mut rng, i, out);
+        id.clear();
+        room_id(&mut rng, i, &mut id);
         let audio = seconds(&mut rng, 86_400, 5);
         let sd = seconds(&mut rng, 86_400, 40);
         let hd = seconds(&mut rng, 86_400, 55);
         let fhd = seconds(&mut rng, 43_200, 80);
         let k2 = seconds(&mut rng, 21_600, 95);
         let k4 = seconds(&mut rng, 7_200, 99);
-        writeln!(out, ",{audio},{sd},{hd},{fhd},{k2},{k4}").expect("writing to a String");
+        f(&id, [audio, sd, hd, fhd, k2, k4]);
     }
+}
+
+/// Appends `count` rows of `(app_id, day)` to `out`.
+fn rows(app_id: u64, day: NaiveDate, count: u64, out: &mut String) {
+    each_row(app_id, day, count, |id, [a, sd, hd, fhd, k2, k4]| {
+        writeln!(out, "{id},{a},{sd},{hd},{fhd},{k2},{k4}").expect("writing to a String");
+    });
+}
+
+/// The seconds of every series (the header's order) summed over the rooms
+/// that [`csv_for`] serves, without building the CSV.
+pub fn totals_for(app_id: u64, day: NaiveDate, rooms: u64, exact: bool) -> [u64; 6] {
+    let count = if exact {
+        rooms
+    } else {
+        room_count(app_id, day, rooms)
+    };
+    let mut totals = [0u64; 6];
+    each_row(app_id, day, count, |_, values| {
+        for (t, v) in totals.iter_mut().zip(values) {
+            *t += v;
+        }
+    });
+    totals
+}
+
+/// The `UsageKey` of `DescribeTrtcUsage`, in the API's spelling.
+pub const USAGE_KEY: [&str; 6] = ["Audio", "SD", "HD", "FullHD", "2K", "4K"];
+
+/// Buckets in a day: one every 5 minutes.
+pub const BUCKETS: usize = 288;
+
+/// The day's 288 five-minute buckets of minutes per series, shaped like a
+/// day of calls (quiet at night, busy in the evening), that add up to
+/// `totals` seconds ÷ 60 within a thousandth of a minute per bucket.
+pub fn buckets(totals: [u64; 6]) -> Vec<[f64; 6]> {
+    let weight = |i: usize| {
+        let hour = i as f64 / 12.0;
+        1.0 + 4.0 * (-((hour - 20.0) / 3.0).powi(2)).exp() + 2.0 * (-((hour - 11.0) / 2.5).powi(2)).exp()
+    };
+    let sum: f64 = (0..BUCKETS).map(weight).sum();
+    (0..BUCKETS)
+        .map(|i| {
+            let share = weight(i) / sum;
+            totals.map(|secs| ((secs as f64 / 60.0) * share * 1000.0).round() / 1000.0)
+        })
+        .collect()
 }
 
 /// The CSV for `(app_id, day)`: [`day_csv`], or exactly `rooms` rows when
@@ -117,6 +167,21 @@ mod tests {
         assert_ne!(a, day_csv(1400000002, day, 40));
         if !a.is_empty() {
             assert!(a.starts_with("RoomId,Audio,SD,hd,FullHD,2K,4K\n"));
+        }
+        let totals = totals_for(1400000001, day, 40, false);
+        let mut want = [0u64; 6];
+        for line in a.lines().skip(1) {
+            let fields: Vec<&str> = line.rsplitn(7, ',').collect();
+            for (i, v) in fields[..6].iter().rev().enumerate() {
+                want[i] += v.parse::<u64>().unwrap();
+            }
+        }
+        assert_eq!(totals, want);
+        let b = buckets(totals);
+        assert_eq!(b.len(), BUCKETS);
+        for s in 0..6 {
+            let sum: f64 = b.iter().map(|v| v[s]).sum();
+            assert!((sum - totals[s] as f64 / 60.0).abs() < 0.2, "{sum} vs {}", totals[s]);
         }
         let mut empties = 0;
         for app in 1..200 {

@@ -1,10 +1,11 @@
-//! The bundled TRTC API simulator: `DescribeTrtcRoomUsage` over the real
-//! wire protocol on a local address.
+//! The bundled TRTC API simulator: `DescribeTrtcRoomUsage` and
+//! `DescribeTrtcUsage` over the real wire protocol on a local address.
 //!
 //! It verifies TC3-HMAC-SHA256 signatures and timestamps the way the real
-//! service does, enforces a minimum interval per SecretId (answering the
-//! real throttle error), serves deterministic per-(app, day) CSV with the
-//! real header, and injects the faults of `docs/tencent-api.md`'s error table on demand. Tests,
+//! service does, enforces each API's minimum interval per SecretId
+//! (answering the real throttle error), serves deterministic per-(app, day)
+//! CSV with the real header and 5-minute buckets that add up to it, and
+//! injects the faults of `docs/tencent-api.md`'s error table on demand. Tests,
 //! the README demo and the benchmarks all run against it.
 
 pub mod data;
@@ -18,7 +19,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -46,12 +47,44 @@ pub enum Fault {
     Data(String),
     /// Answer HTTP 200 with exactly these bytes (a malformed answer).
     Body(Vec<u8>),
+    /// Serve `DescribeTrtcUsage`'s answer, altered.
+    App(AppFault),
+}
+
+/// How an app-usage answer is altered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppFault {
+    /// Every value multiplied by this: the rooms no longer add up.
+    Scale(f64),
+    /// `UsageKey` in odd case (`audio`, `sd`, `Hd`, …): still matches.
+    OddKeyCase,
+    /// No `TimeStampKey`: buckets are read from `TimeKey`.
+    NoTimeStamp,
+    /// An extra series `8K` with a value in every bucket.
+    ExtraKey,
+    /// One bucket with a value fewer than `UsageKey` has keys.
+    ShortValues,
+    /// One negative value.
+    Negative,
+    /// One bucket on the next day.
+    OutsideDay,
+}
+
+/// Which API a rule or a counter is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Api {
+    /// `DescribeTrtcRoomUsage`.
+    Room,
+    /// `DescribeTrtcUsage`.
+    App,
 }
 
 /// When a fault applies: to calls matching the app and day (any when
 /// `None`), for the first `times` such calls.
 #[derive(Debug, Clone)]
 pub struct FaultRule {
+    /// The API it applies to (the room API unless [`FaultRule::app`]).
+    pub api: Api,
     pub app_id: Option<u64>,
     pub day: Option<NaiveDate>,
     pub times: u32,
@@ -62,6 +95,7 @@ impl FaultRule {
     /// `fault` on the next `times` calls, whatever they ask for.
     pub fn next(times: u32, fault: Fault) -> Self {
         Self {
+            api: Api::Room,
             app_id: None,
             day: None,
             times,
@@ -72,6 +106,7 @@ impl FaultRule {
     /// `fault` on every call for `(app_id, day)`.
     pub fn always(app_id: Option<u64>, day: Option<NaiveDate>, fault: Fault) -> Self {
         Self {
+            api: Api::Room,
             app_id,
             day,
             times: u32::MAX,
@@ -80,11 +115,21 @@ impl FaultRule {
     }
 }
 
+impl FaultRule {
+    /// The same rule, for `DescribeTrtcUsage` calls instead.
+    pub fn app(mut self) -> Self {
+        self.api = Api::App;
+        self
+    }
+}
+
 /// How the simulator behaves.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
-    /// Minimum interval between admitted calls of one SecretId.
+    /// Minimum interval between admitted room calls of one SecretId.
     pub interval: Duration,
+    /// The same for `DescribeTrtcUsage` (the real limit: 5 a second).
+    pub app_interval: Duration,
     /// The code answered when called too fast.
     pub throttle_code: String,
     /// Accepted SecretId → SecretKey.
@@ -108,6 +153,7 @@ impl Default for SimConfig {
     fn default() -> Self {
         Self {
             interval: Duration::from_secs(15),
+            app_interval: Duration::from_millis(200),
             throttle_code: "OperationDenied.FreqOverLimit".into(),
             keys: HashMap::from([(DEMO_SECRET_ID.to_owned(), DEMO_SECRET_KEY.to_owned())]),
             tokens: HashMap::new(),
@@ -121,10 +167,22 @@ impl Default for SimConfig {
     }
 }
 
-/// What the simulator saw, for tests' assertions.
+/// What the simulator saw of `DescribeTrtcUsage`.
+#[derive(Debug, Default, Clone)]
+pub struct AppStats {
+    pub requests: u64,
+    pub served: u64,
+    pub throttled: u64,
+    pub served_by_partition: HashMap<(u64, NaiveDate), u32>,
+    pub admitted_at: Vec<Instant>,
+}
+
+/// What the simulator saw, for tests' assertions: the room API's counters,
+/// and the app API's in `app`.
 #[derive(Debug, Default, Clone)]
 pub struct SimStats {
-    /// Every request that reached the handler.
+    /// Every request that reached the handler, except `DescribeTrtcUsage`
+    /// ones (counted in `app`).
     pub requests: u64,
     /// Calls answered with data.
     pub served: u64,
@@ -138,14 +196,26 @@ pub struct SimStats {
     pub admitted_at: Vec<Instant>,
     /// The SecretId of every admitted call.
     pub secret_ids: Vec<String>,
-    /// SHA-256 (hex) of every body served with data, by its RequestId.
+    /// SHA-256 (hex) of every body served with data, by its RequestId
+    /// (both APIs).
     pub body_sha256: HashMap<String, String>,
+    pub app: AppStats,
+}
+
+impl SimStats {
+    /// Requests of either API.
+    pub fn total_requests(&self) -> u64 {
+        self.requests + self.app.requests
+    }
 }
 
 struct Inner {
     config: SimConfig,
     stats: SimStats,
-    last_admitted: HashMap<String, Instant>,
+    last_admitted: HashMap<(String, Api), Instant>,
+    /// Room totals per (app, day), so the app API need not regenerate a
+    /// big day's rooms on every call.
+    totals: HashMap<(u64, NaiveDate), [u64; 6]>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -156,6 +226,7 @@ impl Inner {
             config,
             stats: SimStats::default(),
             last_admitted: HashMap::new(),
+            totals: HashMap::new(),
         }))
     }
 }
@@ -369,11 +440,13 @@ fn parse_time(s: &str) -> Option<NaiveDateTime> {
 
 fn take_fault(
     config: &mut SimConfig,
+    api: Api,
     app_id: Option<u64>,
     day: Option<NaiveDate>,
 ) -> Option<Fault> {
     let rule = config.faults.iter_mut().find(|r| {
         r.times > 0
+            && r.api == api
             && r.app_id.is_none_or(|a| Some(a) == app_id)
             && r.day.is_none_or(|d| Some(d) == day)
     })?;
@@ -385,17 +458,27 @@ fn take_fault(
 
 async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let arrived = Instant::now();
-    let (now, fault, outcome) = {
-        let mut inner = shared.lock().expect("sim lock");
-        inner.stats.requests += 1;
-        let now = Utc::now() + chrono::Duration::seconds(inner.config.clock_offset_secs);
-        if header(&headers, "x-tc-action") != Some(crate::tencent::api::ACTION) {
+    let api = match header(&headers, "x-tc-action") {
+        Some(crate::tencent::api::ACTION) => Api::Room,
+        Some(crate::tencent::app_usage::ACTION) => Api::App,
+        _ => {
+            let mut inner = shared.lock().expect("sim lock");
+            inner.stats.requests += 1;
+            let now = Utc::now() + chrono::Duration::seconds(inner.config.clock_offset_secs);
             return api_error(
                 now,
                 "InvalidAction",
-                "Only DescribeTrtcRoomUsage is simulated.",
+                "Only DescribeTrtcRoomUsage and DescribeTrtcUsage are simulated.",
             );
         }
+    };
+    let (now, fault, outcome) = {
+        let mut inner = shared.lock().expect("sim lock");
+        match api {
+            Api::Room => inner.stats.requests += 1,
+            Api::App => inner.stats.app.requests += 1,
+        }
+        let now = Utc::now() + chrono::Duration::seconds(inner.config.clock_offset_secs);
         if header(&headers, "x-tc-version") != Some(crate::tencent::api::VERSION) {
             return api_error(now, "InvalidParameter", "X-TC-Version must be 2019-07-22.");
         }
@@ -410,30 +493,56 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
                 return api_error(now, code, message);
             }
         };
-        let interval = inner.config.interval;
-        if let Some(last) = inner.last_admitted.get(&secret_id)
+        let interval = match api {
+            Api::Room => inner.config.interval,
+            Api::App => inner.config.app_interval,
+        };
+        let key = (secret_id.clone(), api);
+        if let Some(last) = inner.last_admitted.get(&key)
             && arrived.duration_since(*last) < interval
         {
-            inner.stats.throttled += 1;
+            match api {
+                Api::Room => inner.stats.throttled += 1,
+                Api::App => inner.stats.app.throttled += 1,
+            }
             let code = inner.config.throttle_code.clone();
             return api_error(now, &code, "The API was called too often.");
         }
-        inner.stats.secret_ids.push(secret_id.clone());
-        inner.last_admitted.insert(secret_id, arrived);
-        inner.stats.admitted_at.push(arrived);
-
-        let request: Result<crate::tencent::api::RoomUsageRequest, _> =
-            serde_json::from_slice(&body);
-        let request = match request {
-            Ok(r) => r,
+        inner.last_admitted.insert(key, arrived);
+        match api {
+            Api::Room => {
+                inner.stats.secret_ids.push(secret_id);
+                inner.stats.admitted_at.push(arrived);
+            }
+            Api::App => inner.stats.app.admitted_at.push(arrived),
+        }
+        let parsed = match api {
+            Api::Room => serde_json::from_slice::<crate::tencent::api::RoomUsageRequest>(&body)
+                .map(|r| {
+                    let start = parse_time(&r.start_time);
+                    (r.sdk_app_id, start.map(|s| s.date()), Request::Room(r, start))
+                }),
+            Api::App => {
+                serde_json::from_slice::<crate::tencent::app_usage::AppUsageRequest>(&body).map(
+                    |r| {
+                        let day = parse_day(&r.start_time);
+                        (r.sdk_app_id, day, Request::App(r))
+                    },
+                )
+            }
+        };
+        let (app_id, day, request) = match parsed {
+            Ok(p) => p,
             Err(e) => {
                 return api_error(now, "InvalidParameter", &format!("Bad request body: {e}"));
             }
         };
-        let start = parse_time(&request.start_time);
-        let day = start.map(|s| s.date());
-        let fault = take_fault(&mut inner.config, Some(request.sdk_app_id), day);
-        (now, fault, evaluate(&inner.config, &request, start))
+        let fault = take_fault(&mut inner.config, api, Some(app_id), day);
+        let outcome = match request {
+            Request::Room(r, start) => evaluate(&inner.config, &r, start),
+            Request::App(r) => evaluate_app(&mut inner, &r),
+        };
+        (now, fault, outcome)
     };
     let outcome = match fault {
         None => outcome,
@@ -461,7 +570,14 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
             tokio::time::sleep(d).await;
             outcome
         }
-        Some(Fault::Data(csv)) => outcome.map(|(app, day, _)| (app, day, csv)),
+        Some(Fault::Data(csv)) => outcome.map(|(app, day, _)| (app, day, Answer::Room(csv))),
+        Some(Fault::App(f)) => outcome.map(|(app, day, answer)| match answer {
+            Answer::App(mut usage) => {
+                alter(&mut usage, &f);
+                (app, day, Answer::App(usage))
+            }
+            other => (app, day, other),
+        }),
         Some(Fault::Body(bytes)) => {
             let mut resp = (StatusCode::OK, bytes).into_response();
             resp.headers_mut()
@@ -471,26 +587,203 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
     };
     match outcome {
         Err((code, message)) => api_error(now, code, &message),
-        Ok((app, day, csv)) => {
+        Ok((app, day, answer)) => {
             let request_id = uuid::Uuid::new_v4().to_string();
-            let body = json!({"Response": {"Data": csv, "RequestId": request_id}}).to_string();
+            let body = match answer {
+                Answer::Room(csv) => {
+                    json!({"Response": {"Data": csv, "RequestId": request_id}}).to_string()
+                }
+                // RequestId first here, unlike the room answer: the official
+                // examples differ the same way, and the client reads by key.
+                Answer::App(usage) => json!({"Response": {
+                    "RequestId": request_id,
+                    "UsageKey": usage.keys,
+                    "UsageList": usage.list,
+                }})
+                .to_string(),
+            };
             let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body.as_bytes()));
             {
                 let mut inner = shared.lock().expect("sim lock");
                 inner.stats.body_sha256.insert(request_id, sha);
-                inner.stats.served += 1;
-                *inner
-                    .stats
-                    .served_by_partition
-                    .entry((app, day))
-                    .or_default() += 1;
+                match api {
+                    Api::Room => {
+                        inner.stats.served += 1;
+                        *inner
+                            .stats
+                            .served_by_partition
+                            .entry((app, day))
+                            .or_default() += 1;
+                    }
+                    Api::App => {
+                        inner.stats.app.served += 1;
+                        *inner
+                            .stats
+                            .app
+                            .served_by_partition
+                            .entry((app, day))
+                            .or_default() += 1;
+                    }
+                }
             }
             body_response(now, body)
         }
     }
 }
 
-type Outcome = Result<(u64, NaiveDate, String), (&'static str, String)>;
+/// A parsed request of either API.
+enum Request {
+    Room(
+        crate::tencent::api::RoomUsageRequest,
+        Option<NaiveDateTime>,
+    ),
+    App(crate::tencent::app_usage::AppUsageRequest),
+}
+
+/// The data of an answer, before its envelope.
+enum Answer {
+    Room(String),
+    App(AppAnswer),
+}
+
+/// `UsageKey` and `UsageList` as JSON, so faults can bend them.
+struct AppAnswer {
+    keys: Vec<serde_json::Value>,
+    list: Vec<serde_json::Value>,
+}
+
+fn parse_day(s: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+}
+
+/// Applies `fault` to a served app answer.
+fn alter(usage: &mut AppAnswer, fault: &AppFault) {
+    let values = |b: &mut serde_json::Value| -> Vec<serde_json::Value> {
+        b["UsageValue"].as_array().cloned().unwrap_or_default()
+    };
+    match fault {
+        AppFault::Scale(k) => {
+            for b in &mut usage.list {
+                let v: Vec<serde_json::Value> = values(b)
+                    .iter()
+                    .map(|v| json!(v.as_f64().unwrap_or(0.0) * k))
+                    .collect();
+                b["UsageValue"] = json!(v);
+            }
+        }
+        AppFault::OddKeyCase => {
+            usage.keys = ["audio", "sd", "Hd", "FULLHD", "2k", "4K"]
+                .iter()
+                .map(|k| json!(k))
+                .collect();
+        }
+        AppFault::NoTimeStamp => {
+            for b in &mut usage.list {
+                if let Some(o) = b.as_object_mut() {
+                    o.remove("TimeStampKey");
+                }
+            }
+        }
+        AppFault::ExtraKey => {
+            usage.keys.push(json!("8K"));
+            for b in &mut usage.list {
+                let mut v = values(b);
+                v.push(json!(0.5));
+                b["UsageValue"] = json!(v);
+            }
+        }
+        AppFault::ShortValues => {
+            if let Some(b) = usage.list.get_mut(100) {
+                let mut v = values(b);
+                v.pop();
+                b["UsageValue"] = json!(v);
+            }
+        }
+        AppFault::Negative => {
+            if let Some(b) = usage.list.get_mut(7) {
+                let mut v = values(b);
+                v[2] = json!(-3.5);
+                b["UsageValue"] = json!(v);
+            }
+        }
+        AppFault::OutsideDay => {
+            if let Some(b) = usage.list.last_mut() {
+                let ts = b["TimeStampKey"].as_i64().unwrap_or(0) + 300;
+                b["TimeStampKey"] = json!(ts);
+                b["TimeKey"] = json!("(next day)");
+            }
+        }
+    }
+}
+
+/// The answer to a well-formed, authenticated, admitted app request: one
+/// day's 288 buckets, adding up to the rooms the room API serves.
+fn evaluate_app(inner: &mut Inner, request: &crate::tencent::app_usage::AppUsageRequest) -> Outcome {
+    let (Some(start), Some(end)) = (parse_day(&request.start_time), parse_day(&request.end_time))
+    else {
+        return Err((
+            "InvalidParameter.TimeFormat",
+            "StartTime and EndTime must look like 2023-01-06.".into(),
+        ));
+    };
+    if end < start || (end - start).num_days() > 30 {
+        return Err((
+            "InvalidParameter.QueryScaleOversize",
+            "The span must be at most 31 days.".into(),
+        ));
+    }
+    if end != start {
+        return Err((
+            "InvalidParameter",
+            "The simulator answers one day at a time (5-minute buckets).".into(),
+        ));
+    }
+    let config = &inner.config;
+    if let Some(apps) = &config.apps
+        && !apps.contains(&request.sdk_app_id)
+    {
+        return Err((
+            "InvalidParameter.SdkAppId",
+            format!("SdkAppId {} does not exist.", request.sdk_app_id),
+        ));
+    }
+    let day = start;
+    let today = Utc::now().with_timezone(&config.utc_offset).date_naive();
+    let (rooms, exact) = (config.rooms, config.exact_rooms);
+    let totals = if day >= today {
+        [0; 6]
+    } else {
+        *inner
+            .totals
+            .entry((request.sdk_app_id, day))
+            .or_insert_with(|| data::totals_for(request.sdk_app_id, day, rooms, exact))
+    };
+    let offset = inner.config.utc_offset;
+    let midnight = offset
+        .from_local_datetime(&day.and_hms_opt(0, 0, 0).expect("midnight"))
+        .single()
+        .expect("a fixed offset has one midnight");
+    let list = data::buckets(totals)
+        .into_iter()
+        .enumerate()
+        .map(|(i, values)| {
+            let t = midnight + chrono::Duration::minutes(5 * i as i64);
+            json!({
+                "TimeKey": t.format("%Y-%m-%d %H:%M:%S").to_string(),
+                "TimeStampKey": t.timestamp(),
+                "UsageValue": values,
+            })
+        })
+        .collect();
+    let keys = data::USAGE_KEY.iter().map(|k| json!(k)).collect();
+    Ok((
+        request.sdk_app_id,
+        day,
+        Answer::App(AppAnswer { keys, list }),
+    ))
+}
+
+type Outcome = Result<(u64, NaiveDate, Answer), (&'static str, String)>;
 
 /// The answer to a well-formed, authenticated, admitted request.
 fn evaluate(
@@ -532,5 +825,5 @@ fn evaluate(
     } else {
         data::csv_for(request.sdk_app_id, day, config.rooms, config.exact_rooms)
     };
-    Ok((request.sdk_app_id, day, csv))
+    Ok((request.sdk_app_id, day, Answer::Room(csv)))
 }

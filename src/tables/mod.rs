@@ -2,31 +2,48 @@
 //! them. A table is a value (its name, its Arrow schema, its normalizer);
 //! the jobs and the lake handle every table alike through it.
 //!
-//! - [`schema`]: the Arrow schemas, column names and naming rules;
+//! - [`schema`]: `room_usage`'s Arrow schema, column names and naming rules;
 //! - [`normalize`]: the room CSV → Arrow record batches, streaming;
+//! - [`app_usage`]: the `DescribeTrtcUsage` answer → 5-minute rows;
+//! - [`checks`]: room totals against app totals, one row per series;
 //! - [`Table`]: the lake's tables by name.
 //!
 //! Nothing here does I/O beyond reading the bytes it is handed.
 
+pub mod app_usage;
+pub mod checks;
 pub mod normalize;
 pub mod schema;
 
 /// A table of the lake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Table {
     /// Seconds per room and day, from `DescribeTrtcRoomUsage`.
     RoomUsage,
+    /// Minutes per 5-minute bucket, from `DescribeTrtcUsage`.
+    AppUsage,
+    /// Whether the rooms add up to the app's figure; no API of its own.
+    Checks,
 }
 
 impl Table {
     /// Every table, in the order a run fills them.
-    pub const ALL: [Table; 1] = [Table::RoomUsage];
+    pub const ALL: [Table; 3] = [Table::RoomUsage, Table::AppUsage, Table::Checks];
 
     /// The table's directory name under the lake's root (and under `_raw/`).
     pub fn name(self) -> &'static str {
         match self {
             Table::RoomUsage => "room_usage",
+            Table::AppUsage => "app_usage",
+            Table::Checks => "checks",
         }
+    }
+
+    /// Whether the table is filled from an API answer (and so has a raw
+    /// zone); `checks` is computed from the other two.
+    pub fn is_fetched(self) -> bool {
+        self != Table::Checks
     }
 
     /// The table named `name`, if any.

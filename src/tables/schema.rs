@@ -28,7 +28,8 @@ pub const VALUE_COLUMNS: [(&str, &str); 6] = [
 /// The CSV's room id header, lower-cased.
 pub const ROOM_ID_HEADER: &str = "roomid";
 
-fn fetched_at_type() -> DataType {
+/// Timestamp(Microsecond, "UTC"): `fetched_at`, `interval_start`, `checked_at`.
+pub fn fetched_at_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
@@ -52,11 +53,16 @@ pub fn file_schema(extras: &[String]) -> SchemaRef {
 
 /// The whole table as readers see it: partition columns first.
 pub fn table_schema(extras: &[String]) -> SchemaRef {
+    with_partition_columns(&file_schema(extras))
+}
+
+/// `file` as readers see it, with `app_id` and `usage_date` first.
+pub fn with_partition_columns(file: &Schema) -> SchemaRef {
     let mut fields = vec![
         Field::new(APP_ID, DataType::Int64, false),
         Field::new(USAGE_DATE, DataType::Date32, false),
     ];
-    fields.extend(file_fields(extras));
+    fields.extend(file.fields().iter().map(|f| f.as_ref().clone()));
     Arc::new(Schema::new(fields))
 }
 
@@ -68,6 +74,23 @@ pub fn header_key(raw: &str) -> String {
 /// The column an unknown CSV header becomes: `8K` → `extra_8k_seconds`,
 /// `UltraHD` → `extra_ultra_hd_seconds`, `Full HD+` → `extra_full_hd_seconds`.
 pub fn extra_column_name(raw: &str) -> String {
+    format!("{}{SECONDS}", extra_series(raw))
+}
+
+/// The suffix of the room table's value columns.
+pub const SECONDS: &str = "_seconds";
+
+/// The series a value column measures: `video_hd_seconds` → `video_hd`,
+/// `extra_8k_minutes` → `extra_8k` (the `checks` table's `series`).
+pub fn series_of(column: &str) -> Option<&str> {
+    column
+        .strip_suffix(SECONDS)
+        .or_else(|| column.strip_suffix("_minutes"))
+}
+
+/// The series an unknown name (a CSV header, a `UsageKey`) becomes, in
+/// lower snake case: `UltraHD` → `extra_ultra_hd`.
+pub fn extra_series(raw: &str) -> String {
     let raw = raw.trim_start_matches('\u{feff}').trim();
     let mut snake = String::with_capacity(raw.len() + 4);
     let mut prev: Option<char> = None;
@@ -85,7 +108,7 @@ pub fn extra_column_name(raw: &str) -> String {
     }
     let snake = snake.trim_end_matches('_');
     let snake = if snake.is_empty() { "unnamed" } else { snake };
-    format!("extra_{snake}_seconds")
+    format!("extra_{snake}")
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! The TRTC API client: one signed `DescribeTrtcRoomUsage` call, and the
-//! typed errors it can end in.
+//! The TRTC API client: one signed attempt at `DescribeTrtcRoomUsage` or
+//! `DescribeTrtcUsage` (see [`crate::tencent::app_usage`]), and the typed
+//! errors it can end in.
 //!
 //! This module makes exactly one HTTP attempt per call. Pacing and retries
 //! live in [`crate::tencent::pacing`]; what an error *means* for the run (retry, stop
@@ -14,12 +15,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
 
+use crate::tencent::app_usage::{self, AppUsage, AppUsageRequest};
 use crate::tencent::credentials::Provider;
 use crate::tencent::error::ErrorBody;
 pub use crate::tencent::error::{ErrorClass, classify_code};
 use crate::tencent::signer::{self, SignInput};
 
-/// The action and version this client speaks.
+/// The room API's action, and the version both actions use.
 pub const ACTION: &str = "DescribeTrtcRoomUsage";
 pub const VERSION: &str = "2019-07-22";
 pub const SERVICE: &str = "trtc";
@@ -153,6 +155,17 @@ impl BodyCapture {
 pub fn now_micros() -> DateTime<Utc> {
     let now = Utc::now();
     DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
+/// The bytes of one successful HTTP answer, before any API parses them.
+struct Answer {
+    buffer: Vec<u8>,
+    fetched_at: DateTime<Utc>,
+    body_sha256: String,
+    compressed_body: Option<Vec<u8>>,
+    response_at: std::time::Instant,
+    /// The server's clock from its `Date` header.
+    server_time: Option<i64>,
 }
 
 /// A client for one endpoint and one set of credentials.
@@ -427,8 +440,68 @@ impl Client {
         &self,
         request: &RoomUsageRequest,
     ) -> Result<RoomUsage, ApiError> {
-        let endpoint = self.config.endpoint.as_str();
         let body = serde_json::to_vec(request).expect("a plain struct serializes");
+        let answer = self.post(ACTION, body).await?;
+        let endpoint = self.config.endpoint.to_string();
+        let server_time = answer.server_time;
+        // Scanning a large day's JSON takes milliseconds of CPU: do it off
+        // the async threads, as the CSV work is.
+        let scan = move |buffer: Vec<u8>| {
+            let located = locate_data(&buffer, &endpoint, server_time);
+            (buffer, located)
+        };
+        let Answer {
+            buffer,
+            fetched_at,
+            body_sha256,
+            compressed_body,
+            response_at,
+            ..
+        } = answer;
+        let body_bytes = buffer.len();
+        let (buffer, located) = if body_bytes > INLINE_PARSE_LIMIT {
+            tokio::task::spawn_blocking(move || scan(buffer))
+                .await
+                .expect("the JSON scan does not panic")
+        } else {
+            scan(buffer)
+        };
+        let (csv, request_id) = located?;
+        Ok(RoomUsage {
+            buffer,
+            csv,
+            request_id,
+            fetched_at,
+            body_bytes,
+            body_sha256,
+            compressed_body,
+            response_at,
+        })
+    }
+
+    /// One signed attempt at `DescribeTrtcUsage`.
+    pub async fn describe_app_usage(
+        &self,
+        request: &AppUsageRequest,
+    ) -> Result<AppUsage, ApiError> {
+        let body = serde_json::to_vec(request).expect("a plain struct serializes");
+        let answer = self.post(app_usage::ACTION, body).await?;
+        let endpoint = self.config.endpoint.to_string();
+        AppUsage::parse(
+            answer.buffer,
+            answer.fetched_at,
+            answer.body_sha256,
+            answer.compressed_body,
+            &endpoint,
+            answer.server_time,
+        )
+    }
+
+    /// One signed POST of `body` as `action`; the answer's bytes, hashed
+    /// (and compressed, when kept) as they arrived. A non-2xx status is an
+    /// error; the body's meaning is the caller's.
+    async fn post(&self, action: &str, body: Vec<u8>) -> Result<Answer, ApiError> {
+        let endpoint = self.config.endpoint.as_str();
         let timestamp = Utc::now().timestamp() + self.skew_secs();
         let creds = self.credentials.credentials().await?;
         let sig = signer::sign(
@@ -445,7 +518,7 @@ impl Client {
             .http
             .post(self.config.endpoint.clone())
             .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
-            .header("X-TC-Action", ACTION)
+            .header("X-TC-Action", action)
             .header("X-TC-Version", VERSION)
             .header("X-TC-Timestamp", timestamp.to_string())
             .header("X-TC-Region", &self.config.region)
@@ -492,31 +565,13 @@ impl Client {
         }
         let fetched_at = now_micros();
         let (body_sha256, compressed_body) = capture.finish().map_err(capture_error)?;
-        let body_bytes = buffer.len();
-        let endpoint = endpoint.to_owned();
-        // Scanning a large day's JSON takes milliseconds of CPU: do it off
-        // the async threads, as the CSV work is.
-        let scan = move |buffer: Vec<u8>| {
-            let located = locate_data(&buffer, &endpoint, server_time);
-            (buffer, located)
-        };
-        let (buffer, located) = if body_bytes > INLINE_PARSE_LIMIT {
-            tokio::task::spawn_blocking(move || scan(buffer))
-                .await
-                .expect("the JSON scan does not panic")
-        } else {
-            scan(buffer)
-        };
-        let (csv, request_id) = located?;
-        Ok(RoomUsage {
+        Ok(Answer {
             buffer,
-            csv,
-            request_id,
             fetched_at,
-            body_bytes,
             body_sha256,
             compressed_body,
             response_at,
+            server_time,
         })
     }
 

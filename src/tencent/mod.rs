@@ -4,7 +4,9 @@
 //! - [`credentials`]: the SDKs' credential chain (env, profile, TKE OIDC,
 //!   CVM role), with secrets that redact themselves;
 //! - [`error`]: the API's error envelope and what each code means for a run;
-//! - [`api`]: one signed HTTP attempt, and the answer located in its body;
+//! - [`api`]: one signed HTTP attempt, and the room answer located in its
+//!   body;
+//! - [`app_usage`]: the `DescribeTrtcUsage` request and its parsed answer;
 //! - [`pacing`]: the rate limit and bounded, classified retries around every
 //!   attempt.
 //!
@@ -12,6 +14,7 @@
 //! this part relies on are in `docs/tencent-api.md`.
 
 pub mod api;
+pub mod app_usage;
 pub mod credentials;
 pub mod error;
 pub mod pacing;

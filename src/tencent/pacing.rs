@@ -21,7 +21,55 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use std::future::Future;
+use std::sync::Arc;
+
 use crate::tencent::api::{ApiError, Client, ErrorClass, RoomUsage, RoomUsageRequest};
+use crate::tencent::app_usage::{AppUsage, AppUsageRequest};
+
+/// A request one of the APIs answers: what to log it as, and one attempt.
+pub trait Call {
+    type Answer;
+    fn app_id(&self) -> u64;
+    /// The day asked for, `YYYY-MM-DD`.
+    fn day(&self) -> &str;
+    fn attempt<'a>(
+        &'a self,
+        client: &'a Client,
+    ) -> impl Future<Output = Result<Self::Answer, ApiError>> + Send + 'a;
+}
+
+impl Call for RoomUsageRequest {
+    type Answer = RoomUsage;
+    fn app_id(&self) -> u64 {
+        self.sdk_app_id
+    }
+    fn day(&self) -> &str {
+        self.start_time.get(..10).unwrap_or(&self.start_time)
+    }
+    fn attempt<'a>(
+        &'a self,
+        client: &'a Client,
+    ) -> impl Future<Output = Result<RoomUsage, ApiError>> + Send + 'a {
+        client.describe_room_usage(self)
+    }
+}
+
+impl Call for AppUsageRequest {
+    type Answer = AppUsage;
+    fn app_id(&self) -> u64 {
+        self.sdk_app_id
+    }
+    fn day(&self) -> &str {
+        &self.start_time
+    }
+    fn attempt<'a>(
+        &'a self,
+        client: &'a Client,
+    ) -> impl Future<Output = Result<AppUsage, ApiError>> + Send + 'a {
+        client.describe_app_usage(self)
+    }
+}
 
 /// Spaces API calls at least `interval` apart, measured from the end of one
 /// attempt to the start of the next. Measuring from the end (not the start)
@@ -120,6 +168,16 @@ pub struct CallStats {
     pub waited: Duration,
 }
 
+impl CallStats {
+    /// Adds `other`'s counts (the two APIs' calls, say) to these.
+    pub fn add(&mut self, other: &CallStats) {
+        self.calls += other.calls;
+        self.retries += other.retries;
+        self.throttles += other.throttles;
+        self.waited = self.waited.max(other.waited);
+    }
+}
+
 /// How a paced call ended, when it did not succeed.
 #[derive(Debug)]
 pub enum CallError {
@@ -137,18 +195,19 @@ async fn sleep_until(until: Instant, cancel: &CancellationToken) -> bool {
     }
 }
 
-/// The API client with everything that decides when it may call: the one
-/// pacer, the retry policy and the backoff's jitter.
+/// The API client with everything that decides when one API may be
+/// called: its pacer, the retry policy and the backoff's jitter. Each API
+/// gets its own, sharing one [`Client`] (and so one clock correction).
 #[derive(Debug)]
 pub struct PacedClient {
-    client: Client,
+    client: Arc<Client>,
     pacer: Pacer,
     policy: RetryPolicy,
     backoff: Backoff,
 }
 
 impl PacedClient {
-    pub fn new(client: Client, pacer: Pacer, policy: RetryPolicy, backoff: Backoff) -> Self {
+    pub fn new(client: Arc<Client>, pacer: Pacer, policy: RetryPolicy, backoff: Backoff) -> Self {
         Self {
             client,
             pacer,
@@ -158,20 +217,20 @@ impl PacedClient {
     }
 
     /// Makes one logical call: paced, retried by class, bounded, cancellable.
-    pub async fn call(
+    pub async fn call<R: Call>(
         &mut self,
-        request: &RoomUsageRequest,
+        request: &R,
         cancel: &CancellationToken,
         stats: &mut CallStats,
-    ) -> Result<RoomUsage, CallError> {
+    ) -> Result<R::Answer, CallError> {
         let Self {
             client,
             pacer,
             policy,
             backoff,
         } = self;
-        let app_id = request.sdk_app_id;
-        let day = request.start_time.get(..10).unwrap_or(&request.start_time);
+        let app_id = request.app_id();
+        let day = request.day();
         let mut attempt: u32 = 0;
         let mut not_before = Instant::now();
         let mut skew_corrected = false;
@@ -201,7 +260,7 @@ impl PacedClient {
                 stats.retries += 1;
             }
             let result = tokio::select! {
-                r = client.describe_room_usage(request) => r,
+                r = request.attempt(client) => r,
                 _ = cancel.cancelled() => {
                     pacer.mark();
                     return Err(CallError::Cancelled);
