@@ -84,8 +84,12 @@ fn dry_run_needs_no_credentials_and_touches_nothing() {
         ],
     );
     r.assert_code(0);
-    r.assert_stdout_has(&["6 partition(s)"]);
-    r.assert_stdout_has(&["6 API call(s) at one per 15s: about 1m 15s"]);
+    r.assert_stdout_has(&[
+        "2 app(s) × 3 day(s) × 3 table(s)",
+        "6 DescribeTrtcRoomUsage call(s)",
+        "6 DescribeTrtcUsage call(s)",
+    ]);
+    r.assert_stdout_has(&["6 DescribeTrtcUsage call(s) at one per 200ms (made while the room calls wait): about 1m 15s"]);
     assert_eq!(sim.stats().requests, 0);
     assert!(object_names(&dest).is_empty());
 }
@@ -136,8 +140,10 @@ fn json_logs_are_one_object_per_line_and_stdout_is_the_summary() {
     assert!(v["rows"].is_u64() && v["request_id"].is_string(), "{wrote}");
     let s: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
     assert_eq!(s["status"], "ok");
-    assert_eq!(s["written"], 1);
-    assert_eq!(s["calls"], 1);
+    assert_eq!(s["written"], 3, "room_usage, app_usage and checks");
+    assert_eq!(s["tables"]["app_usage"]["written"], 1);
+    assert_eq!(s["checks"]["passed"], 1);
+    assert_eq!(s["calls"], 2, "one call to each API");
     let f: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&summary_file).unwrap()).unwrap();
     assert_eq!(f, s);

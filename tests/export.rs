@@ -37,16 +37,41 @@ fn two_apps_three_days(dest: TestDest) {
         }
     }
     let stats = sim.stats();
-    assert_eq!(stats.requests, 6, "exactly one call per partition");
+    assert_eq!(stats.requests, 6, "exactly one room call per partition");
     assert_eq!(stats.served, 6);
     assert_eq!(stats.throttled, 0);
     assert!(stats.served_by_partition.values().all(|n| *n == 1));
+    assert_eq!(stats.app.requests, 6, "exactly one app call per partition");
+    assert_eq!(stats.app.throttled, 0);
+    assert!(stats.app.served_by_partition.values().all(|n| *n == 1));
     // Calls are spaced by at least the interval.
     for w in stats.admitted_at.windows(2) {
         assert!(w[1] - w[0] >= std::time::Duration::from_millis(INTERVAL_MS));
     }
+    // Five-minute buckets that add up to the rooms, checked and passing.
+    for app in [APP_A, APP_B] {
+        for &day in &days {
+            let rows = app_usage_rows(&dest, app, day);
+            assert_eq!(rows.len(), 288, "{app} {day}");
+            let want = sim_totals(app, day, 30);
+            let audio: f64 = rows.iter().map(|r| r.1[0]).sum();
+            assert!((audio - want.sums[0] as f64 / 60.0).abs() < 0.5, "{audio}");
+            let checks = checks_rows(&dest, app, day);
+            assert_eq!(checks.len(), 6);
+            assert!(checks.iter().all(|c| c.status == "pass"), "{checks:?}");
+            let room = read_manifest(&dest, app, day);
+            let m = read_table_manifest(&dest, "app_usage", app, day);
+            assert!(
+                checks
+                    .iter()
+                    .all(|c| c.room_request_id == room.request_id
+                        && c.app_request_id == m.request_id)
+            );
+        }
+    }
     assert!(
-        r.stdout.starts_with("trtc-usage: ok: 6 written"),
+        r.stdout.starts_with("trtc-usage: ok: 18 written")
+            && r.stdout.contains("checks 6 passed, 0 failed"),
         "{}",
         r.stdout
     );
@@ -69,8 +94,9 @@ fn rerun_makes_no_calls_and_force_replaces(dest: TestDest) {
         2,
         "final partitions are not fetched again"
     );
+    assert_eq!(sim.stats().app.requests, 2, "nor are final app_usage ones");
     assert_eq!(objects(&dest), first, "files unchanged");
-    r.assert_stdout_has(&["0 written, 2 skipped (final)"]);
+    r.assert_stdout_has(&["0 written, 6 skipped (final)"]);
 
     let mut forced = args.clone();
     forced.push("--force".into());
@@ -124,7 +150,8 @@ fn retries_throttle_502_and_internal_error(dest: TestDest) {
     let stats = sim.stats();
     assert_eq!(stats.requests, 4);
     assert_eq!(stats.throttled, 0, "the pacer never calls too fast");
-    r.assert_stdout_has(&["4 calls (3 retries, 1 throttled)"]);
+    // The app call, unfaulted, is the fifth.
+    r.assert_stdout_has(&["5 calls (3 retries, 1 throttled)"]);
     r.assert_stderr_has(&["OperationDenied.FreqOverLimit", "502"]);
 }
 
@@ -139,9 +166,14 @@ fn bad_credentials_stop_the_run_and_write_nothing(dest: TestDest) {
         1,
         "the run stops at the first fatal answer"
     );
+    assert_eq!(
+        sim.stats().app.requests,
+        1,
+        "the app call beside it fails too"
+    );
     assert!(object_names(&dest).is_empty(), "nothing written");
     r.assert_stderr_has(&["AuthFailure.SignatureFailure", "RequestId"]);
-    r.assert_stdout_has(&["fatal error", "6 not attempted"]);
+    r.assert_stdout_has(&["fatal error", "2 failed, 5 not attempted"]);
 }
 
 fn unknown_app_fails_only_that_app(dest: TestDest) {
@@ -159,8 +191,9 @@ fn unknown_app_fails_only_that_app(dest: TestDest) {
         4,
         "3 for app A, 1 for the unknown app B"
     );
+    assert_eq!(sim.stats().app.requests, 4);
     r.assert_stderr_has(&["FailedOperation.SdkAppIdNotExist"]);
-    r.assert_stdout_has(&["3 written, 0 skipped (final), 3 failed"]);
+    r.assert_stdout_has(&["9 written, 0 skipped (final), 6 failed"]);
 }
 
 fn bad_csv_value_fails_only_that_partition(dest: TestDest) {
@@ -179,6 +212,8 @@ fn bad_csv_value_fails_only_that_partition(dest: TestDest) {
     // reads it differently can rebuild it without the API.
     let mut want = expected_layout(&[APP_A], &[days_ago(12), days_ago(10)]);
     want.extend(raw_layout(&[APP_A], &[bad_day]));
+    // Its app_usage is fine, and written; with no rooms, no check.
+    want.extend(layout_of(&["app_usage"], &[APP_A], &[bad_day]));
     assert_eq!(object_names(&dest), want);
     r.assert_stderr_has(&["CSV line 3, column 'SD'", bad_day.to_string().as_str()]);
     assert_eq!(sim.stats().requests, 3, "a data error is not retried");

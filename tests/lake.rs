@@ -56,7 +56,10 @@ fn raw_off_keeps_no_raw_zone(dest: TestDest) {
     assert_eq!(object_names(&dest), table_layout(&[APP_A], &[day]));
     let m = read_manifest(&dest, APP_A, day);
     assert_eq!(m.raw_object, None);
-    assert_eq!(m.body.as_ref().unwrap().sha256, sim.stats().body_sha256[&m.request_id]);
+    assert_eq!(
+        m.body.as_ref().unwrap().sha256,
+        sim.stats().body_sha256[&m.request_id]
+    );
 }
 
 fn rebuild_gives_the_same_files_with_no_call_and_no_credentials(dest: TestDest) {
@@ -65,24 +68,41 @@ fn rebuild_gives_the_same_files_with_no_call_and_no_credentials(dest: TestDest) 
     let days: Vec<_> = start.iter_days().take(2).collect();
     run(cmd(&sim, &dest), &range_args(&[APP_A, APP_B], start, end)).assert_code(0);
     let exported = objects(&dest);
-    let requests = sim.stats().requests;
+    let requests = sim.stats().total_requests();
 
-    delete_objects(&dest, "room_usage/");
+    let checks_before: Vec<_> = days
+        .iter()
+        .flat_map(|d| [APP_A, APP_B].map(|a| checks_rows(&dest, a, *d)))
+        .collect();
+    for table in TABLES {
+        delete_objects(&dest, &format!("{table}/"));
+    }
     assert_eq!(
         object_names(&dest),
         raw_layout(&[APP_A, APP_B], &days),
         "only the raw zone is left"
     );
-    // No range: every partition that has raw answers.
+    // No range: every partition that has raw answers, and their checks.
     let r = run_sub(lake_cmd(&dest), "rebuild", &[] as &[&str]);
     r.assert_code(0);
-    r.assert_stdout_has(&["4 written", "0 calls"]);
-    assert_eq!(sim.stats().requests, requests, "no API call");
+    r.assert_stdout_has(&["12 written", "checks 4 passed, 0 failed", "0 calls"]);
+    assert_eq!(sim.stats().total_requests(), requests, "no API call");
+    let rebuilt = objects(&dest);
     assert_eq!(
-        objects(&dest),
-        exported,
-        "every file and manifest is the same to the byte"
+        rebuilt.keys().collect::<Vec<_>>(),
+        exported.keys().collect::<Vec<_>>()
     );
+    for (key, bytes) in &exported {
+        if !key.starts_with("checks/") {
+            assert_eq!(&rebuilt[key], bytes, "{key} is the same to the byte");
+        }
+    }
+    // A check says when it ran; everything else in it is the same.
+    let checks_after: Vec<_> = days
+        .iter()
+        .flat_map(|d| [APP_A, APP_B].map(|a| checks_rows(&dest, a, *d)))
+        .collect();
+    assert_eq!(checks_after, checks_before);
 }
 
 fn rebuild_uses_the_newest_raw_answer(dest: TestDest) {
@@ -144,7 +164,10 @@ fn unreadable_raw_fails_its_partition_and_a_missing_one_is_left_alone(dest: Test
         &range_args(&[APP_A], days[0], days[3]),
     );
     r.assert_code(1);
-    r.assert_stdout_has(&["1 written", "3 failed"]);
+    // room_usage: day 2 rebuilt, days 0 and 1 unreadable, day 3 without
+    // raw; app_usage: days 0-2 rebuilt, day 3 without raw; checks: days
+    // 0-2, whose app_usage was rebuilt.
+    r.assert_stdout_has(&["7 written", "4 failed", "checks 3 passed"]);
     r.assert_stderr_has(&[
         bad_zstd.as_str(),
         "is not valid zstd",
@@ -173,7 +196,11 @@ fn old_layout_is_refused_before_any_call(dest: TestDest) {
     let r = run(cmd(&sim, &dest), &date_args(&[APP_A], day));
     r.assert_code(2);
     r.assert_stderr_has(&["0.1 layout", "room_usage/"]);
-    assert_eq!(sim.stats().requests, 0, "refused before any API call");
+    assert_eq!(
+        sim.stats().total_requests(),
+        0,
+        "refused before any API call"
+    );
     for sub in ["rebuild", "status"] {
         let r = run_sub(lake_cmd(&dest), sub, &[] as &[&str]);
         r.assert_code(2);
@@ -227,7 +254,7 @@ fn status_shows_final_settling_missing_and_verify_finds_damage(dest: TestDest) {
     run_sub(lake_cmd(&dest), "status", &range)
         .assert_code(0)
         .assert_stdout_has(&[&format!("failed: {d11}")]);
-    let requests = sim.stats().requests;
+    let requests = sim.stats().total_requests();
 
     // --verify reads every file: a damaged one is named, exit 1.
     put_object(
@@ -241,7 +268,11 @@ fn status_shows_final_settling_missing_and_verify_finds_damage(dest: TestDest) {
     run_sub(lake_cmd(&dest), "status", &verify)
         .assert_code(1)
         .assert_stdout_has(&[&format!("damaged: {d10} the file has 7 bytes")]);
-    assert_eq!(sim.stats().requests, requests, "status makes no API call");
+    assert_eq!(
+        sim.stats().total_requests(),
+        requests,
+        "status makes no API call"
+    );
 }
 
 fn a_damaged_final_partition_is_rebuilt_from_raw_else_fetched(dest: TestDest) {
@@ -275,7 +306,10 @@ fn a_damaged_final_partition_is_rebuilt_from_raw_else_fetched(dest: TestDest) {
         "missing or unreadable",
         "No raw answer to rebuild the damaged partition from; fetching it again",
     ]);
-    r.assert_stdout_has(&["2 written, 1 skipped (final)"]);
+    // Written: day 0 rebuilt, day 1 fetched, and day 1's check (its input
+    // changed); skipped: app_usage × 3, the checks of days 0 (same answers
+    // as before) and 2.
+    r.assert_stdout_has(&["3 written, 5 skipped (final)"]);
     assert_eq!(
         sim.stats().requests,
         requests + 1,

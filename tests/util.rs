@@ -558,3 +558,97 @@ impl Drop for FakeServer {
         }
     }
 }
+
+/// The `app_usage` rows of a partition: interval start (µs) and the six
+/// minute columns (nulls as 0).
+pub fn app_usage_rows(dest: &TestDest, app: u64, day: NaiveDate) -> Vec<(i64, [f64; 6])> {
+    let cols = [
+        "audio_minutes",
+        "video_sd_minutes",
+        "video_hd_minutes",
+        "video_full_hd_minutes",
+        "video_2k_minutes",
+        "video_4k_minutes",
+    ];
+    let mut out = Vec::new();
+    for b in read_table(dest, "app_usage", app, day) {
+        let starts = b
+            .column_by_name("interval_start")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow_array::TimestampMicrosecondArray>()
+            .unwrap();
+        let values: Vec<&arrow_array::Float64Array> = cols
+            .iter()
+            .map(|c| {
+                b.column_by_name(c)
+                    .unwrap()
+                    .as_any()
+                    .downcast_ref::<arrow_array::Float64Array>()
+                    .unwrap()
+            })
+            .collect();
+        for i in 0..b.num_rows() {
+            let row = std::array::from_fn(|k| {
+                if values[k].is_null(i) {
+                    0.0
+                } else {
+                    values[k].value(i)
+                }
+            });
+            out.push((starts.value(i), row));
+        }
+    }
+    out
+}
+
+/// One row of `checks`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckRow {
+    pub series: String,
+    pub room_minutes: f64,
+    pub app_minutes: f64,
+    pub status: String,
+    pub room_request_id: String,
+    pub app_request_id: String,
+}
+
+pub fn checks_rows(dest: &TestDest, app: u64, day: NaiveDate) -> Vec<CheckRow> {
+    let mut out = Vec::new();
+    for b in read_table(dest, "checks", app, day) {
+        let s = |c: &str| {
+            b.column_by_name(c)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .clone()
+        };
+        let f = |c: &str| {
+            b.column_by_name(c)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<arrow_array::Float64Array>()
+                .unwrap()
+                .clone()
+        };
+        let (series, status, rr, ar) = (
+            s("series"),
+            s("status"),
+            s("room_request_id"),
+            s("app_request_id"),
+        );
+        let (room, appm) = (f("room_minutes"), f("app_minutes"));
+        for i in 0..b.num_rows() {
+            out.push(CheckRow {
+                series: series.value(i).to_owned(),
+                room_minutes: room.value(i),
+                app_minutes: appm.value(i),
+                status: status.value(i).to_owned(),
+                room_request_id: rr.value(i).to_owned(),
+                app_request_id: ar.value(i).to_owned(),
+            });
+        }
+    }
+    out
+}

@@ -291,7 +291,10 @@ pub fn print_plan(cfg: &JobConfig, plan: &Plan) {
         }
     }
     for p in &plan.recheck {
-        println!("  check  {}/{p}  (from the final inputs, no call)", Table::Checks);
+        println!(
+            "  check  {}/{p}  (from the final inputs, no call)",
+            Table::Checks
+        );
     }
     println!(
         "{room_calls} DescribeTrtcRoomUsage call(s) at one per {} and {app_calls} DescribeTrtcUsage call(s) at one per {} (made while the room calls wait): about {} (plus retries).",
@@ -302,7 +305,7 @@ pub fn print_plan(cfg: &JobConfig, plan: &Plan) {
 }
 
 enum PartitionResult {
-    Written(partition::Written),
+    Written(Box<partition::Written>),
     Failed(String),
     /// The app is unknown: fail this and every later partition of it.
     AppFailed(String),
@@ -417,7 +420,7 @@ async fn export_room(
         check: None,
     };
     match partition::write_room_usage(&cfg.dest, cfg.contract, cfg.batch_rows, usage, &call).await {
-        Ok(w) => PartitionResult::Written(w),
+        Ok(w) => PartitionResult::Written(Box::new(w)),
         Err(msg) => PartitionResult::Failed(msg),
     }
 }
@@ -467,7 +470,7 @@ async fn export_app(
         check: None,
     };
     match partition::write_app_usage(&cfg.dest, cfg.contract, cfg.offset, usage, &call).await {
-        Ok(w) => PartitionResult::Written(w),
+        Ok(w) => PartitionResult::Written(Box::new(w)),
         Err(msg) => PartitionResult::Failed(msg),
     }
 }
@@ -536,7 +539,7 @@ fn record(
     match result {
         PartitionResult::Written(w) => {
             summary.wrote(&w);
-            return Some(w.manifest);
+            return Some(w.manifest.clone());
         }
         PartitionResult::Failed(msg) => {
             error!(%table, app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "Partition failed.");
@@ -629,7 +632,8 @@ pub async fn run(
         });
         // A repaired input has a new manifest: its check is done again
         // with the fetched ones, or from the lake below.
-        plan.recheck.retain(|p| !plan.todo.iter().any(|t| t.p == *p));
+        plan.recheck
+            .retain(|p| !plan.todo.iter().any(|t| t.p == *p));
     }
     let checks_on = fills(cfg, Table::Checks);
     // Checks whose inputs are both final need no call.
@@ -639,7 +643,15 @@ pub async fn run(
             manifest::read(&cfg.dest, Table::AppUsage, p.app_id, p.usage_date).await,
         );
         if let (Ok(Some(room)), Ok(Some(app))) = (room, app) {
-            check_one(&cfg.dest, cfg.check_tolerance, cfg.offset_label(), &room, &app, &mut summary).await;
+            check_one(
+                &cfg.dest,
+                cfg.check_tolerance,
+                cfg.offset_label(),
+                &room,
+                &app,
+                &mut summary,
+            )
+            .await;
         }
     }
     if plan.todo.is_empty() {
@@ -651,7 +663,11 @@ pub async fn run(
     let client = match Client::new(cfg.api.clone(), provider) {
         Ok(client) => Arc::new(client),
         Err(e) => {
-            summary.stop(Status::Fatal, Some(e.to_string()), plan.todo.iter().map(|t| t.p));
+            summary.stop(
+                Status::Fatal,
+                Some(e.to_string()),
+                plan.todo.iter().map(|t| t.p),
+            );
             return finish(summary);
         }
     };
@@ -705,10 +721,24 @@ pub async fn run(
         summary.calls.add(&app_stats);
         let mut step = Step::Go;
         let room = room_result.and_then(|r| {
-            record(Table::RoomUsage, p, r, &mut summary, &mut failed_apps, &mut step)
+            record(
+                Table::RoomUsage,
+                p,
+                r,
+                &mut summary,
+                &mut failed_apps,
+                &mut step,
+            )
         });
         let app = app_result.and_then(|r| {
-            record(Table::AppUsage, p, r, &mut summary, &mut failed_apps, &mut step)
+            record(
+                Table::AppUsage,
+                p,
+                r,
+                &mut summary,
+                &mut failed_apps,
+                &mut step,
+            )
         });
         if checks_on && (room.is_some() || app.is_some()) {
             let room = match room {
@@ -722,7 +752,15 @@ pub async fn run(
                 None => None,
             };
             if let (Some(room), Some(app)) = (room, app) {
-                check_one(&cfg.dest, cfg.check_tolerance, cfg.offset_label(), &room, &app, &mut summary).await;
+                check_one(
+                    &cfg.dest,
+                    cfg.check_tolerance,
+                    cfg.offset_label(),
+                    &room,
+                    &app,
+                    &mut summary,
+                )
+                .await;
             }
         }
         summary.steps_done += 1;
@@ -733,7 +771,11 @@ pub async fn run(
                 break;
             }
             Step::Cancelled => {
-                summary.stop(Status::Interrupted, None, std::iter::once(p).chain(todo.map(|t| t.p)));
+                summary.stop(
+                    Status::Interrupted,
+                    None,
+                    std::iter::once(p).chain(todo.map(|t| t.p)),
+                );
                 break;
             }
         }
@@ -766,10 +808,7 @@ pub(crate) fn end_status(fail_on_checks: bool, mut summary: Summary) -> Summary 
     if summary.status == Status::Ok && !summary.failed.is_empty() {
         summary.status = Status::PartitionsFailed;
     }
-    if summary.status == Status::Ok
-        && fail_on_checks
-        && summary.checks.failed > 0
-    {
+    if summary.status == Status::Ok && fail_on_checks && summary.checks.failed > 0 {
         summary.status = Status::ChecksFailed;
     }
     summary

@@ -102,22 +102,25 @@ pub async fn from_raw(
     let key = dest.relative(&object.path).to_owned();
     let body = raw::read(dest, object).await.map_err(|e| e.to_string())?;
     let unreadable = |e: crate::tencent::api::ApiError| format!("raw object {key}: {e}");
-    let call = |request_id: &str, start_time: String, end_time: String, bytes: usize, sha256: &str| CallInfo {
-        table,
-        app_id: p.app_id,
-        day: p.usage_date,
-        request_id: request_id.to_owned(),
-        fetched_at: object.fetched_at,
-        start_time,
-        end_time,
-        utc_offset: offset.to_string(),
-        body: Some(BodyInfo {
-            bytes: bytes as u64,
-            sha256: sha256.to_owned(),
-        }),
-        raw_object: Some(key.clone()),
-        check: None,
-    };
+    let call =
+        |request_id: &str, start_time: String, end_time: String, bytes: usize, sha256: &str| {
+            CallInfo {
+                table,
+                app_id: p.app_id,
+                day: p.usage_date,
+                request_id: request_id.to_owned(),
+                fetched_at: object.fetched_at,
+                start_time,
+                end_time,
+                utc_offset: offset.to_string(),
+                body: Some(BodyInfo {
+                    bytes: bytes as u64,
+                    sha256: sha256.to_owned(),
+                }),
+                raw_object: Some(key.clone()),
+                check: None,
+            }
+        };
     let written = match table {
         Table::RoomUsage => {
             let usage = RoomUsage::from_body(body, object.fetched_at, &key).map_err(unreadable)?;
@@ -276,7 +279,15 @@ pub async fn run(
                     );
                     match (room, app) {
                         (Ok(Some(room)), Ok(Some(app))) => {
-                            export::check_one(dest, cfg.check_tolerance, cfg.scope.offset.to_string(), &room, &app, &mut summary).await;
+                            export::check_one(
+                                dest,
+                                cfg.check_tolerance,
+                                cfg.scope.offset.to_string(),
+                                &room,
+                                &app,
+                                &mut summary,
+                            )
+                            .await;
                         }
                         (Ok(_), Ok(_)) => {
                             info!(app_id = p.app_id, usage_date = %p.usage_date, "No check: the day lacks a room_usage or app_usage partition.");

@@ -260,7 +260,9 @@ async fn table_status(cfg: &StatusConfig, table: Table) -> Result<TableStatus, S
     for (app, day, m, damage) in read {
         let s = statuses.get_mut(&app).expect("every app has an entry");
         if let Ok(Some(m)) = &m
-            && m.check.as_ref().is_some_and(|c| !c.failed_series.is_empty())
+            && m.check
+                .as_ref()
+                .is_some_and(|c| !c.failed_series.is_empty())
         {
             s.failed_checks.push(day);
         }

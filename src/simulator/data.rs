@@ -112,7 +112,8 @@ pub const BUCKETS: usize = 288;
 pub fn buckets(totals: [u64; 6]) -> Vec<[f64; 6]> {
     let weight = |i: usize| {
         let hour = i as f64 / 12.0;
-        1.0 + 4.0 * (-((hour - 20.0) / 3.0).powi(2)).exp() + 2.0 * (-((hour - 11.0) / 2.5).powi(2)).exp()
+        1.0 + 4.0 * (-((hour - 20.0) / 3.0).powi(2)).exp()
+            + 2.0 * (-((hour - 11.0) / 2.5).powi(2)).exp()
     };
     let sum: f64 = (0..BUCKETS).map(weight).sum();
     (0..BUCKETS)
@@ -181,7 +182,11 @@ mod tests {
         assert_eq!(b.len(), BUCKETS);
         for s in 0..6 {
             let sum: f64 = b.iter().map(|v| v[s]).sum();
-            assert!((sum - totals[s] as f64 / 60.0).abs() < 0.2, "{sum} vs {}", totals[s]);
+            assert!(
+                (sum - totals[s] as f64 / 60.0).abs() < 0.2,
+                "{sum} vs {}",
+                totals[s]
+            );
         }
         let mut empties = 0;
         for app in 1..200 {

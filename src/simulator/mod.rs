@@ -520,16 +520,17 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
             Api::Room => serde_json::from_slice::<crate::tencent::api::RoomUsageRequest>(&body)
                 .map(|r| {
                     let start = parse_time(&r.start_time);
-                    (r.sdk_app_id, start.map(|s| s.date()), Request::Room(r, start))
+                    (
+                        r.sdk_app_id,
+                        start.map(|s| s.date()),
+                        Request::Room(r, start),
+                    )
                 }),
-            Api::App => {
-                serde_json::from_slice::<crate::tencent::app_usage::AppUsageRequest>(&body).map(
-                    |r| {
-                        let day = parse_day(&r.start_time);
-                        (r.sdk_app_id, day, Request::App(r))
-                    },
-                )
-            }
+            Api::App => serde_json::from_slice::<crate::tencent::app_usage::AppUsageRequest>(&body)
+                .map(|r| {
+                    let day = parse_day(&r.start_time);
+                    (r.sdk_app_id, day, Request::App(r))
+                }),
         };
         let (app_id, day, request) = match parsed {
             Ok(p) => p,
@@ -633,10 +634,7 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
 
 /// A parsed request of either API.
 enum Request {
-    Room(
-        crate::tencent::api::RoomUsageRequest,
-        Option<NaiveDateTime>,
-    ),
+    Room(crate::tencent::api::RoomUsageRequest, Option<NaiveDateTime>),
     App(crate::tencent::app_usage::AppUsageRequest),
 }
 
@@ -718,7 +716,10 @@ fn alter(usage: &mut AppAnswer, fault: &AppFault) {
 
 /// The answer to a well-formed, authenticated, admitted app request: one
 /// day's 288 buckets, adding up to the rooms the room API serves.
-fn evaluate_app(inner: &mut Inner, request: &crate::tencent::app_usage::AppUsageRequest) -> Outcome {
+fn evaluate_app(
+    inner: &mut Inner,
+    request: &crate::tencent::app_usage::AppUsageRequest,
+) -> Outcome {
     let (Some(start), Some(end)) = (parse_day(&request.start_time), parse_day(&request.end_time))
     else {
         return Err((

@@ -153,7 +153,9 @@ fn bucket_start(
     }
     let local = NaiveDateTime::parse_from_str(time_key.trim(), "%Y-%m-%d %H:%M:%S")
         .or_else(|_| NaiveDateTime::parse_from_str(time_key.trim(), "%Y-%m-%d %H:%M"))
-        .map_err(|_| bad("TimeKey is not YYYY-MM-DD HH:MM:SS and there is no TimeStampKey".into()))?;
+        .map_err(|_| {
+            bad("TimeKey is not YYYY-MM-DD HH:MM:SS and there is no TimeStampKey".into())
+        })?;
     offset
         .from_local_datetime(&local)
         .single()
@@ -306,8 +308,16 @@ mod tests {
         let u = usage(
             &["audio", "Sd", "HD", "FULLHD", "2K", "4k", "8K"],
             vec![
-                bucket("2026-11-20 00:00:00", Some(MIDNIGHT), &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]),
-                bucket("2026-11-20 00:05:00", None, &[0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]),
+                bucket(
+                    "2026-11-20 00:00:00",
+                    Some(MIDNIGHT),
+                    &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
+                ),
+                bucket(
+                    "2026-11-20 00:05:00",
+                    None,
+                    &[0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0],
+                ),
             ],
         );
         let n = normalize(&u, day(), bj(), SchemaContract::Evolve).unwrap();
@@ -332,7 +342,10 @@ mod tests {
 
     #[test]
     fn missing_keys_are_null_columns() {
-        let u = usage(&["Audio"], vec![bucket("2026-11-20 23:55:00", None, &[2.0])]);
+        let u = usage(
+            &["Audio"],
+            vec![bucket("2026-11-20 23:55:00", None, &[2.0])],
+        );
         let n = normalize(&u, day(), bj(), SchemaContract::Evolve).unwrap();
         assert_eq!(n.header.missing.len(), 5);
         assert_eq!(n.batch.column(2).null_count(), 1);
@@ -343,12 +356,30 @@ mod tests {
     fn bad_answers_name_the_bucket() {
         let keys = ["Audio", "SD"];
         for (b, want) in [
-            (bucket("2026-11-20 00:00:00", None, &[1.0]), "bucket 2026-11-20 00:00:00: 1 values for 2 UsageKey entries"),
-            (bucket("2026-11-21 00:00:00", None, &[1.0, 1.0]), "bucket 2026-11-21 00:00:00 (2026-11-20 16:00:00 UTC) is outside 2026-11-20"),
-            (bucket("2026-11-19 23:55:00", Some(MIDNIGHT - 300), &[1.0, 1.0]), "is outside 2026-11-20"),
-            (bucket("2026-11-20 00:10:00", None, &[-1.0, 1.0]), "bucket 2026-11-20 00:10:00, series 'Audio': -1 is not"),
-            (bucket("2026-11-20 00:10:00", None, &[1.0, f64::NAN]), "series 'SD': NaN is not"),
-            (bucket("yesterday", None, &[1.0, 1.0]), "bucket yesterday: TimeKey is not"),
+            (
+                bucket("2026-11-20 00:00:00", None, &[1.0]),
+                "bucket 2026-11-20 00:00:00: 1 values for 2 UsageKey entries",
+            ),
+            (
+                bucket("2026-11-21 00:00:00", None, &[1.0, 1.0]),
+                "bucket 2026-11-21 00:00:00 (2026-11-20 16:00:00 UTC) is outside 2026-11-20",
+            ),
+            (
+                bucket("2026-11-19 23:55:00", Some(MIDNIGHT - 300), &[1.0, 1.0]),
+                "is outside 2026-11-20",
+            ),
+            (
+                bucket("2026-11-20 00:10:00", None, &[-1.0, 1.0]),
+                "bucket 2026-11-20 00:10:00, series 'Audio': -1 is not",
+            ),
+            (
+                bucket("2026-11-20 00:10:00", None, &[1.0, f64::NAN]),
+                "series 'SD': NaN is not",
+            ),
+            (
+                bucket("yesterday", None, &[1.0, 1.0]),
+                "bucket yesterday: TimeKey is not",
+            ),
         ] {
             let err = normalize(&usage(&keys, vec![b]), day(), bj(), SchemaContract::Evolve)
                 .unwrap_err()
@@ -371,7 +402,13 @@ mod tests {
 
     #[test]
     fn no_buckets_is_a_day_with_no_usage() {
-        let n = normalize(&usage(&["Audio"], vec![]), day(), bj(), SchemaContract::Evolve).unwrap();
+        let n = normalize(
+            &usage(&["Audio"], vec![]),
+            day(),
+            bj(),
+            SchemaContract::Evolve,
+        )
+        .unwrap();
         assert_eq!(n.batch.num_rows(), 0);
         assert_eq!(n.totals.len(), 6);
     }

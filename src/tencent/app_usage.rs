@@ -205,9 +205,18 @@ mod tests {
             other => panic!("{other:?}"),
         }
         for (body, reason) in [
-            (r#"{"Response": {"UsageKey": [], "UsageList": []}}"#, "RequestId is missing"),
-            (r#"{"Response": {"RequestId": "r", "UsageList": []}}"#, "UsageKey is missing"),
-            (r#"{"Response": {"RequestId": "r", "UsageKey": [], "UsageList": null}}"#, "UsageList is missing"),
+            (
+                r#"{"Response": {"UsageKey": [], "UsageList": []}}"#,
+                "RequestId is missing",
+            ),
+            (
+                r#"{"Response": {"RequestId": "r", "UsageList": []}}"#,
+                "UsageKey is missing",
+            ),
+            (
+                r#"{"Response": {"RequestId": "r", "UsageKey": [], "UsageList": null}}"#,
+                "UsageList is missing",
+            ),
             ("<html>", "not the API's JSON"),
         ] {
             let e = parse(body).unwrap_err().to_string();
