@@ -115,3 +115,88 @@ fn duckdb_reads_an_evolved_column_with_union_by_name() {
     assert_eq!(v["types"]["extra_8k_seconds"], "BIGINT");
     assert_eq!(v["types"]["app_id"], "BIGINT");
 }
+
+/// The README's queries (docs/queries.sql), run by DuckDB on a lake with
+/// all three tables: every one runs, with the types and figures expected.
+#[test]
+fn the_readme_queries_run_on_all_three_tables() {
+    let Some(py) = python() else { return };
+    let sim = start_sim(sim_config());
+    let dest = TestDest::local();
+    let days: Vec<_> = days_ago(12).iter_days().take(2).collect();
+    run(
+        cmd(&sim, &dest),
+        &range_args(&[APP_A, APP_B], days[0], days[1]),
+    )
+    .assert_code(0);
+    let out = std::process::Command::new(&py)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/run_queries.py"
+        ))
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/queries.sql"))
+        .arg(dest.url())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let types = &v["types"];
+    for (table, column, want) in [
+        ("app_usage", "app_id", "BIGINT"),
+        ("app_usage", "usage_date", "DATE"),
+        ("app_usage", "interval_start", "TIMESTAMP WITH TIME ZONE"),
+        ("app_usage", "audio_minutes", "DOUBLE"),
+        ("app_usage", "video_4k_minutes", "DOUBLE"),
+        ("app_usage", "request_id", "VARCHAR"),
+        ("app_usage", "fetched_at", "TIMESTAMP WITH TIME ZONE"),
+        ("checks", "series", "VARCHAR"),
+        ("checks", "room_minutes", "DOUBLE"),
+        ("checks", "tolerance", "DOUBLE"),
+        ("checks", "status", "VARCHAR"),
+        ("checks", "checked_at", "TIMESTAMP WITH TIME ZONE"),
+        ("checks", "usage_date", "DATE"),
+    ] {
+        assert_eq!(types[table][column], want, "{table}.{column}");
+    }
+    let q = &v["queries"];
+    for name in [
+        "minutes_per_resolution_per_day",
+        "busiest_five_minutes",
+        "top_rooms",
+        "failing_checks",
+        "rooms_against_app_per_day",
+    ] {
+        assert!(q[name]["types"].is_array(), "{name} ran");
+    }
+    assert_eq!(
+        q["busiest_five_minutes"]["rows"].as_array().unwrap().len(),
+        5
+    );
+    assert_eq!(q["top_rooms"]["rows"].as_array().unwrap().len(), 10);
+    assert_eq!(
+        q["failing_checks"]["rows"],
+        serde_json::json!([]),
+        "the simulator adds up"
+    );
+    // The join: one row per app-day with rooms, each side within a minute.
+    let joined = q["rooms_against_app_per_day"]["rows"].as_array().unwrap();
+    assert!(!joined.is_empty());
+    for row in joined {
+        let room: f64 = row[2].as_str().unwrap().parse().unwrap_or(0.0);
+        let app: f64 = row[3].as_str().unwrap().parse().unwrap();
+        assert!((room - app).abs() < 1.0, "{row}");
+    }
+    // The README shows the same queries, to the character.
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let sql =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/queries.sql")).unwrap();
+    for block in sql.split("-- name: ").skip(1) {
+        let body = block.split_once('\n').unwrap().1.trim();
+        assert!(readme.contains(body), "README lacks the query:\n{body}");
+    }
+}
