@@ -35,11 +35,33 @@ for runner in ("kubernetes", "bash"):
         "catchup": bool(dag.catchup),
         "retries": export.retries >= 1,
         "waits for settle": dag.get_task("wait_for_settle").downstream_task_ids == {"export"},
+        "export runs with --checks warn": "--checks warn" in args,
+        "reconcile after export, never retried": (
+            "reconcile" in dag.task_ids
+            and export.downstream_task_ids == {"reconcile"}
+            and dag.get_task("reconcile").retries == 0
+        ),
     }
     for name, ok in checks.items():
         if not ok:
             failures.append(f"{runner}: {name}")
     print(f"{runner}: DAG trtc_usage loaded, tasks {sorted(dag.task_ids)}, operator {type(export).__name__}")
+
+# reconcile's callable, run on summaries like the job prints.
+os.environ["TRTC_USAGE_AIRFLOW_RUNNER"] = "bash"
+bag = DagBag(dag_folder=os.path.join(here, "trtc_usage_dag.py"))
+fn = bag.dags["trtc_usage"].get_task("reconcile").python_callable
+ok = '{"status": "ok", "checks": {"passed": 2, "failed": 0}, "failed_checks": []}'
+if fn(ok) != {"passed": 2, "failed": 0}:
+    failures.append("reconcile: a passing summary")
+bad = {"checks": {"passed": 0, "failed": 1}, "failed_checks": [{"app_id": 1, "usage_date": "2026-11-20",
+       "series": "audio", "room_minutes": 10.0, "app_minutes": 15.0, "tolerance": 1.0}]}
+try:
+    fn(bad)
+    failures.append("reconcile: a failing summary did not fail")
+except Exception as e:  # AirflowFailException
+    if type(e).__name__ != "AirflowFailException" or "audio: rooms 10.0 min, app 15.0 min" not in str(e):
+        failures.append(f"reconcile: {type(e).__name__}: {e}")
 
 if failures:
     print("FAILED: " + "; ".join(failures))

@@ -9,6 +9,13 @@ limit (one call every 15 s) respected across all runs and both variants.
 
 Create the pool once: `airflow pools set trtc_api 1 "TRTC API rate limit"`.
 
+After the export, `reconcile` reads the run summary (XCom) and fails,
+with no retry, when the day's rooms do not add up to the app's figure
+(the `checks` table): a retry cannot change the data, so the failure is
+made visible once instead of retried. The export itself runs with
+`--checks warn`, so its exit status and retries are about fetching and
+writing only.
+
 Two ways to run the export, chosen by TRTC_USAGE_AIRFLOW_RUNNER where the
 DAG is parsed: `kubernetes` (default) starts the container image with
 KubernetesPodOperator, credentials from Kubernetes Secrets, and pushes the
@@ -24,9 +31,12 @@ from datetime import timedelta
 import pendulum
 
 try:  # Airflow 3
-    from airflow.sdk import DAG
+    from airflow.sdk import DAG, task
+    from airflow.sdk.exceptions import AirflowFailException
 except ImportError:  # Airflow 2
     from airflow import DAG
+    from airflow.decorators import task
+    from airflow.exceptions import AirflowFailException
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from airflow.providers.cncf.kubernetes.secret import Secret
@@ -41,12 +51,16 @@ RUNNER = os.environ.get("TRTC_USAGE_AIRFLOW_RUNNER", "kubernetes")
 
 # The command, shared by both variants. Exit 2 (configuration, credentials)
 # is not worth retrying; Airflow retries every failure, so keep retries few.
+# Under --log-format json, stdout is the run summary as one JSON object:
+# the BashOperator pushes it to XCom as its last line, the pod writes it to
+# /airflow/xcom/return.json.
 EXPORT_ARGS = [
     "export",
     "--date", "{{ ds }}",
     "--app-id", APP_IDS,
     "--dest", DEST,
     "--log-format", "json",
+    "--checks", "warn",
 ]
 
 default_args = {
@@ -97,4 +111,24 @@ with DAG(
             get_logs=True,
         )
 
+    @task(task_id="reconcile", retries=0, pool="default_pool")
+    def reconcile(summary):
+        """Fails, without retry, when a day's rooms do not add up."""
+        import json
+
+        if isinstance(summary, str):
+            summary = json.loads(summary)
+        failing = summary.get("failed_checks") or []
+        if failing:
+            raise AirflowFailException(
+                "the rooms do not add up to the app's usage (checks table): "
+                + "; ".join(
+                    f"app {c['app_id']} {c['usage_date']} {c['series']}: rooms "
+                    f"{c['room_minutes']:.1f} min, app {c['app_minutes']:.1f} min"
+                    for c in failing
+                )
+            )
+        return summary.get("checks", {})
+
     wait_for_settle >> export
+    reconcile(export.output)
