@@ -310,3 +310,39 @@ fn rebuild_recomputes_checks_at_a_new_tolerance_with_no_call(dest: TestDest) {
             &format!("rooms do not add up: {}..{}", days[0], days[1]),
         ]);
 }
+
+/// A lake written by 0.2 has room_usage manifests without totals: no check
+/// (never one that counts the rooms as 0) until `rebuild` adds them.
+#[test]
+fn a_02_manifest_without_totals_gets_no_check_until_rebuilt() {
+    let sim = start_sim(sim_config());
+    let dest = TestDest::local();
+    let day = days_ago(10);
+    let args = date_args(&[APP_A], day);
+    run(cmd(&sim, &dest), &args).assert_code(0);
+    // Make the room manifest look like 0.2's, and drop the check.
+    let key = format!("room_usage/app_id={APP_A}/usage_date={day}/_manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&objects(&dest)[&key]).unwrap();
+    m["format_version"] = 2.into();
+    m.as_object_mut().unwrap().remove("totals");
+    put_object(&dest, &key, serde_json::to_vec_pretty(&m).unwrap());
+    delete_objects(&dest, "checks/");
+
+    let r = run(cmd(&sim, &dest), &args);
+    r.assert_code(0);
+    r.assert_stderr_has(&[
+        "predates per-series totals",
+        "rebuild --tables room_usage,checks",
+    ]);
+    assert!(!object_names(&dest).iter().any(|n| n.starts_with("checks/")));
+    assert_eq!(sim.stats().total_requests(), 2, "no call for it");
+
+    run_sub(
+        lake_cmd(&dest),
+        "rebuild",
+        &with(&args, &["--tables", "room_usage,checks"]),
+    )
+    .assert_code(0)
+    .assert_stdout_has(&["2 written", "checks 1 passed"]);
+    assert_eq!(object_names(&dest), expected_layout(&[APP_A], &[day]));
+}
