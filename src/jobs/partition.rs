@@ -51,17 +51,33 @@ async fn commit(
     let m = write::commit(dest, call, encoded)
         .await
         .map_err(|e| format!("writing to {}: {e}", dest.display()))?;
-    info!(
-        table = %call.table,
-        app_id = call.app_id,
-        usage_date = %call.day,
-        request_id = %call.request_id,
-        rows,
-        bytes = m.file.size,
-        body_bytes,
-        process_ms = started.elapsed().as_millis() as u64,
-        "Wrote partition."
-    );
+    let process_ms = started.elapsed().as_millis() as u64;
+    match &call.check {
+        // A check has no call: it names the two it compared.
+        Some(c) => info!(
+            table = %call.table,
+            app_id = call.app_id,
+            usage_date = %call.day,
+            room_request_id = %c.room_request_id,
+            app_request_id = %c.app_request_id,
+            rows,
+            bytes = m.file.size,
+            failed = c.failed_series.len(),
+            process_ms,
+            "Wrote partition."
+        ),
+        None => info!(
+            table = %call.table,
+            app_id = call.app_id,
+            usage_date = %call.day,
+            request_id = %call.request_id,
+            rows,
+            bytes = m.file.size,
+            body_bytes,
+            process_ms,
+            "Wrote partition."
+        ),
+    }
     Ok(Written {
         table: call.table,
         rows,
