@@ -58,6 +58,7 @@ async fn run_rebuild(args: &RebuildArgs, log_format: LogFormat) -> u8 {
         progress: args.progress,
         checks: args.checks.checks,
         check_tolerance: args.checks.check_tolerance,
+        lease_ttl: args.lease.ttl(),
     };
     let cancel = CancellationToken::new();
     let signal = stop_on_signals(cancel.clone());

@@ -138,6 +138,33 @@ pub fn parse_tolerance(s: &str) -> Result<f64, String> {
     Ok(pct / 100.0)
 }
 
+/// One writer per lake; shared by `export` and `rebuild`.
+#[derive(Debug, Clone, Args)]
+pub struct LeaseArgs {
+    /// Take the lake's lease (`_trtc_usage/lease.json`) so no two runs write it at once.
+    #[arg(long, env = "TRTC_LEASE", value_enum, default_value_t = Switch::On)]
+    pub lease: Switch,
+
+    /// How long the lease lives unless renewed (it is renewed every third of this).
+    #[arg(long, env = "TRTC_LEASE_TTL", default_value = "5m", value_parser = parse_lease_ttl)]
+    pub lease_ttl: Duration,
+}
+
+impl LeaseArgs {
+    /// The lease's time to live, or `None` under `--lease off`.
+    pub fn ttl(&self) -> Option<Duration> {
+        (self.lease == Switch::On).then_some(self.lease_ttl)
+    }
+}
+
+fn parse_lease_ttl(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(7 * 86400) {
+        return Err(format!("'{s}' is not between 1s and 7 days"));
+    }
+    Ok(d)
+}
+
 /// How the `checks` table is filled; shared by `export` and `rebuild`.
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
@@ -218,6 +245,9 @@ pub struct RebuildArgs {
 
     #[command(flatten)]
     pub checks: CheckArgs,
+
+    #[command(flatten)]
+    pub lease: LeaseArgs,
 
     /// Also write the run summary as JSON to this file.
     #[arg(long, env = "TRTC_SUMMARY_FILE")]
@@ -366,6 +396,9 @@ pub struct ExportArgs {
 
     #[command(flatten)]
     pub checks: CheckArgs,
+
+    #[command(flatten)]
+    pub lease: LeaseArgs,
 
     /// Print the plan (partitions, calls, estimated time); no API call, nothing written.
     #[arg(long, env = "TRTC_DRY_RUN")]

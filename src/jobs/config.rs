@@ -128,6 +128,8 @@ pub struct JobConfig {
     pub check_tolerance: f64,
     /// Spacing of `DescribeTrtcUsage` calls.
     pub app_min_interval: Duration,
+    /// The lease's time to live; `None` under `--lease off`.
+    pub lease_ttl: Option<Duration>,
 }
 
 /// The tables an export fills: `--tables` (or all), less `checks` under
@@ -227,6 +229,7 @@ impl JobConfig {
             checks: args.checks.checks,
             check_tolerance: args.checks.check_tolerance,
             app_min_interval: args.app_min_interval,
+            lease_ttl: args.lease.ttl(),
         })
     }
 

@@ -23,6 +23,7 @@ use crate::jobs::plan;
 use crate::jobs::progress::Progress;
 use crate::jobs::rebuild;
 pub use crate::jobs::summary::{Failure, Partition, Status, Summary};
+use crate::lake::lease::Lease;
 use crate::lake::manifest::{self, BodyInfo, Manifest};
 use crate::lake::raw;
 use crate::lake::write::CallInfo;
@@ -574,6 +575,10 @@ fn record(
 }
 
 /// Runs the export. `provider` is `None` only for a dry run.
+///
+/// Before anything else, and before any API call: the destination's
+/// preflight (can we write there?), then the lake's lease (is anyone else
+/// writing it?). A dry run writes nothing, so it does neither.
 pub async fn run(
     cfg: &JobConfig,
     provider: Option<Provider>,
@@ -584,20 +589,59 @@ pub async fn run(
     for w in &cfg.warnings {
         warn!("{w}.");
     }
+    if cfg.dry_run {
+        return planned(cfg, provider, cancel, progress, started).await;
+    }
+    let refuse = |msg: String| {
+        let mut summary = Summary::new(cfg.app_ids.len() * cfg.days.len() * cfg.tables.len());
+        summary.stop(Status::Fatal, Some(msg), all_partitions(cfg));
+        summary.elapsed_secs = started.elapsed().as_secs_f64();
+        summary
+    };
+    if let Err(e) = cfg.dest.preflight().await {
+        error!(error = %e, "The destination is not usable; no API call was made.");
+        return refuse(e.to_string());
+    }
+    let lease = match cfg.lease_ttl {
+        None => None,
+        Some(ttl) => match Lease::acquire(&cfg.dest, "export", ttl, cancel.clone()).await {
+            Ok(lease) => Some(lease),
+            Err(e) => {
+                error!(error = %e, "Cannot take the lake's lease; no API call was made.");
+                return refuse(e.to_string());
+            }
+        },
+    };
+    let summary = planned(cfg, provider, cancel, progress, started).await;
+    match lease {
+        Some(lease) => end_lease(lease, summary).await,
+        None => summary,
+    }
+}
+
+/// Releases `lease`; a run that lost it mid-way ends as a fatal error.
+pub(crate) async fn end_lease(lease: Lease, mut summary: Summary) -> Summary {
+    if let Some(why) = lease.lost() {
+        summary.status = Status::Fatal;
+        summary.fatal_error = Some(format!("lost the lake's lease: {why}"));
+    }
+    lease.release().await;
+    summary
+}
+
+/// The export after its preflight and lease: plan, fetch, write, check.
+async fn planned(
+    cfg: &JobConfig,
+    provider: Option<Provider>,
+    cancel: CancellationToken,
+    progress: &mut dyn Progress,
+    started: Instant,
+) -> Summary {
     let mut summary = Summary::new(cfg.app_ids.len() * cfg.days.len() * cfg.tables.len());
     let finish = |mut s: Summary| {
         s.elapsed_secs = started.elapsed().as_secs_f64();
         s
     };
-    // Before anything else, and before any API call: can we write there?
-    // (A dry run writes nothing, so it only reads the manifests.)
-    if !cfg.dry_run
-        && let Err(e) = cfg.dest.preflight().await
-    {
-        error!(error = %e, "The destination is not usable; no API call was made.");
-        summary.stop(Status::Fatal, Some(e.to_string()), all_partitions(cfg));
-        return finish(summary);
-    }
     let mut plan = make_plan(cfg).await;
     for (table, _) in &plan.final_ {
         summary.skipped(*table, 1);

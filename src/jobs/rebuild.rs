@@ -21,6 +21,7 @@ use crate::jobs::partition;
 use crate::jobs::plan;
 use crate::jobs::progress::Progress;
 use crate::jobs::summary::{Partition, Status, Summary};
+use crate::lake::lease::Lease;
 use crate::lake::manifest::{self, BodyInfo};
 use crate::lake::raw::{self, RawObject};
 use crate::lake::store::Destination;
@@ -41,6 +42,8 @@ pub struct RebuildConfig {
     pub checks: ChecksMode,
     /// A fraction: 0.01 is 1%.
     pub check_tolerance: f64,
+    /// The lease's time to live; `None` under `--lease off`.
+    pub lease_ttl: Option<Duration>,
 }
 
 /// One partition to rebuild, or one that cannot be.
@@ -211,6 +214,34 @@ pub async fn run(
         summary.stop(Status::Fatal, Some(e.to_string()), []);
         return finish(summary);
     }
+    let lease = match cfg.lease_ttl {
+        None => None,
+        Some(ttl) => match Lease::acquire(dest, "rebuild", ttl, cancel.clone()).await {
+            Ok(lease) => Some(lease),
+            Err(e) => {
+                error!(error = %e, "Cannot take the lake's lease; nothing was rebuilt.");
+                summary.stop(Status::Fatal, Some(e.to_string()), []);
+                return finish(summary);
+            }
+        },
+    };
+    let summary = rebuild_all(cfg, cancel, progress, summary).await;
+    let summary = match lease {
+        Some(lease) => export::end_lease(lease, summary).await,
+        None => summary,
+    };
+    finish(summary)
+}
+
+/// The rebuild after its preflight and lease.
+async fn rebuild_all(
+    cfg: &RebuildConfig,
+    cancel: CancellationToken,
+    progress: &mut dyn Progress,
+    mut summary: Summary,
+) -> Summary {
+    let dest = &cfg.scope.dest;
+    let finish = |s: Summary| s;
     let mut plan = Vec::new();
     for &table in cfg.scope.tables.iter().filter(|t| t.is_fetched()) {
         match work_for(cfg, table).await {

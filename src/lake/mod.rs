@@ -3,12 +3,14 @@
 //! - [`store`]: a local directory or an S3-compatible bucket behind one
 //!   object_store interface, the layout of paths inside it, the preflight;
 //! - [`manifest`]: `_manifest.json`, the record that a partition is done;
+//! - [`lease`]: one writer per lake, a lease taken with a create-only write;
 //! - [`raw`]: the raw zone, every API answer kept compressed, for `rebuild`;
 //! - [`mod@write`]: record batches → one zstd Parquet file → the store, then the
 //!   manifest, in an order that never shows a reader a partial file.
 //!
 //! The layout and its guarantees are described in `docs/lake.md`.
 
+pub mod lease;
 pub mod manifest;
 pub mod raw;
 pub mod store;

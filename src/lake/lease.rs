@@ -1,0 +1,534 @@
+//! One writer per lake: a lease at `<dest>/_trtc_usage/lease.json`
+//! (`docs/lake.md`, "One writer per lake").
+//!
+//! - Taken with a create-only write (`PutMode::Create`: `If-None-Match: *`
+//!   on S3, an exclusive create on local disk) before the first API call.
+//! - Renewed every third of its time to live with a compare-and-swap
+//!   (`If-Match` on the ETag on S3; on local disk, which object_store gives
+//!   no conditional update, a read that must still show this run, then a
+//!   write). A renewal that finds another holder means the lease was lost:
+//!   the run is stopped.
+//! - Released (deleted, if still ours) when the run ends, on errors and on
+//!   SIGTERM/SIGINT too.
+//! - A lease its holder stopped renewing expires after its time to live and
+//!   is taken over, with a warning. Two runs taking over at once are
+//!   ordered by one more create-only write, of a marker named after the
+//!   expired holder's run id: only the run that creates it may replace the
+//!   lease.
+//! - Before any of this, a probe proves the store honours create-only
+//!   writes (a second create of the same object must be refused); a store
+//!   that does not is refused, naming `--lease off`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::lake::store::Destination;
+
+/// The job's own directory under the lake's root.
+pub const STATE_DIR: &str = "_trtc_usage";
+pub const LEASE_FILE: &str = "lease.json";
+
+/// Who holds a lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    pub host: String,
+    pub pid: u32,
+    pub run_id: String,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "host {} pid {} run {}", self.host, self.pid, self.run_id)
+    }
+}
+
+/// `lease.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub holder: Holder,
+    /// `export` or `rebuild`.
+    pub command: String,
+    pub taken_at: DateTime<Utc>,
+    pub renewed_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub ttl_secs: u64,
+    pub tool_version: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error(
+        "{dest} is being written by another run ({holder}, {command} since {taken_at}); its lease \
+         {path} expires at {expires_at} unless renewed. Wait for that run, or, if it is gone, \
+         rerun after that time"
+    )]
+    Held {
+        dest: String,
+        path: String,
+        holder: Holder,
+        command: String,
+        taken_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    },
+    #[error(
+        "{dest} does not honour create-only writes ({detail}), so one writer per lake cannot be \
+         enforced there; run with --lease off (TRTC_LEASE=off) and make sure no two runs write \
+         this lake at once"
+    )]
+    Unsupported { dest: String, detail: String },
+    #[error("the lease {path}: {action}: {source}")]
+    Store {
+        path: String,
+        action: &'static str,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("the lease {path} is not one this tool wrote: {source}")]
+    Parse {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn store_err(path: &Path, action: &'static str) -> impl FnOnce(object_store::Error) -> LeaseError {
+    let path = path.to_string();
+    move |source| LeaseError::Store {
+        path,
+        action,
+        source,
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn create() -> PutOptions {
+    PutOptions {
+        mode: PutMode::Create,
+        ..PutOptions::default()
+    }
+}
+
+/// Proves the store refuses a second create-only write of one object.
+async fn probe(dest: &Destination) -> Result<(), LeaseError> {
+    let store = dest.store();
+    let path = dest
+        .root()
+        .clone()
+        .join(STATE_DIR)
+        .join(format!("probe-{}", uuid::Uuid::new_v4()));
+    let unsupported = |detail: String| LeaseError::Unsupported {
+        dest: dest.display().to_owned(),
+        detail,
+    };
+    match store
+        .put_opts(&path, PutPayload::from_static(b"1"), create())
+        .await
+    {
+        Ok(_) => {}
+        Err(object_store::Error::NotImplemented { .. }) => {
+            return Err(unsupported("the client has no create-only write for it".into()));
+        }
+        Err(e) => return Err(store_err(&path, "writing a probe")(e)),
+    }
+    let second = store
+        .put_opts(&path, PutPayload::from_static(b"2"), create())
+        .await;
+    let _ = store.delete(&path).await;
+    match second {
+        Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+        Ok(_) => Err(unsupported(
+            "a second create-only write of the same object was accepted".into(),
+        )),
+        Err(e) => Err(store_err(&path, "writing a probe twice")(e)),
+    }
+}
+
+/// A held lease. Dropping it without [`Lease::release`] leaves it to expire.
+#[derive(Debug)]
+pub struct Lease {
+    dest: Destination,
+    path: Path,
+    record: Arc<Mutex<Record>>,
+    stop: CancellationToken,
+    renewer: Option<tokio::task::JoinHandle<()>>,
+    lost: Arc<Mutex<Option<String>>>,
+}
+
+/// The lease as it is in the store, with its version for a CAS.
+async fn read(
+    dest: &Destination,
+    path: &Path,
+) -> Result<Option<(Record, UpdateVersion)>, LeaseError> {
+    let got = match dest.store().get(path).await {
+        Ok(g) => g,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(store_err(path, "reading")(e)),
+    };
+    let version = UpdateVersion {
+        e_tag: got.meta.e_tag.clone(),
+        version: got.meta.version.clone(),
+    };
+    let bytes = got
+        .bytes()
+        .await
+        .map_err(store_err(path, "reading"))?;
+    let record = serde_json::from_slice(&bytes).map_err(|source| LeaseError::Parse {
+        path: path.to_string(),
+        source,
+    })?;
+    Ok(Some((record, version)))
+}
+
+fn held(dest: &Destination, path: &Path, r: Record) -> LeaseError {
+    LeaseError::Held {
+        dest: dest.display().to_owned(),
+        path: dest.relative(path).to_owned(),
+        holder: r.holder,
+        command: r.command,
+        taken_at: r.taken_at,
+        expires_at: r.expires_at,
+    }
+}
+
+impl Lease {
+    /// Takes the lake's lease for `command`, for `ttl` at a time; renews it
+    /// in the background until released. `cancel` is cancelled if the lease
+    /// is lost, so the run stops at its next safe point.
+    pub async fn acquire(
+        dest: &Destination,
+        command: &str,
+        ttl: Duration,
+        cancel: CancellationToken,
+    ) -> Result<Lease, LeaseError> {
+        probe(dest).await?;
+        let path = dest.root().clone().join(STATE_DIR).join(LEASE_FILE);
+        let now = crate::tencent::api::now_micros();
+        let ttl_chrono = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+        let record = Record {
+            holder: Holder {
+                host: hostname(),
+                pid: std::process::id(),
+                run_id: uuid::Uuid::new_v4().to_string(),
+            },
+            command: command.to_owned(),
+            taken_at: now,
+            renewed_at: now,
+            expires_at: now.checked_add_signed(ttl_chrono).unwrap_or(DateTime::<Utc>::MAX_UTC),
+            ttl_secs: ttl.as_secs(),
+            tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        let body = || PutPayload::from(serde_json::to_vec_pretty(&record).expect("serializes"));
+        match dest.store().put_opts(&path, body(), create()).await {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                let Some((old, _)) = read(dest, &path).await? else {
+                    // Released between our create and our read: try once more.
+                    dest.store()
+                        .put_opts(&path, body(), create())
+                        .await
+                        .map_err(|e| match e {
+                            object_store::Error::AlreadyExists { .. } => LeaseError::Unsupported {
+                                dest: dest.display().to_owned(),
+                                detail: "the lease appeared and vanished".into(),
+                            },
+                            e => store_err(&path, "taking")(e),
+                        })?;
+                    return Ok(Self::start(dest, path, record, ttl, cancel));
+                };
+                if old.expires_at > now {
+                    return Err(held(dest, &path, old));
+                }
+                // Expired: only the run that creates the takeover marker for
+                // this holder may replace its lease.
+                let marker = dest
+                    .root()
+                    .clone()
+                    .join(STATE_DIR)
+                    .join(format!("takeover-{}", old.holder.run_id));
+                match dest.store().put_opts(&marker, body(), create()).await {
+                    Ok(_) => {}
+                    Err(object_store::Error::AlreadyExists { .. }) => {
+                        // Another run is taking it over: report whoever holds it now.
+                        return match read(dest, &path).await? {
+                            Some((now_held, _)) => Err(held(dest, &path, now_held)),
+                            None => Err(held(dest, &path, old)),
+                        };
+                    }
+                    Err(e) => return Err(store_err(&marker, "taking over")(e)),
+                }
+                warn!(
+                    lease = %dest.relative(&path),
+                    expired_holder = %old.holder,
+                    expired_at = %old.expires_at,
+                    "Taking over an expired lease: its run stopped renewing it (killed, or its node lost)."
+                );
+                match read(dest, &path).await? {
+                    Some((still, _)) if still.holder == old.holder => {
+                        dest.store()
+                            .delete(&path)
+                            .await
+                            .map_err(store_err(&path, "removing the expired lease"))?;
+                    }
+                    Some((other, _)) => return Err(held(dest, &path, other)),
+                    None => {}
+                }
+                match dest.store().put_opts(&path, body(), create()).await {
+                    Ok(_) => {}
+                    Err(object_store::Error::AlreadyExists { .. }) => {
+                        return match read(dest, &path).await? {
+                            Some((other, _)) => Err(held(dest, &path, other)),
+                            None => Err(held(dest, &path, old)),
+                        };
+                    }
+                    Err(e) => return Err(store_err(&path, "taking")(e)),
+                }
+                let _ = dest.store().delete(&marker).await;
+            }
+            Err(object_store::Error::NotImplemented { .. }) => {
+                return Err(LeaseError::Unsupported {
+                    dest: dest.display().to_owned(),
+                    detail: "the client has no create-only write for it".into(),
+                });
+            }
+            Err(e) => return Err(store_err(&path, "taking")(e)),
+        }
+        Ok(Self::start(dest, path, record, ttl, cancel))
+    }
+
+    fn start(
+        dest: &Destination,
+        path: Path,
+        record: Record,
+        ttl: Duration,
+        cancel: CancellationToken,
+    ) -> Lease {
+        info!(lease = %dest.relative(&path), holder = %record.holder, expires_at = %record.expires_at, "Took the lake's lease.");
+        let record = Arc::new(Mutex::new(record));
+        let lost = Arc::new(Mutex::new(None));
+        let stop = CancellationToken::new();
+        let every = (ttl / 3).max(Duration::from_millis(100));
+        let renewer = tokio::spawn(renew_loop(
+            dest.clone(),
+            path.clone(),
+            record.clone(),
+            ttl,
+            every,
+            stop.clone(),
+            cancel,
+            lost.clone(),
+        ));
+        Lease {
+            dest: dest.clone(),
+            path,
+            record,
+            stop,
+            renewer: Some(renewer),
+            lost,
+        }
+    }
+
+    /// Why the lease was lost mid-run, if it was.
+    pub fn lost(&self) -> Option<String> {
+        self.lost.lock().expect("lease lock").clone()
+    }
+
+    /// Stops renewing and deletes the lease if it is still this run's.
+    pub async fn release(mut self) {
+        self.stop.cancel();
+        if let Some(r) = self.renewer.take() {
+            let _ = r.await;
+        }
+        let mine = self.record.lock().expect("lease lock").holder.clone();
+        match read(&self.dest, &self.path).await {
+            Ok(Some((r, _))) if r.holder == mine => {
+                match self.dest.store().delete(&self.path).await {
+                    Ok(()) => info!(lease = %self.dest.relative(&self.path), "Released the lake's lease."),
+                    Err(e) => warn!(lease = %self.dest.relative(&self.path), error = %e, "Cannot release the lake's lease; it expires by itself."),
+                }
+            }
+            Ok(_) => debug!("The lease is no longer this run's; nothing to release."),
+            Err(e) => warn!(error = %e, "Cannot read the lake's lease to release it; it expires by itself."),
+        }
+    }
+}
+
+/// Renews the lease every `every` until `stop`; on losing it, records why
+/// and cancels the run.
+#[allow(clippy::too_many_arguments)]
+async fn renew_loop(
+    dest: Destination,
+    path: Path,
+    record: Arc<Mutex<Record>>,
+    ttl: Duration,
+    every: Duration,
+    stop: CancellationToken,
+    cancel: CancellationToken,
+    lost: Arc<Mutex<Option<String>>>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match renew(&dest, &path, &record, ttl).await {
+            Ok(()) => {}
+            Err(Renewal::Lost(why)) => {
+                error!(lease = %dest.relative(&path), error = %why, "Lost the lake's lease; stopping the run.");
+                *lost.lock().expect("lease lock") = Some(why);
+                cancel.cancel();
+                return;
+            }
+            Err(Renewal::Failed(e)) => {
+                // A store hiccup: try again at the next tick; the lease
+                // lives ttl, three ticks.
+                warn!(lease = %dest.relative(&path), error = %e, "Cannot renew the lake's lease; retrying.");
+            }
+        }
+    }
+}
+
+enum Renewal {
+    Lost(String),
+    Failed(String),
+}
+
+async fn renew(
+    dest: &Destination,
+    path: &Path,
+    record: &Arc<Mutex<Record>>,
+    ttl: Duration,
+) -> Result<(), Renewal> {
+    let mine = record.lock().expect("lease lock").clone();
+    let (current, version) = match read(dest, path).await {
+        Ok(Some(x)) => x,
+        Ok(None) => return Err(Renewal::Lost("the lease was deleted by someone else".into())),
+        Err(e) => return Err(Renewal::Failed(e.to_string())),
+    };
+    if current.holder != mine.holder {
+        return Err(Renewal::Lost(format!(
+            "it is now held by {} (taken over at {})",
+            current.holder, current.taken_at
+        )));
+    }
+    let now = crate::tencent::api::now_micros();
+    let mut next = mine.clone();
+    next.renewed_at = now;
+    next.expires_at = now
+        .checked_add_signed(chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    let body = PutPayload::from(serde_json::to_vec_pretty(&next).expect("serializes"));
+    let cas = PutOptions {
+        mode: PutMode::Update(version),
+        ..PutOptions::default()
+    };
+    match dest.store().put_opts(path, body.clone(), cas).await {
+        Ok(_) => {}
+        Err(object_store::Error::Precondition { .. }) => {
+            return Err(Renewal::Lost(
+                "it changed between reading and renewing it".into(),
+            ));
+        }
+        // Local disk: no conditional update; the read above showed it ours.
+        Err(object_store::Error::NotImplemented { .. }) => dest
+            .store()
+            .put(path, body)
+            .await
+            .map(|_| ())
+            .map_err(|e| Renewal::Failed(e.to_string()))?,
+        Err(e) => return Err(Renewal::Failed(e.to_string())),
+    }
+    debug!(expires_at = %next.expires_at, "Renewed the lake's lease.");
+    *record.lock().expect("lease lock") = next;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local() -> (tempfile::TempDir, Destination) {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Destination::open(dir.path().to_str().unwrap()).unwrap();
+        (dir, d)
+    }
+
+    #[tokio::test]
+    async fn one_holder_then_released() {
+        let (_dir, d) = local();
+        let a = Lease::acquire(&d, "export", Duration::from_secs(60), CancellationToken::new())
+            .await
+            .unwrap();
+        let e = Lease::acquire(&d, "rebuild", Duration::from_secs(60), CancellationToken::new())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is being written by another run") && e.contains("export since"), "{e}");
+        a.release().await;
+        let b = Lease::acquire(&d, "rebuild", Duration::from_secs(60), CancellationToken::new())
+            .await
+            .unwrap();
+        b.release().await;
+    }
+
+    #[tokio::test]
+    async fn renewal_keeps_it_and_an_expired_one_is_taken_over_once() {
+        let (_dir, d) = local();
+        let a = Lease::acquire(&d, "export", Duration::from_millis(600), CancellationToken::new())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        // Renewed every 200 ms: still live after more than its ttl.
+        assert!(Lease::acquire(&d, "export", Duration::from_secs(1), CancellationToken::new()).await.is_err());
+        // Stop renewing without releasing (as if killed), let it expire.
+        a.stop.cancel();
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let (b, c) = tokio::join!(
+            Lease::acquire(&d, "export", Duration::from_secs(60), CancellationToken::new()),
+            Lease::acquire(&d, "export", Duration::from_secs(60), CancellationToken::new()),
+        );
+        assert!(b.is_ok() != c.is_ok(), "exactly one takes it over: {b:?} {c:?}");
+    }
+
+    #[tokio::test]
+    async fn a_lease_taken_over_is_lost_and_the_run_cancelled() {
+        let (_dir, d) = local();
+        let cancel = CancellationToken::new();
+        let a = Lease::acquire(&d, "export", Duration::from_millis(300), cancel.clone())
+            .await
+            .unwrap();
+        // Someone else replaces it (as a takeover after a long pause would).
+        let path = d.root().clone().join(STATE_DIR).join(LEASE_FILE);
+        let mut other = read(&d, &path).await.unwrap().unwrap().0;
+        other.holder.run_id = "someone-else".into();
+        d.store()
+            .put(&path, PutPayload::from(serde_json::to_vec(&other).unwrap()))
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(2), cancel.cancelled())
+            .await
+            .expect("the run is cancelled");
+        assert!(a.lost().unwrap().contains("someone-else"));
+        a.release().await;
+        // The other holder's lease is left alone.
+        assert_eq!(read(&d, &path).await.unwrap().unwrap().0.holder.run_id, "someone-else");
+    }
+}
