@@ -407,7 +407,8 @@ fn sigterm_while_waiting_stops_within_5s_and_says_what_is_left() {
     let (mut child, lines) = spawn_run(&sim, &dest, &args);
     let mut seen = Vec::new();
     for line in lines.iter() {
-        let wrote = line.contains("Wrote partition.");
+        // The day's check is written last, after both of its calls.
+        let wrote = line.contains("Wrote partition. table=checks");
         seen.push(line);
         if wrote {
             break;
@@ -477,7 +478,13 @@ fn kill_9_at_random_points_then_rerun_gives_the_full_dataset() {
     let dest = TestDest::local();
     let days: Vec<_> = days_ago(16).iter_days().take(6).collect();
     let mut args = range_args(&[APP_A, APP_B], days[0], days[5]);
-    args.extend(["--min-interval".into(), "20ms".into()]);
+    // A killed run's lease lives on until it expires: keep that short.
+    args.extend([
+        "--min-interval".into(),
+        "20ms".into(),
+        "--lease-ttl".into(),
+        "1s".into(),
+    ]);
     let mut rng = fastrand::Rng::with_seed(42);
     for _ in 0..6 {
         let (mut child, _lines) = spawn_run(&sim, &dest, &args);
@@ -485,12 +492,14 @@ fn kill_9_at_random_points_then_rerun_gives_the_full_dataset() {
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         assert_consistent(&dest);
-        // A rerun is a different process with a fresh pacer.
-        std::thread::sleep(Duration::from_millis(30));
+        // The next run takes the expired lease over.
+        std::thread::sleep(Duration::from_millis(1100));
     }
     let mut c = cmd(&sim, &dest);
     c.env("TRTC_MIN_INTERVAL", "20ms");
-    run(c, &args).assert_code(0);
+    let r = run(c, &args);
+    r.assert_code(0);
+    r.assert_stderr_has(&["Taking over an expired lease"]);
     assert_consistent(&dest);
     assert_eq!(
         object_names(&dest),
@@ -562,4 +571,72 @@ fn an_answer_without_data_is_never_a_day_with_no_rooms() {
             "no room partition, no manifest, no check: {names:?}"
         );
     }
+}
+
+/// Two runs at once: the second exits 2 at once, with no API call, naming
+/// the holder; `rebuild` too; a dry run takes no lease; SIGTERM releases it.
+#[test]
+fn a_second_run_is_refused_while_the_lease_is_held_and_sigterm_releases_it() {
+    let mut config = sim_config();
+    config.interval = Duration::from_secs(10);
+    let sim = start_sim(config);
+    let dest = TestDest::local();
+    let mut args = range_args(&[APP_A], days_ago(12), days_ago(10));
+    args.extend(["--min-interval".into(), "10s".into()]);
+    let (mut first, lines) = spawn_run(&sim, &dest, &args);
+    for line in lines.iter() {
+        if line.contains("Wrote partition. table=checks") {
+            break;
+        }
+    }
+    // The first run now waits 10 s for its next call, holding the lease.
+    let requests = sim.stats().total_requests();
+    let r = run(cmd(&sim, &dest), &args);
+    r.assert_code(2);
+    r.assert_stderr_has(&[
+        "is being written by another run",
+        "pid ",
+        "run ",
+        "export since",
+        "expires at",
+        "_trtc_usage/lease.json",
+    ]);
+    assert_eq!(sim.stats().total_requests(), requests, "no API call");
+    assert_eq!(
+        r.stderr.lines().filter(|l| l.contains("ERROR")).count(),
+        1,
+        "one line"
+    );
+    run_sub(lake_cmd(&dest), "rebuild", &[] as &[&str])
+        .assert_code(2)
+        .assert_stderr_has(&["is being written by another run"]);
+    // A dry run writes nothing, so it needs no lease.
+    run(cmd(&sim, &dest), &with_arg(&args, "--dry-run")).assert_code(0);
+
+    signal(&first, "TERM");
+    assert_eq!(wait_with_deadline(&mut first, Duration::from_secs(5)), 143);
+    let rest: Vec<String> = lines.iter().collect();
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("Released the lake's lease.")),
+        "{rest:?}"
+    );
+    assert!(
+        !object_names(&dest)
+            .iter()
+            .any(|n| n.starts_with("_trtc_usage/")),
+        "{:?}",
+        object_names(&dest)
+    );
+    // Free again: the next run takes it, finishes and releases it.
+    std::thread::sleep(Duration::from_secs(10));
+    let r = run(cmd(&sim, &dest), &args);
+    r.assert_code(0);
+    r.assert_stderr_has(&["Took the lake's lease.", "Released the lake's lease."]);
+}
+
+fn with_arg(args: &[String], more: &str) -> Vec<String> {
+    let mut a = args.to_vec();
+    a.push(more.to_owned());
+    a
 }

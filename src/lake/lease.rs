@@ -145,7 +145,9 @@ async fn probe(dest: &Destination) -> Result<(), LeaseError> {
     {
         Ok(_) => {}
         Err(object_store::Error::NotImplemented { .. }) => {
-            return Err(unsupported("the client has no create-only write for it".into()));
+            return Err(unsupported(
+                "the client has no create-only write for it".into(),
+            ));
         }
         Err(e) => return Err(store_err(&path, "writing a probe")(e)),
     }
@@ -187,10 +189,7 @@ async fn read(
         e_tag: got.meta.e_tag.clone(),
         version: got.meta.version.clone(),
     };
-    let bytes = got
-        .bytes()
-        .await
-        .map_err(store_err(path, "reading"))?;
+    let bytes = got.bytes().await.map_err(store_err(path, "reading"))?;
     let record = serde_json::from_slice(&bytes).map_err(|source| LeaseError::Parse {
         path: path.to_string(),
         source,
@@ -232,7 +231,9 @@ impl Lease {
             command: command.to_owned(),
             taken_at: now,
             renewed_at: now,
-            expires_at: now.checked_add_signed(ttl_chrono).unwrap_or(DateTime::<Utc>::MAX_UTC),
+            expires_at: now
+                .checked_add_signed(ttl_chrono)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
             ttl_secs: ttl.as_secs(),
             tool_version: env!("CARGO_PKG_VERSION").to_owned(),
         };
@@ -361,12 +362,18 @@ impl Lease {
         match read(&self.dest, &self.path).await {
             Ok(Some((r, _))) if r.holder == mine => {
                 match self.dest.store().delete(&self.path).await {
-                    Ok(()) => info!(lease = %self.dest.relative(&self.path), "Released the lake's lease."),
-                    Err(e) => warn!(lease = %self.dest.relative(&self.path), error = %e, "Cannot release the lake's lease; it expires by itself."),
+                    Ok(()) => {
+                        info!(lease = %self.dest.relative(&self.path), "Released the lake's lease.")
+                    }
+                    Err(e) => {
+                        warn!(lease = %self.dest.relative(&self.path), error = %e, "Cannot release the lake's lease; it expires by itself.")
+                    }
                 }
             }
             Ok(_) => debug!("The lease is no longer this run's; nothing to release."),
-            Err(e) => warn!(error = %e, "Cannot read the lake's lease to release it; it expires by itself."),
+            Err(e) => {
+                warn!(error = %e, "Cannot read the lake's lease to release it; it expires by itself.")
+            }
         }
     }
 }
@@ -420,7 +427,11 @@ async fn renew(
     let mine = record.lock().expect("lease lock").clone();
     let (current, version) = match read(dest, path).await {
         Ok(Some(x)) => x,
-        Ok(None) => return Err(Renewal::Lost("the lease was deleted by someone else".into())),
+        Ok(None) => {
+            return Err(Renewal::Lost(
+                "the lease was deleted by someone else".into(),
+            ));
+        }
         Err(e) => return Err(Renewal::Failed(e.to_string())),
     };
     if current.holder != mine.holder {
@@ -474,38 +485,83 @@ mod tests {
     #[tokio::test]
     async fn one_holder_then_released() {
         let (_dir, d) = local();
-        let a = Lease::acquire(&d, "export", Duration::from_secs(60), CancellationToken::new())
-            .await
-            .unwrap();
-        let e = Lease::acquire(&d, "rebuild", Duration::from_secs(60), CancellationToken::new())
-            .await
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("is being written by another run") && e.contains("export since"), "{e}");
+        let a = Lease::acquire(
+            &d,
+            "export",
+            Duration::from_secs(60),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        let e = Lease::acquire(
+            &d,
+            "rebuild",
+            Duration::from_secs(60),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("is being written by another run") && e.contains("export since"),
+            "{e}"
+        );
         a.release().await;
-        let b = Lease::acquire(&d, "rebuild", Duration::from_secs(60), CancellationToken::new())
-            .await
-            .unwrap();
+        let b = Lease::acquire(
+            &d,
+            "rebuild",
+            Duration::from_secs(60),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
         b.release().await;
     }
 
     #[tokio::test]
     async fn renewal_keeps_it_and_an_expired_one_is_taken_over_once() {
         let (_dir, d) = local();
-        let a = Lease::acquire(&d, "export", Duration::from_millis(600), CancellationToken::new())
-            .await
-            .unwrap();
+        let a = Lease::acquire(
+            &d,
+            "export",
+            Duration::from_millis(600),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
         tokio::time::sleep(Duration::from_millis(900)).await;
         // Renewed every 200 ms: still live after more than its ttl.
-        assert!(Lease::acquire(&d, "export", Duration::from_secs(1), CancellationToken::new()).await.is_err());
+        assert!(
+            Lease::acquire(
+                &d,
+                "export",
+                Duration::from_secs(1),
+                CancellationToken::new()
+            )
+            .await
+            .is_err()
+        );
         // Stop renewing without releasing (as if killed), let it expire.
         a.stop.cancel();
         tokio::time::sleep(Duration::from_millis(800)).await;
         let (b, c) = tokio::join!(
-            Lease::acquire(&d, "export", Duration::from_secs(60), CancellationToken::new()),
-            Lease::acquire(&d, "export", Duration::from_secs(60), CancellationToken::new()),
+            Lease::acquire(
+                &d,
+                "export",
+                Duration::from_secs(60),
+                CancellationToken::new()
+            ),
+            Lease::acquire(
+                &d,
+                "export",
+                Duration::from_secs(60),
+                CancellationToken::new()
+            ),
         );
-        assert!(b.is_ok() != c.is_ok(), "exactly one takes it over: {b:?} {c:?}");
+        assert!(
+            b.is_ok() != c.is_ok(),
+            "exactly one takes it over: {b:?} {c:?}"
+        );
     }
 
     #[tokio::test]
@@ -529,6 +585,9 @@ mod tests {
         assert!(a.lost().unwrap().contains("someone-else"));
         a.release().await;
         // The other holder's lease is left alone.
-        assert_eq!(read(&d, &path).await.unwrap().unwrap().0.holder.run_id, "someone-else");
+        assert_eq!(
+            read(&d, &path).await.unwrap().unwrap().0.holder.run_id,
+            "someone-else"
+        );
     }
 }
