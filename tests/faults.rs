@@ -506,6 +506,15 @@ fn kill_9_at_random_points_then_rerun_gives_the_full_dataset() {
         expected_layout(&[APP_A, APP_B], &days),
         "no stale or temporary object left"
     );
+    // Nor anything object_store's listing hides: every file on disk is a
+    // part file, a manifest or a raw answer (no `#<n>`, no `.inflight`,
+    // no lease or intent left).
+    for f in local_files(&dest) {
+        let ok = f.ends_with("/part-00000.parquet")
+            || f.ends_with("/_manifest.json")
+            || (f.starts_with("_raw/") && f.ends_with(".json.zst"));
+        assert!(ok, "{f} is left behind");
+    }
     for app in [APP_A, APP_B] {
         for &day in &days {
             let (got, _) = read_partition(&dest, app, day);
@@ -639,4 +648,72 @@ fn with_arg(args: &[String], more: &str) -> Vec<String> {
     let mut a = args.to_vec();
     a.push(more.to_owned());
     a
+}
+
+/// A kill at exactly each rename the job makes on local disk (object_store's
+/// `<name>#<n>` → name, ours `_name.inflight` → name, the lease's), landed
+/// with strace, then a rerun: the lake is whole, exact, and nothing a reader
+/// could take for data is left. This is the crash the README's failure
+/// table once listed as a known gap.
+#[test]
+fn a_kill_at_every_rename_leaves_nothing_behind() {
+    if std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        eprintln!("note: strace is not installed; skipping the kill-at-rename test");
+        return;
+    }
+    let sim = start_sim(sim_config());
+    let day = days_ago(10);
+    let args = date_args(&[APP_A], day);
+    for when in 1..=12 {
+        let dest = TestDest::local();
+        let template = cmd(&sim, &dest);
+        let mut c = std::process::Command::new("strace");
+        c.env_clear();
+        for (k, v) in template.get_envs() {
+            if let Some(v) = v {
+                c.env(k, v);
+            }
+        }
+        c.env("TRTC_LEASE_TTL", "1s");
+        c.args([
+            "-f",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=rename,renameat,renameat2",
+        ])
+        .arg("-e")
+        .arg(format!(
+            "inject=rename,renameat,renameat2:signal=SIGKILL:when={when}"
+        ))
+        .arg(template.get_program())
+        .arg("export")
+        .args(&args)
+        .stdin(Stdio::null());
+        let out = c.output().unwrap();
+        let killed = out.status.code() != Some(0);
+        std::thread::sleep(Duration::from_millis(1100)); // the lease expires
+        std::thread::sleep(Duration::from_millis(2 * INTERVAL_MS));
+        let mut again = cmd(&sim, &dest);
+        again.env("TRTC_LEASE_TTL", "1s");
+        run(again, &args).assert_code(0);
+        assert_consistent(&dest);
+        assert_eq!(
+            object_names(&dest),
+            expected_layout(&[APP_A], &[day]),
+            "when={when}"
+        );
+        for f in local_files(&dest) {
+            let ok = f.ends_with("/part-00000.parquet")
+                || f.ends_with("/_manifest.json")
+                || (f.starts_with("_raw/") && f.ends_with(".json.zst"));
+            assert!(ok, "when={when} (killed: {killed}): {f} is left behind");
+        }
+        let (got, _) = read_partition(&dest, APP_A, day);
+        assert_eq!(got, sim_totals(APP_A, day, 30), "when={when}");
+    }
 }

@@ -15,6 +15,7 @@ on_every_destination!(
     old_layout_is_refused_before_any_call,
     status_shows_final_settling_missing_and_verify_finds_damage,
     a_damaged_final_partition_is_rebuilt_from_raw_else_fetched,
+    a_crash_mid_write_is_cleaned_by_the_next_run,
 );
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -320,4 +321,50 @@ fn a_damaged_final_partition_is_rebuilt_from_raw_else_fetched(dest: TestDest) {
     assert_eq!(object_names(&dest), expected_layout(&[APP_A], &days));
     let (totals, _) = read_partition(&dest, APP_A, days[1]);
     assert_eq!(totals, sim_totals(APP_A, days[1], 30));
+}
+
+/// What a crash leaves in flight (an intent, a staging file under our name,
+/// object_store's own `#<n>` name on local disk, a raw staging file) is
+/// removed by the next run that writes the lake, final partitions
+/// included, and nothing else is touched.
+fn a_crash_mid_write_is_cleaned_by_the_next_run(dest: TestDest) {
+    let sim = start_sim(sim_config());
+    let day = days_ago(10);
+    let args = date_args(&[APP_A], day);
+    run(cmd(&sim, &dest), &args).assert_code(0);
+    let before = objects(&dest);
+    let part_dir = format!("room_usage/app_id={APP_A}/usage_date={day}");
+    let raw_dir = format!("_raw/room_usage/app_id={APP_A}/usage_date={day}");
+    put_object(
+        &dest,
+        &format!("_trtc_usage/inflight/room_usage/app_id={APP_A}/usage_date={day}/intent.json"),
+        b"{}".to_vec(),
+    );
+    put_object(
+        &dest,
+        &format!("{part_dir}/_part-00000.parquet.inflight"),
+        b"half".to_vec(),
+    );
+    if let TestDest::Local(dir) = &dest {
+        std::fs::write(
+            dir.path().join(&part_dir).join("part-00000.parquet#1"),
+            b"half",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join(&raw_dir).join("x.json.zst#2"), b"half").unwrap();
+    }
+    let r = run(cmd(&sim, &dest), &args);
+    r.assert_code(0);
+    r.assert_stdout_has(&["0 written", "0 calls"]);
+    r.assert_stderr_has(&["Cleaned a partition an earlier run left in flight."]);
+    assert_eq!(objects(&dest), before, "exactly the lake as it was");
+    if let TestDest::Local(_) = &dest {
+        assert!(
+            local_files(&dest)
+                .iter()
+                .all(|f| !f.contains('#') && !f.ends_with(".inflight")),
+            "{:?}",
+            local_files(&dest)
+        );
+    }
 }

@@ -652,3 +652,25 @@ pub fn checks_rows(dest: &TestDest, app: u64, day: NaiveDate) -> Vec<CheckRow> {
     }
     out
 }
+
+/// Every file under a local destination, relative to it, as the file
+/// system has them: including the names object_store's listing hides
+/// (`name#<n>`, its staging files).
+pub fn local_files(dest: &TestDest) -> BTreeSet<String> {
+    let TestDest::Local(dir) = dest else {
+        return BTreeSet::new();
+    };
+    fn walk(base: &std::path::Path, dir: &std::path::Path, out: &mut BTreeSet<String>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.insert(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(dir.path(), dir.path(), &mut out);
+    out
+}

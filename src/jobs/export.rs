@@ -23,6 +23,7 @@ use crate::jobs::plan;
 use crate::jobs::progress::Progress;
 use crate::jobs::rebuild;
 pub use crate::jobs::summary::{Failure, Partition, Status, Summary};
+use crate::lake::inflight;
 use crate::lake::lease::Lease;
 use crate::lake::manifest::{self, BodyInfo, Manifest};
 use crate::lake::raw;
@@ -385,6 +386,21 @@ async fn export_room(
     stats: &mut CallStats,
     p: Partition,
 ) -> PartitionResult {
+    if let Err(msg) = inflight::begin(&cfg.dest, Table::RoomUsage, p.app_id, p.usage_date).await {
+        return PartitionResult::Failed(msg);
+    }
+    let result = export_room_inner(cfg, api, cancel, stats, p).await;
+    inflight::end(&cfg.dest, Table::RoomUsage, p.app_id, p.usage_date).await;
+    result
+}
+
+async fn export_room_inner(
+    cfg: &JobConfig,
+    api: &mut PacedClient,
+    cancel: &CancellationToken,
+    stats: &mut CallStats,
+    p: Partition,
+) -> PartitionResult {
     let request = plan::request_for(p.app_id, p.usage_date);
     let mut usage = match api.call(&request, cancel, stats).await {
         Ok(u) => u,
@@ -429,6 +445,21 @@ async fn export_room(
 /// One `app_usage` partition: paced call (its own pacer), raw zone, file,
 /// manifest.
 async fn export_app(
+    cfg: &JobConfig,
+    api: &mut PacedClient,
+    cancel: &CancellationToken,
+    stats: &mut CallStats,
+    p: Partition,
+) -> PartitionResult {
+    if let Err(msg) = inflight::begin(&cfg.dest, Table::AppUsage, p.app_id, p.usage_date).await {
+        return PartitionResult::Failed(msg);
+    }
+    let result = export_app_inner(cfg, api, cancel, stats, p).await;
+    inflight::end(&cfg.dest, Table::AppUsage, p.app_id, p.usage_date).await;
+    result
+}
+
+async fn export_app_inner(
     cfg: &JobConfig,
     api: &mut PacedClient,
     cancel: &CancellationToken,
@@ -612,6 +643,11 @@ pub async fn run(
             }
         },
     };
+    // What an earlier crash left in flight is cleaned before anything is
+    // written (under the lease, so no other run is writing it).
+    if let Err(e) = inflight::sweep(&cfg.dest).await {
+        warn!(error = %e, "Cannot clean what an earlier run left in flight; the next run tries again.");
+    }
     let summary = planned(cfg, provider, cancel, progress, started).await;
     match lease {
         Some(lease) => end_lease(lease, summary).await,

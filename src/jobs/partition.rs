@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use chrono::FixedOffset;
 use tracing::{info, warn};
 
+use crate::lake::inflight;
 use crate::lake::manifest::{CheckInfo, Manifest};
 use crate::lake::store::Destination;
 use crate::lake::write::{self, CallInfo, Encoded};
@@ -148,8 +149,10 @@ pub async fn write_checks(
     };
     let encoded = write::encode_batch(&outcome.batch, HeaderInfo::default(), BTreeMap::new())
         .map_err(|e| e.to_string())?;
-    let written = commit(dest, &call, encoded, started, 0).await?;
-    Ok((written, outcome))
+    inflight::begin(dest, Table::Checks, call.app_id, call.day).await?;
+    let written = commit(dest, &call, encoded, started, 0).await;
+    inflight::end(dest, Table::Checks, call.app_id, call.day).await;
+    Ok((written?, outcome))
 }
 
 /// Writes `usage` as the partition `call` describes. The error is one line

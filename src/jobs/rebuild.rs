@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{FixedOffset, NaiveDate};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::cli::Progress as ProgressMode;
 use crate::jobs::config::{ChecksMode, LakeScope};
@@ -21,6 +21,7 @@ use crate::jobs::partition;
 use crate::jobs::plan;
 use crate::jobs::progress::Progress;
 use crate::jobs::summary::{Partition, Status, Summary};
+use crate::lake::inflight;
 use crate::lake::lease::Lease;
 use crate::lake::manifest::{self, BodyInfo};
 use crate::lake::raw::{self, RawObject};
@@ -94,6 +95,21 @@ async fn work_for(cfg: &RebuildConfig, table: Table) -> Result<Vec<Work>, raw::R
 /// `object`, a raw answer; `offset` is the API's clock. Shared with
 /// `export`, which repairs a damaged final partition this way.
 pub async fn from_raw(
+    dest: &Destination,
+    contract: SchemaContract,
+    batch_rows: usize,
+    offset: FixedOffset,
+    table: Table,
+    p: Partition,
+    object: &RawObject,
+) -> Result<partition::Written, String> {
+    inflight::begin(dest, table, p.app_id, p.usage_date).await?;
+    let written = from_raw_inner(dest, contract, batch_rows, offset, table, p, object).await;
+    inflight::end(dest, table, p.app_id, p.usage_date).await;
+    written
+}
+
+async fn from_raw_inner(
     dest: &Destination,
     contract: SchemaContract,
     batch_rows: usize,
@@ -225,6 +241,9 @@ pub async fn run(
             }
         },
     };
+    if let Err(e) = inflight::sweep(dest).await {
+        warn!(error = %e, "Cannot clean what an earlier run left in flight; the next run tries again.");
+    }
     let summary = rebuild_all(cfg, cancel, progress, summary).await;
     let summary = match lease {
         Some(lease) => export::end_lease(lease, summary).await,

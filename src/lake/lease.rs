@@ -134,7 +134,7 @@ async fn probe(dest: &Destination) -> Result<(), LeaseError> {
         .root()
         .clone()
         .join(STATE_DIR)
-        .join(format!("probe-{}", uuid::Uuid::new_v4()));
+        .join(format!("create-probe-{}", uuid::Uuid::new_v4()));
     let unsupported = |detail: String| LeaseError::Unsupported {
         dest: dest.display().to_owned(),
         detail,

@@ -3,6 +3,7 @@
 //! - [`store`]: a local directory or an S3-compatible bucket behind one
 //!   object_store interface, the layout of paths inside it, the preflight;
 //! - [`manifest`]: `_manifest.json`, the record that a partition is done;
+//! - [`inflight`]: intents, so the next run cleans what a crash left;
 //! - [`lease`]: one writer per lake, a lease taken with a create-only write;
 //! - [`raw`]: the raw zone, every API answer kept compressed, for `rebuild`;
 //! - [`mod@write`]: record batches → one zstd Parquet file → the store, then the
@@ -10,6 +11,7 @@
 //!
 //! The layout and its guarantees are described in `docs/lake.md`.
 
+pub mod inflight;
 pub mod lease;
 pub mod manifest;
 pub mod raw;

@@ -59,6 +59,8 @@ pub struct Destination {
     root: Path,
     /// What the user gave, for messages.
     display: String,
+    /// The directory, for a local destination.
+    local: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Destination {
@@ -68,6 +70,9 @@ impl std::fmt::Debug for Destination {
             .finish_non_exhaustive()
     }
 }
+
+/// The name of the preflight's probe objects, under `_trtc_usage/`.
+pub const PREFLIGHT_PROBE: &str = "preflight-";
 
 impl Destination {
     /// Opens `dest`: a path, `file://…`, or `s3://bucket/prefix`. S3 settings
@@ -91,6 +96,7 @@ impl Destination {
                 store: Arc::new(store),
                 root,
                 display: dest.to_owned(),
+                local: None,
             });
         }
         if dest.contains("://") && !dest.starts_with("file://") {
@@ -111,7 +117,17 @@ impl Destination {
             store: Arc::new(store),
             root: Path::default(),
             display: dest.to_owned(),
+            local: Some(path),
         })
+    }
+
+    /// Where `path` is on local disk, for a local destination.
+    pub fn local_path(&self, path: &Path) -> Option<std::path::PathBuf> {
+        let dir = self.local.as_ref()?;
+        Some(
+            path.parts()
+                .fold(dir.clone(), |p, part| p.join(part.as_ref())),
+        )
     }
 
     /// A destination over any store, for tests.
@@ -120,6 +136,7 @@ impl Destination {
             store,
             root,
             display: display.to_owned(),
+            local: None,
         }
     }
 
@@ -242,18 +259,21 @@ impl Destination {
             .await
             .map_err(|e| err("listing", &self.root, e))?;
         drop(listing);
+        // Under the job's own directory, which readers never look in; a
+        // probe a crash leaves there is removed by the next run's sweep.
         let probe = self
             .root
             .clone()
-            .join(format!("_trtc_usage_probe_{}", uuid::Uuid::new_v4()));
+            .join(crate::lake::lease::STATE_DIR)
+            .join(format!("{PREFLIGHT_PROBE}{}", uuid::Uuid::new_v4()));
         self.store
             .put(&probe, PutPayload::from_static(b"probe"))
             .await
             .map_err(|e| err("writing", &probe, e))?;
-        self.store
-            .delete(&probe)
-            .await
-            .map_err(|e| err("deleting", &probe, e))?;
+        match self.store.delete(&probe).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(err("deleting", &probe, e)),
+        }
         self.check_layout().await
     }
 }

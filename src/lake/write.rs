@@ -33,6 +33,20 @@ use crate::tables::Table;
 use crate::tables::normalize::{HeaderInfo, NormalizeError, Normalizer, SchemaContract};
 use crate::tables::schema;
 
+/// How a file being written on local disk is named until it is renamed
+/// into place: `_part-00000.parquet.inflight`, which no reader takes for
+/// data.
+pub const INFLIGHT_PREFIX: &str = "_";
+pub const INFLIGHT_SUFFIX: &str = ".inflight";
+
+/// `dir/_name.inflight` for `dir/name`.
+pub fn inflight_name(path: &Path) -> Path {
+    let mut parts: Vec<String> = path.parts().map(|p| p.as_ref().to_owned()).collect();
+    let name = parts.pop().unwrap_or_default();
+    parts.push(format!("{INFLIGHT_PREFIX}{name}{INFLIGHT_SUFFIX}"));
+    Path::from_iter(parts)
+}
+
 /// Files larger than this are uploaded in parts.
 pub const MULTIPART_THRESHOLD: usize = 32 * 1024 * 1024;
 /// Size of one uploaded part.
@@ -254,6 +268,22 @@ pub async fn put_file(
     part_size: usize,
 ) -> Result<(), WriteError> {
     let store = dest.store();
+    if dest.local_path(path).is_some() {
+        // On local disk object_store writes `<name>#<n>` and renames it;
+        // a crash in between would leave that name, which Spark reads as
+        // data. So write a name a reader skips (leading `_`, not ending in
+        // `.parquet`), then rename it: one atomic rename(2).
+        let staging = inflight_name(path);
+        store
+            .put(&staging, PutPayload::from_bytes(bytes))
+            .await
+            .map_err(store_err("writing", &staging))?;
+        store
+            .rename(&staging, path)
+            .await
+            .map_err(store_err("renaming into place", path))?;
+        return Ok(());
+    }
     if bytes.len() <= threshold {
         store
             .put(path, PutPayload::from_bytes(bytes))

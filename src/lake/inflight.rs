@@ -1,0 +1,207 @@
+//! Intents: a record, written before a partition (or its raw answer) is
+//! written and removed after, of work in flight. A crash leaves it behind,
+//! and the next run that writes the lake cleans exactly those partitions,
+//! without listing the whole lake (`docs/lake.md`, "Crashes").
+//!
+//! Cleaning a partition removes every object but `part-00000.parquet` and
+//! `_manifest.json` from its directory, on local disk also the files
+//! object_store's listing hides (`<name>#<n>`, its own staging names), and
+//! the staging files of its raw directory (never a raw answer itself).
+
+use chrono::NaiveDate;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
+use tracing::{info, warn};
+
+use crate::lake::lease::STATE_DIR;
+use crate::lake::store::{Destination, MANIFEST_FILE, PART_FILE, PREFLIGHT_PROBE, partition_of};
+use crate::lake::write::INFLIGHT_SUFFIX;
+use crate::tables::Table;
+
+const INFLIGHT_DIR: &str = "inflight";
+
+/// `_trtc_usage/inflight/<table>/app_id=…/usage_date=…/intent.json`.
+fn intent_path(dest: &Destination, table: Table, app_id: u64, day: NaiveDate) -> Path {
+    dest.root()
+        .clone()
+        .join(STATE_DIR)
+        .join(INFLIGHT_DIR)
+        .join(table.name())
+        .join(format!("app_id={app_id}"))
+        .join(format!("usage_date={day}"))
+        .join("intent.json")
+}
+
+/// Records that `table`'s partition of (app, day) is about to be written.
+pub async fn begin(
+    dest: &Destination,
+    table: Table,
+    app_id: u64,
+    day: NaiveDate,
+) -> Result<(), String> {
+    let path = intent_path(dest, table, app_id, day);
+    let body = serde_json::json!({
+        "pid": std::process::id(),
+        "started_at": crate::tencent::api::now_micros(),
+    });
+    dest.store()
+        .put(&path, PutPayload::from(body.to_string()))
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("writing the intent {}: {e}", dest.relative(&path)))
+}
+
+/// Removes the record: the write committed, or failed cleanly.
+pub async fn end(dest: &Destination, table: Table, app_id: u64, day: NaiveDate) {
+    let path = intent_path(dest, table, app_id, day);
+    match dest.store().delete(&path).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => {
+            warn!(intent = %dest.relative(&path), error = %e, "Cannot remove an intent; the next run cleans its partition again.")
+        }
+    }
+}
+
+/// Whether a file name is a staging name (object_store's `x#3`, ours
+/// `_x.inflight`).
+fn is_staging(name: &str) -> bool {
+    name.ends_with(INFLIGHT_SUFFIX)
+        || name
+            .rsplit_once('#')
+            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Deletes what does not belong in `dir`: everything but the part file and
+/// the manifest (`only_staging`: only staging names). Returns how many.
+async fn clean_dir(dest: &Destination, dir: &Path, only_staging: bool) -> Result<usize, String> {
+    let keep = |name: &str| {
+        if only_staging {
+            !is_staging(name)
+        } else {
+            name == PART_FILE || name == MANIFEST_FILE
+        }
+    };
+    let mut removed = 0;
+    if let Some(local) = dest.local_path(dir) {
+        // object_store's listing hides `#<n>` names: read the directory.
+        let entries = match std::fs::read_dir(&local) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(format!("reading {}: {e}", local.display())),
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.path().is_file() && !keep(&name) {
+                std::fs::remove_file(entry.path())
+                    .map_err(|e| format!("removing {}: {e}", entry.path().display()))?;
+                removed += 1;
+            }
+        }
+        return Ok(removed);
+    }
+    let metas: Vec<_> = dest
+        .store()
+        .list(Some(dir))
+        .try_collect()
+        .await
+        .map_err(|e| format!("listing {dir}: {e}"))?;
+    for m in metas {
+        let name = m.location.filename().unwrap_or_default().to_owned();
+        if !keep(&name) {
+            dest.store()
+                .delete(&m.location)
+                .await
+                .map_err(|e| format!("deleting {}: {e}", m.location))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Removes what a crash left in the job's own directory on local disk:
+/// object_store's staging files (`lease.json#3`) and preflight probes. (On
+/// S3 nothing is staged, and a probe is one small object.)
+fn sweep_state_dir(dest: &Destination) -> Result<(), String> {
+    let dir = dest.root().clone().join(STATE_DIR);
+    let Some(local) = dest.local_path(&dir) else {
+        return Ok(());
+    };
+    fn walk(dir: &std::path::Path) -> Result<(), String> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(format!("reading {}: {e}", dir.display())),
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                walk(&path)?;
+            } else if is_staging(&name) || name.starts_with(PREFLIGHT_PROBE) {
+                // Another run's, in the instant before it is refused the
+                // lease, at worst: that run fails either way.
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        Ok(())
+    }
+    walk(&local)
+}
+
+/// Cleans every partition an earlier run left in flight, then forgets its
+/// intent. Run under the lease, before anything is written.
+pub async fn sweep(dest: &Destination) -> Result<usize, String> {
+    sweep_state_dir(dest)?;
+    let dir = dest.root().clone().join(STATE_DIR).join(INFLIGHT_DIR);
+    let intents: Vec<_> = dest
+        .store()
+        .list(Some(&dir))
+        .try_collect()
+        .await
+        .map_err(|e| format!("listing {}: {e}", dest.relative(&dir)))?;
+    let mut cleaned = 0;
+    for intent in intents {
+        let Some((app_id, day, _)) = partition_of(&intent.location) else {
+            continue;
+        };
+        let table_name = intent
+            .location
+            .parts()
+            .nth_back(3)
+            .map(|p| p.as_ref().to_owned())
+            .unwrap_or_default();
+        let Some(table) = Table::from_name(&table_name) else {
+            continue;
+        };
+        let removed = clean_dir(dest, &dest.partition_dir(table, app_id, day), false).await?
+            + clean_dir(dest, &dest.raw_dir(table, app_id, day), true).await?;
+        info!(%table, app_id, usage_date = %day, removed, "Cleaned a partition an earlier run left in flight.");
+        dest.store()
+            .delete(&intent.location)
+            .await
+            .map_err(|e| format!("deleting {}: {e}", intent.location))?;
+        cleaned += 1;
+    }
+    Ok(cleaned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staging_names() {
+        for (name, staging) in [
+            ("part-00000.parquet#1", true),
+            ("_part-00000.parquet.inflight", true),
+            ("_part-00000.parquet.inflight#12", true),
+            ("x.json.zst#3", true),
+            ("part-00000.parquet", false),
+            ("20261120T000000.000000Z_req#a.json.zst", false),
+            ("_manifest.json", false),
+        ] {
+            assert_eq!(is_staging(name), staging, "{name}");
+        }
+    }
+}
