@@ -12,3 +12,4 @@ mod faults;
 mod lake;
 mod readers;
 mod s3;
+mod s3_faults;

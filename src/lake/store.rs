@@ -71,6 +71,24 @@ impl std::fmt::Debug for Destination {
     }
 }
 
+/// How object_store retries a failed S3 request (5xx, 429, timeouts,
+/// dropped connections): 5 times with exponential backoff from 100 ms to at
+/// most 5 s, within 60 s of the first attempt. object_store's own default
+/// (10 times within 3 minutes) would hold a stop request or a failing
+/// partition for minutes; beyond this bound the partition fails and the
+/// next run fetches it again.
+pub fn s3_retry() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        backoff: object_store::BackoffConfig {
+            init_backoff: std::time::Duration::from_millis(100),
+            max_backoff: std::time::Duration::from_secs(5),
+            base: 2.0,
+        },
+        max_retries: 5,
+        retry_timeout: std::time::Duration::from_secs(60),
+    }
+}
+
 /// The name of the preflight's probe objects, under `_trtc_usage/`.
 pub const PREFLIGHT_PROBE: &str = "preflight-";
 
@@ -89,6 +107,7 @@ impl Destination {
             }
             let store = AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
+                .with_retry(s3_retry())
                 .build()
                 .map_err(|e| fail(e.to_string()))?;
             let root = Path::parse(prefix.trim_matches('/')).map_err(|e| fail(e.to_string()))?;

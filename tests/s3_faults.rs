@@ -1,0 +1,372 @@
+//! S3 faults, for real: a fault-injecting HTTP proxy between the job and
+//! the test's S3 server (s3s-fs). The proxy forwards every request as it
+//! came (the `Host` header kept, so SigV4 signatures still verify) and,
+//! on demand, answers 500, 503 SlowDown, a cut-off response, or a slow
+//! one, or pretends a create-only write succeeded (a store that ignores
+//! conditional writes). After each fault: retried or the partition failed,
+//! nothing partial visible, every manifest matching its file, and the next
+//! run completing the lake exactly.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+
+use crate::util::*;
+
+/// One injected S3 misbehaviour.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum S3Fault {
+    /// HTTP 500 InternalError.
+    Internal,
+    /// HTTP 503 SlowDown, S3's throttle.
+    SlowDown,
+    /// The response starts, then the connection is cut.
+    Cut,
+    /// The response comes after this long.
+    Slow(Duration),
+}
+
+#[derive(Debug, Default)]
+struct ProxyState {
+    upstream: String,
+    /// (method, a substring of the path, times left, fault)
+    rules: Vec<(Method, String, u32, S3Fault)>,
+    /// Answer a refused create-only write (412) as if it succeeded.
+    ignore_conditions: bool,
+    /// Faults served.
+    injected: u32,
+}
+
+struct Proxy {
+    server: FakeServer,
+    state: Arc<Mutex<ProxyState>>,
+}
+
+impl Proxy {
+    fn start(upstream: &str) -> Self {
+        let state = Arc::new(Mutex::new(ProxyState {
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            ..ProxyState::default()
+        }));
+        let router = axum::Router::new()
+            .fallback(forward)
+            .with_state(state.clone());
+        Proxy {
+            server: FakeServer::start(router),
+            state,
+        }
+    }
+
+    fn inject(&self, method: Method, path_has: &str, times: u32, fault: S3Fault) {
+        self.state
+            .lock()
+            .unwrap()
+            .rules
+            .push((method, path_has.to_owned(), times, fault));
+    }
+
+    fn injected(&self) -> u32 {
+        self.state.lock().unwrap().injected
+    }
+
+    /// A command that reaches S3 through the proxy.
+    fn cmd(
+        &self,
+        sim: &trtc_usage::simulator::Simulator,
+        dest: &TestDest,
+    ) -> std::process::Command {
+        let mut c = cmd(sim, dest);
+        c.env("AWS_ENDPOINT", self.server.url());
+        c
+    }
+}
+
+async fn forward(
+    State(state): State<Arc<Mutex<ProxyState>>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // Keys arrive percent-encoded (`app_id%3D1`); rules name them plainly.
+    let path = uri.path().replace("%3D", "=").replace("%3d", "=");
+    let (upstream, fault, ignore_conditions) = {
+        let mut s = state.lock().unwrap();
+        let fault = s
+            .rules
+            .iter_mut()
+            .find(|(m, p, n, _)| *m == method && path.contains(p.as_str()) && *n > 0)
+            .map(|r| {
+                r.2 -= 1;
+                r.3
+            });
+        if fault.is_some() {
+            s.injected += 1;
+        }
+        (s.upstream.clone(), fault, s.ignore_conditions)
+    };
+    match fault {
+        Some(S3Fault::Internal) => {
+            return s3_error(StatusCode::INTERNAL_SERVER_ERROR, "InternalError");
+        }
+        Some(S3Fault::SlowDown) => {
+            return s3_error(StatusCode::SERVICE_UNAVAILABLE, "SlowDown");
+        }
+        Some(S3Fault::Cut) => {
+            let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+                Ok(Bytes::from_static(b"<?xml version=\"1.0\"?><Err")),
+                Err(std::io::Error::other("connection cut by the proxy")),
+            ];
+            let mut r = Response::new(Body::from_stream(futures::stream::iter(chunks)));
+            r.headers_mut()
+                .insert("content-length", "400".parse().unwrap());
+            return r;
+        }
+        Some(S3Fault::Slow(d)) => tokio::time::sleep(d).await,
+        None => {}
+    }
+    let url = format!(
+        "{upstream}{}",
+        uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+    );
+    let client = reqwest::Client::new();
+    let mut req = client.request(method.clone(), url).body(body);
+    for (k, v) in &headers {
+        req = req.header(k, v);
+    }
+    let resp = match req.send().await {
+        Ok(r) => r,
+        Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+    };
+    let status = resp.status();
+    let conditional = headers.contains_key("if-none-match");
+    if ignore_conditions && conditional && status == StatusCode::PRECONDITION_FAILED {
+        // A store that accepts the header and ignores it.
+        let mut r = StatusCode::OK.into_response();
+        r.headers_mut()
+            .insert("etag", "\"ignored-condition\"".parse().unwrap());
+        return r;
+    }
+    let mut out = Response::builder().status(status);
+    for (k, v) in resp.headers() {
+        if k != "transfer-encoding" && k != "connection" {
+            out = out.header(k, v);
+        }
+    }
+    out.body(Body::from(resp.bytes().await.unwrap_or_default()))
+        .unwrap()
+}
+
+fn s3_error(status: StatusCode, code: &str) -> Response {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected by the test proxy</Message><RequestId>proxy</RequestId></Error>"
+    );
+    let mut r = (status, body).into_response();
+    r.headers_mut()
+        .insert("content-type", "application/xml".parse().unwrap());
+    r
+}
+
+fn s3_dest_and_proxy() -> Option<(TestDest, Proxy)> {
+    let dest = TestDest::s3()?;
+    let endpoint = s3_env()?
+        .into_iter()
+        .find(|(k, _)| k == "AWS_ENDPOINT")
+        .map(|(_, v)| v)?;
+    Some((dest, Proxy::start(&endpoint)))
+}
+
+/// Every manifest matches its file, and every visible file is whole.
+fn assert_whole(dest: &TestDest) {
+    use sha2::Digest;
+    let objs = objects(dest);
+    for (name, bytes) in &objs {
+        if let Some(dir) = name.strip_suffix("/_manifest.json") {
+            let m: trtc_usage::lake::manifest::Manifest = serde_json::from_slice(bytes).unwrap();
+            let file = &objs[&format!("{dir}/part-00000.parquet")];
+            assert_eq!(m.file.size, file.len() as u64, "{dir}");
+            assert_eq!(
+                m.file.sha256,
+                hex::encode(sha2::Sha256::digest(file)),
+                "{dir}"
+            );
+        }
+        if name.ends_with(".parquet") {
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                bytes::Bytes::from(bytes.clone()),
+            )
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+}
+
+/// Transient S3 faults on the writes of part files are retried by the
+/// store client: the run succeeds and the lake is exact.
+#[test]
+fn transient_s3_faults_are_retried_and_the_lake_is_exact() {
+    let Some((dest, proxy)) = s3_dest_and_proxy() else {
+        return;
+    };
+    let sim = start_sim(sim_config());
+    let days: Vec<_> = days_ago(13).iter_days().take(4).collect();
+    proxy.inject(Method::PUT, "part-00000.parquet", 2, S3Fault::Internal);
+    proxy.inject(Method::PUT, "_manifest.json", 2, S3Fault::SlowDown);
+    proxy.inject(Method::PUT, ".json.zst", 1, S3Fault::Cut);
+    proxy.inject(
+        Method::GET,
+        "lease.json",
+        1,
+        S3Fault::Slow(Duration::from_millis(1500)),
+    );
+    let args = range_args(&[APP_A], days[0], days[3]);
+    let r = run(proxy.cmd(&sim, &dest), &args);
+    r.assert_code(0);
+    assert!(proxy.injected() >= 5, "faults served: {}", proxy.injected());
+    assert_eq!(object_names(&dest), expected_layout(&[APP_A], &days));
+    assert_whole(&dest);
+    for &day in &days {
+        let (got, _) = read_partition(&dest, APP_A, day);
+        assert_eq!(got, sim_totals(APP_A, day, 30), "{day}");
+    }
+}
+
+/// A write that keeps failing fails its partition: no manifest, nothing
+/// partial visible, the other days written; the next run completes it.
+#[test]
+fn a_persistent_s3_fault_fails_the_partition_and_the_next_run_completes_it() {
+    let Some((dest, proxy)) = s3_dest_and_proxy() else {
+        return;
+    };
+    let sim = start_sim(sim_config());
+    let days: Vec<_> = days_ago(13).iter_days().take(3).collect();
+    let bad = days[1];
+    proxy.inject(
+        Method::PUT,
+        &format!("room_usage/app_id={APP_A}/usage_date={bad}/part-00000.parquet"),
+        u32::MAX,
+        S3Fault::Internal,
+    );
+    let args = range_args(&[APP_A], days[0], days[2]);
+    let r = run(proxy.cmd(&sim, &dest), &args);
+    r.assert_code(1);
+    r.assert_stderr_has(&[
+        &format!("usage_date={bad}"),
+        "Partition failed",
+        "part-00000.parquet",
+    ]);
+    assert_whole(&dest);
+    let names = object_names(&dest);
+    assert!(!names.contains(&format!(
+        "room_usage/app_id={APP_A}/usage_date={bad}/_manifest.json"
+    )));
+    assert!(!names.contains(&format!(
+        "room_usage/app_id={APP_A}/usage_date={bad}/part-00000.parquet"
+    )));
+
+    // The store recovers; the next run fetches that day only.
+    proxy.state.lock().unwrap().rules.clear();
+    std::thread::sleep(Duration::from_millis(2 * INTERVAL_MS));
+    let before = sim.stats().requests;
+    run(proxy.cmd(&sim, &dest), &args).assert_code(0);
+    assert_eq!(
+        sim.stats().requests - before,
+        1,
+        "only the failed day's room call"
+    );
+    assert_eq!(object_names(&dest), expected_layout(&[APP_A], &days));
+    assert_whole(&dest);
+    let (got, _) = read_partition(&dest, APP_A, bad);
+    assert_eq!(got, sim_totals(APP_A, bad, 30));
+}
+
+/// A store that accepts `If-None-Match: *` and ignores it cannot hold a
+/// lease: refused at preflight, exit 2, no API call, one line naming
+/// `--lease off`; with `--lease off` the run goes ahead.
+#[test]
+fn a_store_that_ignores_create_only_writes_is_refused_naming_lease_off() {
+    let Some((dest, proxy)) = s3_dest_and_proxy() else {
+        return;
+    };
+    proxy.state.lock().unwrap().ignore_conditions = true;
+    let sim = start_sim(sim_config());
+    let args = date_args(&[APP_A], days_ago(10));
+    let r = run(proxy.cmd(&sim, &dest), &args);
+    r.assert_code(2);
+    r.assert_stderr_has(&["does not honour create-only writes", "--lease off"]);
+    assert_eq!(sim.stats().total_requests(), 0, "no API call");
+    assert_eq!(
+        r.stderr.lines().filter(|l| l.contains("ERROR")).count(),
+        1,
+        "{}",
+        r.stderr
+    );
+
+    let mut off = args.clone();
+    off.extend(["--lease".into(), "off".into()]);
+    run(proxy.cmd(&sim, &dest), &off).assert_code(0);
+    assert_eq!(
+        object_names(&dest),
+        expected_layout(&[APP_A], &[days_ago(10)])
+    );
+}
+
+/// Two runs at once against S3: the lease is taken with If-None-Match,
+/// the second run is refused with no API call.
+#[test]
+fn the_lease_holds_on_s3_too() {
+    let Some(dest) = TestDest::s3() else {
+        return;
+    };
+    let mut config = sim_config();
+    config.interval = Duration::from_secs(5);
+    let sim = start_sim(config);
+    let mut args = range_args(&[APP_A], days_ago(12), days_ago(11));
+    args.extend(["--min-interval".into(), "5s".into()]);
+    let mut c = cmd(&sim, &dest);
+    c.arg("export").args(&args);
+    c.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut first = c.spawn().unwrap();
+    // Wait until the first run holds the lease.
+    let t0 = std::time::Instant::now();
+    while !exists(&dest, "_trtc_usage/lease.json") {
+        assert!(t0.elapsed() < Duration::from_secs(20), "no lease taken");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The second run talks to a simulator of its own, so its calls count alone.
+    let other = start_sim(sim_config());
+    let r = run(cmd(&other, &dest), &args);
+    r.assert_code(2);
+    r.assert_stderr_has(&["is being written by another run"]);
+    assert_eq!(
+        other.stats().total_requests(),
+        0,
+        "the second run made no call"
+    );
+    assert_eq!(first.wait().unwrap().code(), Some(0));
+    assert!(
+        !object_names(&dest)
+            .iter()
+            .any(|n| n.starts_with("_trtc_usage/"))
+    );
+}
+
+/// Whether an object exists at `rel` under the destination (one HEAD, so
+/// it never races a run deleting other objects).
+fn exists(dest: &TestDest, rel: &str) -> bool {
+    let d = dest.open();
+    let path = object_store::path::Path::parse(match dest {
+        TestDest::S3 { prefix, .. } => format!("{prefix}/{rel}"),
+        TestDest::Local(_) => rel.to_owned(),
+    })
+    .unwrap();
+    block_on(async {
+        object_store::ObjectStoreExt::head(d.store().as_ref(), &path)
+            .await
+            .is_ok()
+    })
+}
