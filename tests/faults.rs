@@ -9,6 +9,8 @@ use trtc_usage::simulator::{Fault, FaultRule};
 
 use crate::util::*;
 
+on_every_destination!(kill_9_at_random_points_then_rerun_gives_the_full_dataset);
+
 /// One day with `fault` injected on its first attempt: retried, written.
 fn recovers_from(fault: Fault, extra: &[&str]) -> Run {
     let sim = start_sim(sim_config());
@@ -469,13 +471,11 @@ fn sigterm_while_writing_finishes_the_partition_then_stops() {
     }
 }
 
-#[test]
-fn kill_9_at_random_points_then_rerun_gives_the_full_dataset() {
+fn kill_9_at_random_points_then_rerun_gives_the_full_dataset(dest: TestDest) {
     let mut config = sim_config();
     config.rooms = 20_000;
     config.interval = Duration::from_millis(20);
     let sim = start_sim(config);
-    let dest = TestDest::local();
     let days: Vec<_> = days_ago(16).iter_days().take(6).collect();
     let mut args = range_args(&[APP_A, APP_B], days[0], days[5]);
     // A killed run's lease lives on until it expires: keep that short.
