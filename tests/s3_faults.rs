@@ -359,11 +359,7 @@ fn the_lease_holds_on_s3_too() {
 /// it never races a run deleting other objects).
 fn exists(dest: &TestDest, rel: &str) -> bool {
     let d = dest.open();
-    let path = object_store::path::Path::parse(match dest {
-        TestDest::S3 { prefix, .. } => format!("{prefix}/{rel}"),
-        TestDest::Local(_) => rel.to_owned(),
-    })
-    .unwrap();
+    let path = d.resolve(rel);
     block_on(async {
         object_store::ObjectStoreExt::head(d.store().as_ref(), &path)
             .await

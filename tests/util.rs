@@ -159,10 +159,7 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 pub fn objects(dest: &TestDest) -> BTreeMap<String, Vec<u8>> {
     let d = dest.open();
     block_on(async {
-        let root = match dest {
-            TestDest::Local(_) => None,
-            TestDest::S3 { prefix, .. } => Some(Path::from(prefix.as_str())),
-        };
+        let root = Some(d.root().clone());
         let metas: Vec<_> = d.store().list(root.as_ref()).try_collect().await.unwrap();
         let mut out = BTreeMap::new();
         for m in metas {
@@ -174,10 +171,7 @@ pub fn objects(dest: &TestDest) -> BTreeMap<String, Vec<u8>> {
                 .bytes()
                 .await
                 .unwrap();
-            let rel = match &root {
-                Some(r) => m.location.as_ref()[r.as_ref().len() + 1..].to_owned(),
-                None => m.location.as_ref().to_owned(),
-            };
+            let rel = d.relative(&m.location).to_owned();
             out.insert(rel, bytes.to_vec());
         }
         out

@@ -71,6 +71,37 @@ impl std::fmt::Debug for Destination {
     }
 }
 
+/// The nearest existing directory of `path` (canonical: symlinks and `..`
+/// resolved) and the components below it that do not exist yet.
+fn existing_ancestor(
+    path: &std::path::Path,
+) -> std::io::Result<(std::path::PathBuf, Vec<std::ffi::OsString>)> {
+    let absolute = std::path::absolute(path)?;
+    let mut existing = absolute.as_path();
+    let mut missing = Vec::new();
+    loop {
+        match existing.canonicalize() {
+            Ok(base) if base.is_dir() => {
+                missing.reverse();
+                return Ok((base, missing));
+            }
+            Ok(base) => {
+                return Err(std::io::Error::other(format!(
+                    "{} is not a directory",
+                    base.display()
+                )));
+            }
+            Err(e) => match (existing.parent(), existing.file_name()) {
+                (Some(parent), Some(name)) => {
+                    missing.push(name.to_owned());
+                    existing = parent;
+                }
+                _ => return Err(e),
+            },
+        }
+    }
+}
+
 /// How object_store retries a failed S3 request (5xx, 429, timeouts,
 /// dropped connections): 5 times with exponential backoff from 100 ms to at
 /// most 5 s, within 60 s of the first attempt. object_store's own default
@@ -127,26 +158,47 @@ impl Destination {
             Some(p) => std::path::PathBuf::from(p),
             None => std::path::PathBuf::from(dest),
         };
-        std::fs::create_dir_all(&path)
-            .map_err(|e| fail(format!("cannot create directory: {e}")))?;
-        let store = LocalFileSystem::new_with_prefix(&path)
+        // Nothing is created here: the directory appears with the first
+        // object written (a dry run, or a run refused before its first
+        // write, leaves no trace).
+        // The store is rooted at the nearest directory that exists, so its
+        // cleanup of emptied directories never climbs above it.
+        let (base, missing) =
+            existing_ancestor(&path).map_err(|e| fail(format!("cannot resolve the path: {e}")))?;
+        let store = LocalFileSystem::new_with_prefix(&base)
             .map_err(|e| fail(e.to_string()))?
             .with_automatic_cleanup(true);
+        let mut root = Path::default();
+        for part in &missing {
+            let part = part
+                .to_str()
+                .ok_or_else(|| fail("the path is not valid UTF-8".into()))?;
+            root = root.join(part);
+        }
+        let local = missing.iter().fold(base, |p, part| p.join(part));
         Ok(Self {
             store: Arc::new(store),
-            root: Path::default(),
+            root,
             display: dest.to_owned(),
-            local: Some(path),
+            local: Some(local),
         })
     }
 
     /// Where `path` is on local disk, for a local destination.
     pub fn local_path(&self, path: &Path) -> Option<std::path::PathBuf> {
         let dir = self.local.as_ref()?;
-        Some(
-            path.parts()
-                .fold(dir.clone(), |p, part| p.join(part.as_ref())),
-        )
+        let rel = self.relative(path);
+        Some(if path == &self.root || rel.is_empty() {
+            dir.clone()
+        } else {
+            dir.join(rel)
+        })
+    }
+
+    /// Whether the destination is a local directory that does not exist
+    /// yet (nothing has been written to it).
+    pub fn is_absent(&self) -> bool {
+        self.local.as_ref().is_some_and(|d| !d.exists())
     }
 
     /// A destination over any store, for tests.
@@ -307,7 +359,7 @@ mod tests {
         let d = Destination::open(dir.path().to_str().unwrap()).unwrap();
         let day: NaiveDate = "2026-11-20".parse().unwrap();
         assert_eq!(
-            d.part_path(Table::RoomUsage, 1400000001, day).as_ref(),
+            d.relative(&d.part_path(Table::RoomUsage, 1400000001, day)),
             "room_usage/app_id=1400000001/usage_date=2026-11-20/part-00000.parquet"
         );
         assert_eq!(
@@ -367,5 +419,22 @@ mod tests {
         let d = Destination::open(&format!("file://{}", dir.path().display())).unwrap();
         d.preflight().await.unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn opening_a_local_dest_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = dir.path().join("a/b/lake");
+        let d = Destination::open(lake.to_str().unwrap()).unwrap();
+        assert!(!dir.path().join("a").exists());
+        assert_eq!(
+            d.local_path(d.root()).unwrap(),
+            lake.canonicalize()
+                .unwrap_or(dir.path().canonicalize().unwrap().join("a/b/lake"))
+        );
+        assert_eq!(
+            d.relative(&d.part_path(Table::RoomUsage, 1, "2026-11-20".parse().unwrap())),
+            "room_usage/app_id=1/usage_date=2026-11-20/part-00000.parquet"
+        );
     }
 }
