@@ -146,7 +146,12 @@ fn exit_code(summary: &Summary, signal: i32) -> u8 {
 fn report(summary: &Summary, log_format: LogFormat, summary_file: Option<&std::path::Path>) {
     let json = serde_json::to_string(summary).expect("summary serializes");
     match log_format {
-        LogFormat::Text => println!("{}", summary.line()),
+        LogFormat::Text => {
+            if let Some(plan) = &summary.plan {
+                print!("{}", plan.render());
+            }
+            println!("{}", summary.line());
+        }
         LogFormat::Json => println!("{json}"),
     }
     if let Some(path) = summary_file

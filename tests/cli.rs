@@ -148,3 +148,80 @@ fn json_logs_are_one_object_per_line_and_stdout_is_the_summary() {
         serde_json::from_str(&std::fs::read_to_string(&summary_file).unwrap()).unwrap();
     assert_eq!(f, s);
 }
+
+/// A dry run creates nothing (not even the lake's directory) and, on S3
+/// with no keys, makes no request of any kind: no connect(2) at all, not
+/// even to the cloud metadata address (pointed at a closed loopback port,
+/// so nothing could leave the machine). Under json, stdout is one object
+/// with the plan in it.
+#[test]
+fn a_dry_run_creates_nothing_and_connects_nowhere() {
+    let sim = start_sim(sim_config());
+    let parent = tempfile::tempdir().unwrap();
+    let lake = parent.path().join("not/yet/a/lake");
+    let mut c = lake_cmd(&TestDest::local());
+    c.env("TRTC_DEST", &lake);
+    c.env("TRTC_ENDPOINT", sim.endpoint());
+    let day = days_ago(10).to_string();
+    let args = [
+        "--log-format",
+        "json",
+        "export",
+        "--app-id",
+        "1",
+        "--date",
+        &day,
+        "--dry-run",
+    ];
+    let r = run_sub(c, args[0], &args[1..]);
+    r.assert_code(0);
+    assert!(!parent.path().join("not").exists(), "nothing created");
+    let v: serde_json::Value =
+        serde_json::from_str(r.stdout.trim()).expect("stdout is one JSON object");
+    assert_eq!(v["status"], "dry_run");
+    assert_eq!(v["plan"]["room_calls"], 1);
+    assert_eq!(v["plan"]["app_calls"], 1);
+    assert_eq!(v["plan"]["partitions"].as_array().unwrap().len(), 3);
+    assert_eq!(v["plan"]["partitions"][0]["action"], "fetch");
+    assert_eq!(r.stdout.trim().lines().count(), 1);
+
+    if std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        eprintln!("note: strace is not installed; skipping the no-connection check");
+        return;
+    }
+    let trace = parent.path().join("trace");
+    let mut c = std::process::Command::new("strace");
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", parent.path())
+        .env("TRTC_DEST", "s3://some-bucket/lake")
+        .env("AWS_METADATA_ENDPOINT", "http://127.0.0.1:9")
+        .env("AWS_EC2_METADATA_DISABLED", "false")
+        .args(["-f", "-e", "trace=connect", "-o"])
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_trtc-usage"))
+        .args(args)
+        .stdin(std::process::Stdio::null());
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("WARN") && !stderr.contains("169.254"),
+        "{stderr}"
+    );
+    let calls = std::fs::read_to_string(&trace).unwrap();
+    assert!(
+        !calls.contains("connect("),
+        "a dry run connected somewhere:\n{calls}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["plan"]["finality_checked"], false);
+}

@@ -207,7 +207,8 @@ pub async fn make_plan(cfg: &JobConfig) -> Plan {
         .collect();
     let mut need: HashMap<(Table, Partition), bool> = HashMap::new();
     for &table in &fetched {
-        let states = if cfg.force {
+        let no_lookup = cfg.dry_run && (!cfg.dest.is_local() || cfg.dest.is_absent());
+        let states = if cfg.force || no_lookup {
             all.iter().map(|_| Finality::NotFinal).collect()
         } else {
             finality(cfg, table, &all).await
@@ -235,7 +236,7 @@ pub async fn make_plan(cfg: &JobConfig) -> Plan {
             plan.todo.push(Todo { p, room, app });
         }
     }
-    if fills(cfg, Table::Checks) {
+    if fills(cfg, Table::Checks) && !(cfg.dry_run && !cfg.dest.is_local()) {
         for &p in &all {
             let inputs = (
                 plan.manifests.get(&(Table::RoomUsage, p)),
@@ -253,57 +254,129 @@ pub async fn make_plan(cfg: &JobConfig) -> Plan {
     plan
 }
 
-/// Prints what a run would do (`--dry-run`), on stdout.
-pub fn print_plan(cfg: &JobConfig, plan: &Plan) {
-    let (room_calls, app_calls) = (plan.room_calls(), plan.app_calls());
-    // The app calls are made inside the room calls' waits, so the room
-    // calls alone set the wall time.
-    let estimate = cfg.min_interval * room_calls.saturating_sub(1) as u32
-        + if room_calls == 0 {
-            cfg.app_min_interval * app_calls.saturating_sub(1) as u32
+/// What a dry run shows: every partition and what a run would do with it,
+/// the calls per API and the wall time they take. On stdout: as text lines
+/// before the summary, or inside the one JSON summary under `--log-format
+/// json`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlanReport {
+    pub dest: String,
+    pub apps: usize,
+    pub days: usize,
+    pub tables: Vec<Table>,
+    pub partitions: Vec<PlannedPartition>,
+    pub room_calls: usize,
+    pub app_calls: usize,
+    pub room_interval_ms: u64,
+    pub app_interval_ms: u64,
+    /// `(room_calls − 1) × --min-interval`: the app calls are made inside
+    /// the room calls' waits. Retries come on top.
+    pub estimated_secs: u64,
+    /// Whether the lake's manifests were read to find final partitions
+    /// (not on S3: a dry run makes no request).
+    pub finality_checked: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlannedPartition {
+    pub table: Table,
+    pub app_id: u64,
+    pub usage_date: chrono::NaiveDate,
+    /// `fetch`, `skip` (final), `repair` (final, but its file does not match
+    /// its manifest), `check` (recomputed from final inputs, no call).
+    pub action: &'static str,
+}
+
+impl PlanReport {
+    fn new(cfg: &JobConfig, plan: &Plan, finality_checked: bool) -> Self {
+        let (room_calls, app_calls) = (plan.room_calls(), plan.app_calls());
+        let estimate = if room_calls > 0 {
+            plan::wall_time(room_calls, cfg.min_interval)
         } else {
-            Duration::ZERO
+            plan::wall_time(app_calls, cfg.app_min_interval)
         };
-    let tables: Vec<&str> = cfg.tables.iter().map(|t| t.name()).collect();
-    println!(
-        "Plan: {} app(s) × {} day(s) × {} table(s) ({}) into {}",
-        cfg.app_ids.len(),
-        cfg.days.len(),
-        cfg.tables.len(),
-        tables.join(", "),
-        cfg.dest.display()
-    );
-    for (table, p) in &plan.final_ {
-        println!("  skip   {table}/{p}  (final)");
+        let mut partitions = Vec::new();
+        let mut push = |table, p: &Partition, action| {
+            partitions.push(PlannedPartition {
+                table,
+                app_id: p.app_id,
+                usage_date: p.usage_date,
+                action,
+            })
+        };
+        for (table, p) in &plan.final_ {
+            push(*table, p, "skip");
+        }
+        for (table, p) in &plan.damaged {
+            push(*table, p, "repair");
+        }
+        for t in &plan.todo {
+            if t.room {
+                push(Table::RoomUsage, &t.p, "fetch");
+            }
+            if t.app {
+                push(Table::AppUsage, &t.p, "fetch");
+            }
+            if fills(cfg, Table::Checks) {
+                push(Table::Checks, &t.p, "check");
+            }
+        }
+        for p in &plan.recheck {
+            push(Table::Checks, p, "check");
+        }
+        PlanReport {
+            dest: cfg.dest.display().to_owned(),
+            apps: cfg.app_ids.len(),
+            days: cfg.days.len(),
+            tables: cfg.tables.clone(),
+            partitions,
+            room_calls,
+            app_calls,
+            room_interval_ms: cfg.min_interval.as_millis() as u64,
+            app_interval_ms: cfg.app_min_interval.as_millis() as u64,
+            estimated_secs: estimate.as_secs(),
+            finality_checked,
+        }
     }
-    for (table, p) in &plan.damaged {
-        println!(
-            "  repair {table}/{p}  (final, but its file does not match its manifest: from the raw zone, else fetched)"
+
+    /// The text form, one line per partition.
+    pub fn render(&self) -> String {
+        let tables: Vec<&str> = self.tables.iter().map(|t| t.name()).collect();
+        let mut out = format!(
+            "Plan: {} app(s) × {} day(s) × {} table(s) ({}) into {}\n",
+            self.apps,
+            self.days,
+            self.tables.len(),
+            tables.join(", "),
+            self.dest
         );
-    }
-    for t in &plan.todo {
-        if t.room {
-            println!("  fetch  {}/{}", Table::RoomUsage, t.p);
+        for p in &self.partitions {
+            let why = match p.action {
+                "skip" => "  (final)",
+                "repair" => {
+                    "  (final, but its file does not match its manifest: from the raw zone, else fetched)"
+                }
+                _ => "",
+            };
+            out.push_str(&format!(
+                "  {:<6} {}/app_id={}/usage_date={}{why}\n",
+                p.action, p.table, p.app_id, p.usage_date
+            ));
         }
-        if t.app {
-            println!("  fetch  {}/{}", Table::AppUsage, t.p);
+        if !self.finality_checked {
+            out.push_str("  (final partitions are not looked up on S3 in a dry run, which makes no request; a real run skips them)\n");
         }
-        if fills(cfg, Table::Checks) {
-            println!("  check  {}/{}  (after the fetch)", Table::Checks, t.p);
-        }
+        let fmt = |ms: u64| humantime::format_duration(Duration::from_millis(ms)).to_string();
+        out.push_str(&format!(
+            "{} DescribeTrtcRoomUsage call(s) at one per {} and {} DescribeTrtcUsage call(s) at one per {} (made while the room calls wait): about {} (plus retries).\n",
+            self.room_calls,
+            fmt(self.room_interval_ms),
+            self.app_calls,
+            fmt(self.app_interval_ms),
+            humantime::format_duration(Duration::from_secs(self.estimated_secs))
+        ));
+        out
     }
-    for p in &plan.recheck {
-        println!(
-            "  check  {}/{p}  (from the final inputs, no call)",
-            Table::Checks
-        );
-    }
-    println!(
-        "{room_calls} DescribeTrtcRoomUsage call(s) at one per {} and {app_calls} DescribeTrtcUsage call(s) at one per {} (made while the room calls wait): about {} (plus retries).",
-        humantime::format_duration(cfg.min_interval),
-        humantime::format_duration(cfg.app_min_interval),
-        humantime::format_duration(Duration::from_secs(estimate.as_secs()))
-    );
 }
 
 enum PartitionResult {
@@ -683,7 +756,7 @@ async fn planned(
         summary.skipped(*table, 1);
     }
     if cfg.dry_run {
-        print_plan(cfg, &plan);
+        summary.plan = Some(PlanReport::new(cfg, &plan, cfg.dest.is_local()));
         summary.status = Status::DryRun;
         return finish(summary);
     }
@@ -693,7 +766,7 @@ async fn planned(
         tables = %cfg.tables.iter().map(|t| t.name()).collect::<Vec<_>>().join(","),
         room_calls = plan.room_calls(),
         app_calls = plan.app_calls(),
-        final_ = plan.final_.len(),
+        already_final = plan.final_.len(),
         dest = %cfg.dest.display(),
         interval_ms = cfg.min_interval.as_millis() as u64,
         "Starting export."

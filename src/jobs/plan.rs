@@ -118,6 +118,13 @@ pub fn is_final(
         .is_some_and(|t| fetched_at >= t)
 }
 
+/// The wall time of `calls` paced calls: the first goes at once, each
+/// next one interval later. The dry run's estimate and the progress ETA
+/// both use it.
+pub fn wall_time(calls: usize, interval: std::time::Duration) -> std::time::Duration {
+    interval.saturating_mul(calls.saturating_sub(1).min(u32::MAX as usize) as u32)
+}
+
 /// The request for one whole day: `D 00:00` to `D 23:59`.
 pub fn request_for(app_id: u64, day: NaiveDate) -> RoomUsageRequest {
     RoomUsageRequest {

@@ -32,8 +32,15 @@ fn done(s: &Summary) -> usize {
     s.steps_done
 }
 
+/// Time left: the remaining steps' paced calls (`plan::wall_time`, the
+/// dry run's formula), one interval after the last call made.
 fn eta(total: usize, done: usize, interval: Duration) -> Duration {
-    interval * total.saturating_sub(done) as u32
+    let left = total.saturating_sub(done);
+    if done == 0 {
+        crate::jobs::plan::wall_time(left, interval)
+    } else {
+        interval.saturating_mul(left.min(u32::MAX as usize) as u32)
+    }
 }
 
 /// A log line per partition, at most one every `every`, and always the last.

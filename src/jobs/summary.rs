@@ -102,6 +102,9 @@ pub struct Summary {
     pub calls: CallStats,
     pub elapsed_secs: f64,
     pub fatal_error: Option<String>,
+    /// `--dry-run`: what a run would do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<crate::jobs::export::PlanReport>,
     /// Steps of the run done (an (app, day) in export, a partition in
     /// rebuild), for the progress display.
     #[serde(skip)]
@@ -126,6 +129,7 @@ impl Summary {
             elapsed_secs: 0.0,
             fatal_error: None,
             steps_done: 0,
+            plan: None,
         }
     }
 

@@ -195,6 +195,12 @@ impl Destination {
         })
     }
 
+    /// Whether the destination is on local disk (reading it makes no
+    /// network request).
+    pub fn is_local(&self) -> bool {
+        self.local.is_some()
+    }
+
     /// Whether the destination is a local directory that does not exist
     /// yet (nothing has been written to it).
     pub fn is_absent(&self) -> bool {
