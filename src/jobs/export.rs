@@ -236,7 +236,7 @@ pub async fn make_plan(cfg: &JobConfig) -> Plan {
             plan.todo.push(Todo { p, room, app });
         }
     }
-    if fills(cfg, Table::Checks) && !(cfg.dry_run && !cfg.dest.is_local()) {
+    if fills(cfg, Table::Checks) && (cfg.dest.is_local() || !cfg.dry_run) {
         for &p in &all {
             let inputs = (
                 plan.manifests.get(&(Table::RoomUsage, p)),
