@@ -88,7 +88,7 @@ def throughput(rooms, day, work, repeat, backfill_days):
     """Runs trtc-usage and DuckDB `repeat` times each on the same day; returns
     the list of runs of each and the CSV's size."""
     port = free_port()
-    sim = subprocess.Popen([BIN, "simulator", "--listen", f"127.0.0.1:{port}", "--sim-interval", "0s",
+    sim = subprocess.Popen([BIN, "simulator", "--listen", f"127.0.0.1:{port}", "--min-interval", "0s",
                             "--sim-rooms", str(rooms), "--sim-exact-rooms"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ours_runs = []
@@ -164,7 +164,7 @@ def pacing(n, interval_s, work):
     latter's summary). The one-partition run is the process start plus one
     call: the "one call's latency" of the bound, measured, not assumed."""
     port = free_port()
-    sim = subprocess.Popen([BIN, "simulator", "--listen", f"127.0.0.1:{port}", "--sim-interval", f"{interval_s}s"],
+    sim = subprocess.Popen([BIN, "simulator", "--listen", f"127.0.0.1:{port}", "--min-interval", f"{interval_s}s"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port)

@@ -258,6 +258,28 @@ async fn run_simulator(args: SimulatorArgs) -> u8 {
     }
 }
 
+/// The demo's export arguments, parsed with every environment variable
+/// ignored: only `argv` and the defaults count.
+fn demo_export_args(argv: Vec<String>) -> Result<ExportArgs, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let root = Cli::command();
+    let ids: Vec<clap::Id> = root.get_arguments().map(|a| a.get_id().clone()).collect();
+    let root = ids
+        .into_iter()
+        .fold(root, |c, id| c.mut_arg(id, |a| a.env(None::<&'static str>)));
+    let command = root.mut_subcommand("export", |export| {
+        let ids: Vec<clap::Id> = export.get_arguments().map(|a| a.get_id().clone()).collect();
+        ids.into_iter().fold(export, |export, id| {
+            export.mut_arg(id, |a| a.env(None::<&'static str>))
+        })
+    });
+    let matches = command.try_get_matches_from(argv)?;
+    let export = matches
+        .subcommand_matches("export")
+        .expect("the demo parses an export command");
+    ExportArgs::from_arg_matches(export)
+}
+
 async fn run_demo(args: DemoArgs, log_format: LogFormat) -> u8 {
     let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
         Ok(l) => l,
@@ -269,7 +291,7 @@ async fn run_demo(args: DemoArgs, log_format: LogFormat) -> u8 {
     let addr = listener.local_addr().expect("bound");
     let apps: Vec<u64> = (1..=args.apps).map(|i| 1_400_000_000 + i).collect();
     let sim = SimConfig {
-        interval: args.interval,
+        interval: args.min_interval,
         apps: Some(apps.clone()),
         rooms: args.rooms,
         ..SimConfig::default()
@@ -296,33 +318,30 @@ async fn run_demo(args: DemoArgs, log_format: LogFormat) -> u8 {
         "--endpoint".into(),
         format!("http://{addr}"),
         "--min-interval".into(),
-        format!("{}ms", args.interval.as_millis()),
+        format!("{}ms", args.min_interval.as_millis()),
         "--progress".into(),
         format!("{:?}", args.progress).to_lowercase(),
     ];
-    let export = match <Cli as clap::Parser>::try_parse_from(argv) {
-        Ok(Cli {
-            command: Command::Export(e),
-            ..
-        }) => e,
-        Ok(_) => unreachable!("parsed an export command"),
+    let export = match demo_export_args(argv.to_vec()) {
+        Ok(e) => e,
         Err(e) => {
             error!("{e}");
             return EXIT_FATAL;
         }
     };
-    let cfg = match JobConfig::from_args(&export, Utc::now()) {
+    let mut cfg = match JobConfig::from_args(&export, Utc::now()) {
         Ok(c) => c,
         Err(e) => {
             error!("{e}");
             return EXIT_FATAL;
         }
     };
+    cfg.source = crate::lake::marker::Source::Simulator;
     info!(
         endpoint = %format!("http://{addr}"),
         apps = args.apps,
         days = args.days,
-        interval = %humantime::format_duration(args.interval),
+        interval = %humantime::format_duration(args.min_interval),
         "Demo: exporting from the bundled TRTC API simulator (signatures verified, rate limit enforced)."
     );
     let provider = Provider::Static(credentials::Credentials {

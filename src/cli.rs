@@ -469,12 +469,12 @@ pub struct SimulatorArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct SimSettings {
-    /// The minimum interval the simulator enforces per SecretId.
-    #[arg(long = "sim-interval", env = "TRTC_SIM_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    /// The spacing the simulator enforces between DescribeTrtcRoomUsage calls of one SecretId (the real API's: 15s).
+    #[arg(long = "min-interval", env = "TRTC_SIM_MIN_INTERVAL", default_value = "15s", value_parser = parse_duration)]
     pub interval: Duration,
 
-    /// The same for DescribeTrtcUsage (the real limit: 5 calls a second).
-    #[arg(long = "sim-app-interval", env = "TRTC_SIM_APP_INTERVAL", default_value = "200ms", value_parser = parse_duration)]
+    /// The same for DescribeTrtcUsage (the real API's: 200ms, 5 calls a second).
+    #[arg(long = "app-min-interval", env = "TRTC_SIM_APP_MIN_INTERVAL", default_value = "200ms", value_parser = parse_duration)]
     pub app_interval: Duration,
 
     /// SecretId the simulator accepts.
@@ -498,10 +498,12 @@ pub struct SimSettings {
     pub exact_rooms: bool,
 }
 
+/// `demo` reads no environment variable: it must never pick up a
+/// production `TRTC_DEST` (or any other export setting) by accident.
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
-    /// Where to write.
-    #[arg(long, env = "TRTC_DEST", default_value = "./warehouse")]
+    /// Where to write (a lake of its own: see `trtc-usage demo --help`).
+    #[arg(long, default_value = "./warehouse")]
     pub dest: String,
 
     /// How many simulated apps.
@@ -512,9 +514,9 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=90))]
     pub days: u32,
 
-    /// The rate limit both sides use; the real API's is 15s.
+    /// Spacing between DescribeTrtcRoomUsage calls, which the simulator enforces too; the real API's is 15s.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
-    pub interval: Duration,
+    pub min_interval: Duration,
 
     /// Typical rooms per app and day.
     #[arg(long, default_value_t = 40)]

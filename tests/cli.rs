@@ -225,3 +225,81 @@ fn a_dry_run_creates_nothing_and_connects_nowhere() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["plan"]["finality_checked"], false);
 }
+
+/// `demo` reads no environment: a production `TRTC_DEST` (or any export
+/// setting) in the shell changes nothing; and a lake says where its data
+/// comes from, so the demo's and a real export's never mix.
+#[test]
+fn the_demo_ignores_the_environment_and_never_mixes_with_real_data() {
+    let sim = start_sim(sim_config());
+    let work = tempfile::tempdir().unwrap();
+    let real = TestDest::local();
+    let mut c = lake_cmd(&real);
+    // What a production shell or pod might have set.
+    c.env("TRTC_DEST", real.url())
+        .env("TRTC_TABLES", "room_usage")
+        .env("TRTC_RAW", "off")
+        .env("TRTC_APP_IDS", "1400099999")
+        .current_dir(work.path());
+    let r = run_sub(
+        c,
+        "demo",
+        &[
+            "--min-interval",
+            "100ms",
+            "--days",
+            "1",
+            "--apps",
+            "1",
+            "--progress",
+            "off",
+        ],
+    );
+    r.assert_code(0);
+    assert!(object_names(&real).is_empty(), "nothing in TRTC_DEST");
+    let lake = work.path().join("warehouse");
+    for table in [
+        "room_usage",
+        "app_usage",
+        "checks",
+        "_raw",
+        "_trtc_usage/lake.json",
+    ] {
+        assert!(
+            lake.join(table).exists(),
+            "{table}: the demo's own settings, not the environment's"
+        );
+    }
+
+    // A real export into the demo's lake is refused, before any call.
+    let mut c = cmd(&sim, &real);
+    c.env("TRTC_DEST", &lake);
+    let r = run(c, &date_args(&[APP_A], days_ago(5)));
+    r.assert_code(2);
+    r.assert_stderr_has(&[
+        "holds simulated data (written by trtc-usage demo)",
+        "use another --dest",
+    ]);
+    assert_eq!(sim.stats().total_requests(), 0);
+
+    // And the demo into a real lake.
+    run(cmd(&sim, &real), &date_args(&[APP_A], days_ago(5))).assert_code(0);
+    let mut c = lake_cmd(&real);
+    c.current_dir(work.path());
+    let r = run_sub(
+        c,
+        "demo",
+        &[
+            "--dest",
+            &real.url(),
+            "--min-interval",
+            "100ms",
+            "--days",
+            "1",
+            "--apps",
+            "1",
+        ],
+    );
+    r.assert_code(2);
+    r.assert_stderr_has(&["holds Tencent Cloud data (written by export)"]);
+}

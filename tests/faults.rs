@@ -512,7 +512,8 @@ fn kill_9_at_random_points_then_rerun_gives_the_full_dataset(dest: TestDest) {
     for f in local_files(&dest) {
         let ok = f.ends_with("/part-00000.parquet")
             || f.ends_with("/_manifest.json")
-            || (f.starts_with("_raw/") && f.ends_with(".json.zst"));
+            || (f.starts_with("_raw/") && f.ends_with(".json.zst"))
+            || f == "_trtc_usage/lake.json";
         assert!(ok, "{f} is left behind");
     }
     for app in [APP_A, APP_B] {
@@ -710,7 +711,8 @@ fn a_kill_at_every_rename_leaves_nothing_behind() {
         for f in local_files(&dest) {
             let ok = f.ends_with("/part-00000.parquet")
                 || f.ends_with("/_manifest.json")
-                || (f.starts_with("_raw/") && f.ends_with(".json.zst"));
+                || (f.starts_with("_raw/") && f.ends_with(".json.zst"))
+                || f == "_trtc_usage/lake.json";
             assert!(ok, "when={when} (killed: {killed}): {f} is left behind");
         }
         let (got, _) = read_partition(&dest, APP_A, day);

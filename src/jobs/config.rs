@@ -130,6 +130,8 @@ pub struct JobConfig {
     pub app_min_interval: Duration,
     /// The lease's time to live; `None` under `--lease off`.
     pub lease_ttl: Option<Duration>,
+    /// Where the data comes from: the simulator only for `demo`.
+    pub source: crate::lake::marker::Source,
 }
 
 /// The tables an export fills: `--tables` (or all), less `checks` under
@@ -230,6 +232,7 @@ impl JobConfig {
             check_tolerance: args.checks.check_tolerance,
             app_min_interval: args.app_min_interval,
             lease_ttl: args.lease.ttl(),
+            source: crate::lake::marker::Source::TencentCloud,
         })
     }
 

@@ -26,6 +26,7 @@ pub use crate::jobs::summary::{Failure, Partition, Status, Summary};
 use crate::lake::inflight;
 use crate::lake::lease::Lease;
 use crate::lake::manifest::{self, BodyInfo, Manifest};
+use crate::lake::marker;
 use crate::lake::raw;
 use crate::lake::write::CallInfo;
 use crate::tables::Table;
@@ -716,6 +717,13 @@ pub async fn run(
             }
         },
     };
+    if let Err(e) = marker::claim(&cfg.dest, cfg.source).await {
+        error!(error = %e, "The lake holds other data; no API call was made.");
+        if let Some(lease) = lease {
+            lease.release().await;
+        }
+        return refuse(e.to_string());
+    }
     // What an earlier crash left in flight is cleaned before anything is
     // written (under the lease, so no other run is writing it).
     if let Err(e) = inflight::sweep(&cfg.dest).await {

@@ -5,6 +5,7 @@
 //! - [`manifest`]: `_manifest.json`, the record that a partition is done;
 //! - [`inflight`]: intents, so the next run cleans what a crash left;
 //! - [`lease`]: one writer per lake, a lease taken with a create-only write;
+//! - [`marker`]: whether a lake holds Tencent Cloud or simulated data;
 //! - [`raw`]: the raw zone, every API answer kept compressed, for `rebuild`;
 //! - [`mod@write`]: record batches → one zstd Parquet file → the store, then the
 //!   manifest, in an order that never shows a reader a partial file.
@@ -14,6 +15,7 @@
 pub mod inflight;
 pub mod lease;
 pub mod manifest;
+pub mod marker;
 pub mod raw;
 pub mod store;
 pub mod write;
