@@ -303,3 +303,45 @@ fn the_demo_ignores_the_environment_and_never_mixes_with_real_data() {
     r.assert_code(2);
     r.assert_stderr_has(&["holds Tencent Cloud data (written by export)"]);
 }
+
+/// `scripts/check_rust_version.py` (run by scripts/test) fails when a
+/// dependency needs a newer Rust than Cargo.toml's `rust-version`.
+#[test]
+fn the_rust_version_check_fails_on_a_raised_dependency() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |dep_needs: &str| {
+        let meta = serde_json::json!({
+            "resolve": {"root": "root-id"},
+            "packages": [
+                {"id": "root-id", "name": "trtc-usage", "version": "0.3.0", "rust_version": "1.89"},
+                {"id": "dep-id", "name": "uuid", "version": "9.9.9", "rust_version": dep_needs},
+                {"id": "old-id", "name": "csv", "version": "1.4.0", "rust_version": null},
+            ]
+        });
+        let file = dir.path().join(format!("meta-{dep_needs}.json"));
+        std::fs::write(&file, meta.to_string()).unwrap();
+        std::process::Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scripts/check_rust_version.py"
+            ))
+            .arg("--metadata")
+            .arg(&file)
+            .output()
+            .unwrap()
+    };
+    let ok = check("1.89.0");
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    let raised = check("1.93");
+    assert_eq!(raised.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&raised.stdout);
+    assert!(
+        out.contains("uuid 9.9.9 needs Rust 1.93, but Cargo.toml says rust-version = 1.89"),
+        "{out}"
+    );
+}
