@@ -45,10 +45,7 @@ pub async fn run(cli: Cli) -> u8 {
 async fn run_rebuild(args: &RebuildArgs, log_format: LogFormat) -> u8 {
     let scope = match LakeScope::from_args(&args.range) {
         Ok(s) => s,
-        Err(e) => {
-            error!("{e}");
-            return EXIT_FATAL;
-        }
+        Err(e) => return usage_error("rebuild", &e, log_format),
     };
     let cfg = RebuildConfig {
         scope,
@@ -71,10 +68,7 @@ async fn run_rebuild(args: &RebuildArgs, log_format: LogFormat) -> u8 {
 async fn run_status(args: &StatusArgs, log_format: LogFormat) -> u8 {
     let scope = match LakeScope::from_args(&args.range) {
         Ok(s) => s,
-        Err(e) => {
-            error!("{e}");
-            return EXIT_FATAL;
-        }
+        Err(e) => return usage_error("status", &e, log_format),
     };
     let cfg = StatusConfig {
         scope,
@@ -104,6 +98,18 @@ async fn run_status(args: &StatusArgs, log_format: LogFormat) -> u8 {
             EXIT_FATAL
         }
     }
+}
+
+/// A usage or configuration error, in the voice of the command line's own
+/// (`main.rs`): one line, the flag and the problem, and where help is;
+/// under `--log-format json`, that line as a JSON log event. Exit 2.
+fn usage_error(subcommand: &str, e: &dyn std::fmt::Display, log_format: LogFormat) -> u8 {
+    let line = crate::cli::usage_line(&e.to_string(), Some(subcommand));
+    match log_format {
+        LogFormat::Text => eprintln!("{line}"),
+        LogFormat::Json => error!("{line}"),
+    }
+    EXIT_FATAL
 }
 
 /// Cancels `token` on SIGTERM or SIGINT, remembering which one came.
@@ -173,10 +179,7 @@ async fn run_job(cfg: JobConfig, provider: Option<Provider>, log_format: LogForm
 async fn run_export(args: &ExportArgs, log_format: LogFormat) -> u8 {
     let cfg = match JobConfig::from_args(args, Utc::now()) {
         Ok(c) => c,
-        Err(e) => {
-            error!("{e}");
-            return EXIT_FATAL;
-        }
+        Err(e) => return usage_error("export", &e, log_format),
     };
     let provider = if cfg.dry_run {
         None

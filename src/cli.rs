@@ -32,7 +32,14 @@ API error; 3 everything written but a check failed under --checks fail;
 
 /// Exports Tencent Cloud TRTC per-room usage to Hive-partitioned Parquet.
 #[derive(Debug, Parser)]
-#[command(name = "trtc-usage", version, about, propagate_version = true)]
+#[command(
+    name = "trtc-usage",
+    version,
+    about,
+    propagate_version = true,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -95,6 +102,47 @@ Examples:
 
 Exit status: 0; 1 when --verify finds a file that does not match its
 manifest; 2 usage or configuration error.";
+
+/// The one form of a usage error: `error: <problem> (see 'trtc-usage
+/// <subcommand> --help')`, on one line.
+pub fn usage_line(problem: &str, subcommand: Option<&str>) -> String {
+    let problem = problem.trim().trim_start_matches("error:").trim();
+    let help = match subcommand {
+        Some(sub) => format!("trtc-usage {sub} --help"),
+        None => "trtc-usage --help".to_owned(),
+    };
+    format!("error: {problem} (see '{help}')")
+}
+
+/// A clap error as [`usage_line`]: its message and any "tip" it gives (a
+/// similar subcommand or flag), without the usage block.
+pub fn clap_usage_line(e: &clap::Error, args: &[String]) -> String {
+    let rendered = e.render().to_string();
+    let mut parts: Vec<String> = Vec::new();
+    for line in rendered.lines() {
+        let t = line.trim();
+        if t.starts_with("Usage:") || t.starts_with("For more information") {
+            break;
+        }
+        if !t.is_empty() {
+            parts.push(t.trim_start_matches("tip:").trim().to_owned());
+        }
+    }
+    let subcommands = ["export", "rebuild", "status", "simulator", "demo"];
+    let sub = args
+        .iter()
+        .skip(1)
+        .find(|a| subcommands.contains(&a.as_str()))
+        .map(String::as_str);
+    let mut problem = String::new();
+    for p in parts {
+        if !problem.is_empty() {
+            problem.push_str(if problem.ends_with(':') { " " } else { "; " });
+        }
+        problem.push_str(&p);
+    }
+    usage_line(&problem, sub)
+}
 
 /// `on` or `off`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -210,7 +258,7 @@ impl DayArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RangeArgs {
     /// SdkAppId; repeat the flag or separate with commas (default: every app found).
-    #[arg(long = "app-id", env = "TRTC_APP_IDS", value_delimiter = ',', value_parser = parse_app_id)]
+    #[arg(long = "app-id", value_name = "ID", env = "TRTC_APP_IDS", value_delimiter = ',', value_parser = parse_app_id)]
     pub app_ids: Vec<u64>,
 
     #[command(flatten)]
@@ -331,7 +379,7 @@ pub enum Progress {
 #[derive(Debug, Clone, Args)]
 pub struct ExportArgs {
     /// SdkAppId to export; repeat the flag or separate with commas.
-    #[arg(long = "app-id", env = "TRTC_APP_IDS", value_delimiter = ',', required = true, value_parser = parse_app_id)]
+    #[arg(long = "app-id", value_name = "ID", env = "TRTC_APP_IDS", value_delimiter = ',', required = true, value_parser = parse_app_id)]
     pub app_ids: Vec<u64>,
 
     #[command(flatten)]

@@ -29,14 +29,21 @@ fn main() -> std::process::ExitCode {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
         Err(e) => {
-            // One line, naming the flag; the usage block would bury it.
-            let rendered = e.render().to_string();
-            let message: Vec<&str> = rendered
-                .lines()
-                .take_while(|l| !l.trim().is_empty() && !l.starts_with("Usage:"))
-                .map(str::trim)
-                .collect();
-            eprintln!("{} (see 'trtc-usage --help')", message.join(" "));
+            // One line, naming the flag and the problem; the usage block
+            // would bury it.
+            let args: Vec<String> = std::env::args().collect();
+            let line = if e.kind()
+                == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                && args.len() <= 1
+            {
+                trtc_usage::cli::usage_line(
+                    "a subcommand is needed: export, rebuild, status, demo or simulator",
+                    None,
+                )
+            } else {
+                trtc_usage::cli::clap_usage_line(&e, &args)
+            };
+            eprintln!("{line}");
             return std::process::ExitCode::from(trtc_usage::app::EXIT_FATAL);
         }
     };

@@ -345,3 +345,62 @@ fn the_rust_version_check_fails_on_a_raised_dependency() {
         "{out}"
     );
 }
+
+/// Usage errors speak with one voice, whether clap or the job's own checks
+/// find them: one line, `error: <the flag and the problem> (see
+/// 'trtc-usage <subcommand> --help')`, exit 2; a mistyped subcommand gets a
+/// suggestion; no subcommand lists them.
+#[test]
+fn usage_errors_are_one_line_in_one_form() {
+    let cases: [(&[&str], &str, &str); 5] = [
+        (
+            &["export", "--app-id", "x"],
+            "invalid value 'x' for '--app-id <ID>'",
+            "trtc-usage export --help",
+        ),
+        (
+            &[
+                "export",
+                "--app-id",
+                "1",
+                "--start",
+                "2026-11-05",
+                "--end",
+                "2026-11-01",
+            ],
+            "--end 2026-11-01 is before --start 2026-11-05",
+            "trtc-usage export --help",
+        ),
+        (
+            &["exprt"],
+            "a similar subcommand exists: 'export'",
+            "trtc-usage --help",
+        ),
+        (
+            &[],
+            "a subcommand is needed: export, rebuild, status, demo or simulator",
+            "trtc-usage --help",
+        ),
+        (
+            &["status", "--utc-offset", "+25:00"],
+            "--utc-offset '+25:00' is not a UTC offset",
+            "trtc-usage status --help",
+        ),
+    ];
+    for (args, problem, help) in cases {
+        let c = lake_cmd(&TestDest::local());
+        let mut c = c;
+        c.args(args);
+        let out = c.output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
+        assert!(lines[0].starts_with("error: "), "{stderr}");
+        assert!(lines[0].contains(problem), "{args:?}: {stderr}");
+        assert!(
+            lines[0].ends_with(&format!("(see '{help}')")),
+            "{args:?}: {stderr}"
+        );
+    }
+}
