@@ -64,7 +64,7 @@ pub enum TestDest {
     S3 { bucket: String, prefix: String },
 }
 
-/// The S3 settings of the test server, from the environment `.ci/run` sets.
+/// The S3 settings of the test server, from the environment `scripts/test` sets.
 pub fn s3_env() -> Option<Vec<(String, String)>> {
     let endpoint = std::env::var("TRTC_TEST_S3_ENDPOINT").ok()?;
     Some(vec![
@@ -100,7 +100,7 @@ impl TestDest {
         if s3_env().is_none() {
             assert!(
                 std::env::var_os("CI").is_none(),
-                "CI must run the S3 tests: set TRTC_TEST_S3_ENDPOINT (see .ci/run)"
+                "CI must run the S3 tests: set TRTC_TEST_S3_ENDPOINT (scripts/test does)"
             );
             eprintln!("note: TRTC_TEST_S3_ENDPOINT is not set; skipping the S3 variant");
             return None;

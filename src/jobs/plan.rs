@@ -33,9 +33,7 @@ pub enum PlanError {
     EndBeforeStart { start: NaiveDate, end: NaiveDate },
     #[error("day {day} is before 2023-04-01, the first day the API has data for")]
     BeforeFirstDay { day: NaiveDate },
-    #[error(
-        "day {day} is not complete yet in the API's clock (UTC{offset}); it ends at {ends_at} UTC"
-    )]
+    #[error("day {day} is not complete yet in the API's clock (UTC{offset}); it ends at {ends_at}")]
     Incomplete {
         day: NaiveDate,
         offset: FixedOffset,
@@ -258,6 +256,20 @@ mod tests {
     #[test]
     fn errors_name_the_day_and_flag() {
         let now = t("2026-11-26T06:00:00Z");
+        let e = plan_days(
+            &DaySpec::Range {
+                start: d("2026-11-26"),
+                end: d("2026-11-26"),
+            },
+            bj(),
+            now,
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "day 2026-11-26 is not complete yet in the API's clock (UTC+08:00); it ends at 2026-11-26 16:00:00 UTC"
+        );
         let e = plan_days(
             &DaySpec::Range {
                 start: d("2023-03-01"),

@@ -503,6 +503,20 @@ pub fn resolve(env: &dyn Env) -> Result<Credentials, CredentialsError> {
     if let Some(c) = from_env(env)? {
         return Ok(c);
     }
+    // A file named explicitly must be there: falling through to "no
+    // credentials" would hide the typo.
+    if let Some(p) = env
+        .var("TENCENTCLOUD_CREDENTIALS_FILE")
+        .filter(|p| !p.is_empty())
+    {
+        let path = PathBuf::from(p);
+        if !path.is_file() {
+            return Err(CredentialsError::Profile {
+                path,
+                reason: "TENCENTCLOUD_CREDENTIALS_FILE names this file, which does not exist (or is not a file)".into(),
+            });
+        }
+    }
     for path in profile_paths(env) {
         if path.is_file() {
             return from_profile(&path);
@@ -515,6 +529,16 @@ pub fn resolve(env: &dyn Env) -> Result<Credentials, CredentialsError> {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn a_credentials_file_named_but_missing_is_named() {
+        let env = HashMap::from([("TENCENTCLOUD_CREDENTIALS_FILE", "/nonexistent/creds")]);
+        let e = resolve(&env).unwrap_err().to_string();
+        assert!(
+            e.contains("/nonexistent/creds") && e.contains("does not exist"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn env_pair_with_either_token_name() {
