@@ -311,3 +311,60 @@ fn spark_reads_every_table_exactly_after_crashes() {
     assert_eq!(v["app_usage"]["types"]["audio_minutes"], "double");
     assert_eq!(v["checks"]["types"]["status"], "string");
 }
+
+/// The README's first look ("Then look at the data") works right after the
+/// two commands: run as written, with only the binary and the test venv's
+/// Python put in for `cargo run --release --` and the cache path.
+#[test]
+fn the_readme_first_look_commands_work_after_the_demo() {
+    let Some(py) = python() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let mut demo = lake_cmd(&TestDest::local());
+    demo.current_dir(work.path());
+    run_sub(
+        demo,
+        "demo",
+        &["--min-interval", "100ms", "--progress", "off"],
+    )
+    .assert_code(0);
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("Then look at the data")
+        .nth(1)
+        .expect("the first-look section");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .expect("its code block");
+    let venv_python = block
+        .split_whitespace()
+        .find(|w| w.starts_with("~/.cache/trtc-usage/") && w.ends_with("/bin/python"))
+        .expect("the venv's python")
+        .to_owned();
+    let script = block
+        .replace("cargo run --release --", env!("CARGO_BIN_EXE_trtc-usage"))
+        .replace(&venv_python, &py);
+    let out = std::process::Command::new("bash")
+        .arg("-ec")
+        .arg(&script)
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "room_usage 20",
+        "checks 20",
+        "1400000001",
+        "audio_s",
+        "pass",
+    ] {
+        assert!(stdout.contains(needle), "{needle} in:\n{stdout}");
+    }
+}
