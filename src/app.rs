@@ -47,6 +47,9 @@ async fn run_rebuild(args: &RebuildArgs, log_format: LogFormat) -> u8 {
         Ok(s) => s,
         Err(e) => return usage_error("rebuild", &e, log_format),
     };
+    if let Err(e) = crate::jobs::config::check_summary_file(args.summary_file.as_deref()) {
+        return usage_error("rebuild", &e, log_format);
+    }
     let cfg = RebuildConfig {
         scope,
         contract: args.schema_contract,
@@ -78,11 +81,11 @@ async fn run_status(args: &StatusArgs, log_format: LogFormat) -> u8 {
     match status::run(&cfg).await {
         Ok(report) => {
             match log_format {
-                LogFormat::Text => print!("{}", report.render()),
-                LogFormat::Json => println!(
-                    "{}",
+                LogFormat::Text => stdout(&report.render()),
+                LogFormat::Json => stdout(&format!(
+                    "{}\n",
                     serde_json::to_string(&report).expect("the report serializes")
-                ),
+                )),
             }
             if report.has_damage() {
                 error!(
@@ -140,6 +143,15 @@ fn stop_on_signals(token: CancellationToken) -> Arc<AtomicI32> {
 }
 
 fn exit_code(summary: &Summary, signal: i32) -> u8 {
+    // A stop that came when nothing was left to do changes nothing: the
+    // outcome's own code (1 if a partition failed, else 0).
+    if summary.status == Status::Interrupted && summary.not_attempted.is_empty() {
+        return if summary.failed.is_empty() {
+            EXIT_OK
+        } else {
+            EXIT_PARTITIONS_FAILED
+        };
+    }
     match summary.status {
         Status::Ok | Status::DryRun => EXIT_OK,
         Status::PartitionsFailed => EXIT_PARTITIONS_FAILED,
@@ -149,16 +161,26 @@ fn exit_code(summary: &Summary, signal: i32) -> u8 {
     }
 }
 
+/// Writes to stdout; a reader that went away (`| head`) ends nothing but
+/// the output: no panic, the run's exit code stands.
+fn stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
 fn report(summary: &Summary, log_format: LogFormat, summary_file: Option<&std::path::Path>) {
     let json = serde_json::to_string(summary).expect("summary serializes");
     match log_format {
         LogFormat::Text => {
-            if let Some(plan) = &summary.plan {
-                print!("{}", plan.render());
-            }
-            println!("{}", summary.line());
+            let plan = summary
+                .plan
+                .as_ref()
+                .map(|p| p.render())
+                .unwrap_or_default();
+            stdout(&format!("{plan}{}\n", summary.line()));
         }
-        LogFormat::Json => println!("{json}"),
+        LogFormat::Json => stdout(&format!("{json}\n")),
     }
     if let Some(path) = summary_file
         && let Err(e) = std::fs::write(path, format!("{json}\n"))
@@ -366,4 +388,29 @@ async fn run_demo(args: DemoArgs, log_format: LogFormat) -> u8 {
         );
     }
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stop_with_nothing_left_exits_with_the_outcome() {
+        let mut s = Summary::new(1);
+        s.status = Status::Interrupted;
+        assert_eq!(exit_code(&s, 15), EXIT_OK, "nothing left, nothing failed");
+        s.failed.push(crate::jobs::summary::Failure {
+            table: crate::tables::Table::RoomUsage,
+            app_id: 1,
+            usage_date: "2026-11-20".parse().unwrap(),
+            error: "x".into(),
+        });
+        assert_eq!(exit_code(&s, 15), EXIT_PARTITIONS_FAILED);
+        s.not_attempted.push(crate::jobs::summary::Partition {
+            app_id: 1,
+            usage_date: "2026-11-21".parse().unwrap(),
+        });
+        assert_eq!(exit_code(&s, 15), 143, "work was left");
+        assert_eq!(exit_code(&s, 2), 130);
+    }
 }

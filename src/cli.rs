@@ -320,17 +320,35 @@ pub struct StatusArgs {
     pub verify: bool,
 }
 
-/// Parses `15s`, `250ms`, `24h`, or a bare number of seconds.
+/// The longest duration any flag takes: a year. Longer ones are typos, and
+/// would overflow the arithmetic on times.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 86_400);
+
+/// Parses `15s`, `250ms`, `24h`, or a bare number of seconds, up to
+/// [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
-    if let Ok(secs) = t.parse::<f64>()
-        && secs.is_finite()
-        && secs >= 0.0
-    {
-        return Ok(Duration::from_secs_f64(secs));
+    let d = match t.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => {
+            Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is too long"))?
+        }
+        Ok(_) => return Err(format!("'{s}' is not a duration like 15s, 250ms or 24h")),
+        Err(_) => humantime::parse_duration(t)
+            .map_err(|e| format!("'{s}' is not a duration like 15s, 250ms or 24h ({e})"))?,
+    };
+    if d > MAX_DURATION {
+        return Err(format!("'{s}' is longer than a year"));
     }
-    humantime::parse_duration(t)
-        .map_err(|e| format!("'{s}' is not a duration like 15s, 250ms or 24h ({e})"))
+    Ok(d)
+}
+
+/// A duration that must be at least `min` (a timeout of 0 would fail every call).
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(100) {
+        return Err(format!("'{s}' is shorter than 100ms"));
+    }
+    Ok(d)
 }
 
 fn parse_date(s: &str) -> Result<NaiveDate, String> {
@@ -386,7 +404,7 @@ pub struct ExportArgs {
     pub days: DayArgs,
 
     /// With no dates: the N complete days ending yesterday in the API's clock.
-    #[arg(long, env = "TRTC_LOOKBACK_DAYS", default_value_t = 3)]
+    #[arg(long, env = "TRTC_LOOKBACK_DAYS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub lookback_days: u32,
 
     /// Where to write: a local path, file://…, or s3://bucket/prefix.
@@ -461,7 +479,7 @@ pub struct ExportArgs {
     pub retry_backoff: Duration,
 
     /// Timeout of one API request, the response body included.
-    #[arg(long, env = "TRTC_REQUEST_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    #[arg(long, env = "TRTC_REQUEST_TIMEOUT", default_value = "120s", value_parser = parse_positive_duration)]
     pub request_timeout: Duration,
 
     /// Allow an http:// endpoint that is not a loopback address (credentials would travel in clear).
@@ -597,6 +615,52 @@ mod tests {
         assert_eq!(parse_tolerance("0%").unwrap(), 0.0);
         for bad in ["-1%", "101%", "NaN", "one"] {
             assert!(parse_tolerance(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        for bad in ["1e20", "1e19", "367d", "inf", "NaN", "-1"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        assert!(parse_positive_duration("0").is_err());
+        assert_eq!(parse_duration("366d").unwrap(), MAX_DURATION);
+    }
+
+    use proptest::prelude::Strategy as _;
+
+    proptest::proptest! {
+        /// Whatever values the flags get, parsing and validating them ends
+        /// in a configuration or one error line, never a panic.
+        #[test]
+        fn any_flag_values_parse_or_fail_without_panic(
+            values in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::string::string_regex("[0-9a-z.:+-]{0,12}").unwrap(),
+                    proptest::prelude::any::<u64>().prop_map(|n| n.to_string()),
+                    proptest::prelude::any::<f64>().prop_map(|n| n.to_string()),
+                    proptest::prelude::Just("1e20".to_owned()),
+                    proptest::prelude::Just("100000000".to_owned()),
+                    proptest::prelude::Just("9999-12-31".to_owned()),
+                    proptest::prelude::Just("+14:59".to_owned()),
+                ],
+                9,
+            )
+        ) {
+            let flags = [
+                "--lookback-days", "--min-interval", "--settle", "--retry-backoff",
+                "--request-timeout", "--utc-offset", "--start", "--max-attempts",
+                "--check-tolerance",
+            ];
+            let now = chrono::Utc::now();
+            for (flag, value) in flags.iter().zip(&values) {
+                let argv = ["trtc-usage", "export", "--app-id", "1", "--dry-run", flag, value];
+                if let Ok(Cli { command: Command::Export(args), .. }) = Cli::try_parse_from(argv) {
+                    if let Ok(cfg) = crate::jobs::config::JobConfig::from_args(&args, now) {
+                        let _ = crate::jobs::plan::wall_time(cfg.days.len(), cfg.min_interval);
+                    }
+                }
+            }
         }
     }
 

@@ -404,3 +404,44 @@ fn usage_errors_are_one_line_in_one_form() {
         );
     }
 }
+
+/// A closed stdout (`| head -2`) ends the output quietly, not in a panic;
+/// and an unwritable `--summary-file` is a usage error before any call.
+#[test]
+fn a_closed_stdout_and_an_unwritable_summary_file() {
+    let sim = start_sim(sim_config());
+    let dest = TestDest::local();
+    let mut c = cmd(&sim, &dest);
+    c.args([
+        "export",
+        "--app-id",
+        "1,2,3",
+        "--lookback-days",
+        "30",
+        "--dry-run",
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    drop(child.stdout.take()); // the reader goes away at once
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let missing = tempfile::tempdir()
+        .unwrap()
+        .path()
+        .join("no/such/dir/return.json");
+    let mut c = cmd(&sim, &dest);
+    c.env("TRTC_SUMMARY_FILE", &missing);
+    let r = run(c, &date_args(&[APP_A], days_ago(5)));
+    r.assert_code(2);
+    r.assert_stderr_has(&[
+        "--summary-file",
+        "cannot be written",
+        "(see 'trtc-usage export --help')",
+    ]);
+    assert_eq!(sim.stats().total_requests(), 0);
+    assert!(object_names(&dest).is_empty());
+}

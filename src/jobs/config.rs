@@ -27,6 +27,8 @@ pub enum ConfigError {
     Plan(#[from] plan::PlanError),
     #[error(transparent)]
     Store(#[from] crate::lake::store::StoreError),
+    #[error("--summary-file {path}: cannot be written ({reason})")]
+    SummaryFile { path: String, reason: String },
     #[error("--app-id {0} is given twice")]
     DuplicateApp(u64),
     #[error("--end {end} is before --start {start}")]
@@ -87,6 +89,23 @@ fn unique_apps(given: &[u64]) -> Result<Vec<u64>, ConfigError> {
         app_ids.push(*id);
     }
     Ok(app_ids)
+}
+
+/// Checks that `--summary-file` can be written, before any API call (an
+/// Airflow XCom file in a directory that does not exist would otherwise
+/// fail only at the end). Creates the file if it is absent; its content is
+/// written when the run ends.
+pub fn check_summary_file(path: Option<&std::path::Path>) -> Result<(), ConfigError> {
+    let Some(path) = path else { return Ok(()) };
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map(|_| ())
+        .map_err(|e| ConfigError::SummaryFile {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
 }
 
 /// `--tables` as given, each once, or every table.
@@ -202,6 +221,9 @@ impl JobConfig {
         let (days, warnings) = plan::plan_days(&spec, offset, now)?;
         let endpoint = check_endpoint(&args.endpoint, args.allow_insecure_endpoint)?;
         let dest = Destination::open(&args.dest)?;
+        if !args.dry_run {
+            check_summary_file(args.summary_file.as_deref())?;
+        }
         Ok(Self {
             app_ids,
             days,

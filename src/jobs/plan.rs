@@ -160,7 +160,8 @@ pub fn parse_offset(s: &str) -> Result<FixedOffset, String> {
     }
     let h: i32 = h.parse().map_err(|_| bad())?;
     let m: i32 = m.parse().map_err(|_| bad())?;
-    if h > 14 || m > 59 {
+    // Real offsets run from -12:00 to +14:00.
+    if h > 14 || m > 59 || (h == 14 && m > 0) {
         return Err(bad());
     }
     FixedOffset::east_opt(sign * (h * 3600 + m * 60)).ok_or_else(bad)

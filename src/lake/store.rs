@@ -165,9 +165,13 @@ impl Destination {
         // cleanup of emptied directories never climbs above it.
         let (base, missing) =
             existing_ancestor(&path).map_err(|e| fail(format!("cannot resolve the path: {e}")))?;
+        // fsync: a manifest is written only once the file it names (and the
+        // directory entry) is on stable storage, so a power loss never
+        // leaves a manifest naming bytes that never reached the disk.
         let store = LocalFileSystem::new_with_prefix(&base)
             .map_err(|e| fail(e.to_string()))?
-            .with_automatic_cleanup(true);
+            .with_automatic_cleanup(true)
+            .with_fsync(true);
         let mut root = Path::default();
         for part in &missing {
             let part = part
