@@ -655,10 +655,10 @@ mod tests {
             let now = chrono::Utc::now();
             for (flag, value) in flags.iter().zip(&values) {
                 let argv = ["trtc-usage", "export", "--app-id", "1", "--dry-run", flag, value];
-                if let Ok(Cli { command: Command::Export(args), .. }) = Cli::try_parse_from(argv) {
-                    if let Ok(cfg) = crate::jobs::config::JobConfig::from_args(&args, now) {
-                        let _ = crate::jobs::plan::wall_time(cfg.days.len(), cfg.min_interval);
-                    }
+                if let Ok(Cli { command: Command::Export(args), .. }) = Cli::try_parse_from(argv)
+                    && let Ok(cfg) = crate::jobs::config::JobConfig::from_args(&args, now)
+                {
+                    let _ = crate::jobs::plan::wall_time(cfg.days.len(), cfg.min_interval);
                 }
             }
         }
