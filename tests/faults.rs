@@ -719,3 +719,27 @@ fn a_kill_at_every_rename_leaves_nothing_behind() {
         assert_eq!(got, sim_totals(APP_A, day, 30), "when={when}");
     }
 }
+
+/// Bytes that are not UTF-8 inside `Data` are bad data, not a network
+/// fault: the partition fails at once (one call, no retry), naming the CSV
+/// line, the column and the RequestId.
+#[test]
+fn invalid_utf8_in_data_fails_at_once_naming_line_column_and_request_id() {
+    let sim = start_sim(sim_config());
+    let day = days_ago(9);
+    let body = b"{\"Response\":{\"Data\":\"RoomId,Audio,SD,hd,FullHD,2K,4K\\nr1,1,2,3,4,5,6\\nr\xff2,1,2,3,4,5,6\\n\",\"RequestId\":\"req-utf8\"}}".to_vec();
+    sim.inject(FaultRule::always(None, Some(day), Fault::Body(body)));
+    let dest = TestDest::local();
+    let r = run(cmd(&sim, &dest), &date_args(&[APP_A], day));
+    r.assert_code(1);
+    r.assert_stderr_has(&[
+        "RequestId req-utf8",
+        "CSV line 3, column 'RoomId': not valid UTF-8",
+    ]);
+    assert_eq!(sim.stats().requests, 1, "not retried");
+    assert!(
+        !object_names(&dest)
+            .iter()
+            .any(|n| n.starts_with("room_usage/"))
+    );
+}

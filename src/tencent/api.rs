@@ -80,6 +80,10 @@ pub enum ApiError {
     Transport { endpoint: String, message: String },
     #[error("unreadable response from {endpoint}: {reason}")]
     Body { endpoint: String, reason: String },
+    /// A well-formed answer whose data cannot be right (bytes that are not
+    /// UTF-8 in the CSV): a retry would bring the same, so it is not retried.
+    #[error("RequestId {request_id}: {reason}")]
+    BadData { request_id: String, reason: String },
     #[error(transparent)]
     Credentials(#[from] crate::tencent::credentials::CredentialsError),
 }
@@ -95,6 +99,7 @@ impl ApiError {
             | ApiError::Timeout { .. }
             | ApiError::Transport { .. }
             | ApiError::Body { .. } => ErrorClass::Transient,
+            ApiError::BadData { .. } => ErrorClass::FatalPartition,
             ApiError::Credentials(_) => ErrorClass::FatalRun,
         }
     }
@@ -353,8 +358,15 @@ fn locate_data(
         endpoint: endpoint.to_owned(),
         reason,
     };
-    let envelope: Envelope = serde_json::from_slice(buffer)
-        .map_err(|e| body_error(format!("not the API's JSON ({e})")))?;
+    let envelope: Envelope = match serde_json::from_slice(buffer) {
+        Ok(e) => e,
+        Err(e) => {
+            return Err(match bad_utf8_in_data(buffer) {
+                Some(bad) => bad,
+                None => body_error(format!("not the API's JSON ({e})")),
+            });
+        }
+    };
     let r = envelope.response;
     let request_id = r.request_id.unwrap_or_default();
     if let Some(err) = r.error {
@@ -384,6 +396,28 @@ fn locate_data(
         }
     };
     Ok((csv, request_id))
+}
+
+/// When a body is not UTF-8 only inside `Response.Data` (otherwise the
+/// API's JSON, with a RequestId), the CSV line and column of the first bad
+/// byte, as a data error.
+fn bad_utf8_in_data(buffer: &[u8]) -> Option<ApiError> {
+    std::str::from_utf8(buffer).err()?;
+    let lossy = String::from_utf8_lossy(buffer);
+    let v: serde_json::Value = serde_json::from_str(&lossy).ok()?;
+    let request_id = v["Response"]["RequestId"].as_str()?.to_owned();
+    let data = v["Response"]["Data"].as_str()?;
+    let at = data.find('\u{FFFD}')?;
+    let before = &data[..at];
+    let line_no = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let field = data[line_start..at].matches(',').count();
+    let header: Vec<&str> = data.lines().next().unwrap_or("").split(',').collect();
+    let column = header.get(field).map_or("?", |c| c.trim());
+    Some(ApiError::BadData {
+        request_id,
+        reason: format!("CSV line {line_no}, column '{column}': not valid UTF-8"),
+    })
 }
 
 #[derive(Deserialize)]
@@ -638,8 +672,16 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        let utf8 = b"{\"Response\": {\"Data\": \"RoomId,Audio\\nr1,5\\nr\xff2,6\\n\", \"RequestId\": \"r-8\"}}";
+        let e = locate_data(utf8, "e", None).unwrap_err();
+        assert_eq!(e.class(), ErrorClass::FatalPartition, "not retried");
+        assert_eq!(
+            e.to_string(),
+            "RequestId r-8: CSV line 3, column 'RoomId': not valid UTF-8"
+        );
         for (body, reason) in [
             (&b"<html>"[..], "not the API's JSON"),
+            (&b"\xff\xfe<html>"[..], "not the API's JSON"),
             (
                 br#"{"Response": {"Data": ""}}"#,
                 "Response.RequestId is missing",
