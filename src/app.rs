@@ -135,9 +135,19 @@ fn stop_on_signals(token: CancellationToken) -> Arc<AtomicI32> {
         seen.store(number, Ordering::SeqCst);
         warn!(
             signal = name,
-            "Received {name}; stopping at the next safe point."
+            "Received {name}; stopping at the next safe point (a second signal stops at once)."
         );
         token.cancel();
+        // A second signal: the user means now. What is in flight is left
+        // under its in-flight name and cleaned by the next run.
+        let (name, number) = tokio::select! {
+            _ = term.recv() => ("SIGTERM", 15),
+            _ = int.recv() => ("SIGINT", 2),
+        };
+        eprintln!(
+            "trtc-usage: second stop request ({name}); exiting now. Rerun the same command to finish."
+        );
+        std::process::exit(128 + number);
     });
     signal
 }

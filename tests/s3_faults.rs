@@ -366,3 +366,86 @@ fn exists(dest: &TestDest, rel: &str) -> bool {
             .is_ok()
     })
 }
+
+/// A store that stalls cannot hold a stop: SIGTERM while a PUT hangs ends
+/// the run within the stop's grace (5 s) with 143, the partition left for
+/// the next run, which completes the lake exactly; a second signal ends it
+/// at once.
+#[test]
+fn stops_are_honoured_while_the_store_stalls() {
+    let Some((dest, proxy)) = s3_dest_and_proxy() else {
+        return;
+    };
+    let sim = start_sim(sim_config());
+    let days: Vec<_> = days_ago(12).iter_days().take(2).collect();
+    let args = range_args(&[APP_A], days[0], days[1]);
+    for second_signal in [false, true] {
+        proxy.state.lock().unwrap().rules.clear();
+        proxy.inject(
+            Method::PUT,
+            "part-00000.parquet",
+            1,
+            S3Fault::Slow(Duration::from_secs(120)),
+        );
+        let before = proxy.injected();
+        let mut c = proxy.cmd(&sim, &dest);
+        c.env("TRTC_LEASE_TTL", "1s")
+            .arg("export")
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let t0 = std::time::Instant::now();
+        while proxy.injected() == before {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "the PUT never stalled"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let kill = |sig: &str| {
+            assert!(
+                std::process::Command::new("kill")
+                    .arg(format!("-{sig}"))
+                    .arg(child.id().to_string())
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+        };
+        let stopped = std::time::Instant::now();
+        kill("TERM");
+        if second_signal {
+            std::thread::sleep(Duration::from_millis(300));
+            kill("INT");
+        }
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(stopped.elapsed() < Duration::from_secs(15), "did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let took = stopped.elapsed();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        if second_signal {
+            assert_eq!(status.code(), Some(130), "{stderr}");
+            assert!(took < Duration::from_secs(2), "{took:?}");
+            assert!(stderr.contains("second stop request"), "{stderr}");
+        } else {
+            assert_eq!(status.code(), Some(143), "{stderr}");
+            assert!(took < Duration::from_secs(9), "stopped in {took:?}");
+            assert!(stderr.contains("abandoning the partition"), "{stderr}");
+        }
+        assert_whole(&dest);
+    }
+    // The store recovers: the next run completes the lake exactly.
+    proxy.state.lock().unwrap().rules.clear();
+    std::thread::sleep(Duration::from_millis(1200)); // the last lease expires
+    let mut c = proxy.cmd(&sim, &dest);
+    c.env("TRTC_LEASE_TTL", "1s");
+    run(c, &args).assert_code(0);
+    assert_eq!(object_names(&dest), expected_layout(&[APP_A], &days));
+    assert_whole(&dest);
+}

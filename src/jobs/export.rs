@@ -34,6 +34,11 @@ use crate::tencent::api::{ApiError, Client, ErrorClass};
 use crate::tencent::credentials::Provider;
 use crate::tencent::pacing::{Backoff, CallError, CallStats, PacedClient, Pacer};
 
+/// How long a stop request waits for the partition being written: long
+/// enough for any healthy write, short enough for Kubernetes' grace
+/// (the CronJob gives 60 s).
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
 /// What one (app, day) of the plan needs: a call to either API, a check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Todo {
@@ -703,7 +708,16 @@ pub async fn run(
         summary.elapsed_secs = started.elapsed().as_secs_f64();
         summary
     };
-    if let Err(e) = cfg.dest.preflight().await {
+    let preflight = tokio::select! {
+        r = cfg.dest.preflight() => r,
+        _ = cancel.cancelled() => {
+            let mut s = refuse("stopped before the first write".into());
+            s.status = Status::Interrupted;
+            s.fatal_error = None;
+            return s;
+        }
+    };
+    if let Err(e) = preflight {
         error!(error = %e, "The destination is not usable; no API call was made.");
         return refuse(e.to_string());
     }
@@ -884,7 +898,22 @@ async fn planned(
                 None
             }
         };
-        let (room_result, app_result) = tokio::join!(room_step, app_step);
+        // A stop request lets the step finish (never a file without its
+        // manifest), but only for STOP_GRACE: a store or an API that stalls
+        // must not hold the stop for minutes. An abandoned write is left
+        // under its in-flight name and its intent, for the next run.
+        let both = async { tokio::join!(room_step, app_step) };
+        let (room_result, app_result) = tokio::select! {
+            r = both => r,
+            _ = async {
+                cancel.cancelled().await;
+                tokio::time::sleep(STOP_GRACE).await;
+            } => {
+                warn!(app_id = p.app_id, usage_date = %p.usage_date, grace_secs = STOP_GRACE.as_secs(), "The store or the API did not finish within the stop's grace; abandoning the partition (the next run completes it).");
+                summary.stop(Status::Interrupted, None, std::iter::once(p).chain(todo.map(|t| t.p)));
+                break;
+            }
+        };
         summary.calls.add(&room_stats);
         summary.calls.add(&app_stats);
         let mut step = Step::Go;
