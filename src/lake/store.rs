@@ -154,9 +154,17 @@ impl Destination {
                 "unsupported scheme; use a local path, file://… or s3://bucket/prefix".into(),
             ));
         }
-        let path = match dest.strip_prefix("file://") {
-            Some(p) => std::path::PathBuf::from(p),
-            None => std::path::PathBuf::from(dest),
+        let path = if dest.starts_with("file://") {
+            // A file URL: absolute, percent-decoded (file:///data/my%20lake).
+            url::Url::parse(dest)
+                .ok()
+                .filter(|u| u.host_str().is_none_or(str::is_empty))
+                .and_then(|u| u.to_file_path().ok())
+                .ok_or_else(|| {
+                    fail("a file:// URL must name an absolute path, like file:///data/lake".into())
+                })?
+        } else {
+            std::path::PathBuf::from(dest)
         };
         // Nothing is created here: the directory appears with the first
         // object written (a dry run, or a run refused before its first
@@ -429,6 +437,23 @@ mod tests {
         let d = Destination::open(&format!("file://{}", dir.path().display())).unwrap();
         d.preflight().await.unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn file_urls_are_absolute_and_percent_decoded() {
+        let dir = tempfile::tempdir().unwrap();
+        let spaced = dir.path().join("my lake");
+        let url = format!("file://{}", dir.path().join("my%20lake").display());
+        let d = Destination::open(&url).unwrap();
+        assert_eq!(
+            d.local_path(d.root()).unwrap().file_name().unwrap(),
+            "my lake"
+        );
+        assert!(!spaced.exists(), "nothing created");
+        let e = Destination::open("file://relative/lake")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("absolute path"), "{e}");
     }
 
     #[test]

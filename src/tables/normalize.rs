@@ -142,6 +142,13 @@ fn parse_seconds(raw: &[u8]) -> Result<Option<i64>, ()> {
     if v.is_empty() {
         return Ok(None);
     }
+    // Leading zeros do not count against Int64's 19 digits ("007" is 7).
+    let first = v.iter().position(|&b| b != b'0').unwrap_or(v.len());
+    let v = if first == v.len() {
+        &v[v.len() - 1..]
+    } else {
+        &v[first..]
+    };
     if v.len() > 19 {
         return Err(());
     }
@@ -153,6 +160,19 @@ fn parse_seconds(raw: &[u8]) -> Result<Option<i64>, ()> {
         n = n * 10 + u64::from(b - b'0');
     }
     i64::try_from(n).map(Some).map_err(|_| ())
+}
+
+#[cfg(test)]
+#[test]
+fn leading_zeros_do_not_count_against_int64() {
+    assert_eq!(parse_seconds(b"00000000000000000000001"), Ok(Some(1)));
+    assert_eq!(parse_seconds(b"000"), Ok(Some(0)));
+    assert_eq!(
+        parse_seconds(b" 0009223372036854775807 "),
+        Ok(Some(i64::MAX))
+    );
+    assert_eq!(parse_seconds(b"9223372036854775808"), Err(()));
+    assert_eq!(parse_seconds(b"00x"), Err(()));
 }
 
 fn shorten(raw: &[u8]) -> String {

@@ -72,7 +72,7 @@ pub enum ApiError {
         /// The server's clock from the `Date` header, for skew correction.
         server_time: Option<i64>,
     },
-    #[error("HTTP status {status} from {endpoint}")]
+    #[error("HTTP status {status} from {endpoint}{hint}", hint = if (400..500).contains(status) && *status != 429 && *status != 408 { " (not the TRTC API's answer: a proxy, or a wrong --endpoint?)" } else { "" })]
     Http { status: u16, endpoint: String },
     #[error("request to {endpoint} timed out after {after:?}")]
     Timeout { endpoint: String, after: Duration },
@@ -95,6 +95,12 @@ impl ApiError {
         match self {
             ApiError::Service { code, .. } => classify_code(code),
             ApiError::Http { status: 429, .. } => ErrorClass::Throttled,
+            // Any other 4xx is not the API speaking (it answers errors with
+            // HTTP 200 and an error code): a proxy refusing us or a wrong
+            // --endpoint. A retry brings the same, so the run stops.
+            ApiError::Http { status, .. } if (400..500).contains(status) && *status != 408 => {
+                ErrorClass::FatalRun
+            }
             ApiError::Http { .. }
             | ApiError::Timeout { .. }
             | ApiError::Transport { .. }
@@ -642,7 +648,9 @@ mod tests {
             endpoint: "x".into(),
         };
         assert_eq!(e(502).class(), ErrorClass::Transient);
-        assert_eq!(e(404).class(), ErrorClass::Transient);
+        assert_eq!(e(408).class(), ErrorClass::Transient);
+        assert_eq!(e(404).class(), ErrorClass::FatalRun, "a wrong endpoint");
+        assert_eq!(e(403).class(), ErrorClass::FatalRun, "a proxy refusing us");
         assert_eq!(e(429).class(), ErrorClass::Throttled);
         let body = ApiError::Body {
             endpoint: "x".into(),
