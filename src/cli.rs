@@ -466,6 +466,10 @@ pub struct ExportArgs {
     #[command(flatten)]
     pub lease: LeaseArgs,
 
+    /// Before skipping a final partition, read its whole file and check its SHA-256 against the manifest (not only its size); a mismatch is repaired from the raw zone, else fetched again.
+    #[arg(long, env = "TRTC_VERIFY")]
+    pub verify: bool,
+
     /// Print the plan (partitions, calls, estimated time); no API call, nothing written.
     #[arg(long, env = "TRTC_DRY_RUN")]
     pub dry_run: bool,

@@ -151,6 +151,8 @@ pub struct JobConfig {
     pub lease_ttl: Option<Duration>,
     /// Where the data comes from: the simulator only for `demo`.
     pub source: crate::lake::marker::Source,
+    /// Check final partitions' SHA-256, not only their size (`--verify`).
+    pub verify: bool,
 }
 
 /// The tables an export fills: `--tables` (or all), less `checks` under
@@ -255,6 +257,7 @@ impl JobConfig {
             app_min_interval: args.app_min_interval,
             lease_ttl: args.lease.ttl(),
             source: crate::lake::marker::Source::TencentCloud,
+            verify: args.verify,
         })
     }
 

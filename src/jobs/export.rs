@@ -77,8 +77,18 @@ impl Plan {
 }
 
 /// Whether a final partition's file is there with its manifest's size
-/// (one metadata request; the content is checked by `status --verify`).
+/// (one metadata request), or, under `--verify`, its SHA-256 too (reads
+/// the file).
 async fn file_matches(cfg: &JobConfig, table: Table, p: Partition, m: &Manifest) -> bool {
+    if cfg.verify {
+        return match manifest::check_file(&cfg.dest, table, m).await {
+            None => true,
+            Some(problem) => {
+                warn!(%table, app_id = p.app_id, usage_date = %p.usage_date, problem = %problem, "A final partition's file does not match its manifest; repairing it.");
+                false
+            }
+        };
+    }
     let path = cfg.dest.part_path(table, p.app_id, p.usage_date);
     match cfg.dest.store().head(&path).await {
         Ok(meta) if meta.size == m.file.size => true,

@@ -9,13 +9,11 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use futures::StreamExt;
-use object_store::ObjectStoreExt;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::jobs::config::LakeScope;
 use crate::jobs::plan;
-use crate::lake::manifest::{self, Manifest};
+use crate::lake::manifest;
 use crate::lake::raw;
 use crate::tables::Table;
 
@@ -153,34 +151,6 @@ pub fn day_ranges(days: &[NaiveDate]) -> String {
         .join(", ")
 }
 
-/// What is wrong with a partition's file, if anything.
-async fn verify(scope: &LakeScope, table: Table, m: &Manifest) -> Option<String> {
-    let path = scope.dest.part_path(table, m.app_id, m.usage_date);
-    let bytes = match scope.dest.store().get(&path).await {
-        Ok(r) => r.bytes().await,
-        Err(e) => Err(e),
-    };
-    let bytes = match bytes {
-        Ok(b) => b,
-        Err(object_store::Error::NotFound { .. }) => return Some("the file is missing".into()),
-        Err(e) => return Some(format!("the file cannot be read: {e}")),
-    };
-    if bytes.len() as u64 != m.file.size {
-        return Some(format!(
-            "the file has {} bytes, its manifest says {}",
-            bytes.len(),
-            m.file.size
-        ));
-    }
-    let sha = hex::encode(Sha256::digest(&bytes));
-    (sha != m.file.sha256).then(|| {
-        format!(
-            "the file's SHA-256 {sha} is not the manifest's {}",
-            m.file.sha256
-        )
-    })
-}
-
 async fn table_status(cfg: &StatusConfig, table: Table) -> Result<TableStatus, String> {
     let scope = &cfg.scope;
     let done = manifest::list(&scope.dest, table)
@@ -249,7 +219,7 @@ async fn table_status(cfg: &StatusConfig, table: Table) -> Result<TableStatus, S
             }
             let m = manifest::read(&scope.dest, table, app, day).await;
             let damage = match (&m, cfg.verify) {
-                (Ok(Some(m)), true) => verify(scope, table, m).await,
+                (Ok(Some(m)), true) => manifest::check_file(&scope.dest, table, m).await,
                 _ => None,
             };
             (app, day, m, damage)

@@ -153,3 +153,33 @@ pub async fn list(
         .map(|(app, day, _)| (app, day))
         .collect())
 }
+
+/// What is wrong with a partition's file, if anything: missing, unreadable,
+/// or not the size and SHA-256 its manifest records (reads the whole file).
+pub async fn check_file(dest: &Destination, table: Table, m: &Manifest) -> Option<String> {
+    use sha2::Digest;
+    let path = dest.part_path(table, m.app_id, m.usage_date);
+    let bytes = match dest.store().get(&path).await {
+        Ok(r) => r.bytes().await,
+        Err(e) => Err(e),
+    };
+    let bytes = match bytes {
+        Ok(b) => b,
+        Err(object_store::Error::NotFound { .. }) => return Some("the file is missing".into()),
+        Err(e) => return Some(format!("the file cannot be read: {e}")),
+    };
+    if bytes.len() as u64 != m.file.size {
+        return Some(format!(
+            "the file has {} bytes, its manifest says {}",
+            bytes.len(),
+            m.file.size
+        ));
+    }
+    let sha = hex::encode(sha2::Sha256::digest(&bytes));
+    (sha != m.file.sha256).then(|| {
+        format!(
+            "the file's SHA-256 {sha} is not the manifest's {}",
+            m.file.sha256
+        )
+    })
+}
