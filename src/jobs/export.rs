@@ -25,14 +25,14 @@ use crate::jobs::rebuild;
 pub use crate::jobs::summary::{Failure, Partition, Status, Summary};
 use crate::lake::inflight;
 use crate::lake::lease::Lease;
-use crate::lake::manifest::{self, BodyInfo, Manifest};
+use crate::lake::manifest::{self, Manifest};
 use crate::lake::marker;
 use crate::lake::raw;
 use crate::lake::write::CallInfo;
 use crate::tables::Table;
 use crate::tencent::api::{ApiError, Client, ErrorClass};
 use crate::tencent::credentials::Provider;
-use crate::tencent::pacing::{Backoff, CallError, CallStats, PacedClient, Pacer};
+use crate::tencent::pacing::{Answer, Backoff, Call, CallError, CallStats, PacedClient, Pacer};
 
 /// How long a stop request waits for the partition being written: long
 /// enough for any healthy write, short enough for Kubernetes' grace
@@ -467,7 +467,60 @@ async fn keep_raw(
     })
 }
 
-/// One `room_usage` partition: paced call, raw zone, file, manifest.
+/// One partition of a fetched table: its intent, the paced call, the raw
+/// zone, then `write` (the table's normalizer, file and manifest).
+#[allow(clippy::too_many_arguments)]
+async fn export_partition<R: Call>(
+    cfg: &JobConfig,
+    api: &mut PacedClient,
+    cancel: &CancellationToken,
+    stats: &mut CallStats,
+    p: Partition,
+    table: Table,
+    request: R,
+    write: impl AsyncFnOnce(R::Answer, CallInfo) -> Result<partition::Written, String>,
+) -> PartitionResult {
+    if let Err(msg) = inflight::begin(&cfg.dest, table, p.app_id, p.usage_date).await {
+        return PartitionResult::Failed(msg);
+    }
+    let result = async {
+        let mut answer = match api.call(&request, cancel, stats).await {
+            Ok(a) => a,
+            Err(e) => return call_failed(e),
+        };
+        let compressed = answer.take_compressed();
+        let raw_object = match keep_raw(
+            cfg,
+            table,
+            p,
+            answer.fetched_at(),
+            answer.request_id(),
+            compressed,
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(msg) => return PartitionResult::Failed(msg),
+        };
+        let call = partition::call_info(
+            table,
+            p,
+            &answer,
+            request.window(),
+            cfg.offset_label(),
+            raw_object,
+        );
+        match write(answer, call).await {
+            Ok(w) => PartitionResult::Written(Box::new(w)),
+            Err(msg) => PartitionResult::Failed(msg),
+        }
+    }
+    .await;
+    inflight::end(&cfg.dest, table, p.app_id, p.usage_date).await;
+    result
+}
+
+/// One `room_usage` partition.
 async fn export_room(
     cfg: &JobConfig,
     api: &mut PacedClient,
@@ -475,64 +528,23 @@ async fn export_room(
     stats: &mut CallStats,
     p: Partition,
 ) -> PartitionResult {
-    if let Err(msg) = inflight::begin(&cfg.dest, Table::RoomUsage, p.app_id, p.usage_date).await {
-        return PartitionResult::Failed(msg);
-    }
-    let result = export_room_inner(cfg, api, cancel, stats, p).await;
-    inflight::end(&cfg.dest, Table::RoomUsage, p.app_id, p.usage_date).await;
-    result
-}
-
-async fn export_room_inner(
-    cfg: &JobConfig,
-    api: &mut PacedClient,
-    cancel: &CancellationToken,
-    stats: &mut CallStats,
-    p: Partition,
-) -> PartitionResult {
     let request = plan::request_for(p.app_id, p.usage_date);
-    let mut usage = match api.call(&request, cancel, stats).await {
-        Ok(u) => u,
-        Err(e) => return call_failed(e),
-    };
-    let compressed = usage.compressed_body.take();
-    let raw_object = match keep_raw(
+    export_partition(
         cfg,
-        Table::RoomUsage,
+        api,
+        cancel,
+        stats,
         p,
-        usage.fetched_at,
-        &usage.request_id,
-        compressed,
+        Table::RoomUsage,
+        request,
+        async |usage, call| {
+            partition::write_room_usage(&cfg.dest, cfg.contract, cfg.batch_rows, usage, &call).await
+        },
     )
     .await
-    {
-        Ok(r) => r,
-        Err(msg) => return PartitionResult::Failed(msg),
-    };
-    let call = CallInfo {
-        table: Table::RoomUsage,
-        app_id: p.app_id,
-        day: p.usage_date,
-        request_id: usage.request_id.clone(),
-        fetched_at: usage.fetched_at,
-        start_time: request.start_time.clone(),
-        end_time: request.end_time.clone(),
-        utc_offset: cfg.offset_label(),
-        body: Some(BodyInfo {
-            bytes: usage.body_bytes as u64,
-            sha256: usage.body_sha256.clone(),
-        }),
-        raw_object,
-        check: None,
-    };
-    match partition::write_room_usage(&cfg.dest, cfg.contract, cfg.batch_rows, usage, &call).await {
-        Ok(w) => PartitionResult::Written(Box::new(w)),
-        Err(msg) => PartitionResult::Failed(msg),
-    }
 }
 
-/// One `app_usage` partition: paced call (its own pacer), raw zone, file,
-/// manifest.
+/// One `app_usage` partition (its calls have their own pacer).
 async fn export_app(
     cfg: &JobConfig,
     api: &mut PacedClient,
@@ -540,60 +552,20 @@ async fn export_app(
     stats: &mut CallStats,
     p: Partition,
 ) -> PartitionResult {
-    if let Err(msg) = inflight::begin(&cfg.dest, Table::AppUsage, p.app_id, p.usage_date).await {
-        return PartitionResult::Failed(msg);
-    }
-    let result = export_app_inner(cfg, api, cancel, stats, p).await;
-    inflight::end(&cfg.dest, Table::AppUsage, p.app_id, p.usage_date).await;
-    result
-}
-
-async fn export_app_inner(
-    cfg: &JobConfig,
-    api: &mut PacedClient,
-    cancel: &CancellationToken,
-    stats: &mut CallStats,
-    p: Partition,
-) -> PartitionResult {
     let request = plan::app_request_for(p.app_id, p.usage_date);
-    let mut usage = match api.call(&request, cancel, stats).await {
-        Ok(u) => u,
-        Err(e) => return call_failed(e),
-    };
-    let compressed = usage.compressed_body.take();
-    let raw_object = match keep_raw(
+    export_partition(
         cfg,
-        Table::AppUsage,
+        api,
+        cancel,
+        stats,
         p,
-        usage.fetched_at,
-        &usage.request_id,
-        compressed,
+        Table::AppUsage,
+        request,
+        async |usage, call| {
+            partition::write_app_usage(&cfg.dest, cfg.contract, cfg.offset, usage, &call).await
+        },
     )
     .await
-    {
-        Ok(r) => r,
-        Err(msg) => return PartitionResult::Failed(msg),
-    };
-    let call = CallInfo {
-        table: Table::AppUsage,
-        app_id: p.app_id,
-        day: p.usage_date,
-        request_id: usage.request_id.clone(),
-        fetched_at: usage.fetched_at,
-        start_time: request.start_time.clone(),
-        end_time: request.end_time.clone(),
-        utc_offset: cfg.offset_label(),
-        body: Some(BodyInfo {
-            bytes: usage.body_bytes as u64,
-            sha256: usage.body_sha256.clone(),
-        }),
-        raw_object,
-        check: None,
-    };
-    match partition::write_app_usage(&cfg.dest, cfg.contract, cfg.offset, usage, &call).await {
-        Ok(w) => PartitionResult::Written(Box::new(w)),
-        Err(msg) => PartitionResult::Failed(msg),
-    }
 }
 
 /// Checks one (app, day) from its two input manifests, writes the result,

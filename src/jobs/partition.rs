@@ -19,6 +19,7 @@ use crate::tables::normalize::{HeaderInfo, SchemaContract};
 use crate::tables::{Table, app_usage};
 use crate::tencent::api::RoomUsage;
 use crate::tencent::app_usage::AppUsage;
+use crate::tencent::pacing::Answer;
 
 /// What a written partition holds.
 #[derive(Debug, Clone)]
@@ -85,6 +86,35 @@ async fn commit(
         bytes: m.file.size,
         manifest: m,
     })
+}
+
+/// What the manifest of `table`'s partition `p` records of `answer`, a
+/// response to a request for the window `(start_time, end_time)`.
+pub fn call_info(
+    table: Table,
+    p: crate::jobs::summary::Partition,
+    answer: &impl Answer,
+    (start_time, end_time): (&str, &str),
+    utc_offset: String,
+    raw_object: Option<String>,
+) -> CallInfo {
+    let (bytes, sha256) = answer.body();
+    CallInfo {
+        table,
+        app_id: p.app_id,
+        day: p.usage_date,
+        request_id: answer.request_id().to_owned(),
+        fetched_at: answer.fetched_at(),
+        start_time: start_time.to_owned(),
+        end_time: end_time.to_owned(),
+        utc_offset,
+        body: Some(crate::lake::manifest::BodyInfo {
+            bytes: bytes as u64,
+            sha256: sha256.to_owned(),
+        }),
+        raw_object,
+        check: None,
+    }
 }
 
 /// Writes `usage` as the `app_usage` partition `call` describes, `offset`

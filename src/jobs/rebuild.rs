@@ -23,14 +23,14 @@ use crate::jobs::progress::Progress;
 use crate::jobs::summary::{Partition, Status, Summary};
 use crate::lake::inflight;
 use crate::lake::lease::Lease;
-use crate::lake::manifest::{self, BodyInfo};
+use crate::lake::manifest;
 use crate::lake::raw::{self, RawObject};
 use crate::lake::store::Destination;
-use crate::lake::write::CallInfo;
 use crate::tables::Table;
 use crate::tables::normalize::SchemaContract;
 use crate::tencent::api::RoomUsage;
 use crate::tencent::app_usage::AppUsage;
+use crate::tencent::pacing::Call;
 
 /// Everything a rebuild needs, checked.
 #[derive(Debug, Clone)]
@@ -121,47 +121,30 @@ async fn from_raw_inner(
     let key = dest.relative(&object.path).to_owned();
     let body = raw::read(dest, object).await.map_err(|e| e.to_string())?;
     let unreadable = |e: crate::tencent::api::ApiError| format!("raw object {key}: {e}");
-    let call =
-        |request_id: &str, start_time: String, end_time: String, bytes: usize, sha256: &str| {
-            CallInfo {
-                table,
-                app_id: p.app_id,
-                day: p.usage_date,
-                request_id: request_id.to_owned(),
-                fetched_at: object.fetched_at,
-                start_time,
-                end_time,
-                utc_offset: offset.to_string(),
-                body: Some(BodyInfo {
-                    bytes: bytes as u64,
-                    sha256: sha256.to_owned(),
-                }),
-                raw_object: Some(key.clone()),
-                check: None,
-            }
-        };
     let written = match table {
         Table::RoomUsage => {
             let usage = RoomUsage::from_body(body, object.fetched_at, &key).map_err(unreadable)?;
             let request = plan::request_for(p.app_id, p.usage_date);
-            let call = call(
-                &usage.request_id,
-                request.start_time,
-                request.end_time,
-                usage.body_bytes,
-                &usage.body_sha256,
+            let call = partition::call_info(
+                table,
+                p,
+                &usage,
+                request.window(),
+                offset.to_string(),
+                Some(key.clone()),
             );
             partition::write_room_usage(dest, contract, batch_rows, usage, &call).await
         }
         Table::AppUsage => {
             let usage = AppUsage::from_body(body, object.fetched_at, &key).map_err(unreadable)?;
             let request = plan::app_request_for(p.app_id, p.usage_date);
-            let call = call(
-                &usage.request_id,
-                request.start_time,
-                request.end_time,
-                usage.body_bytes,
-                &usage.body_sha256,
+            let call = partition::call_info(
+                table,
+                p,
+                &usage,
+                request.window(),
+                offset.to_string(),
+                Some(key.clone()),
             );
             partition::write_app_usage(dest, contract, offset, usage, &call).await
         }

@@ -164,6 +164,16 @@ async fn probe(dest: &Destination) -> Result<(), LeaseError> {
     }
 }
 
+/// Whether a takeover marker was left by a taker whose own lease record in
+/// it has expired (or that cannot be read as one).
+async fn stale_marker(dest: &Destination, marker: &Path, now: DateTime<Utc>) -> bool {
+    match read(dest, marker).await {
+        Ok(Some((record, _))) => record.expires_at <= now,
+        Ok(None) => false,
+        Err(_) => true,
+    }
+}
+
 /// A held lease. Dropping it without [`Lease::release`] leaves it to expire.
 #[derive(Debug)]
 pub struct Lease {
@@ -265,7 +275,17 @@ impl Lease {
                     .clone()
                     .join(STATE_DIR)
                     .join(format!("takeover-{}", old.holder.run_id));
-                match dest.store().put_opts(&marker, body(), create()).await {
+                let mut created = dest.store().put_opts(&marker, body(), create()).await;
+                if matches!(created, Err(object_store::Error::AlreadyExists { .. }))
+                    && stale_marker(dest, &marker, now).await
+                {
+                    // A taker killed mid-takeover left its marker, and its
+                    // own time to live has passed: it will not finish.
+                    warn!(marker = %dest.relative(&marker), "Removing a takeover marker left by a run that died taking over the lease.");
+                    let _ = dest.store().delete(&marker).await;
+                    created = dest.store().put_opts(&marker, body(), create()).await;
+                }
+                match created {
                     Ok(_) => {}
                     Err(object_store::Error::AlreadyExists { .. }) => {
                         // Another run is taking it over: report whoever holds it now.
@@ -562,6 +582,61 @@ mod tests {
             b.is_ok() != c.is_ok(),
             "exactly one takes it over: {b:?} {c:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_taker_killed_mid_takeover_does_not_block_the_lake_forever() {
+        let (_dir, d) = local();
+        let a = Lease::acquire(
+            &d,
+            "export",
+            Duration::from_millis(300),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        a.stop.cancel(); // killed: stops renewing, never releases
+        let path = d.root().clone().join(STATE_DIR).join(LEASE_FILE);
+        let old = read(&d, &path).await.unwrap().unwrap().0;
+        // A taker created its marker, then died before replacing the lease.
+        let mut dead = old.clone();
+        dead.holder.run_id = "dead-taker".into();
+        dead.expires_at = old.expires_at + chrono::Duration::milliseconds(300);
+        let marker = d
+            .root()
+            .clone()
+            .join(STATE_DIR)
+            .join(format!("takeover-{}", old.holder.run_id));
+        d.store()
+            .put(
+                &marker,
+                PutPayload::from(serde_json::to_vec(&dead).unwrap()),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        // The lease expired, the dead taker's marker not yet: refused.
+        assert!(
+            Lease::acquire(
+                &d,
+                "export",
+                Duration::from_secs(60),
+                CancellationToken::new()
+            )
+            .await
+            .is_err()
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        // Both expired: taken over.
+        let b = Lease::acquire(
+            &d,
+            "export",
+            Duration::from_secs(60),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        b.release().await;
     }
 
     #[tokio::test]

@@ -374,18 +374,7 @@ fn locate_data(
         }
     };
     let r = envelope.response;
-    let request_id = r.request_id.unwrap_or_default();
-    if let Some(err) = r.error {
-        return Err(ApiError::Service {
-            code: err.code,
-            message: err.message,
-            request_id,
-            server_time,
-        });
-    }
-    if request_id.is_empty() {
-        return Err(body_error("Response.RequestId is missing".into()));
-    }
+    let request_id = answered(r.request_id, r.error, endpoint, server_time)?;
     let csv = match r.data {
         // Only an empty string means a day with no rooms; an answer without
         // Data (or with null) is not one, and must not become a final day.
@@ -402,6 +391,33 @@ fn locate_data(
         }
     };
     Ok((csv, request_id))
+}
+
+/// The part every API 3.0 answer shares: its `Error` (the API's error, with
+/// its RequestId and the server's clock) or, on success, its RequestId,
+/// which must be there.
+pub(crate) fn answered(
+    request_id: Option<String>,
+    error: Option<ErrorBody>,
+    origin: &str,
+    server_time: Option<i64>,
+) -> Result<String, ApiError> {
+    let request_id = request_id.unwrap_or_default();
+    if let Some(err) = error {
+        return Err(ApiError::Service {
+            code: err.code,
+            message: err.message,
+            request_id,
+            server_time,
+        });
+    }
+    if request_id.is_empty() {
+        return Err(ApiError::Body {
+            endpoint: origin.to_owned(),
+            reason: "Response.RequestId is missing".into(),
+        });
+    }
+    Ok(request_id)
 }
 
 /// When a body is not UTF-8 only inside `Response.Data` (otherwise the

@@ -100,18 +100,7 @@ impl AppUsage {
         let envelope: Envelope = serde_json::from_slice(&body)
             .map_err(|e| body_error(format!("not the API's JSON ({e})")))?;
         let r = envelope.response;
-        let request_id = r.request_id.unwrap_or_default();
-        if let Some(err) = r.error {
-            return Err(ApiError::Service {
-                code: err.code,
-                message: err.message,
-                request_id,
-                server_time,
-            });
-        }
-        if request_id.is_empty() {
-            return Err(body_error("Response.RequestId is missing".into()));
-        }
+        let request_id = crate::tencent::api::answered(r.request_id, r.error, origin, server_time)?;
         let usage_key = r
             .usage_key
             .ok_or_else(|| body_error("Response.UsageKey is missing or null".into()))?;

@@ -27,12 +27,55 @@ use std::sync::Arc;
 use crate::tencent::api::{ApiError, Client, ErrorClass, RoomUsage, RoomUsageRequest};
 use crate::tencent::app_usage::{AppUsage, AppUsageRequest};
 
+/// What every successful answer carries, whichever API gave it.
+pub trait Answer {
+    fn request_id(&self) -> &str;
+    /// When it arrived (UTC, microseconds).
+    fn fetched_at(&self) -> chrono::DateTime<chrono::Utc>;
+    /// The HTTP body's size and SHA-256 (hex).
+    fn body(&self) -> (usize, &str);
+    /// The zstd-compressed body, when the client kept one, taken out.
+    fn take_compressed(&mut self) -> Option<Vec<u8>>;
+}
+
+impl Answer for RoomUsage {
+    fn request_id(&self) -> &str {
+        &self.request_id
+    }
+    fn fetched_at(&self) -> chrono::DateTime<chrono::Utc> {
+        self.fetched_at
+    }
+    fn body(&self) -> (usize, &str) {
+        (self.body_bytes, &self.body_sha256)
+    }
+    fn take_compressed(&mut self) -> Option<Vec<u8>> {
+        self.compressed_body.take()
+    }
+}
+
+impl Answer for AppUsage {
+    fn request_id(&self) -> &str {
+        &self.request_id
+    }
+    fn fetched_at(&self) -> chrono::DateTime<chrono::Utc> {
+        self.fetched_at
+    }
+    fn body(&self) -> (usize, &str) {
+        (self.body_bytes, &self.body_sha256)
+    }
+    fn take_compressed(&mut self) -> Option<Vec<u8>> {
+        self.compressed_body.take()
+    }
+}
+
 /// A request one of the APIs answers: what to log it as, and one attempt.
 pub trait Call {
-    type Answer;
+    type Answer: Answer;
     fn app_id(&self) -> u64;
     /// The day asked for, `YYYY-MM-DD`.
     fn day(&self) -> &str;
+    /// `StartTime` and `EndTime` as sent.
+    fn window(&self) -> (&str, &str);
     fn attempt<'a>(
         &'a self,
         client: &'a Client,
@@ -46,6 +89,9 @@ impl Call for RoomUsageRequest {
     }
     fn day(&self) -> &str {
         self.start_time.get(..10).unwrap_or(&self.start_time)
+    }
+    fn window(&self) -> (&str, &str) {
+        (&self.start_time, &self.end_time)
     }
     fn attempt<'a>(
         &'a self,
@@ -62,6 +108,9 @@ impl Call for AppUsageRequest {
     }
     fn day(&self) -> &str {
         &self.start_time
+    }
+    fn window(&self) -> (&str, &str) {
+        (&self.start_time, &self.end_time)
     }
     fn attempt<'a>(
         &'a self,
