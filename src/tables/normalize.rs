@@ -320,8 +320,13 @@ impl<R: Read> Normalizer<R> {
                 break;
             }
             let line = self.record.position().map_or(0, |p| p.line());
-            // A line holding only whitespace is a blank line, not a row.
-            if self.record.len() == 1 && self.record[0].trim_ascii().is_empty() {
+            // A line holding only whitespace is a blank line, not a row (the
+            // csv reader skips empty lines itself). In a one-column CSV an
+            // empty field can only be a quoted `""`: a room whose id is empty.
+            if self.record.len() == 1
+                && self.record[0].trim_ascii().is_empty()
+                && (expected > 1 || !self.record[0].is_empty())
+            {
                 continue;
             }
             if self.record.len() != expected {
@@ -702,6 +707,14 @@ mod tests {
     fn blank_lines_are_skipped() {
         let (_, b) = run("RoomId,Audio\n\nr1,1\n\n").unwrap();
         assert_eq!(rows(&b), 1);
+        let (_, b) = run("RoomId,Audio\n   \nr1,1\n").unwrap();
+        assert_eq!(rows(&b), 1);
+    }
+
+    #[test]
+    fn a_quoted_empty_room_id_in_a_one_column_csv_is_a_row() {
+        let (_, b) = run("RoomId\n\"\"\nr1\n\n").unwrap();
+        assert_eq!(rows(&b), 2);
     }
 
     mod properties {
