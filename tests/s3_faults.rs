@@ -449,3 +449,44 @@ fn stops_are_honoured_while_the_store_stalls() {
     assert_eq!(object_names(&dest), expected_layout(&[APP_A], &days));
     assert_whole(&dest);
 }
+
+/// The lease is renewed (If-Match on its ETag, on S3) while the run lasts:
+/// with a 1 s time to live, a run of several seconds still holds it when
+/// its first term has long expired, so a second run is refused then.
+#[test]
+fn the_lease_is_renewed_on_s3_while_the_run_lasts() {
+    let Some(dest) = TestDest::s3() else {
+        return;
+    };
+    let mut config = sim_config();
+    config.interval = Duration::from_millis(700);
+    let sim = start_sim(config);
+    // Ten days at 0.7 s: the first run lasts over 6 s.
+    let args = range_args(&[APP_A], days_ago(19), days_ago(10));
+    let mut c = cmd(&sim, &dest);
+    c.env("TRTC_LEASE_TTL", "1s")
+        .env("TRTC_MIN_INTERVAL", "700ms")
+        .arg("export")
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut first = c.spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    while !exists(&dest, "_trtc_usage/lease.json") {
+        assert!(t0.elapsed() < Duration::from_secs(20), "no lease taken");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Three terms of the lease later, it must still be held (renewed).
+    std::thread::sleep(Duration::from_millis(3000));
+    let other = start_sim(sim_config());
+    let mut second = cmd(&other, &dest);
+    second.env("TRTC_LEASE_TTL", "1s");
+    let r = run(second, &args);
+    r.assert_code(2);
+    r.assert_stderr_has(&["is being written by another run"]);
+    assert_eq!(other.stats().total_requests(), 0);
+    let out = first.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("Lost the lake's lease"), "{stderr}");
+}
