@@ -470,7 +470,7 @@ fn the_lease_is_renewed_on_s3_while_the_run_lasts() {
         .args(&args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
-    let mut first = c.spawn().unwrap();
+    let first = c.spawn().unwrap();
     let t0 = std::time::Instant::now();
     while !exists(&dest, "_trtc_usage/lease.json") {
         assert!(t0.elapsed() < Duration::from_secs(20), "no lease taken");
