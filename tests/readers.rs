@@ -6,21 +6,25 @@ use trtc_usage::simulator::{Fault, FaultRule};
 
 use crate::util::*;
 
-/// The Python with DuckDB that `scripts/test` provides.
-fn python() -> Option<String> {
-    match std::env::var("TRTC_TEST_PYTHON") {
+/// The Python that `scripts/test` provides in `var` (with DuckDB, or with
+/// pyspark); `None` (the test skips) outside it, never under CI.
+fn provided_python(var: &str, what: &str) -> Option<String> {
+    match std::env::var(var) {
         Ok(p) => Some(p),
         Err(_) => {
             assert!(
                 std::env::var_os("CI").is_none(),
-                "CI must run the DuckDB tests (scripts/test sets TRTC_TEST_PYTHON)"
+                "CI must run the {what} tests (scripts/test sets {var})"
             );
-            eprintln!(
-                "note: TRTC_TEST_PYTHON is not set; skipping the DuckDB check (run scripts/test)"
-            );
+            eprintln!("note: {var} is not set; skipping the {what} check (run scripts/test)");
             None
         }
     }
+}
+
+/// The Python with DuckDB.
+fn python() -> Option<String> {
+    provided_python("TRTC_TEST_PYTHON", "DuckDB")
 }
 
 fn duckdb_read(python: &str, dir: &str) -> serde_json::Value {
@@ -203,19 +207,7 @@ fn the_readme_queries_run_on_all_three_tables() {
 
 /// The Python with pyspark that `scripts/test` provides.
 fn spark_python() -> Option<String> {
-    match std::env::var("TRTC_TEST_SPARK_PYTHON") {
-        Ok(p) => Some(p),
-        Err(_) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must run the Spark test (scripts/test sets TRTC_TEST_SPARK_PYTHON)"
-            );
-            eprintln!(
-                "note: TRTC_TEST_SPARK_PYTHON is not set; skipping the Spark check (run scripts/test)"
-            );
-            None
-        }
-    }
+    provided_python("TRTC_TEST_SPARK_PYTHON", "Spark")
 }
 
 /// Spark reads every table with exact row counts after runs were killed
