@@ -243,7 +243,6 @@ async fn rebuild_all(
     mut summary: Summary,
 ) -> Summary {
     let dest = &cfg.scope.dest;
-    let finish = |s: Summary| s;
     let mut plan = Vec::new();
     for &table in cfg.scope.tables.iter().filter(|t| t.is_fetched()) {
         match work_for(cfg, table).await {
@@ -251,7 +250,7 @@ async fn rebuild_all(
             Err(e) => {
                 error!(table = %table, error = %e, "Cannot list the raw zone; nothing was rebuilt.");
                 summary.stop(Status::Fatal, Some(e.to_string()), []);
-                return finish(summary);
+                return summary;
             }
         }
     }
@@ -340,5 +339,5 @@ async fn rebuild_all(
         }
     }
     let fail_on_checks = cfg.checks == ChecksMode::Fail;
-    finish(export::end_status(fail_on_checks, summary))
+    export::end_status(fail_on_checks, summary)
 }

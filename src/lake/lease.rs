@@ -83,6 +83,8 @@ pub enum LeaseError {
          this lake at once"
     )]
     Unsupported { dest: String, detail: String },
+    #[error("{dest}: another run is taking or releasing the lease at this very moment; try again")]
+    Contended { dest: String },
     #[error("the lease {path}: {action}: {source}")]
     Store {
         path: String,
@@ -257,9 +259,8 @@ impl Lease {
                         .put_opts(&path, body(), create())
                         .await
                         .map_err(|e| match e {
-                            object_store::Error::AlreadyExists { .. } => LeaseError::Unsupported {
+                            object_store::Error::AlreadyExists { .. } => LeaseError::Contended {
                                 dest: dest.display().to_owned(),
-                                detail: "the lease appeared and vanished".into(),
                             },
                             e => store_err(&path, "taking")(e),
                         })?;

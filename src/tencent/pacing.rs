@@ -38,35 +38,26 @@ pub trait Answer {
     fn take_compressed(&mut self) -> Option<Vec<u8>>;
 }
 
-impl Answer for RoomUsage {
-    fn request_id(&self) -> &str {
-        &self.request_id
-    }
-    fn fetched_at(&self) -> chrono::DateTime<chrono::Utc> {
-        self.fetched_at
-    }
-    fn body(&self) -> (usize, &str) {
-        (self.body_bytes, &self.body_sha256)
-    }
-    fn take_compressed(&mut self) -> Option<Vec<u8>> {
-        self.compressed_body.take()
-    }
+/// Both answers keep these in fields of the same names.
+macro_rules! answer_fields {
+    ($($t:ty),*) => {$(
+        impl Answer for $t {
+            fn request_id(&self) -> &str {
+                &self.request_id
+            }
+            fn fetched_at(&self) -> chrono::DateTime<chrono::Utc> {
+                self.fetched_at
+            }
+            fn body(&self) -> (usize, &str) {
+                (self.body_bytes, &self.body_sha256)
+            }
+            fn take_compressed(&mut self) -> Option<Vec<u8>> {
+                self.compressed_body.take()
+            }
+        }
+    )*};
 }
-
-impl Answer for AppUsage {
-    fn request_id(&self) -> &str {
-        &self.request_id
-    }
-    fn fetched_at(&self) -> chrono::DateTime<chrono::Utc> {
-        self.fetched_at
-    }
-    fn body(&self) -> (usize, &str) {
-        (self.body_bytes, &self.body_sha256)
-    }
-    fn take_compressed(&mut self) -> Option<Vec<u8>> {
-        self.compressed_body.take()
-    }
-}
+answer_fields!(RoomUsage, AppUsage);
 
 /// A request one of the APIs answers: what to log it as, and one attempt.
 pub trait Call {
