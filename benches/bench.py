@@ -134,6 +134,7 @@ def throughput(rooms, day, work, repeat, backfill_days):
     script = (
         "import duckdb,time,sys;"
         "c=duckdb.connect();"
+        "c.execute('SET enable_progress_bar=false');"
         "t=time.monotonic();"
         f"c.execute(\"COPY (SELECT * FROM read_csv('{csv_path}', header=true, quote='\\\"', "
         "columns={'RoomId':'VARCHAR','Audio':'BIGINT','SD':'BIGINT','hd':'BIGINT','FullHD':'BIGINT','2K':'BIGINT','4K':'BIGINT'})) "
@@ -145,7 +146,7 @@ def throughput(rooms, day, work, repeat, backfill_days):
         d = peak_rss_of([sys.executable, "-c", script])
         if d["code"] != 0:
             raise SystemExit(f"duckdb failed: {d['err']}")
-        duck_runs.append({"seconds": float(d["out"].strip()), "rss": d["rss"],
+        duck_runs.append({"seconds": float(d["out"].strip().splitlines()[-1]), "rss": d["rss"],
                           "bytes": os.path.getsize(duck_out), "rows": rooms})
     return ours_runs, duck_runs, csv_bytes, backfill
 
