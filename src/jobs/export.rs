@@ -253,17 +253,28 @@ pub async fn make_plan(cfg: &JobConfig) -> Plan {
         }
     }
     if fills(cfg, Table::Checks) && (cfg.dest.is_local() || !cfg.dry_run) {
-        for &p in &all {
-            let inputs = (
-                plan.manifests.get(&(Table::RoomUsage, p)),
-                plan.manifests.get(&(Table::AppUsage, p)),
-            );
-            if let (Some(room), Some(app)) = inputs {
-                if !cfg.force && check_is_current(cfg, p, room, app).await {
-                    plan.final_.push((Table::Checks, p));
-                } else {
-                    plan.recheck.push(p);
-                }
+        // Days whose inputs are both final: is their check current? (16
+        // manifests read at a time, as for the inputs.)
+        let both_final: Vec<(Partition, &Manifest, &Manifest)> = all
+            .iter()
+            .filter_map(|&p| {
+                let room = plan.manifests.get(&(Table::RoomUsage, p))?;
+                let app = plan.manifests.get(&(Table::AppUsage, p))?;
+                Some((p, room, app))
+            })
+            .collect();
+        let current: Vec<(Partition, bool)> = futures::stream::iter(both_final)
+            .map(|(p, room, app)| async move {
+                (p, !cfg.force && check_is_current(cfg, p, room, app).await)
+            })
+            .buffered(16)
+            .collect()
+            .await;
+        for (p, current) in current {
+            if current {
+                plan.final_.push((Table::Checks, p));
+            } else {
+                plan.recheck.push(p);
             }
         }
     }
@@ -800,19 +811,20 @@ async fn planned(
             .retain(|p| !plan.todo.iter().any(|t| t.p == *p));
     }
     let checks_on = fills(cfg, Table::Checks);
-    // Checks whose inputs are both final need no call.
+    // Checks whose inputs are both final need no call, nor a second read
+    // of their manifests: the plan has them.
     for p in std::mem::take(&mut plan.recheck) {
-        let (room, app) = (
-            manifest::read(&cfg.dest, Table::RoomUsage, p.app_id, p.usage_date).await,
-            manifest::read(&cfg.dest, Table::AppUsage, p.app_id, p.usage_date).await,
+        let inputs = (
+            plan.manifests.get(&(Table::RoomUsage, p)),
+            plan.manifests.get(&(Table::AppUsage, p)),
         );
-        if let (Ok(Some(room)), Ok(Some(app))) = (room, app) {
+        if let (Some(room), Some(app)) = inputs {
             check_one(
                 &cfg.dest,
                 cfg.check_tolerance,
                 cfg.offset_label(),
-                &room,
-                &app,
+                room,
+                app,
                 &mut summary,
             )
             .await;
