@@ -220,6 +220,16 @@ fn held(dest: &Destination, path: &Path, r: Record) -> LeaseError {
     }
 }
 
+/// The lease as someone else holds it now, after our create lost a race:
+/// whoever's record is there, else the one we read before.
+async fn held_now(dest: &Destination, path: &Path, before: Record) -> LeaseError {
+    match read(dest, path).await {
+        Ok(Some((now, _))) => held(dest, path, now),
+        Ok(None) => held(dest, path, before),
+        Err(e) => e,
+    }
+}
+
 impl Lease {
     /// Takes the lake's lease for `command`, for `ttl` at a time; renews it
     /// in the background until released. `cancel` is cancelled if the lease
@@ -290,10 +300,7 @@ impl Lease {
                     Ok(_) => {}
                     Err(object_store::Error::AlreadyExists { .. }) => {
                         // Another run is taking it over: report whoever holds it now.
-                        return match read(dest, &path).await? {
-                            Some((now_held, _)) => Err(held(dest, &path, now_held)),
-                            None => Err(held(dest, &path, old)),
-                        };
+                        return Err(held_now(dest, &path, old).await);
                     }
                     Err(e) => return Err(store_err(&marker, "taking over")(e)),
                 }
@@ -316,10 +323,7 @@ impl Lease {
                 match dest.store().put_opts(&path, body(), create()).await {
                     Ok(_) => {}
                     Err(object_store::Error::AlreadyExists { .. }) => {
-                        return match read(dest, &path).await? {
-                            Some((other, _)) => Err(held(dest, &path, other)),
-                            None => Err(held(dest, &path, old)),
-                        };
+                        return Err(held_now(dest, &path, old).await);
                     }
                     Err(e) => return Err(store_err(&path, "taking")(e)),
                 }
@@ -497,6 +501,11 @@ async fn renew(
 mod tests {
     use super::*;
 
+    /// Takes the lease of `d` for `ttl`, for a run no one cancels.
+    async fn take(d: &Destination, command: &str, ttl: Duration) -> Result<Lease, LeaseError> {
+        Lease::acquire(d, command, ttl, CancellationToken::new()).await
+    }
+
     fn local() -> (tempfile::TempDir, Destination) {
         let dir = tempfile::tempdir().unwrap();
         let d = Destination::open(dir.path().to_str().unwrap()).unwrap();
@@ -506,78 +515,35 @@ mod tests {
     #[tokio::test]
     async fn one_holder_then_released() {
         let (_dir, d) = local();
-        let a = Lease::acquire(
-            &d,
-            "export",
-            Duration::from_secs(60),
-            CancellationToken::new(),
-        )
-        .await
-        .unwrap();
-        let e = Lease::acquire(
-            &d,
-            "rebuild",
-            Duration::from_secs(60),
-            CancellationToken::new(),
-        )
-        .await
-        .unwrap_err()
-        .to_string();
+        let a = take(&d, "export", Duration::from_secs(60)).await.unwrap();
+        let e = take(&d, "rebuild", Duration::from_secs(60))
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("is being written by another run") && e.contains("export since"),
             "{e}"
         );
         a.release().await;
-        let b = Lease::acquire(
-            &d,
-            "rebuild",
-            Duration::from_secs(60),
-            CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+        let b = take(&d, "rebuild", Duration::from_secs(60)).await.unwrap();
         b.release().await;
     }
 
     #[tokio::test]
     async fn renewal_keeps_it_and_an_expired_one_is_taken_over_once() {
         let (_dir, d) = local();
-        let a = Lease::acquire(
-            &d,
-            "export",
-            Duration::from_millis(600),
-            CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+        let a = take(&d, "export", Duration::from_millis(600))
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(900)).await;
         // Renewed every 200 ms: still live after more than its ttl.
-        assert!(
-            Lease::acquire(
-                &d,
-                "export",
-                Duration::from_secs(1),
-                CancellationToken::new()
-            )
-            .await
-            .is_err()
-        );
+        assert!(take(&d, "export", Duration::from_secs(1)).await.is_err());
         // Stop renewing without releasing (as if killed), let it expire.
         a.stop.cancel();
         tokio::time::sleep(Duration::from_millis(800)).await;
         let (b, c) = tokio::join!(
-            Lease::acquire(
-                &d,
-                "export",
-                Duration::from_secs(60),
-                CancellationToken::new()
-            ),
-            Lease::acquire(
-                &d,
-                "export",
-                Duration::from_secs(60),
-                CancellationToken::new()
-            ),
+            take(&d, "export", Duration::from_secs(60)),
+            take(&d, "export", Duration::from_secs(60)),
         );
         assert!(
             b.is_ok() != c.is_ok(),
@@ -588,14 +554,9 @@ mod tests {
     #[tokio::test]
     async fn a_taker_killed_mid_takeover_does_not_block_the_lake_forever() {
         let (_dir, d) = local();
-        let a = Lease::acquire(
-            &d,
-            "export",
-            Duration::from_millis(300),
-            CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+        let a = take(&d, "export", Duration::from_millis(300))
+            .await
+            .unwrap();
         a.stop.cancel(); // killed: stops renewing, never releases
         let path = d.root().clone().join(STATE_DIR).join(LEASE_FILE);
         let old = read(&d, &path).await.unwrap().unwrap().0;
@@ -617,26 +578,10 @@ mod tests {
             .unwrap();
         tokio::time::sleep(Duration::from_millis(400)).await;
         // The lease expired, the dead taker's marker not yet: refused.
-        assert!(
-            Lease::acquire(
-                &d,
-                "export",
-                Duration::from_secs(60),
-                CancellationToken::new()
-            )
-            .await
-            .is_err()
-        );
+        assert!(take(&d, "export", Duration::from_secs(60)).await.is_err());
         tokio::time::sleep(Duration::from_millis(400)).await;
         // Both expired: taken over.
-        let b = Lease::acquire(
-            &d,
-            "export",
-            Duration::from_secs(60),
-            CancellationToken::new(),
-        )
-        .await
-        .unwrap();
+        let b = take(&d, "export", Duration::from_secs(60)).await.unwrap();
         b.release().await;
     }
 
