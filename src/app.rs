@@ -53,7 +53,10 @@ async fn run_rebuild(args: &RebuildArgs, log_format: LogFormat) -> u8 {
     let cfg = RebuildConfig {
         scope,
         contract: args.schema_contract,
-        batch_rows: crate::tables::normalize::DEFAULT_BATCH_ROWS,
+        encoding: crate::lake::write::Encoding {
+            spool: args.spool.config(),
+            ..Default::default()
+        },
         summary_file: args.summary_file.clone(),
         progress: args.progress,
         checks: args.checks.checks,

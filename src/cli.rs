@@ -213,6 +213,51 @@ fn parse_lease_ttl(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Where large answers and files wait on disk; shared by `export` and
+/// `rebuild`.
+#[derive(Debug, Clone, Args)]
+pub struct SpoolArgs {
+    /// Directory for temporary files: an answer or Parquet file over --spool-memory waits there, unnamed, never left behind (default: $TMPDIR, else /tmp).
+    #[arg(long, env = "TRTC_SPOOL_DIR")]
+    pub spool_dir: Option<std::path::PathBuf>,
+
+    /// Bytes of one answer or file held in memory before it moves to --spool-dir (e.g. 8MiB, 512KiB).
+    #[arg(long, env = "TRTC_SPOOL_MEMORY", default_value = "8MiB", value_parser = parse_bytes)]
+    pub spool_memory: usize,
+}
+
+impl SpoolArgs {
+    pub fn config(&self) -> crate::spool::SpoolConfig {
+        crate::spool::SpoolConfig {
+            dir: self.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
+            memory_limit: self.spool_memory,
+        }
+    }
+}
+
+/// `8MiB`, `512KiB`, `1GiB` or a number of bytes; at most 1 GiB.
+pub fn parse_bytes(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, ""),
+    };
+    let unit: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return Err(format!("'{s}' is not a size like 8MiB, 512KiB or 1048576")),
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size like 8MiB, 512KiB or 1048576"))?;
+    match n.checked_mul(unit) {
+        Some(b) if b <= 1 << 30 => Ok(b),
+        _ => Err(format!("'{s}' is over 1GiB")),
+    }
+}
+
 /// How the `checks` table is filled; shared by `export` and `rebuild`.
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
@@ -296,6 +341,9 @@ pub struct RebuildArgs {
 
     #[command(flatten)]
     pub lease: LeaseArgs,
+
+    #[command(flatten)]
+    pub spool: SpoolArgs,
 
     /// Also write the run summary as JSON to this file.
     #[arg(long, env = "TRTC_SUMMARY_FILE")]
@@ -465,6 +513,9 @@ pub struct ExportArgs {
 
     #[command(flatten)]
     pub lease: LeaseArgs,
+
+    #[command(flatten)]
+    pub spool: SpoolArgs,
 
     /// Before skipping a final partition, read its whole file and check its SHA-256 against the manifest (not only its size); a mismatch is repaired from the raw zone, else fetched again.
     #[arg(long, env = "TRTC_VERIFY")]

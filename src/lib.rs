@@ -9,6 +9,8 @@
 //! - [`lake`]: the store, its layout, Parquet files and manifests;
 //! - [`jobs`]: configuration, plans and the runs of each command;
 //! - [`simulator`]: the bundled stand-in for the TRTC API;
+//! - [`spool`]: large bytes (an answer, a Parquet file) in memory up to a
+//!   limit, in an unnamed temporary file beyond it;
 //! - [`cli`], [`logging`] and [`app`]: the command line, logs, and the one
 //!   place that turns an outcome into an exit code.
 //!
@@ -21,5 +23,6 @@ pub mod jobs;
 pub mod lake;
 pub mod logging;
 pub mod simulator;
+pub mod spool;
 pub mod tables;
 pub mod tencent;

@@ -59,29 +59,42 @@ fn preflight_error_does_not_show_the_s3_secret() {
     );
 }
 
-/// Large files go up in parts; what lands is byte-identical.
+/// Large files go up in parts, from memory or from a spool file; what
+/// lands is byte-identical.
 fn multipart_round_trip(dest: Destination) {
+    use std::io::Write;
     let path = dest.part_path(trtc_usage::tables::Table::RoomUsage, 1, days_ago(3));
     let bytes: Vec<u8> = (0..(11 * 1024 * 1024)).map(|i| (i % 251) as u8).collect();
-    let bytes = bytes::Bytes::from(bytes);
-    block_on(trtc_usage::lake::write::put_file(
-        &dest,
-        &path,
-        bytes.clone(),
-        1024 * 1024,
-        5 * 1024 * 1024,
-    ))
-    .unwrap();
-    let back = block_on(async {
-        dest.store()
-            .get(&path)
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-    });
-    assert_eq!(back, bytes);
+    let spool_dir = tempfile::tempdir().unwrap();
+    let spool = trtc_usage::spool::SpoolConfig {
+        dir: spool_dir.path().to_owned(),
+        memory_limit: 1024,
+    };
+    let mut spooled = spool.writer();
+    spooled.write_all(&bytes).unwrap();
+    for file in [
+        trtc_usage::spool::Spooled::Memory(bytes.clone()),
+        spooled.finish().unwrap(),
+    ] {
+        block_on(trtc_usage::lake::write::put_file(
+            &dest,
+            &path,
+            file,
+            1024 * 1024,
+            5 * 1024 * 1024,
+        ))
+        .unwrap();
+        let back = block_on(async {
+            dest.store()
+                .get(&path)
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+        });
+        assert!(back == bytes, "uploaded bytes differ");
+    }
 }
 
 #[test]

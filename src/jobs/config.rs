@@ -11,6 +11,7 @@ use url::Url;
 use crate::cli::{ExportArgs, Progress, RangeArgs, Switch};
 use crate::jobs::plan::{self, DaySpec};
 use crate::lake::store::Destination;
+use crate::lake::write::Encoding;
 use crate::tables::Table;
 use crate::tables::normalize::SchemaContract;
 use crate::tencent::api::ApiConfig;
@@ -137,7 +138,10 @@ pub struct JobConfig {
     pub min_interval: Duration,
     pub retry: RetryPolicy,
     pub dry_run: bool,
-    pub batch_rows: usize,
+    /// Rows per batch, and where large answers and files are spooled.
+    pub encoding: Encoding,
+    /// The raw zone's zstd level; `None` under `--raw off`.
+    pub raw_level: Option<i32>,
     pub summary_file: Option<std::path::PathBuf>,
     pub progress: Progress,
     /// The tables this run fills (no `checks` under `--checks off`).
@@ -239,7 +243,7 @@ impl JobConfig {
                 endpoint,
                 region: args.region.as_str().to_owned(),
                 request_timeout: args.request_timeout,
-                keep_body: (args.raw == Switch::On).then_some(RAW_ZSTD_LEVEL),
+                spool: args.spool.config(),
             },
             min_interval: args.min_interval,
             retry: RetryPolicy {
@@ -248,7 +252,11 @@ impl JobConfig {
                 backoff_max: Duration::from_secs(60).max(args.retry_backoff),
             },
             dry_run: args.dry_run,
-            batch_rows: crate::tables::normalize::DEFAULT_BATCH_ROWS,
+            encoding: Encoding {
+                spool: args.spool.config(),
+                ..Encoding::default()
+            },
+            raw_level: (args.raw == Switch::On).then_some(RAW_ZSTD_LEVEL),
             summary_file: args.summary_file.clone(),
             progress: args.progress,
             tables: export_tables(&args.tables, args.checks.checks)?,

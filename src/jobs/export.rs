@@ -28,7 +28,7 @@ use crate::lake::lease::Lease;
 use crate::lake::manifest::{self, Manifest};
 use crate::lake::marker;
 use crate::lake::raw;
-use crate::lake::write::CallInfo;
+use crate::lake::write::{CallInfo, Encoded};
 use crate::tables::Table;
 use crate::tencent::api::{ApiError, Client, ErrorClass};
 use crate::tencent::credentials::Provider;
@@ -134,7 +134,7 @@ async fn repair_from_raw(
         match rebuild::from_raw(
             &cfg.dest,
             cfg.contract,
-            cfg.batch_rows,
+            &cfg.encoding,
             cfg.offset,
             table,
             p,
@@ -445,41 +445,47 @@ fn call_failed(e: CallError) -> PartitionResult {
     }
 }
 
-/// Keeps an answer in the raw zone before anything is built from it: if it
-/// cannot be kept, the partition fails rather than exist without its
-/// source. `Ok(None)` under `--raw off`.
+/// Bodies up to this size are compressed on the async thread; larger ones
+/// on a blocking one.
+const INLINE_COMPRESS_LIMIT: u64 = 64 * 1024;
+
+/// Keeps an answer in the raw zone at `path` (compressed from its spooled
+/// body, a piece at a time). It runs while the partition's file is encoded
+/// and must succeed before that file is committed: if the answer cannot be
+/// kept, the partition fails rather than exist without its source.
 async fn keep_raw(
     cfg: &JobConfig,
-    table: Table,
-    p: Partition,
-    fetched_at: chrono::DateTime<chrono::Utc>,
-    request_id: &str,
-    compressed: Option<Vec<u8>>,
-) -> Result<Option<String>, String> {
-    let Some(compressed) = compressed else {
-        return Ok(None);
+    path: Option<&object_store::path::Path>,
+    answer: &impl Answer,
+) -> Result<(), String> {
+    let (Some(path), Some(level)) = (path, cfg.raw_level) else {
+        return Ok(());
     };
-    raw::put(
-        &cfg.dest,
-        table,
-        p.app_id,
-        p.usage_date,
-        fetched_at,
-        request_id,
-        compressed,
-    )
-    .await
-    .map(|path| Some(cfg.dest.relative(&path).to_owned()))
-    .map_err(|e| {
+    let body = answer.spooled_body();
+    let spool = cfg.encoding.spool.clone();
+    let compressed = if body.len() > INLINE_COMPRESS_LIMIT {
+        tokio::task::spawn_blocking(move || raw::compress(body, level, &spool))
+            .await
+            .expect("zstd does not panic")
+    } else {
+        raw::compress(body, level, &spool)
+    };
+    let failed = |e: String| {
         format!(
-            "RequestId {request_id}: storing the raw response in {}: {e}",
+            "RequestId {}: storing the raw response in {}: {e}",
+            answer.request_id(),
             cfg.dest.display()
         )
-    })
+    };
+    let compressed = compressed.map_err(|e| failed(format!("compressing it: {e}")))?;
+    raw::put(&cfg.dest, path, compressed)
+        .await
+        .map_err(|e| failed(e.to_string()))
 }
 
-/// One partition of a fetched table: its intent, the paced call, the raw
-/// zone, then `write` (the table's normalizer, file and manifest).
+/// One partition of a fetched table: its intent, the paced call, then the
+/// raw zone and `encode` (the table's normalizer and Parquet file) side by
+/// side, then the file and its manifest.
 #[allow(clippy::too_many_arguments)]
 async fn export_partition<R: Call>(
     cfg: &JobConfig,
@@ -489,39 +495,47 @@ async fn export_partition<R: Call>(
     p: Partition,
     table: Table,
     request: R,
-    write: impl AsyncFnOnce(R::Answer, CallInfo) -> Result<partition::Written, String>,
+    encode: impl AsyncFnOnce(&R::Answer, &CallInfo) -> Result<Encoded, String>,
 ) -> PartitionResult {
     if let Err(msg) = inflight::begin(&cfg.dest, table, p.app_id, p.usage_date).await {
         return PartitionResult::Failed(msg);
     }
     let result = async {
-        let mut answer = match api.call(&request, cancel, stats).await {
+        let answer = match api.call(&request, cancel, stats).await {
             Ok(a) => a,
             Err(e) => return call_failed(e),
         };
-        let compressed = answer.take_compressed();
-        let raw_object = match keep_raw(
-            cfg,
-            table,
-            p,
-            answer.fetched_at(),
-            answer.request_id(),
-            compressed,
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(msg) => return PartitionResult::Failed(msg),
-        };
+        let raw_path = cfg.raw_level.map(|_| {
+            raw::path_for(
+                &cfg.dest,
+                table,
+                p.app_id,
+                p.usage_date,
+                answer.fetched_at(),
+                answer.request_id(),
+            )
+        });
         let call = partition::call_info(
             table,
             p,
             &answer,
             request.window(),
             cfg.offset_label(),
-            raw_object,
+            raw_path.as_ref().map(|r| cfg.dest.relative(r).to_owned()),
         );
-        match write(answer, call).await {
+        let (kept, encoded) = tokio::join!(
+            keep_raw(cfg, raw_path.as_ref(), &answer),
+            encode(&answer, &call)
+        );
+        if let Err(msg) = kept {
+            return PartitionResult::Failed(msg);
+        }
+        let encoded = match encoded {
+            Ok(e) => e,
+            Err(msg) => return PartitionResult::Failed(msg),
+        };
+        let (body_bytes, _) = answer.body();
+        match partition::commit(&cfg.dest, &call, encoded, answer.response_at(), body_bytes).await {
             Ok(w) => PartitionResult::Written(Box::new(w)),
             Err(msg) => PartitionResult::Failed(msg),
         }
@@ -549,7 +563,7 @@ async fn export_room(
         Table::RoomUsage,
         request,
         async |usage, call| {
-            partition::write_room_usage(&cfg.dest, cfg.contract, cfg.batch_rows, usage, &call).await
+            partition::encode_room_usage(cfg.contract, &cfg.encoding, usage, call).await
         },
     )
     .await
@@ -572,9 +586,7 @@ async fn export_app(
         p,
         Table::AppUsage,
         request,
-        async |usage, call| {
-            partition::write_app_usage(&cfg.dest, cfg.contract, cfg.offset, usage, &call).await
-        },
+        async |usage, call| partition::encode_app_usage(cfg.contract, cfg.offset, usage, call),
     )
     .await
 }

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use crate::lake::inflight;
 use crate::lake::manifest::{CheckInfo, Manifest};
 use crate::lake::store::Destination;
-use crate::lake::write::{self, CallInfo, Encoded};
+use crate::lake::write::{self, CallInfo, Encoded, Encoding};
 use crate::tables::checks;
 use crate::tables::normalize::{HeaderInfo, SchemaContract};
 use crate::tables::{Table, app_usage};
@@ -41,8 +41,9 @@ fn warn_header(call: &CallInfo, header: &HeaderInfo) {
     }
 }
 
-/// Commits `encoded` as the partition `call` describes, and logs it.
-async fn commit(
+/// Commits `encoded` as the partition `call` describes, and logs it;
+/// `started` is when the answer's response began (for `process_ms`).
+pub async fn commit(
     dest: &Destination,
     call: &CallInfo,
     encoded: Encoded,
@@ -117,9 +118,23 @@ pub fn call_info(
     }
 }
 
-/// Writes `usage` as the `app_usage` partition `call` describes, `offset`
+/// Encodes `usage` as the `app_usage` partition `call` describes, `offset`
 /// being the API's clock. The error is one line naming the RequestId and,
 /// for bad data, the bucket.
+pub fn encode_app_usage(
+    contract: SchemaContract,
+    offset: FixedOffset,
+    usage: &AppUsage,
+    call: &CallInfo,
+) -> Result<Encoded, String> {
+    let n = app_usage::normalize(usage, call.day, offset, contract)
+        .map_err(|e| format!("RequestId {}: {e}", call.request_id))?;
+    warn_header(call, &n.header);
+    write::encode_batch(&n.batch, n.header, n.totals)
+        .map_err(|e| format!("RequestId {}: {e}", call.request_id))
+}
+
+/// Writes `usage` as the `app_usage` partition `call` describes.
 pub async fn write_app_usage(
     dest: &Destination,
     contract: SchemaContract,
@@ -127,13 +142,8 @@ pub async fn write_app_usage(
     usage: AppUsage,
     call: &CallInfo,
 ) -> Result<Written, String> {
-    let started = std::time::Instant::now();
-    let n = app_usage::normalize(&usage, call.day, offset, contract)
-        .map_err(|e| format!("RequestId {}: {e}", call.request_id))?;
-    warn_header(call, &n.header);
-    let encoded = write::encode_batch(&n.batch, n.header, n.totals)
-        .map_err(|e| format!("RequestId {}: {e}", call.request_id))?;
-    commit(dest, call, encoded, started, usage.body_bytes).await
+    let encoded = encode_app_usage(contract, offset, &usage, call)?;
+    commit(dest, call, encoded, usage.response_at, usage.body_bytes).await
 }
 
 /// Compares the two manifests of one (app, day) and writes the result as
@@ -185,29 +195,38 @@ pub async fn write_checks(
     Ok((written?, outcome))
 }
 
-/// Writes `usage` as the partition `call` describes. The error is one line
-/// naming the RequestId (bad data) or the destination (a failed write).
-pub async fn write_room_usage(
-    dest: &Destination,
+/// Encodes `usage` as the `room_usage` partition `call` describes, on
+/// blocking threads (the CSV is read from the spooled body). The error is
+/// one line naming the RequestId and, for bad data, the line and column.
+pub async fn encode_room_usage(
     contract: SchemaContract,
-    batch_rows: usize,
-    usage: RoomUsage,
+    encoding: &Encoding,
+    usage: &RoomUsage,
     call: &CallInfo,
-) -> Result<Written, String> {
-    let response_at = usage.response_at;
-    let body_bytes = usage.body_bytes;
+) -> Result<Encoded, String> {
+    let csv = usage.csv();
+    let request_id = usage.request_id.clone();
+    let fetched_at = usage.fetched_at;
+    let encoding = encoding.clone();
     let encoded = tokio::task::spawn_blocking(move || {
-        write::encode(
-            usage.csv(),
-            contract,
-            &usage.request_id,
-            usage.fetched_at,
-            batch_rows,
-        )
+        write::encode(csv, contract, &request_id, fetched_at, &encoding)
     })
     .await
     .expect("the encoder does not panic")
     .map_err(|e| format!("RequestId {}: {e}", call.request_id))?;
     warn_header(call, &encoded.header);
-    commit(dest, call, encoded, response_at, body_bytes).await
+    Ok(encoded)
+}
+
+/// Writes `usage` as the partition `call` describes. The error is one line
+/// naming the RequestId (bad data) or the destination (a failed write).
+pub async fn write_room_usage(
+    dest: &Destination,
+    contract: SchemaContract,
+    encoding: &Encoding,
+    usage: RoomUsage,
+    call: &CallInfo,
+) -> Result<Written, String> {
+    let encoded = encode_room_usage(contract, encoding, &usage, call).await?;
+    commit(dest, call, encoded, usage.response_at, usage.body_bytes).await
 }

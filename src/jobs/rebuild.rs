@@ -37,7 +37,8 @@ use crate::tencent::pacing::Call;
 pub struct RebuildConfig {
     pub scope: LakeScope,
     pub contract: SchemaContract,
-    pub batch_rows: usize,
+    /// Rows per batch, and where large answers and files are spooled.
+    pub encoding: crate::lake::write::Encoding,
     pub summary_file: Option<std::path::PathBuf>,
     pub progress: ProgressMode,
     pub checks: ChecksMode,
@@ -97,14 +98,14 @@ async fn work_for(cfg: &RebuildConfig, table: Table) -> Result<Vec<Work>, raw::R
 pub async fn from_raw(
     dest: &Destination,
     contract: SchemaContract,
-    batch_rows: usize,
+    encoding: &crate::lake::write::Encoding,
     offset: FixedOffset,
     table: Table,
     p: Partition,
     object: &RawObject,
 ) -> Result<partition::Written, String> {
     inflight::begin(dest, table, p.app_id, p.usage_date).await?;
-    let written = from_raw_inner(dest, contract, batch_rows, offset, table, p, object).await;
+    let written = from_raw_inner(dest, contract, encoding, offset, table, p, object).await;
     inflight::end(dest, table, p.app_id, p.usage_date).await;
     written
 }
@@ -112,18 +113,27 @@ pub async fn from_raw(
 async fn from_raw_inner(
     dest: &Destination,
     contract: SchemaContract,
-    batch_rows: usize,
+    encoding: &crate::lake::write::Encoding,
     offset: FixedOffset,
     table: Table,
     p: Partition,
     object: &RawObject,
 ) -> Result<partition::Written, String> {
     let key = dest.relative(&object.path).to_owned();
-    let body = raw::read(dest, object).await.map_err(|e| e.to_string())?;
+    let body = raw::read(dest, object, &encoding.spool)
+        .await
+        .map_err(|e| e.to_string())?;
     let unreadable = |e: crate::tencent::api::ApiError| format!("raw object {key}: {e}");
     let written = match table {
         Table::RoomUsage => {
-            let usage = RoomUsage::from_body(body, object.fetched_at, &key).map_err(unreadable)?;
+            let fetched_at = object.fetched_at;
+            let origin = key.clone();
+            let usage = tokio::task::spawn_blocking(move || {
+                RoomUsage::from_spooled(body, fetched_at, &origin)
+            })
+            .await
+            .expect("the scan does not panic")
+            .map_err(unreadable)?;
             let request = plan::request_for(p.app_id, p.usage_date);
             let call = partition::call_info(
                 table,
@@ -133,9 +143,12 @@ async fn from_raw_inner(
                 offset.to_string(),
                 Some(key.clone()),
             );
-            partition::write_room_usage(dest, contract, batch_rows, usage, &call).await
+            partition::write_room_usage(dest, contract, encoding, usage, &call).await
         }
         Table::AppUsage => {
+            let body = body
+                .to_vec()
+                .map_err(|e| format!("raw object {key}: reading it back: {e}"))?;
             let usage = AppUsage::from_body(body, object.fetched_at, &key).map_err(unreadable)?;
             let request = plan::app_request_for(p.app_id, p.usage_date);
             let call = partition::call_info(
@@ -162,7 +175,7 @@ async fn rebuild_one(
     from_raw(
         &cfg.scope.dest,
         cfg.contract,
-        cfg.batch_rows,
+        &cfg.encoding,
         cfg.scope.offset,
         table,
         p,

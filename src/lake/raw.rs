@@ -10,6 +10,7 @@
 //! a partition is the last name.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use futures::TryStreamExt;
@@ -18,6 +19,7 @@ use object_store::path::Path;
 
 use crate::lake::store::{Destination, partition_of};
 use crate::lake::write::{self, WriteError};
+use crate::spool::{SpoolConfig, SpoolReader, Spooled};
 use crate::tables::Table;
 
 /// The raw object's suffix.
@@ -70,29 +72,43 @@ pub fn fetched_at_of(name: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.and_utc())
 }
 
-/// Stores one answer's compressed body; returns its path. Never replaces
-/// an object: the name is new for every fetch.
-pub async fn put(
+/// Where the answer fetched at `fetched_at` with `request_id` is kept.
+pub fn path_for(
     dest: &Destination,
     table: Table,
     app_id: u64,
     day: NaiveDate,
     fetched_at: DateTime<Utc>,
     request_id: &str,
-    compressed: Vec<u8>,
-) -> Result<Path, WriteError> {
-    let path = dest
-        .raw_dir(table, app_id, day)
-        .join(object_name(fetched_at, request_id));
+) -> Path {
+    dest.raw_dir(table, app_id, day)
+        .join(object_name(fetched_at, request_id))
+}
+
+/// `body` zstd-compressed at `level`, spooled: read and compressed a piece
+/// at a time, so neither copy is held whole. CPU-bound: call it from a
+/// blocking thread for a large body.
+pub fn compress(body: Arc<Spooled>, level: i32, spool: &SpoolConfig) -> std::io::Result<Spooled> {
+    let len = body.len();
+    let mut reader = SpoolReader::new(body, 0..len);
+    let mut encoder = zstd::stream::write::Encoder::new(spool.writer(), level)?;
+    // The body's size, in the frame header: a reader can size its buffer.
+    encoder.set_pledged_src_size(Some(len))?;
+    std::io::copy(&mut reader, &mut encoder)?;
+    encoder.finish()?.finish()
+}
+
+/// Stores one answer's compressed body at `path` (from [`path_for`]).
+/// Never replaces an object: the name is new for every fetch.
+pub async fn put(dest: &Destination, path: &Path, compressed: Spooled) -> Result<(), WriteError> {
     write::put_file(
         dest,
-        &path,
-        bytes::Bytes::from(compressed),
+        path,
+        compressed,
         write::MULTIPART_THRESHOLD,
         write::PART_SIZE,
     )
-    .await?;
-    Ok(path)
+    .await
 }
 
 /// Every raw object of `table` under `prefix` (the table's raw directory,
@@ -165,8 +181,13 @@ pub async fn newest(
         .and_then(|mut objects| objects.pop()))
 }
 
-/// The body kept in `object`, decompressed.
-pub async fn read(dest: &Destination, object: &RawObject) -> Result<Vec<u8>, RawError> {
+/// The body kept in `object`, decompressed into a spool (a large day's
+/// body is never held whole in memory).
+pub async fn read(
+    dest: &Destination,
+    object: &RawObject,
+    spool: &SpoolConfig,
+) -> Result<Spooled, RawError> {
     let unreadable = |reason: String| RawError::Unreadable {
         path: dest.relative(&object.path).to_owned(),
         reason,
@@ -176,10 +197,15 @@ pub async fn read(dest: &Destination, object: &RawObject) -> Result<Vec<u8>, Raw
         Err(e) => Err(e),
     }
     .map_err(|e| unreadable(format!("cannot be read: {e}")))?;
-    tokio::task::spawn_blocking(move || zstd::stream::decode_all(&compressed[..]))
-        .await
-        .expect("zstd decoding does not panic")
-        .map_err(|e| unreadable(format!("is not valid zstd: {e}")))
+    let spool = spool.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut out = spool.writer();
+        zstd::stream::copy_decode(&compressed[..], &mut out)?;
+        out.finish()
+    })
+    .await
+    .expect("zstd decoding does not panic")
+    .map_err(|e| unreadable(format!("is not valid zstd: {e}")))
 }
 
 #[cfg(test)]
@@ -210,11 +236,18 @@ mod tests {
         let dest = Destination::open(dir.path().to_str().unwrap()).unwrap();
         let day: NaiveDate = "2026-11-20".parse().unwrap();
         let body = br#"{"Response":{"Data":"RoomId\n","RequestId":"r"}}"#;
-        let compressed = zstd::stream::encode_all(&body[..], 3).unwrap();
+        let spool = SpoolConfig {
+            dir: dir.path().to_owned(),
+            memory_limit: 16,
+        };
+        let compressed = compress(Arc::new(Spooled::Memory(body.to_vec())), 3, &spool).unwrap();
+        assert!(compressed.as_memory().is_none(), "spooled to a file");
+        let compressed = compressed.to_vec().unwrap();
         let t1 = DateTime::from_timestamp_micros(1_763_600_000_000_001).unwrap();
         let t2 = DateTime::from_timestamp_micros(1_763_600_000_000_002).unwrap();
         for t in [t2, t1] {
-            put(&dest, Table::RoomUsage, 7, day, t, "r", compressed.clone())
+            let path = path_for(&dest, Table::RoomUsage, 7, day, t, "r");
+            put(&dest, &path, Spooled::Memory(compressed.clone()))
                 .await
                 .unwrap();
         }
@@ -228,7 +261,9 @@ mod tests {
         let objects = &all[&(7, day)];
         assert_eq!(objects.len(), 2);
         assert_eq!(objects[1].fetched_at, t2, "newest last");
-        assert_eq!(read(&dest, &objects[1]).await.unwrap(), body);
+        let back = read(&dest, &objects[1], &spool).await.unwrap();
+        assert!(back.as_memory().is_none(), "spooled to a file");
+        assert_eq!(back.to_vec().unwrap(), body);
         assert!(
             list(&dest, Table::RoomUsage, Some(&[8]))
                 .await

@@ -1,5 +1,5 @@
-//! Writing a partition: normalized batches → one zstd Parquet file in memory
-//! → the store, then the manifest, in an order that never shows a reader a
+//! Writing a partition: normalized batches → one zstd Parquet file, spooled
+//! (in memory when small, else in a temporary file) → the store, then the manifest, in an order that never shows a reader a
 //! partial file and always leaves exactly one data file per partition.
 //!
 //! Commit order, and why:
@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 
 use crate::lake::manifest::{self, BodyInfo, CheckInfo, FileInfo, Manifest};
 use crate::lake::store::{Destination, PART_FILE};
+use crate::spool::{SpoolConfig, SpoolWriter, Spooled};
 use crate::tables::Table;
 use crate::tables::normalize::{HeaderInfo, NormalizeError, Normalizer, SchemaContract};
 use crate::tables::schema;
@@ -51,6 +52,26 @@ pub fn inflight_name(path: &Path) -> Path {
 pub const MULTIPART_THRESHOLD: usize = 32 * 1024 * 1024;
 /// Size of one uploaded part.
 pub const PART_SIZE: usize = 16 * 1024 * 1024;
+/// Parts being uploaded at once: with [`PART_SIZE`], what a multipart
+/// upload holds in memory.
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// How a room day is encoded: rows per batch, and where the file is
+/// spooled while it is built.
+#[derive(Debug, Clone)]
+pub struct Encoding {
+    pub batch_rows: usize,
+    pub spool: SpoolConfig,
+}
+
+impl Default for Encoding {
+    fn default() -> Self {
+        Self {
+            batch_rows: crate::tables::normalize::DEFAULT_BATCH_ROWS,
+            spool: SpoolConfig::default(),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -58,6 +79,13 @@ pub enum WriteError {
     Normalize(#[from] NormalizeError),
     #[error("encoding Parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{action} {path}: {source}")]
     Store {
         action: &'static str,
@@ -70,7 +98,7 @@ pub enum WriteError {
 /// A partition's Parquet file, ready to upload.
 #[derive(Debug)]
 pub struct Encoded {
-    pub bytes: Bytes,
+    pub file: Spooled,
     pub rows: u64,
     pub header: HeaderInfo,
     pub sha256: String,
@@ -108,7 +136,7 @@ pub fn encode_batch(
     writer.write(batch)?;
     let sink = writer.into_inner()?;
     Ok(Encoded {
-        bytes: Bytes::from(sink.bytes),
+        file: Spooled::Memory(sink.bytes),
         rows: batch.num_rows() as u64,
         header,
         sha256: hex::encode(sink.sha256.finalize()),
@@ -143,22 +171,23 @@ pub fn writer_properties() -> WriterProperties {
     builder.build()
 }
 
-/// The Parquet file as it is encoded: its bytes, hashed as they are written
-/// so the checksum costs no pass of its own at the end.
-struct HashingSink {
-    bytes: Vec<u8>,
+/// The Parquet file as it is encoded: its bytes (in memory, or spooled),
+/// hashed as they are written so the checksum costs no pass of its own at
+/// the end.
+struct HashingSink<W> {
+    bytes: W,
     sha256: Sha256,
 }
 
-impl std::io::Write for HashingSink {
+impl<W: std::io::Write> std::io::Write for HashingSink<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.sha256.update(buf);
-        self.bytes.extend_from_slice(buf);
+        self.bytes.write_all(buf)?;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        self.bytes.flush()
     }
 }
 
@@ -174,18 +203,18 @@ pub fn encode<R: Read + Send>(
     contract: SchemaContract,
     request_id: &str,
     fetched_at: DateTime<Utc>,
-    batch_rows: usize,
+    encoding: &Encoding,
 ) -> Result<Encoded, WriteError> {
     let mut normalizer = Normalizer::new(
         data,
         contract,
         request_id,
         fetched_at.timestamp_micros(),
-        batch_rows,
+        encoding.batch_rows,
     )?;
     let header = normalizer.header().clone();
-    let sink = HashingSink {
-        bytes: Vec::new(),
+    let sink: HashingSink<SpoolWriter> = HashingSink {
+        bytes: encoding.spool.writer(),
         sha256: Sha256::new(),
     };
     let mut writer = ArrowWriter::try_new(sink, normalizer.schema(), Some(writer_properties()))?;
@@ -220,8 +249,12 @@ pub fn encode<R: Read + Send>(
     });
     parsed?;
     let sink = writer.into_inner()?;
+    let file = sink
+        .bytes
+        .finish()
+        .map_err(parquet::errors::ParquetError::from)?;
     Ok(Encoded {
-        bytes: Bytes::from(sink.bytes),
+        file,
         rows,
         header,
         sha256: hex::encode(sink.sha256.finalize()),
@@ -257,34 +290,93 @@ fn store_err(action: &'static str, path: &Path) -> impl FnOnce(object_store::Err
     }
 }
 
-/// Uploads `bytes` to `path`: one atomic PUT up to `threshold`, a multipart
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> WriteError {
+    let path = path.to_string();
+    move |source| WriteError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Bytes `range` of `file`, to upload.
+fn slice_of(
+    file: &Spooled,
+    all: &Option<Bytes>,
+    offset: u64,
+    len: usize,
+) -> std::io::Result<Bytes> {
+    if let Some(all) = all {
+        return Ok(all.slice(offset as usize..offset as usize + len));
+    }
+    let mut buf = vec![0u8; len];
+    let mut reader = crate::spool::SpoolReader::new(
+        std::sync::Arc::new(match file {
+            Spooled::File { file, len } => Spooled::File {
+                file: file.try_clone()?,
+                len: *len,
+            },
+            Spooled::Memory(v) => Spooled::Memory(v.clone()),
+        }),
+        offset..offset + len as u64,
+    );
+    reader.read_exact(&mut buf)?;
+    Ok(Bytes::from(buf))
+}
+
+/// Uploads `file` to `path`: one atomic PUT up to `threshold`, a multipart
 /// upload of `part_size` parts above it (visible only once completed, and
-/// aborted on failure so no part is left behind).
+/// aborted on failure so no part is left behind), read from the spool a
+/// part at a time.
 pub async fn put_file(
     dest: &Destination,
     path: &Path,
-    bytes: Bytes,
+    file: Spooled,
     threshold: usize,
     part_size: usize,
 ) -> Result<(), WriteError> {
     let store = dest.store();
-    if dest.local_path(path).is_some() {
+    let staging = inflight_name(path);
+    if let Some(local) = dest.local_path(&staging) {
         // On local disk object_store writes `<name>#<n>` and renames it;
         // a crash in between would leave that name, which Spark reads as
         // data. So write a name a reader skips (leading `_`, not ending in
         // `.parquet`), then rename it: one atomic rename(2).
-        let staging = inflight_name(path);
-        store
-            .put(&staging, PutPayload::from_bytes(bytes))
-            .await
-            .map_err(store_err("writing", &staging))?;
+        match file {
+            Spooled::Memory(bytes) => {
+                store
+                    .put(&staging, PutPayload::from(bytes))
+                    .await
+                    .map_err(store_err("writing", &staging))?;
+            }
+            // A spooled file is copied by the kernel (copy_file_range) and
+            // made durable before the rename.
+            file @ Spooled::File { .. } => {
+                tokio::task::spawn_blocking(move || {
+                    if let Some(dir) = local.parent() {
+                        std::fs::create_dir_all(dir)?;
+                    }
+                    file.copy_to_file(&local)
+                })
+                .await
+                .expect("copying a file does not panic")
+                .map_err(io_err("writing", &staging))?;
+            }
+        };
         store
             .rename(&staging, path)
             .await
             .map_err(store_err("renaming into place", path))?;
         return Ok(());
     }
-    if bytes.len() <= threshold {
+    let len = file.len();
+    let all = match &file {
+        Spooled::Memory(v) => Some(Bytes::from(v.clone())),
+        Spooled::File { .. } => None,
+    };
+    if len as usize <= threshold {
+        let bytes =
+            slice_of(&file, &all, 0, len as usize).map_err(io_err("reading spooled", path))?;
         store
             .put(path, PutPayload::from_bytes(bytes))
             .await
@@ -296,15 +388,22 @@ pub async fn put_file(
         .await
         .map_err(store_err("starting multipart upload of", path))?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, part_size);
-    let mut offset = 0;
-    while offset < bytes.len() {
-        let end = (offset + part_size).min(bytes.len());
-        if let Err(e) = writer.wait_for_capacity(4).await {
+    let mut offset = 0u64;
+    while offset < len {
+        let n = (part_size as u64).min(len - offset) as usize;
+        if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
             let _ = writer.abort().await;
             return Err(store_err("uploading part of", path)(e));
         }
-        writer.put(bytes.slice(offset..end));
-        offset = end;
+        let part = match slice_of(&file, &all, offset, n) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = writer.abort().await;
+                return Err(io_err("reading spooled", path)(e));
+            }
+        };
+        writer.put(part);
+        offset += n as u64;
     }
     // `finish` aborts the upload itself when it fails, so no part is left.
     writer
@@ -331,8 +430,8 @@ pub async fn commit(
         Err(e) => return Err(store_err("deleting old manifest", &manifest_path)(e)),
     }
 
-    let size = encoded.bytes.len() as u64;
-    put_file(dest, &part, encoded.bytes, MULTIPART_THRESHOLD, PART_SIZE).await?;
+    let size = encoded.file.len();
+    put_file(dest, &part, encoded.file, MULTIPART_THRESHOLD, PART_SIZE).await?;
 
     let stale: Vec<Path> = store
         .list(Some(&dir))
@@ -387,6 +486,13 @@ mod tests {
     use crate::tables::schema;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+    fn enc(batch_rows: usize) -> Encoding {
+        Encoding {
+            batch_rows,
+            ..Encoding::default()
+        }
+    }
+
     fn now() -> DateTime<Utc> {
         DateTime::from_timestamp(1_764_000_000, 123_456_000).unwrap()
     }
@@ -394,9 +500,18 @@ mod tests {
     #[test]
     fn encodes_a_readable_zstd_file_without_partition_columns() {
         let data = "RoomId,Audio,SD,hd,FullHD,2K,4K\nr1,1,2,3,4,5,6\n007,0,0,0,0,0,9\n";
-        let e = encode(data.as_bytes(), SchemaContract::Evolve, "req", now(), 1024).unwrap();
+        let e = encode(
+            data.as_bytes(),
+            SchemaContract::Evolve,
+            "req",
+            now(),
+            &enc(1024),
+        )
+        .unwrap();
         assert_eq!(e.rows, 2);
-        let reader = ParquetRecordBatchReaderBuilder::try_new(e.bytes.clone()).unwrap();
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(Bytes::from(e.file.to_vec().unwrap()))
+                .unwrap();
         let meta = reader.metadata().clone();
         // The level is not stored in the file, only the codec.
         assert!(matches!(
@@ -417,9 +532,18 @@ mod tests {
         for i in 0..rows {
             data.push_str(&format!("room_{i},{},{},0,0,0,0\n", i % 977, i % 13));
         }
-        let e = encode(data.as_bytes(), SchemaContract::Evolve, "req", now(), 4096).unwrap();
+        let e = encode(
+            data.as_bytes(),
+            SchemaContract::Evolve,
+            "req",
+            now(),
+            &enc(4096),
+        )
+        .unwrap();
         assert_eq!(e.rows, rows as u64);
-        let reader = ParquetRecordBatchReaderBuilder::try_new(e.bytes.clone()).unwrap();
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(Bytes::from(e.file.to_vec().unwrap()))
+                .unwrap();
         let meta = reader.metadata();
         assert_eq!(meta.num_row_groups(), 2);
         assert_eq!(meta.row_group(0).num_rows(), ROW_GROUP_ROWS as i64);
@@ -440,11 +564,11 @@ mod tests {
     fn a_bad_escape_in_the_body_fails_naming_the_line() {
         let body = br#"RoomId,Audio\nr1,1\nr2,2\ud800\n"#;
         let err = encode(
-            crate::tencent::api::DataReader::new(body),
+            crate::tencent::api::DataReader::new(&body[..]),
             SchemaContract::Evolve,
             "req",
             now(),
-            1024,
+            &enc(1024),
         )
         .unwrap_err()
         .to_string();
@@ -456,9 +580,11 @@ mod tests {
 
     #[test]
     fn zero_rows_still_make_a_file_with_the_full_schema() {
-        let e = encode(&b""[..], SchemaContract::Evolve, "req", now(), 1024).unwrap();
+        let e = encode(&b""[..], SchemaContract::Evolve, "req", now(), &enc(1024)).unwrap();
         assert_eq!(e.rows, 0);
-        let reader = ParquetRecordBatchReaderBuilder::try_new(e.bytes).unwrap();
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(Bytes::from(e.file.to_vec().unwrap()))
+                .unwrap();
         assert_eq!(reader.schema().clone(), schema::file_schema(&[]));
     }
 
@@ -491,7 +617,7 @@ mod tests {
             SchemaContract::Evolve,
             "req",
             now(),
-            8,
+            &enc(8),
         )
         .unwrap();
         let m = commit(&dest, &call, e).await.unwrap();

@@ -7,6 +7,8 @@
 //! the app, stop everything) is [`ApiError::class`], decided here once so no
 //! other module matches on error strings.
 
+use std::io::{BufRead, Write};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
@@ -15,10 +17,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use url::Url;
 
+use crate::spool::{SpoolConfig, SpoolReader, Spooled};
 use crate::tencent::app_usage::{self, AppUsage, AppUsageRequest};
 use crate::tencent::credentials::Provider;
 use crate::tencent::error::ErrorBody;
 pub use crate::tencent::error::{ErrorClass, classify_code};
+use crate::tencent::scan::{DataValue, Found, Scanner};
 use crate::tencent::signer::{self, SignInput};
 
 /// The room API's action, and the version both actions use.
@@ -42,10 +46,11 @@ pub struct RoomUsageRequest {
 /// A successful answer.
 #[derive(Debug)]
 pub struct RoomUsage {
-    /// The HTTP body; `csv` is where `Response.Data`'s escaped text lies in
-    /// it (see [`RoomUsage::csv`]), so a large day is held in memory once.
-    buffer: Vec<u8>,
-    csv: std::ops::Range<usize>,
+    /// The HTTP body, spooled (in memory when small, else in a temporary
+    /// file); `csv` is where `Response.Data`'s escaped text lies in it (see
+    /// [`RoomUsage::csv`]). The raw zone's copy is compressed from it.
+    pub body: Arc<Spooled>,
+    csv: std::ops::Range<u64>,
     pub request_id: String,
     /// When the response arrived (local clock, UTC).
     pub fetched_at: DateTime<Utc>,
@@ -53,8 +58,6 @@ pub struct RoomUsage {
     pub body_bytes: usize,
     /// SHA-256 of the HTTP body, hex.
     pub body_sha256: String,
-    /// The body, zstd-compressed as it arrived, when the client keeps it.
-    pub compressed_body: Option<Vec<u8>>,
     /// When the response's headers arrived: the start of the data path
     /// that the benchmark times.
     pub response_at: std::time::Instant,
@@ -117,48 +120,8 @@ pub struct ApiConfig {
     pub endpoint: Url,
     pub region: String,
     pub request_timeout: Duration,
-    /// Keep a zstd-compressed copy of every body, made as it arrives, at
-    /// this level (`None`: keep none).
-    pub keep_body: Option<i32>,
-}
-
-/// What is kept of a body as its bytes go by: its SHA-256 always, and a
-/// zstd-compressed copy when asked. The compressed copy is the only one the
-/// job ever holds besides the body itself, and is a fraction of its size.
-pub struct BodyCapture {
-    sha256: Sha256,
-    zstd: Option<zstd::stream::write::Encoder<'static, Vec<u8>>>,
-}
-
-impl BodyCapture {
-    /// A capture that compresses at `level`, or only hashes (`None`).
-    pub fn new(level: Option<i32>) -> std::io::Result<Self> {
-        let zstd = match level {
-            Some(level) => Some(zstd::stream::write::Encoder::new(Vec::new(), level)?),
-            None => None,
-        };
-        Ok(Self {
-            sha256: Sha256::new(),
-            zstd,
-        })
-    }
-
-    pub fn update(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.sha256.update(bytes);
-        if let Some(z) = self.zstd.as_mut() {
-            std::io::Write::write_all(z, bytes)?;
-        }
-        Ok(())
-    }
-
-    /// The body's SHA-256 (hex) and its compressed copy.
-    pub fn finish(self) -> std::io::Result<(String, Option<Vec<u8>>)> {
-        let compressed = match self.zstd {
-            Some(z) => Some(z.finish()?),
-            None => None,
-        };
-        Ok((hex::encode(self.sha256.finalize()), compressed))
-    }
+    /// Where large bodies are spooled.
+    pub spool: SpoolConfig,
 }
 
 /// Now, to the microsecond: the precision of the `fetched_at` column, of
@@ -170,10 +133,11 @@ pub fn now_micros() -> DateTime<Utc> {
 
 /// The bytes of one successful HTTP answer, before any API parses them.
 struct Answer {
-    buffer: Vec<u8>,
+    body: Spooled,
+    /// The scan of the body, when asked for (the room API's).
+    scanned: Option<Result<Found, String>>,
     fetched_at: DateTime<Utc>,
     body_sha256: String,
-    compressed_body: Option<Vec<u8>>,
     response_at: std::time::Instant,
     /// The server's clock from its `Date` header.
     server_time: Option<i64>,
@@ -210,18 +174,35 @@ pub fn host_header(url: &Url) -> String {
 impl RoomUsage {
     /// An answer read back from a kept body (the raw zone), as it was
     /// parsed when it arrived at `fetched_at`. `origin` names where the body
-    /// came from, for errors.
-    pub fn from_body(
-        buffer: Vec<u8>,
+    /// came from, for errors. Reads the body once, in pieces (it may be a
+    /// spool file): call it from a blocking thread.
+    pub fn from_spooled(
+        body: Spooled,
         fetched_at: DateTime<Utc>,
         origin: &str,
     ) -> Result<Self, ApiError> {
-        let (csv, request_id) = locate_data(&buffer, origin, None)?;
+        let body = Arc::new(body);
+        let mut sha = Sha256::new();
+        let mut scanner = Scanner::new();
+        let mut reader = SpoolReader::new(body.clone(), 0..body.len());
+        loop {
+            let chunk = reader.fill_buf().map_err(|e| ApiError::Body {
+                endpoint: origin.to_owned(),
+                reason: format!("reading it back: {e}"),
+            })?;
+            if chunk.is_empty() {
+                break;
+            }
+            sha.update(chunk);
+            scanner.feed(chunk);
+            let n = chunk.len();
+            reader.consume(n);
+        }
+        let (csv, request_id) = located(scanner.finish(), origin, None)?;
         Ok(Self {
-            body_bytes: buffer.len(),
-            body_sha256: hex::encode(Sha256::digest(&buffer)),
-            compressed_body: None,
-            buffer,
+            body_bytes: body.len() as usize,
+            body_sha256: hex::encode(sha.finalize()),
+            body,
             csv,
             request_id,
             fetched_at,
@@ -231,111 +212,205 @@ impl RoomUsage {
 
     /// The CSV of `Response.Data`, unescaped as it is read. The CSV parser
     /// pulls from this, so unescaping runs on the parser's thread, in step
-    /// with Parquet encoding, and the CSV never exists as a second copy.
-    pub fn csv(&self) -> DataReader<'_> {
-        DataReader::new(&self.buffer[self.csv.clone()])
+    /// with Parquet encoding, and the CSV never exists as a copy.
+    pub fn csv(&self) -> DataReader<std::io::BufReader<SpoolReader>> {
+        DataReader::new(SpoolReader::new(self.body.clone(), self.csv.clone()))
     }
 }
 
 /// Reads the text of a JSON string literal's contents (the bytes between
-/// the quotes, as they are on the wire), unescaping as it goes.
+/// the quotes, as they are on the wire), unescaping and checking it as it
+/// goes: a bad escape or a raw control character is an error naming
+/// `Response.Data`.
 #[derive(Debug)]
-pub struct DataReader<'a> {
-    rest: &'a [u8],
+pub struct DataReader<R: BufRead> {
+    inner: R,
     /// A decoded character that did not fit in the caller's buffer.
     pending: [u8; 4],
     pending_at: usize,
     pending_len: usize,
+    /// An error found after good text was handed over, for the next read.
+    failed: Option<String>,
 }
 
-impl<'a> DataReader<'a> {
-    /// `escaped` is the literal's contents without its quotes.
-    pub fn new(escaped: &'a [u8]) -> Self {
+/// The longest escape: a surrogate pair, `\uD83D\uDE00`.
+const MAX_ESCAPE: usize = 12;
+
+/// Decodes the escape at the start of `r` (which begins with a backslash):
+/// the character and the bytes it took, or `None` when `r` ends before the
+/// escape can be told.
+fn decode_escape(r: &[u8]) -> Result<Option<(char, usize)>, String> {
+    let hex4 = |b: &[u8]| -> Result<u32, String> {
+        let s = std::str::from_utf8(b).map_err(|_| "bad \\u escape".to_owned())?;
+        u32::from_str_radix(s, 16).map_err(|_| format!("bad \\u escape {s:?}"))
+    };
+    let Some(&e) = r.get(1) else {
+        return Ok(None);
+    };
+    let simple = match e {
+        b'"' => '"',
+        b'\\' => '\\',
+        b'/' => '/',
+        b'b' => '\u{8}',
+        b'f' => '\u{c}',
+        b'n' => '\n',
+        b'r' => '\r',
+        b't' => '\t',
+        b'u' => {
+            let Some(h) = r.get(2..6) else {
+                return Ok(None);
+            };
+            let hi = hex4(h)?;
+            if !(0xD800..0xDC00).contains(&hi) {
+                return char::from_u32(hi)
+                    .map(|c| Some((c, 6)))
+                    .ok_or_else(|| "unpaired surrogate in \\u escape".to_owned());
+            }
+            let Some(next) = r.get(6..8) else {
+                return Ok(None);
+            };
+            if next != b"\\u" {
+                return Err("unpaired surrogate in \\u escape".into());
+            }
+            let Some(l) = r.get(8..12) else {
+                return Ok(None);
+            };
+            let lo = hex4(l)?;
+            if !(0xDC00..0xE000).contains(&lo) {
+                return Err("unpaired surrogate in \\u escape".into());
+            }
+            let code = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+            return char::from_u32(code)
+                .map(|c| Some((c, 12)))
+                .ok_or_else(|| "invalid \\u escape".to_owned());
+        }
+        other => return Err(format!("bad escape \\{}", other as char)),
+    };
+    Ok(Some((simple, 2)))
+}
+
+/// Where the first control character (below 0x20, which JSON requires to
+/// be escaped) is in `bytes`.
+fn first_control(bytes: &[u8]) -> Option<usize> {
+    // Chunks without a branch per byte: this runs over the whole CSV.
+    let mut at = 0;
+    for chunk in bytes.chunks(64) {
+        if chunk.iter().fold(false, |any, &b| any | (b < 0x20)) {
+            return chunk.iter().position(|&b| b < 0x20).map(|i| at + i);
+        }
+        at += chunk.len();
+    }
+    None
+}
+
+fn invalid_data(e: String) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("Response.Data: {e}"),
+    )
+}
+
+impl<R: BufRead> DataReader<R> {
+    /// `escaped` reads the literal's contents without its quotes.
+    pub fn new(escaped: R) -> Self {
         Self {
-            rest: escaped,
+            inner: escaped,
             pending: [0; 4],
             pending_at: 0,
             pending_len: 0,
+            failed: None,
         }
     }
 
-    /// Decodes the escape at the start of `self.rest` (which begins with a
-    /// backslash) into UTF-8, consuming it.
-    fn escape(&mut self) -> Result<([u8; 4], usize), String> {
-        let hex4 = |b: &[u8]| -> Result<u32, String> {
-            let s = std::str::from_utf8(b).map_err(|_| "bad \\u escape".to_owned())?;
-            u32::from_str_radix(s, 16).map_err(|_| format!("bad \\u escape {s:?}"))
-        };
-        let r = self.rest;
-        let e = *r.get(1).ok_or("truncated escape")?;
-        let mut used = 2;
-        let c = match e {
-            b'"' => '"',
-            b'\\' => '\\',
-            b'/' => '/',
-            b'b' => '\u{8}',
-            b'f' => '\u{c}',
-            b'n' => '\n',
-            b'r' => '\r',
-            b't' => '\t',
-            b'u' => {
-                let hi = hex4(r.get(2..6).ok_or("truncated \\u escape")?)?;
-                used = 6;
-                let code = if (0xD800..0xDC00).contains(&hi) {
-                    if r.get(6..8) != Some(b"\\u") {
-                        return Err("unpaired surrogate in \\u escape".into());
-                    }
-                    let lo = hex4(r.get(8..12).ok_or("truncated \\u escape")?)?;
-                    if !(0xDC00..0xE000).contains(&lo) {
-                        return Err("unpaired surrogate in \\u escape".into());
-                    }
-                    used = 12;
-                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
-                } else {
-                    hi
-                };
-                char::from_u32(code).ok_or("invalid \\u escape")?
+    /// Decodes the escape the input is at, consuming it; the escape may
+    /// straddle the input's buffers.
+    fn escape(&mut self) -> std::io::Result<Result<char, String>> {
+        let buf = self.inner.fill_buf()?;
+        match decode_escape(buf) {
+            Ok(Some((c, used))) => {
+                self.inner.consume(used);
+                return Ok(Ok(c));
             }
-            other => return Err(format!("bad escape \\{}", other as char)),
-        };
-        self.rest = &r[used..];
-        let mut out = [0u8; 4];
-        let len = c.encode_utf8(&mut out).len();
-        Ok((out, len))
+            Ok(None) => {}
+            Err(e) => return Ok(Err(e)),
+        }
+        // The escape runs past this buffer: gather it.
+        let mut tmp = [0u8; MAX_ESCAPE];
+        let mut have = buf.len();
+        tmp[..have].copy_from_slice(buf);
+        self.inner.consume(have);
+        loop {
+            let buf = self.inner.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(Err("truncated escape".into()));
+            }
+            let extra = buf.len().min(MAX_ESCAPE - have);
+            tmp[have..have + extra].copy_from_slice(&buf[..extra]);
+            match decode_escape(&tmp[..have + extra]) {
+                Ok(Some((c, used))) => {
+                    self.inner.consume(used - have);
+                    return Ok(Ok(c));
+                }
+                Ok(None) => {
+                    self.inner.consume(extra);
+                    have += extra;
+                }
+                Err(e) => return Ok(Err(e)),
+            }
+        }
     }
 }
 
-impl std::io::Read for DataReader<'_> {
+impl<R: BufRead> std::io::Read for DataReader<R> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(e) = &self.failed {
+            return Err(invalid_data(e.clone()));
+        }
         let mut n = 0;
         while n < out.len() && self.pending_at < self.pending_len {
             out[n] = self.pending[self.pending_at];
             self.pending_at += 1;
             n += 1;
         }
-        while n < out.len() && !self.rest.is_empty() {
+        while n < out.len() {
+            let buf = self.inner.fill_buf()?;
+            if buf.is_empty() {
+                break;
+            }
             // Copy the run up to the next escape, looking no further than
             // the caller's buffer reaches.
-            let window = &self.rest[..self.rest.len().min(out.len() - n)];
-            let run = memchr::memchr(b'\\', window).unwrap_or(window.len());
+            let window = &buf[..buf.len().min(out.len() - n)];
+            let mut run = memchr::memchr(b'\\', window).unwrap_or(window.len());
+            let control = first_control(&window[..run]);
+            if let Some(at) = control {
+                run = at;
+            }
             if run > 0 {
                 out[n..n + run].copy_from_slice(&window[..run]);
                 n += run;
-                self.rest = &self.rest[run..];
+                self.inner.consume(run);
                 continue;
             }
-            let (bytes, len) = match self.escape() {
-                Ok(decoded) => decoded,
+            let decoded = if control.is_some() {
+                Err("a control character that is not escaped".to_owned())
+            } else {
+                self.escape()?
+            };
+            let c = match decoded {
+                Ok(c) => c,
                 // Hand over the good text first, so the error comes with
                 // the parser positioned at the line that holds it.
-                Err(_) if n > 0 => return Ok(n),
+                Err(e) if n > 0 => {
+                    self.failed = Some(e);
+                    return Ok(n);
+                }
                 Err(e) => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("Response.Data: {e}"),
-                    ));
+                    self.failed = Some(e.clone());
+                    return Err(invalid_data(e));
                 }
             };
+            let mut bytes = [0u8; 4];
+            let len = c.encode_utf8(&mut bytes).len();
             let fit = len.min(out.len() - n);
             out[n..n + fit].copy_from_slice(&bytes[..fit]);
             n += fit;
@@ -349,48 +424,42 @@ impl std::io::Read for DataReader<'_> {
     }
 }
 
-/// Bodies up to this size are parsed on the async thread; larger ones on a
-/// blocking one.
-const INLINE_PARSE_LIMIT: usize = 64 * 1024;
-
-/// Parses the API's JSON answer in `buffer`: the API's error, or where
-/// `Response.Data`'s escaped text lies in `buffer` and the RequestId.
-fn locate_data(
-    buffer: &[u8],
-    endpoint: &str,
+/// What a scan of the room answer's body found: the API's error, or where
+/// `Response.Data`'s escaped text lies in the body and the RequestId.
+fn located(
+    scanned: Result<Found, String>,
+    origin: &str,
     server_time: Option<i64>,
-) -> Result<(std::ops::Range<usize>, String), ApiError> {
+) -> Result<(std::ops::Range<u64>, String), ApiError> {
     let body_error = |reason: String| ApiError::Body {
-        endpoint: endpoint.to_owned(),
+        endpoint: origin.to_owned(),
         reason,
     };
-    let envelope: Envelope = match serde_json::from_slice(buffer) {
-        Ok(e) => e,
-        Err(e) => {
-            return Err(match bad_utf8_in_data(buffer) {
-                Some(bad) => bad,
-                None => body_error(format!("not the API's JSON ({e})")),
-            });
-        }
+    let found = scanned.map_err(|e| body_error(format!("not the API's JSON ({e})")))?;
+    let request_id = match &found.request_id {
+        None => None,
+        Some(text) => Some(
+            serde_json::from_slice::<String>(text)
+                .map_err(|e| body_error(format!("not the API's JSON (Response.RequestId: {e})")))?,
+        ),
     };
-    let r = envelope.response;
-    let request_id = answered(r.request_id, r.error, endpoint, server_time)?;
-    let csv = match r.data {
+    let error = match &found.error {
+        None => None,
+        Some(text) => Some(
+            serde_json::from_slice::<ErrorBody>(text)
+                .map_err(|e| body_error(format!("not the API's JSON (Response.Error: {e})")))?,
+        ),
+    };
+    let request_id = answered(request_id, error, origin, server_time)?;
+    match found.data {
         // Only an empty string means a day with no rooms; an answer without
         // Data (or with null) is not one, and must not become a final day.
-        // (serde reads `null` as None too.)
-        None => return Err(body_error("Response.Data is missing or null".into())),
-        Some(raw) if !raw.get().starts_with('"') => {
-            return Err(body_error("Response.Data is not a string".into()));
+        DataValue::Missing | DataValue::Null => {
+            Err(body_error("Response.Data is missing or null".into()))
         }
-        Some(raw) => {
-            // The literal's contents, quotes excluded; serde_json has
-            // checked its escapes, the reader decodes them.
-            let offset = raw.get().as_ptr() as usize - buffer.as_ptr() as usize;
-            offset + 1..offset + raw.get().len() - 1
-        }
-    };
-    Ok((csv, request_id))
+        DataValue::NotString => Err(body_error("Response.Data is not a string".into())),
+        DataValue::String(range) => Ok((range, request_id)),
+    }
 }
 
 /// The part every API 3.0 answer shares: its `Error` (the API's error, with
@@ -418,44 +487,6 @@ pub(crate) fn answered(
         });
     }
     Ok(request_id)
-}
-
-/// When a body is not UTF-8 only inside `Response.Data` (otherwise the
-/// API's JSON, with a RequestId), the CSV line and column of the first bad
-/// byte, as a data error.
-fn bad_utf8_in_data(buffer: &[u8]) -> Option<ApiError> {
-    std::str::from_utf8(buffer).err()?;
-    let lossy = String::from_utf8_lossy(buffer);
-    let v: serde_json::Value = serde_json::from_str(&lossy).ok()?;
-    let request_id = v["Response"]["RequestId"].as_str()?.to_owned();
-    let data = v["Response"]["Data"].as_str()?;
-    let at = data.find('\u{FFFD}')?;
-    let before = &data[..at];
-    let line_no = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let field = data[line_start..at].matches(',').count();
-    let header: Vec<&str> = data.lines().next().unwrap_or("").split(',').collect();
-    let column = header.get(field).map_or("?", |c| c.trim());
-    Some(ApiError::BadData {
-        request_id,
-        reason: format!("CSV line {line_no}, column '{column}': not valid UTF-8"),
-    })
-}
-
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(rename = "Response", borrow)]
-    response: ResponseBody<'a>,
-}
-
-#[derive(Deserialize)]
-struct ResponseBody<'a> {
-    #[serde(rename = "Data", borrow)]
-    data: Option<&'a serde_json::value::RawValue>,
-    #[serde(rename = "RequestId")]
-    request_id: Option<String>,
-    #[serde(rename = "Error")]
-    error: Option<ErrorBody>,
 }
 
 impl Client {
@@ -497,41 +528,18 @@ impl Client {
         request: &RoomUsageRequest,
     ) -> Result<RoomUsage, ApiError> {
         let body = serde_json::to_vec(request).expect("a plain struct serializes");
-        let answer = self.post(ACTION, body).await?;
+        let answer = self.post(ACTION, body, true).await?;
         let endpoint = self.config.endpoint.to_string();
-        let server_time = answer.server_time;
-        // Scanning a large day's JSON takes milliseconds of CPU: do it off
-        // the async threads, as the CSV work is.
-        let scan = move |buffer: Vec<u8>| {
-            let located = locate_data(&buffer, &endpoint, server_time);
-            (buffer, located)
-        };
-        let Answer {
-            buffer,
-            fetched_at,
-            body_sha256,
-            compressed_body,
-            response_at,
-            ..
-        } = answer;
-        let body_bytes = buffer.len();
-        let (buffer, located) = if body_bytes > INLINE_PARSE_LIMIT {
-            tokio::task::spawn_blocking(move || scan(buffer))
-                .await
-                .expect("the JSON scan does not panic")
-        } else {
-            scan(buffer)
-        };
-        let (csv, request_id) = located?;
+        let scanned = answer.scanned.expect("the room answer is scanned");
+        let (csv, request_id) = located(scanned, &endpoint, answer.server_time)?;
         Ok(RoomUsage {
-            buffer,
+            body_bytes: answer.body.len() as usize,
+            body: Arc::new(answer.body),
             csv,
             request_id,
-            fetched_at,
-            body_bytes,
-            body_sha256,
-            compressed_body,
-            response_at,
+            fetched_at: answer.fetched_at,
+            body_sha256: answer.body_sha256,
+            response_at: answer.response_at,
         })
     }
 
@@ -541,22 +549,24 @@ impl Client {
         request: &AppUsageRequest,
     ) -> Result<AppUsage, ApiError> {
         let body = serde_json::to_vec(request).expect("a plain struct serializes");
-        let answer = self.post(app_usage::ACTION, body).await?;
+        let answer = self.post(app_usage::ACTION, body, false).await?;
         let endpoint = self.config.endpoint.to_string();
-        AppUsage::parse(
-            answer.buffer,
+        let mut usage = AppUsage::parse(
+            answer.body,
             answer.fetched_at,
             answer.body_sha256,
-            answer.compressed_body,
             &endpoint,
             answer.server_time,
-        )
+        )?;
+        usage.response_at = answer.response_at;
+        Ok(usage)
     }
 
-    /// One signed POST of `body` as `action`; the answer's bytes, hashed
-    /// (and compressed, when kept) as they arrived. A non-2xx status is an
-    /// error; the body's meaning is the caller's.
-    async fn post(&self, action: &str, body: Vec<u8>) -> Result<Answer, ApiError> {
+    /// One signed POST of `body` as `action`; the answer's bytes, spooled,
+    /// hashed (and, with `scan`, scanned for `Data` and `RequestId`) as they
+    /// arrive. A non-2xx status is an error; the body's meaning is the
+    /// caller's.
+    async fn post(&self, action: &str, body: Vec<u8>, scan: bool) -> Result<Answer, ApiError> {
         let endpoint = self.config.endpoint.as_str();
         let timestamp = Utc::now().timestamp() + self.skew_secs();
         let creds = self.credentials.credentials().await?;
@@ -606,26 +616,30 @@ impl Client {
                 endpoint: endpoint.to_owned(),
             });
         }
-        // Stream the body into one buffer sized from Content-Length: a large
-        // day is held once, never as chunks plus their concatenation.
-        let capacity = response.content_length().unwrap_or(0).min(1 << 30) as usize;
-        let mut buffer: Vec<u8> = Vec::with_capacity(capacity);
-        let capture_error = |e: std::io::Error| ApiError::Body {
+        // The body goes by once: into the spool (memory, then a temporary
+        // file past its limit), the hash and the scan. Nothing holds a
+        // large day in memory.
+        let spool_error = |e: std::io::Error| ApiError::Body {
             endpoint: endpoint.to_owned(),
-            reason: format!("keeping a compressed copy of the body: {e}"),
+            reason: format!("spooling the body: {e}"),
         };
-        let mut capture = BodyCapture::new(self.config.keep_body).map_err(capture_error)?;
+        let mut spool = self.config.spool.writer();
+        let mut sha256 = Sha256::new();
+        let mut scanner = scan.then(Scanner::new);
         while let Some(chunk) = response.chunk().await.map_err(map_send)? {
-            capture.update(&chunk).map_err(capture_error)?;
-            buffer.extend_from_slice(&chunk);
+            sha256.update(&chunk);
+            if let Some(s) = scanner.as_mut() {
+                s.feed(&chunk);
+            }
+            spool.write_all(&chunk).map_err(spool_error)?;
         }
         let fetched_at = now_micros();
-        let (body_sha256, compressed_body) = capture.finish().map_err(capture_error)?;
+        let body = spool.finish().map_err(spool_error)?;
         Ok(Answer {
-            buffer,
+            body,
+            scanned: scanner.map(Scanner::finish),
             fetched_at,
-            body_sha256,
-            compressed_body,
+            body_sha256: hex::encode(sha256.finalize()),
             response_at,
             server_time,
         })
@@ -675,6 +689,17 @@ mod tests {
         assert_eq!(body.class(), ErrorClass::Transient);
     }
 
+    fn locate_data(
+        body: &[u8],
+        origin: &str,
+        server_time: Option<i64>,
+    ) -> Result<(std::ops::Range<usize>, String), ApiError> {
+        let mut scanner = Scanner::new();
+        scanner.feed(body);
+        located(scanner.finish(), origin, server_time)
+            .map(|(r, id)| (r.start as usize..r.end as usize, id))
+    }
+
     #[test]
     fn locate_data_finds_the_csv_or_names_what_is_wrong() {
         let body = br#"{"Response": {"Data": "RoomId\nr\"1\n", "RequestId": "req-1"}}"#;
@@ -696,13 +721,6 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let utf8 = b"{\"Response\": {\"Data\": \"RoomId,Audio\\nr1,5\\nr\xff2,6\\n\", \"RequestId\": \"r-8\"}}";
-        let e = locate_data(utf8, "e", None).unwrap_err();
-        assert_eq!(e.class(), ErrorClass::FatalPartition, "not retried");
-        assert_eq!(
-            e.to_string(),
-            "RequestId r-8: CSV line 3, column 'RoomId': not valid UTF-8"
-        );
         for (body, reason) in [
             (&b"<html>"[..], "not the API's JSON"),
             (&b"\xff\xfe<html>"[..], "not the API's JSON"),
@@ -722,9 +740,22 @@ mod tests {
                 br#"{"Response": {"Data": null, "RequestId": "r"}}"#,
                 "Response.Data is missing or null",
             ),
+            (
+                br#"{"Response": {"Data": "", "RequestId": 5}}"#,
+                "Response.RequestId: invalid type",
+            ),
+            (
+                br#"{"Response": {"Error": {"Code": 5}, "RequestId": "r"}}"#,
+                "Response.Error: invalid type",
+            ),
+            (
+                br#"{"Response": {"Data": "", "RequestId": "r"}"#,
+                "the answer ends early",
+            ),
         ] {
-            let e = locate_data(body, "e", None).unwrap_err().to_string();
-            assert!(e.contains(reason), "{e}");
+            let e = locate_data(body, "e", None).unwrap_err();
+            assert!(e.to_string().contains(reason), "{e}");
+            assert_eq!(e.class(), ErrorClass::Transient, "{e}");
         }
     }
 
@@ -797,6 +828,57 @@ mod data_reader_tests {
                 );
             }
         }
+    }
+
+    /// The same, with the input's own buffer `capacity` bytes long, so an
+    /// escape can straddle two of the input's buffers.
+    fn unescape_buffered(json_literal: &str, capacity: usize) -> std::io::Result<String> {
+        let inner = &json_literal.as_bytes()[1..json_literal.len() - 1];
+        let mut reader = DataReader::new(std::io::BufReader::with_capacity(capacity, inner));
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out)?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn escapes_straddling_the_inputs_buffers_decode_the_same() {
+        for s in [
+            r#""ab\ncd\"e\\f""#,
+            r#""x\u672a\u547d\u540d""#,
+            r#""\ud83d\ude00\ud83d\ude00 emoji""#,
+        ] {
+            let want: String = serde_json::from_str(s).unwrap();
+            for capacity in 1..14 {
+                assert_eq!(
+                    unescape_buffered(s, capacity).unwrap(),
+                    want,
+                    "{s} {capacity}"
+                );
+            }
+        }
+        for capacity in 1..14 {
+            let e = unescape_buffered(r#""ab\ud83dxyzxyzxyz""#, capacity).unwrap_err();
+            assert!(e.to_string().contains("unpaired surrogate"), "{e}");
+            let e = unescape_buffered(r#""ab\u12""#, capacity).unwrap_err();
+            assert!(
+                e.to_string().contains("truncated escape"),
+                "{capacity}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_raw_control_character_is_refused_after_the_good_text() {
+        let inner = b"RoomId\\nr1\n";
+        let mut reader = DataReader::new(&inner[..]);
+        let mut buf = [0u8; 64];
+        let n = reader.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"RoomId\nr1");
+        let e = reader.read(&mut buf).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Response.Data: a control character that is not escaped"
+        );
     }
 
     #[test]

@@ -11,6 +11,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
+use crate::spool::Spooled;
 use crate::tencent::api::ApiError;
 use crate::tencent::error::ErrorBody;
 
@@ -47,8 +50,10 @@ pub struct AppUsage {
     pub fetched_at: DateTime<Utc>,
     pub body_bytes: usize,
     pub body_sha256: String,
-    /// The body, zstd-compressed as it arrived, when the client keeps it.
-    pub compressed_body: Option<Vec<u8>>,
+    /// The HTTP body (small: it is parsed whole), for the raw zone.
+    pub body: Arc<Spooled>,
+    /// When the response's headers arrived.
+    pub response_at: std::time::Instant,
     /// The series, in the API's spelling (`Audio`, `SD`, `HD`, …).
     pub usage_key: Vec<String>,
     pub buckets: Vec<Bucket>,
@@ -86,10 +91,9 @@ impl AppUsage {
     /// Parses a body that arrived at `fetched_at` (or was read back from
     /// the raw zone). `origin` names where it came from, for errors.
     pub fn parse(
-        body: Vec<u8>,
+        body: Spooled,
         fetched_at: DateTime<Utc>,
         body_sha256: String,
-        compressed_body: Option<Vec<u8>>,
         origin: &str,
         server_time: Option<i64>,
     ) -> Result<Self, ApiError> {
@@ -97,7 +101,14 @@ impl AppUsage {
             endpoint: origin.to_owned(),
             reason,
         };
-        let envelope: Envelope = serde_json::from_slice(&body)
+        let bytes = match body.as_memory() {
+            Some(b) => std::borrow::Cow::Borrowed(b),
+            None => std::borrow::Cow::Owned(
+                body.to_vec()
+                    .map_err(|e| body_error(format!("reading the spooled body: {e}")))?,
+            ),
+        };
+        let envelope: Envelope = serde_json::from_slice(&bytes)
             .map_err(|e| body_error(format!("not the API's JSON ({e})")))?;
         let r = envelope.response;
         let request_id = crate::tencent::api::answered(r.request_id, r.error, origin, server_time)?;
@@ -122,9 +133,10 @@ impl AppUsage {
         Ok(Self {
             request_id,
             fetched_at,
-            body_bytes: body.len(),
+            body_bytes: body.len() as usize,
             body_sha256,
-            compressed_body,
+            body: Arc::new(body),
+            response_at: std::time::Instant::now(),
             usage_key,
             buckets,
         })
@@ -138,7 +150,7 @@ impl AppUsage {
     ) -> Result<Self, ApiError> {
         use sha2::Digest;
         let sha = hex::encode(sha2::Sha256::digest(&body));
-        Self::parse(body, fetched_at, sha, None, origin, None)
+        Self::parse(Spooled::Memory(body), fetched_at, sha, origin, None)
     }
 }
 

@@ -6,6 +6,8 @@
 //! - [`error`]: the API's error envelope and what each code means for a run;
 //! - [`api`]: one signed HTTP attempt, and the room answer located in its
 //!   body;
+//! - [`scan`]: the streaming scan that finds `Data` and `RequestId` in a
+//!   body as it arrives;
 //! - [`app_usage`]: the `DescribeTrtcUsage` request and its parsed answer;
 //! - [`pacing`]: the rate limit and bounded, classified retries around every
 //!   attempt.
@@ -18,4 +20,5 @@ pub mod app_usage;
 pub mod credentials;
 pub mod error;
 pub mod pacing;
+pub mod scan;
 pub mod signer;

@@ -34,8 +34,10 @@ pub trait Answer {
     fn fetched_at(&self) -> chrono::DateTime<chrono::Utc>;
     /// The HTTP body's size and SHA-256 (hex).
     fn body(&self) -> (usize, &str);
-    /// The zstd-compressed body, when the client kept one, taken out.
-    fn take_compressed(&mut self) -> Option<Vec<u8>>;
+    /// The HTTP body as it arrived (spooled), for the raw zone.
+    fn spooled_body(&self) -> std::sync::Arc<crate::spool::Spooled>;
+    /// When its response began (the start of the data path's timing).
+    fn response_at(&self) -> std::time::Instant;
 }
 
 /// Both answers keep these in fields of the same names.
@@ -51,8 +53,11 @@ macro_rules! answer_fields {
             fn body(&self) -> (usize, &str) {
                 (self.body_bytes, &self.body_sha256)
             }
-            fn take_compressed(&mut self) -> Option<Vec<u8>> {
-                self.compressed_body.take()
+            fn spooled_body(&self) -> std::sync::Arc<crate::spool::Spooled> {
+                self.body.clone()
+            }
+            fn response_at(&self) -> std::time::Instant {
+                self.response_at
             }
         }
     )*};

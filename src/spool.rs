@@ -1,0 +1,334 @@
+//! Spooling: bytes that may be large (an API answer, a Parquet file, a
+//! compressed raw answer) are kept in memory up to a limit and in an
+//! unnamed temporary file beyond it, so the job's memory does not grow with
+//! the size of a day.
+//!
+//! A spool file is created with `O_TMPFILE` where the kernel has it (else
+//! created and unlinked at once): it has no name, so nothing is left behind
+//! when the process is killed, and its disk space returns when it is
+//! dropped. The directory is `--spool-dir` (`TMPDIR` by default).
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Bytes kept in memory before a spool moves to a file: the most a spool
+/// holds in memory at once.
+pub const DEFAULT_MEMORY_LIMIT: usize = 8 * 1024 * 1024;
+
+/// Bytes read from a spool file at a time.
+const READ_BUFFER: usize = 256 * 1024;
+
+/// Where spools go and how much each may hold in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolConfig {
+    pub dir: PathBuf,
+    pub memory_limit: usize,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        Self {
+            dir: std::env::temp_dir(),
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+        }
+    }
+}
+
+impl SpoolConfig {
+    /// Fails (naming the directory) when no temporary file can be created
+    /// in it: checked before any API call, so a bad `--spool-dir` costs no
+    /// call.
+    pub fn check(&self) -> io::Result<()> {
+        tempfile::tempfile_in(&self.dir).map(drop)
+    }
+
+    /// A new, empty spool.
+    pub fn writer(&self) -> SpoolWriter {
+        SpoolWriter {
+            config: self.clone(),
+            memory: Vec::new(),
+            file: None,
+            len: 0,
+        }
+    }
+
+    /// A spool holding `bytes` (in memory, whatever their size: they are
+    /// in memory already).
+    pub fn of_bytes(bytes: Vec<u8>) -> Spooled {
+        Spooled::Memory(bytes)
+    }
+}
+
+/// Collects bytes: in memory up to the limit, then in a temporary file.
+#[derive(Debug)]
+pub struct SpoolWriter {
+    config: SpoolConfig,
+    memory: Vec<u8>,
+    file: Option<io::BufWriter<File>>,
+    len: u64,
+}
+
+impl SpoolWriter {
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether the bytes have moved to a file.
+    pub fn is_spilled(&self) -> bool {
+        self.file.is_some()
+    }
+
+    fn spill(&mut self) -> io::Result<()> {
+        let file = tempfile::tempfile_in(&self.config.dir).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "creating a spool file in {} (--spool-dir): {e}",
+                    self.config.dir.display()
+                ),
+            )
+        })?;
+        let mut file = io::BufWriter::with_capacity(READ_BUFFER, file);
+        file.write_all(&self.memory)?;
+        self.memory = Vec::new();
+        self.file = Some(file);
+        Ok(())
+    }
+
+    /// The bytes written, ready to read.
+    pub fn finish(self) -> io::Result<Spooled> {
+        match self.file {
+            None => Ok(Spooled::Memory(self.memory)),
+            Some(file) => {
+                let file = file.into_inner().map_err(|e| e.into_error())?;
+                Ok(Spooled::File {
+                    file,
+                    len: self.len,
+                })
+            }
+        }
+    }
+}
+
+impl Write for SpoolWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.file.is_none() && self.memory.len() + buf.len() > self.config.memory_limit {
+            self.spill()?;
+        }
+        match self.file.as_mut() {
+            Some(f) => f.write_all(buf)?,
+            None => self.memory.extend_from_slice(buf),
+        }
+        self.len += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.file.as_mut() {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Bytes that were spooled.
+#[derive(Debug)]
+pub enum Spooled {
+    Memory(Vec<u8>),
+    /// An unnamed temporary file holding `len` bytes.
+    File {
+        file: File,
+        len: u64,
+    },
+}
+
+impl Spooled {
+    pub fn len(&self) -> u64 {
+        match self {
+            Spooled::Memory(v) => v.len() as u64,
+            Spooled::File { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads `range` of the bytes at `offset` into `buf`, returning how
+    /// many were read (0 at the end).
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let len = self.len();
+        if offset >= len {
+            return Ok(0);
+        }
+        let want = buf.len().min((len - offset) as usize);
+        match self {
+            Spooled::Memory(v) => {
+                let at = offset as usize;
+                buf[..want].copy_from_slice(&v[at..at + want]);
+                Ok(want)
+            }
+            Spooled::File { file, .. } => file.read_at(&mut buf[..want], offset),
+        }
+    }
+
+    /// All the bytes in memory: for bytes known to be small (an app usage
+    /// answer), or a test.
+    pub fn to_vec(&self) -> io::Result<Vec<u8>> {
+        match self {
+            Spooled::Memory(v) => Ok(v.clone()),
+            Spooled::File { .. } => {
+                let mut out = Vec::with_capacity(self.len() as usize);
+                SpoolReader::new(Arc::new(self.try_clone()?), 0..self.len())
+                    .read_to_end(&mut out)?;
+                Ok(out)
+            }
+        }
+    }
+
+    /// A second handle on the same bytes (a file is shared, not copied).
+    fn try_clone(&self) -> io::Result<Spooled> {
+        Ok(match self {
+            Spooled::Memory(v) => Spooled::Memory(v.clone()),
+            Spooled::File { file, len } => Spooled::File {
+                file: file.try_clone()?,
+                len: *len,
+            },
+        })
+    }
+
+    /// Whether the bytes are in memory (`Some`), not in a file.
+    pub fn as_memory(&self) -> Option<&[u8]> {
+        match self {
+            Spooled::Memory(v) => Some(v),
+            Spooled::File { .. } => None,
+        }
+    }
+
+    /// Copies the bytes into the file at `path`, which is created (or
+    /// truncated), and makes them durable (fsync).
+    pub fn copy_to_file(&self, path: &Path) -> io::Result<()> {
+        let mut out = File::create(path)?;
+        match self {
+            Spooled::Memory(v) => out.write_all(v)?,
+            // `io::copy` between two files is copy_file_range(2): the
+            // kernel copies the bytes, none pass through the process.
+            Spooled::File { file, .. } => {
+                let mut from = file;
+                io::Seek::seek(&mut from, io::SeekFrom::Start(0))?;
+                io::copy(&mut from, &mut out)?;
+            }
+        }
+        out.sync_all()
+    }
+}
+
+/// Reads a range of shared spooled bytes. Positioned reads (`pread`), so
+/// any number of readers can read one spool at once.
+#[derive(Debug)]
+pub struct SpoolReader {
+    spool: Arc<Spooled>,
+    pos: u64,
+    end: u64,
+}
+
+impl SpoolReader {
+    /// A buffered reader of `range` of `spool`.
+    pub fn new(spool: Arc<Spooled>, range: std::ops::Range<u64>) -> BufReader<SpoolReader> {
+        let end = range.end.min(spool.len());
+        BufReader::with_capacity(
+            READ_BUFFER,
+            SpoolReader {
+                spool,
+                pos: range.start.min(end),
+                end,
+            },
+        )
+    }
+}
+
+impl Read for SpoolReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = buf.len().min((self.end - self.pos) as usize);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.spool.read_at(&mut buf[..want], self.pos)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the spool file is shorter than what was written to it",
+            ));
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(limit: usize) -> (tempfile::TempDir, SpoolConfig) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = SpoolConfig {
+            dir: dir.path().to_owned(),
+            memory_limit: limit,
+        };
+        (dir, cfg)
+    }
+
+    #[test]
+    fn small_stays_in_memory_large_moves_to_an_unnamed_file() {
+        let (dir, cfg) = config(10);
+        let mut w = cfg.writer();
+        w.write_all(b"0123456789").unwrap();
+        assert!(!w.is_spilled());
+        let small = w.finish().unwrap();
+        assert_eq!(small.as_memory(), Some(&b"0123456789"[..]));
+
+        let mut w = cfg.writer();
+        for _ in 0..3 {
+            w.write_all(b"abcdefg").unwrap();
+        }
+        assert!(w.is_spilled());
+        assert_eq!(w.len(), 21);
+        let big = Arc::new(w.finish().unwrap());
+        assert!(big.as_memory().is_none());
+        assert_eq!(big.to_vec().unwrap(), b"abcdefgabcdefgabcdefg");
+        // The file has no name: nothing in the directory, even while open.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+        // Two readers of one spool at once, each its own range.
+        let mut a = SpoolReader::new(big.clone(), 2..9);
+        let mut b = SpoolReader::new(big.clone(), 14..100);
+        let (mut sa, mut sb) = (String::new(), String::new());
+        a.read_to_string(&mut sa).unwrap();
+        b.read_to_string(&mut sb).unwrap();
+        assert_eq!((sa.as_str(), sb.as_str()), ("cdefgab", "abcdefg"));
+
+        let out = dir.path().join("copy");
+        big.copy_to_file(&out).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"abcdefgabcdefgabcdefg");
+    }
+
+    #[test]
+    fn an_unusable_directory_is_named() {
+        let cfg = SpoolConfig {
+            dir: "/nonexistent/spool".into(),
+            memory_limit: 0,
+        };
+        assert!(cfg.check().is_err());
+        let mut w = cfg.writer();
+        let e = w.write_all(b"x").unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/spool (--spool-dir)"), "{e}");
+    }
+}
