@@ -47,7 +47,9 @@ async fn run_rebuild(args: &RebuildArgs, log_format: LogFormat) -> u8 {
         Ok(s) => s,
         Err(e) => return usage_error("rebuild", &e, log_format),
     };
-    if let Err(e) = crate::jobs::config::check_summary_file(args.summary_file.as_deref()) {
+    if let Err(e) = crate::jobs::config::check_summary_file(args.summary_file.as_deref())
+        .and_then(|()| crate::jobs::config::check_spool(&args.spool.config()))
+    {
         return usage_error("rebuild", &e, log_format);
     }
     let cfg = RebuildConfig {

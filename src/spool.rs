@@ -96,6 +96,11 @@ impl SpoolWriter {
                 ),
             )
         })?;
+        tracing::debug!(
+            dir = %self.config.dir.display(),
+            bytes = self.memory.len(),
+            "Spooling to an unnamed temporary file."
+        );
         let mut file = io::BufWriter::with_capacity(READ_BUFFER, file);
         file.write_all(&self.memory)?;
         self.memory = Vec::new();

@@ -10,6 +10,7 @@ mod credentials;
 mod export;
 mod faults;
 mod lake;
+mod large_days;
 mod readers;
 mod s3;
 mod s3_faults;

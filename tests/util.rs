@@ -357,7 +357,11 @@ fn split_line(line: &str) -> Vec<String> {
 /// What the simulator serves for `(app, day)`, totalled independently of
 /// the tool's own normalizer.
 pub fn sim_totals(app: u64, day: NaiveDate, rooms: u64) -> Totals {
-    let csv = simulator::data::day_csv(app, day, rooms);
+    totals_of_csv(&simulator::data::day_csv(app, day, rooms))
+}
+
+/// A simulator CSV totalled independently of the tool's own normalizer.
+pub fn totals_of_csv(csv: &str) -> Totals {
     let mut t = Totals::default();
     for line in csv.lines().skip(1) {
         let f = split_line(line);

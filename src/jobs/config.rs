@@ -30,6 +30,8 @@ pub enum ConfigError {
     Store(#[from] crate::lake::store::StoreError),
     #[error("--summary-file {path}: cannot be written ({reason})")]
     SummaryFile { path: String, reason: String },
+    #[error("--spool-dir {path}: cannot hold temporary files ({reason})")]
+    SpoolDir { path: String, reason: String },
     #[error("--app-id {0} is given twice")]
     DuplicateApp(u64),
     #[error("--end {end} is before --start {start}")]
@@ -107,6 +109,15 @@ pub fn check_summary_file(path: Option<&std::path::Path>) -> Result<(), ConfigEr
             path: path.display().to_string(),
             reason: e.to_string(),
         })
+}
+
+/// Fails, naming `--spool-dir`, when no temporary file can be made there:
+/// checked before any API call.
+pub fn check_spool(spool: &crate::spool::SpoolConfig) -> Result<(), ConfigError> {
+    spool.check().map_err(|e| ConfigError::SpoolDir {
+        path: spool.dir.display().to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// `--tables` as given, each once, or every table.
@@ -229,6 +240,7 @@ impl JobConfig {
         let dest = Destination::open(&args.dest)?;
         if !args.dry_run {
             check_summary_file(args.summary_file.as_deref())?;
+            check_spool(&args.spool.config())?;
         }
         Ok(Self {
             app_ids,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use object_store::ObjectStoreExt;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::jobs::config::{ChecksMode, JobConfig};
 use crate::jobs::partition;
@@ -445,30 +445,29 @@ fn call_failed(e: CallError) -> PartitionResult {
     }
 }
 
-/// Bodies up to this size are compressed on the async thread; larger ones
+/// Bodies up to this size are digested on the async thread; larger ones
 /// on a blocking one.
-const INLINE_COMPRESS_LIMIT: u64 = 64 * 1024;
+const INLINE_DIGEST_LIMIT: u64 = 64 * 1024;
 
-/// Keeps an answer in the raw zone at `path` (compressed from its spooled
-/// body, a piece at a time). It runs while the partition's file is encoded
-/// and must succeed before that file is committed: if the answer cannot be
-/// kept, the partition fails rather than exist without its source.
-async fn keep_raw(
+/// Digests an answer's body — its SHA-256, for the manifest — and keeps it
+/// in the raw zone at `path`, compressed (a piece at a time, from the
+/// spool). It runs while the partition's file is encoded and must succeed
+/// before that file is committed: if the answer cannot be kept, the
+/// partition fails rather than exist without its source.
+async fn digest_and_keep(
     cfg: &JobConfig,
     path: Option<&object_store::path::Path>,
     answer: &impl Answer,
-) -> Result<(), String> {
-    let (Some(path), Some(level)) = (path, cfg.raw_level) else {
-        return Ok(());
-    };
+) -> Result<String, String> {
+    let level = path.and(cfg.raw_level);
     let body = answer.spooled_body();
     let spool = cfg.encoding.spool.clone();
-    let compressed = if body.len() > INLINE_COMPRESS_LIMIT {
-        tokio::task::spawn_blocking(move || raw::compress(body, level, &spool))
+    let digested = if body.len() > INLINE_DIGEST_LIMIT {
+        tokio::task::spawn_blocking(move || raw::digest(body, level, &spool))
             .await
-            .expect("zstd does not panic")
+            .expect("hashing and zstd do not panic")
     } else {
-        raw::compress(body, level, &spool)
+        raw::digest(body, level, &spool)
     };
     let failed = |e: String| {
         format!(
@@ -477,10 +476,13 @@ async fn keep_raw(
             cfg.dest.display()
         )
     };
-    let compressed = compressed.map_err(|e| failed(format!("compressing it: {e}")))?;
-    raw::put(&cfg.dest, path, compressed)
-        .await
-        .map_err(|e| failed(e.to_string()))
+    let (sha256, compressed) = digested.map_err(|e| failed(format!("compressing it: {e}")))?;
+    if let (Some(path), Some(compressed)) = (path, compressed) {
+        raw::put(&cfg.dest, path, compressed)
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+    }
+    Ok(sha256)
 }
 
 /// One partition of a fetched table: its intent, the paced call, then the
@@ -515,26 +517,48 @@ async fn export_partition<R: Call>(
                 answer.request_id(),
             )
         });
-        let call = partition::call_info(
+        // The body's SHA-256 is known once it is digested, next to the
+        // encoding; the manifest gets it then.
+        let mut call = partition::call_info(
             table,
             p,
             &answer,
             request.window(),
             cfg.offset_label(),
             raw_path.as_ref().map(|r| cfg.dest.relative(r).to_owned()),
+            String::new(),
         );
-        let (kept, encoded) = tokio::join!(
-            keep_raw(cfg, raw_path.as_ref(), &answer),
-            encode(&answer, &call)
+        let received = answer.response_at().elapsed();
+        let started = std::time::Instant::now();
+        let ((kept, digest_time), (encoded, encode_time)) = tokio::join!(
+            async {
+                let kept = digest_and_keep(cfg, raw_path.as_ref(), &answer).await;
+                (kept, started.elapsed())
+            },
+            async {
+                let encoded = encode(&answer, &call).await;
+                (encoded, started.elapsed())
+            }
         );
-        if let Err(msg) = kept {
-            return PartitionResult::Failed(msg);
+        debug!(
+            %table,
+            app_id = p.app_id,
+            usage_date = %p.usage_date,
+            received_ms = received.as_millis() as u64,
+            raw_ms = digest_time.as_millis() as u64,
+            encode_ms = encode_time.as_millis() as u64,
+            "Answer received, digested, kept and encoded."
+        );
+        match (kept, call.body.as_mut()) {
+            (Ok(sha256), Some(body)) => body.sha256 = sha256,
+            (Ok(_), None) => {}
+            (Err(msg), _) => return PartitionResult::Failed(msg),
         }
         let encoded = match encoded {
             Ok(e) => e,
             Err(msg) => return PartitionResult::Failed(msg),
         };
-        let (body_bytes, _) = answer.body();
+        let body_bytes = answer.body_bytes();
         match partition::commit(&cfg.dest, &call, encoded, answer.response_at(), body_bytes).await {
             Ok(w) => PartitionResult::Written(Box::new(w)),
             Err(msg) => PartitionResult::Failed(msg),

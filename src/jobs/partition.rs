@@ -90,7 +90,8 @@ pub async fn commit(
 }
 
 /// What the manifest of `table`'s partition `p` records of `answer`, a
-/// response to a request for the window `(start_time, end_time)`.
+/// response to a request for the window `(start_time, end_time)` whose
+/// body's SHA-256 is `sha256` (hex).
 pub fn call_info(
     table: Table,
     p: crate::jobs::summary::Partition,
@@ -98,8 +99,8 @@ pub fn call_info(
     (start_time, end_time): (&str, &str),
     utc_offset: String,
     raw_object: Option<String>,
+    sha256: String,
 ) -> CallInfo {
-    let (bytes, sha256) = answer.body();
     CallInfo {
         table,
         app_id: p.app_id,
@@ -110,8 +111,8 @@ pub fn call_info(
         end_time: end_time.to_owned(),
         utc_offset,
         body: Some(crate::lake::manifest::BodyInfo {
-            bytes: bytes as u64,
-            sha256: sha256.to_owned(),
+            bytes: answer.body_bytes() as u64,
+            sha256,
         }),
         raw_object,
         check: None,

@@ -124,6 +124,16 @@ async fn from_raw_inner(
         .await
         .map_err(|e| e.to_string())?;
     let unreadable = |e: crate::tencent::api::ApiError| format!("raw object {key}: {e}");
+    // The manifest records the answer's SHA-256, as the export did.
+    let body = std::sync::Arc::new(body);
+    let (sha256, _) = {
+        let (body, spool) = (body.clone(), encoding.spool.clone());
+        tokio::task::spawn_blocking(move || raw::digest(body, None, &spool))
+            .await
+            .expect("hashing does not panic")
+            .map_err(|e| format!("raw object {key}: reading it back: {e}"))?
+    };
+    let body = std::sync::Arc::try_unwrap(body).expect("the digest is done with it");
     let written = match table {
         Table::RoomUsage => {
             let fetched_at = object.fetched_at;
@@ -142,6 +152,7 @@ async fn from_raw_inner(
                 request.window(),
                 offset.to_string(),
                 Some(key.clone()),
+                sha256,
             );
             partition::write_room_usage(dest, contract, encoding, usage, &call).await
         }
@@ -158,6 +169,7 @@ async fn from_raw_inner(
                 request.window(),
                 offset.to_string(),
                 Some(key.clone()),
+                sha256,
             );
             partition::write_app_usage(dest, contract, offset, usage, &call).await
         }

@@ -85,17 +85,46 @@ pub fn path_for(
         .join(object_name(fetched_at, request_id))
 }
 
-/// `body` zstd-compressed at `level`, spooled: read and compressed a piece
-/// at a time, so neither copy is held whole. CPU-bound: call it from a
-/// blocking thread for a large body.
-pub fn compress(body: Arc<Spooled>, level: i32, spool: &SpoolConfig) -> std::io::Result<Spooled> {
+/// What the lake keeps of an answer's body, in one pass over it: its
+/// SHA-256 (hex) and, given a `level`, its zstd-compressed copy, spooled.
+/// Read and compressed a piece at a time, so neither copy is held whole.
+/// CPU-bound: call it from a blocking thread for a large body.
+pub fn digest(
+    body: Arc<Spooled>,
+    level: Option<i32>,
+    spool: &SpoolConfig,
+) -> std::io::Result<(String, Option<Spooled>)> {
+    use sha2::Digest;
+    use std::io::{BufRead, Write};
     let len = body.len();
     let mut reader = SpoolReader::new(body, 0..len);
-    let mut encoder = zstd::stream::write::Encoder::new(spool.writer(), level)?;
-    // The body's size, in the frame header: a reader can size its buffer.
-    encoder.set_pledged_src_size(Some(len))?;
-    std::io::copy(&mut reader, &mut encoder)?;
-    encoder.finish()?.finish()
+    let mut sha = sha2::Sha256::new();
+    let mut zstd = match level {
+        Some(level) => {
+            let mut z = zstd::stream::write::Encoder::new(spool.writer(), level)?;
+            // The body's size, in the frame header.
+            z.set_pledged_src_size(Some(len))?;
+            Some(z)
+        }
+        None => None,
+    };
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            break;
+        }
+        sha.update(chunk);
+        if let Some(z) = zstd.as_mut() {
+            z.write_all(chunk)?;
+        }
+        let n = chunk.len();
+        reader.consume(n);
+    }
+    let compressed = match zstd {
+        Some(z) => Some(z.finish()?.finish()?),
+        None => None,
+    };
+    Ok((hex::encode(sha.finalize()), compressed))
 }
 
 /// Stores one answer's compressed body at `path` (from [`path_for`]).
@@ -240,7 +269,13 @@ mod tests {
             dir: dir.path().to_owned(),
             memory_limit: 16,
         };
-        let compressed = compress(Arc::new(Spooled::Memory(body.to_vec())), 3, &spool).unwrap();
+        let (sha, compressed) =
+            digest(Arc::new(Spooled::Memory(body.to_vec())), Some(3), &spool).unwrap();
+        assert_eq!(
+            sha,
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body))
+        );
+        let compressed = compressed.expect("asked for");
         assert!(compressed.as_memory().is_none(), "spooled to a file");
         let compressed = compressed.to_vec().unwrap();
         let t1 = DateTime::from_timestamp_micros(1_763_600_000_000_001).unwrap();

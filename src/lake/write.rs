@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::time::Duration;
 
 use arrow_array::{Array, Int64Array, RecordBatch};
 use bytes::Bytes;
@@ -226,25 +227,43 @@ pub fn encode<R: Read + Send>(
         .map(|s| (s.to_owned(), 0))
         .collect();
     let (rows, parsed) = std::thread::scope(|scope| {
-        let parser = scope.spawn(move || -> Result<(), NormalizeError> {
+        // Each side times its waits for the other: which one is the
+        // bottleneck, in the debug log.
+        let parser = scope.spawn(move || -> Result<Duration, NormalizeError> {
+            let mut blocked = Duration::ZERO;
             while let Some(batch) = normalizer.next_batch()? {
+                let t = std::time::Instant::now();
                 if tx.send(batch).is_err() {
                     break; // the encoder failed; its error is reported
                 }
+                blocked += t.elapsed();
             }
-            Ok(())
+            Ok(blocked)
         });
         let mut rows = 0u64;
         let mut written: Result<(), WriteError> = Ok(());
+        let mut waited = Duration::ZERO;
+        let mut t = std::time::Instant::now();
         for batch in rx {
+            waited += t.elapsed();
             rows += batch.num_rows() as u64;
             add_totals(&batch, &mut totals);
             if let Err(e) = writer.write(&batch) {
                 written = Err(e.into());
                 break;
             }
+            t = std::time::Instant::now();
         }
+
         let parsed = parser.join().expect("the CSV parser does not panic");
+        if let Ok(blocked) = &parsed {
+            tracing::debug!(
+                rows,
+                parser_waited_ms = blocked.as_millis() as u64,
+                encoder_waited_ms = waited.as_millis() as u64,
+                "Encoded the CSV (each side's wait for the other)."
+            );
+        }
         (rows, parsed.map_err(WriteError::from).and(written))
     });
     parsed?;

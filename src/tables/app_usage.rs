@@ -285,7 +285,6 @@ mod tests {
             request_id: "req-a".into(),
             fetched_at: DateTime::from_timestamp(1_764_000_000, 0).unwrap(),
             body_bytes: 0,
-            body_sha256: String::new(),
             body: std::sync::Arc::new(crate::spool::Spooled::Memory(Vec::new())),
             response_at: std::time::Instant::now(),
             usage_key: keys.iter().map(|k| (*k).to_owned()).collect(),

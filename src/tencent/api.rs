@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::spool::{SpoolConfig, SpoolReader, Spooled};
@@ -56,8 +55,6 @@ pub struct RoomUsage {
     pub fetched_at: DateTime<Utc>,
     /// Size of the HTTP body, for logs and benchmarks.
     pub body_bytes: usize,
-    /// SHA-256 of the HTTP body, hex.
-    pub body_sha256: String,
     /// When the response's headers arrived: the start of the data path
     /// that the benchmark times.
     pub response_at: std::time::Instant,
@@ -137,7 +134,6 @@ struct Answer {
     /// The scan of the body, when asked for (the room API's).
     scanned: Option<Result<Found, String>>,
     fetched_at: DateTime<Utc>,
-    body_sha256: String,
     response_at: std::time::Instant,
     /// The server's clock from its `Date` header.
     server_time: Option<i64>,
@@ -182,7 +178,6 @@ impl RoomUsage {
         origin: &str,
     ) -> Result<Self, ApiError> {
         let body = Arc::new(body);
-        let mut sha = Sha256::new();
         let mut scanner = Scanner::new();
         let mut reader = SpoolReader::new(body.clone(), 0..body.len());
         loop {
@@ -193,7 +188,6 @@ impl RoomUsage {
             if chunk.is_empty() {
                 break;
             }
-            sha.update(chunk);
             scanner.feed(chunk);
             let n = chunk.len();
             reader.consume(n);
@@ -201,7 +195,6 @@ impl RoomUsage {
         let (csv, request_id) = located(scanner.finish(), origin, None)?;
         Ok(Self {
             body_bytes: body.len() as usize,
-            body_sha256: hex::encode(sha.finalize()),
             body,
             csv,
             request_id,
@@ -247,15 +240,10 @@ fn decode_escape(r: &[u8]) -> Result<Option<(char, usize)>, String> {
     let Some(&e) = r.get(1) else {
         return Ok(None);
     };
-    let simple = match e {
-        b'"' => '"',
-        b'\\' => '\\',
-        b'/' => '/',
-        b'b' => '\u{8}',
-        b'f' => '\u{c}',
-        b'n' => '\n',
-        b'r' => '\r',
-        b't' => '\t',
+    if let Some(b) = simple_escape(e) {
+        return Ok(Some((char::from(b), 2)));
+    }
+    match e {
         b'u' => {
             let Some(h) = r.get(2..6) else {
                 return Ok(None);
@@ -280,13 +268,27 @@ fn decode_escape(r: &[u8]) -> Result<Option<(char, usize)>, String> {
                 return Err("unpaired surrogate in \\u escape".into());
             }
             let code = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
-            return char::from_u32(code)
+            char::from_u32(code)
                 .map(|c| Some((c, 12)))
-                .ok_or_else(|| "invalid \\u escape".to_owned());
+                .ok_or_else(|| "invalid \\u escape".to_owned())
         }
-        other => return Err(format!("bad escape \\{}", other as char)),
-    };
-    Ok(Some((simple, 2)))
+        other => Err(format!("bad escape \\{}", other as char)),
+    }
+}
+
+/// The byte a one-character escape (`\n`, `\"`, …) stands for.
+fn simple_escape(e: u8) -> Option<u8> {
+    Some(match e {
+        b'n' => b'\n',
+        b'"' => b'"',
+        b'\\' => b'\\',
+        b'/' => b'/',
+        b'r' => b'\r',
+        b't' => b'\t',
+        b'b' => 0x08,
+        b'f' => 0x0c,
+        _ => return None,
+    })
 }
 
 /// Where the first control character (below 0x20, which JSON requires to
@@ -389,6 +391,17 @@ impl<R: BufRead> std::io::Read for DataReader<R> {
                 out[n..n + run].copy_from_slice(&window[..run]);
                 n += run;
                 self.inner.consume(run);
+                continue;
+            }
+            // The escapes of one byte (every CSV line ends in `\n`) are
+            // decoded here, without the general path.
+            if control.is_none()
+                && let Some(&e) = buf.get(1)
+                && let Some(b) = simple_escape(e)
+            {
+                out[n] = b;
+                n += 1;
+                self.inner.consume(2);
                 continue;
             }
             let decoded = if control.is_some() {
@@ -538,7 +551,6 @@ impl Client {
             csv,
             request_id,
             fetched_at: answer.fetched_at,
-            body_sha256: answer.body_sha256,
             response_at: answer.response_at,
         })
     }
@@ -554,7 +566,6 @@ impl Client {
         let mut usage = AppUsage::parse(
             answer.body,
             answer.fetched_at,
-            answer.body_sha256,
             &endpoint,
             answer.server_time,
         )?;
@@ -562,9 +573,11 @@ impl Client {
         Ok(usage)
     }
 
-    /// One signed POST of `body` as `action`; the answer's bytes, spooled,
-    /// hashed (and, with `scan`, scanned for `Data` and `RequestId`) as they
-    /// arrive. A non-2xx status is an error; the body's meaning is the
+    /// One signed POST of `body` as `action`; the answer's bytes, spooled
+    /// (and, with `scan`, scanned for `Data` and `RequestId`) as they
+    /// arrive. Hashing and compressing the body are the caller's, later, on
+    /// another thread (see [`crate::lake::raw::digest`]): here the body
+    /// goes by as fast as the network brings it. A non-2xx status is an error; the body's meaning is the
     /// caller's.
     async fn post(&self, action: &str, body: Vec<u8>, scan: bool) -> Result<Answer, ApiError> {
         let endpoint = self.config.endpoint.as_str();
@@ -617,17 +630,15 @@ impl Client {
             });
         }
         // The body goes by once: into the spool (memory, then a temporary
-        // file past its limit), the hash and the scan. Nothing holds a
-        // large day in memory.
+        // file past its limit) and the scan. Nothing holds a large day in
+        // memory.
         let spool_error = |e: std::io::Error| ApiError::Body {
             endpoint: endpoint.to_owned(),
             reason: format!("spooling the body: {e}"),
         };
         let mut spool = self.config.spool.writer();
-        let mut sha256 = Sha256::new();
         let mut scanner = scan.then(Scanner::new);
         while let Some(chunk) = response.chunk().await.map_err(map_send)? {
-            sha256.update(&chunk);
             if let Some(s) = scanner.as_mut() {
                 s.feed(&chunk);
             }
@@ -639,7 +650,6 @@ impl Client {
             body,
             scanned: scanner.map(Scanner::finish),
             fetched_at,
-            body_sha256: hex::encode(sha256.finalize()),
             response_at,
             server_time,
         })

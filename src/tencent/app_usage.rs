@@ -49,7 +49,6 @@ pub struct AppUsage {
     pub request_id: String,
     pub fetched_at: DateTime<Utc>,
     pub body_bytes: usize,
-    pub body_sha256: String,
     /// The HTTP body (small: it is parsed whole), for the raw zone.
     pub body: Arc<Spooled>,
     /// When the response's headers arrived.
@@ -93,7 +92,6 @@ impl AppUsage {
     pub fn parse(
         body: Spooled,
         fetched_at: DateTime<Utc>,
-        body_sha256: String,
         origin: &str,
         server_time: Option<i64>,
     ) -> Result<Self, ApiError> {
@@ -134,7 +132,6 @@ impl AppUsage {
             request_id,
             fetched_at,
             body_bytes: body.len() as usize,
-            body_sha256,
             body: Arc::new(body),
             response_at: std::time::Instant::now(),
             usage_key,
@@ -148,9 +145,7 @@ impl AppUsage {
         fetched_at: DateTime<Utc>,
         origin: &str,
     ) -> Result<Self, ApiError> {
-        use sha2::Digest;
-        let sha = hex::encode(sha2::Sha256::digest(&body));
-        Self::parse(Spooled::Memory(body), fetched_at, sha, origin, None)
+        Self::parse(Spooled::Memory(body), fetched_at, origin, None)
     }
 }
 

@@ -32,8 +32,8 @@ pub trait Answer {
     fn request_id(&self) -> &str;
     /// When it arrived (UTC, microseconds).
     fn fetched_at(&self) -> chrono::DateTime<chrono::Utc>;
-    /// The HTTP body's size and SHA-256 (hex).
-    fn body(&self) -> (usize, &str);
+    /// The HTTP body's size.
+    fn body_bytes(&self) -> usize;
     /// The HTTP body as it arrived (spooled), for the raw zone.
     fn spooled_body(&self) -> std::sync::Arc<crate::spool::Spooled>;
     /// When its response began (the start of the data path's timing).
@@ -50,8 +50,8 @@ macro_rules! answer_fields {
             fn fetched_at(&self) -> chrono::DateTime<chrono::Utc> {
                 self.fetched_at
             }
-            fn body(&self) -> (usize, &str) {
-                (self.body_bytes, &self.body_sha256)
+            fn body_bytes(&self) -> usize {
+                self.body_bytes
             }
             fn spooled_body(&self) -> std::sync::Arc<crate::spool::Spooled> {
                 self.body.clone()
