@@ -236,6 +236,78 @@ impl Spooled {
     }
 }
 
+/// What is kept of bytes going by (an answer's body): their SHA-256, and
+/// with a `level` a zstd-compressed copy, spooled.
+pub struct Digester {
+    sha256: sha2::Sha256,
+    zstd: Option<zstd::stream::write::Encoder<'static, SpoolWriter>>,
+    len: u64,
+}
+
+impl Digester {
+    /// `size`, when known, goes in the zstd frame's header.
+    pub fn new(level: Option<i32>, spool: &SpoolConfig, size: Option<u64>) -> io::Result<Self> {
+        let zstd = match level {
+            Some(level) => {
+                let mut z = zstd::stream::write::Encoder::new(spool.writer(), level)?;
+                z.set_pledged_src_size(size)?;
+                Some(z)
+            }
+            None => None,
+        };
+        Ok(Self {
+            sha256: <sha2::Sha256 as sha2::Digest>::new(),
+            zstd,
+            len: 0,
+        })
+    }
+
+    /// Bytes digested so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) -> io::Result<()> {
+        sha2::Digest::update(&mut self.sha256, bytes);
+        if let Some(z) = self.zstd.as_mut() {
+            z.write_all(bytes)?;
+        }
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Digests `range` of `spool`, a piece at a time.
+    pub fn update_from(
+        &mut self,
+        spool: Arc<Spooled>,
+        range: std::ops::Range<u64>,
+    ) -> io::Result<()> {
+        let mut reader = SpoolReader::new(spool, range);
+        loop {
+            let chunk = io::BufRead::fill_buf(&mut reader)?;
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            let n = chunk.len();
+            self.update(chunk)?;
+            io::BufRead::consume(&mut reader, n);
+        }
+    }
+
+    /// The SHA-256 (hex) and the compressed copy.
+    pub fn finish(self) -> io::Result<(String, Option<Spooled>)> {
+        let compressed = match self.zstd {
+            Some(z) => Some(z.finish()?.finish()?),
+            None => None,
+        };
+        Ok((hex::encode(sha2::Digest::finalize(self.sha256)), compressed))
+    }
+}
+
 /// Reads a range of shared spooled bytes. Positioned reads (`pread`), so
 /// any number of readers can read one spool at once.
 #[derive(Debug)]

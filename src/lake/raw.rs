@@ -19,7 +19,7 @@ use object_store::path::Path;
 
 use crate::lake::store::{Destination, partition_of};
 use crate::lake::write::{self, WriteError};
-use crate::spool::{SpoolConfig, SpoolReader, Spooled};
+use crate::spool::{Digester, SpoolConfig, Spooled};
 use crate::tables::Table;
 
 /// The raw object's suffix.
@@ -94,37 +94,10 @@ pub fn digest(
     level: Option<i32>,
     spool: &SpoolConfig,
 ) -> std::io::Result<(String, Option<Spooled>)> {
-    use sha2::Digest;
-    use std::io::{BufRead, Write};
     let len = body.len();
-    let mut reader = SpoolReader::new(body, 0..len);
-    let mut sha = sha2::Sha256::new();
-    let mut zstd = match level {
-        Some(level) => {
-            let mut z = zstd::stream::write::Encoder::new(spool.writer(), level)?;
-            // The body's size, in the frame header.
-            z.set_pledged_src_size(Some(len))?;
-            Some(z)
-        }
-        None => None,
-    };
-    loop {
-        let chunk = reader.fill_buf()?;
-        if chunk.is_empty() {
-            break;
-        }
-        sha.update(chunk);
-        if let Some(z) = zstd.as_mut() {
-            z.write_all(chunk)?;
-        }
-        let n = chunk.len();
-        reader.consume(n);
-    }
-    let compressed = match zstd {
-        Some(z) => Some(z.finish()?.finish()?),
-        None => None,
-    };
-    Ok((hex::encode(sha.finalize()), compressed))
+    let mut digester = Digester::new(level, spool, Some(len))?;
+    digester.update_from(body, 0..len)?;
+    digester.finish()
 }
 
 /// Stores one answer's compressed body at `path` (from [`path_for`]).
