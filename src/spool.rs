@@ -86,23 +86,28 @@ impl SpoolWriter {
         self.file.is_some()
     }
 
+    /// `e`, naming the spool directory and the flag that sets it.
+    fn named(&self, doing: &str, e: io::Error) -> io::Error {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "{doing} a spool file in {} (--spool-dir): {e}",
+                self.config.dir.display()
+            ),
+        )
+    }
+
     fn spill(&mut self) -> io::Result<()> {
-        let file = tempfile::tempfile_in(&self.config.dir).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!(
-                    "creating a spool file in {} (--spool-dir): {e}",
-                    self.config.dir.display()
-                ),
-            )
-        })?;
+        let file =
+            tempfile::tempfile_in(&self.config.dir).map_err(|e| self.named("creating", e))?;
         tracing::debug!(
             dir = %self.config.dir.display(),
             bytes = self.memory.len(),
             "Spooling to an unnamed temporary file."
         );
         let mut file = io::BufWriter::with_capacity(READ_BUFFER, file);
-        file.write_all(&self.memory)?;
+        file.write_all(&self.memory)
+            .map_err(|e| self.named("writing", e))?;
         self.memory = Vec::new();
         self.file = Some(file);
         Ok(())
@@ -113,7 +118,14 @@ impl SpoolWriter {
         match self.file {
             None => Ok(Spooled::Memory(self.memory)),
             Some(file) => {
-                let file = file.into_inner().map_err(|e| e.into_error())?;
+                let dir = self.config.dir.display().to_string();
+                let file = file.into_inner().map_err(|e| {
+                    let e = e.into_error();
+                    io::Error::new(
+                        e.kind(),
+                        format!("writing a spool file in {dir} (--spool-dir): {e}"),
+                    )
+                })?;
                 Ok(Spooled::File {
                     file,
                     len: self.len,
@@ -128,10 +140,14 @@ impl Write for SpoolWriter {
         if self.file.is_none() && self.memory.len() + buf.len() > self.config.memory_limit {
             self.spill()?;
         }
-        match self.file.as_mut() {
-            Some(f) => f.write_all(buf)?,
-            None => self.memory.extend_from_slice(buf),
-        }
+        let written = match self.file.as_mut() {
+            Some(f) => f.write_all(buf),
+            None => {
+                self.memory.extend_from_slice(buf);
+                Ok(())
+            }
+        };
+        written.map_err(|e| self.named("writing", e))?;
         self.len += buf.len() as u64;
         Ok(buf.len())
     }

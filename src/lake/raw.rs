@@ -201,13 +201,24 @@ pub async fn read(
     .map_err(|e| unreadable(format!("cannot be read: {e}")))?;
     let spool = spool.clone();
     tokio::task::spawn_blocking(move || {
+        // Decoding and spooling fail for different reasons: say which.
+        use std::io::{Read, Write};
+        let not_zstd = |e: std::io::Error| format!("is not valid zstd: {e}");
+        let mut decoder = zstd::stream::read::Decoder::new(&compressed[..]).map_err(not_zstd)?;
         let mut out = spool.writer();
-        zstd::stream::copy_decode(&compressed[..], &mut out)?;
-        out.finish()
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = decoder.read(&mut buf).map_err(not_zstd)?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n]).map_err(|e| e.to_string())?;
+        }
+        out.finish().map_err(|e| e.to_string())
     })
     .await
     .expect("zstd decoding does not panic")
-    .map_err(|e| unreadable(format!("is not valid zstd: {e}")))
+    .map_err(unreadable)
 }
 
 #[cfg(test)]

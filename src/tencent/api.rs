@@ -80,6 +80,10 @@ pub enum ApiError {
     Transport { endpoint: String, message: String },
     #[error("unreadable response from {endpoint}: {reason}")]
     Body { endpoint: String, reason: String },
+    /// The body could not be spooled (a full or missing `--spool-dir`):
+    /// every later answer would fail the same way, so the run stops.
+    #[error("cannot keep the answer: {0}")]
+    Spool(std::io::Error),
     /// A well-formed answer whose data cannot be right (bytes that are not
     /// UTF-8 in the CSV): a retry would bring the same, so it is not retried.
     #[error("RequestId {request_id}: {reason}")]
@@ -106,6 +110,7 @@ impl ApiError {
             | ApiError::Transport { .. }
             | ApiError::Body { .. } => ErrorClass::Transient,
             ApiError::BadData { .. } => ErrorClass::FatalPartition,
+            ApiError::Spool(_) => ErrorClass::FatalRun,
             ApiError::Credentials(_) => ErrorClass::FatalRun,
         }
     }
@@ -632,10 +637,7 @@ impl Client {
         // The body goes by once: into the spool (memory, then a temporary
         // file past its limit) and the scan. Nothing holds a large day in
         // memory.
-        let spool_error = |e: std::io::Error| ApiError::Body {
-            endpoint: endpoint.to_owned(),
-            reason: format!("spooling the body: {e}"),
-        };
+        let spool_error = ApiError::Spool;
         let mut spool = self.config.spool.writer();
         let mut scanner = scan.then(Scanner::new);
         while let Some(chunk) = response.chunk().await.map_err(map_send)? {
@@ -767,6 +769,57 @@ mod tests {
             assert!(e.to_string().contains(reason), "{e}");
             assert_eq!(e.class(), ErrorClass::Transient, "{e}");
         }
+    }
+
+    /// A spool directory that goes away (or fills up) mid-run stops the
+    /// run, naming the flag: every later answer would fail the same way.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_answer_that_cannot_be_spooled_stops_the_run_naming_spool_dir() {
+        use crate::simulator::{DEMO_SECRET_ID, DEMO_SECRET_KEY, SimConfig, Simulator};
+        let sim = Simulator::start(
+            "127.0.0.1:0".parse().unwrap(),
+            SimConfig {
+                rooms: 5_000,
+                exact_rooms: true,
+                interval: Duration::ZERO,
+                ..SimConfig::default()
+            },
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("gone");
+        let client = Client::new(
+            ApiConfig {
+                endpoint: Url::parse(&sim.endpoint()).unwrap(),
+                region: "ap-guangzhou".into(),
+                request_timeout: Duration::from_secs(30),
+                spool: SpoolConfig {
+                    dir: gone.clone(),
+                    memory_limit: 1024,
+                },
+            },
+            Provider::Static(crate::tencent::credentials::Credentials {
+                secret_id: DEMO_SECRET_ID.into(),
+                secret_key: crate::tencent::credentials::Secret::new(DEMO_SECRET_KEY),
+                token: None,
+                source: "test".into(),
+            }),
+        )
+        .unwrap();
+        let day = (Utc::now() - chrono::Duration::days(9)).date_naive();
+        let request = RoomUsageRequest {
+            sdk_app_id: 1400000001,
+            start_time: format!("{day} 00:00"),
+            end_time: format!("{day} 23:59"),
+        };
+        let e = client.describe_room_usage(&request).await.unwrap_err();
+        assert_eq!(e.class(), ErrorClass::FatalRun);
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("cannot keep the answer: creating a spool file in ")
+                && msg.contains("gone (--spool-dir)"),
+            "{msg}"
+        );
     }
 
     #[test]
