@@ -36,6 +36,17 @@ for runner in ("kubernetes", "bash"):
         "retries": export.retries >= 1,
         "waits for settle": dag.get_task("wait_for_settle").downstream_task_ids == {"export"},
         "export runs with --checks warn": "--checks warn" in args,
+        # The pod spools to an emptyDir and has a memory limit.
+        "pod spools to an emptyDir, memory limited": runner == "bash" or (
+            (
+                export.env_vars.get("TRTC_SPOOL_DIR") == "/spool"
+                if isinstance(export.env_vars, dict)
+                else any(e.name == "TRTC_SPOOL_DIR" and e.value == "/spool" for e in export.env_vars)
+            )
+            and any(m.mount_path == "/spool" and m.name == "spool" for m in export.volume_mounts)
+            and any(v.name == "spool" and v.empty_dir is not None for v in export.volumes)
+            and export.container_resources.limits.get("memory") == "192Mi"
+        ),
         "reconcile after export, never retried": (
             "reconcile" in dag.task_ids
             and export.downstream_task_ids == {"reconcile"}

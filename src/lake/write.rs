@@ -52,7 +52,7 @@ pub fn inflight_name(path: &Path) -> Path {
 /// Files larger than this are uploaded in parts.
 pub const MULTIPART_THRESHOLD: usize = 32 * 1024 * 1024;
 /// Size of one uploaded part.
-pub const PART_SIZE: usize = 16 * 1024 * 1024;
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts being uploaded at once: with [`PART_SIZE`], what a multipart
 /// upload holds in memory.
 const PARTS_IN_FLIGHT: usize = 2;
