@@ -371,21 +371,27 @@ pub async fn put_file(
             // A spooled file is copied by the kernel (copy_file_range) and
             // made durable before the rename.
             file @ Spooled::File { .. } => {
+                let target = local.clone();
                 tokio::task::spawn_blocking(move || {
-                    if let Some(dir) = local.parent() {
+                    if let Some(dir) = target.parent() {
                         std::fs::create_dir_all(dir)?;
                     }
-                    file.copy_to_file(&local)
+                    let copied = file.copy_to_file(&target);
+                    if copied.is_err() {
+                        // Nothing half-written stays behind.
+                        let _ = std::fs::remove_file(&target);
+                    }
+                    copied
                 })
                 .await
                 .expect("copying a file does not panic")
                 .map_err(io_err("writing", &staging))?;
             }
         };
-        store
-            .rename(&staging, path)
-            .await
-            .map_err(store_err("renaming into place", path))?;
+        if let Err(e) = store.rename(&staging, path).await {
+            let _ = std::fs::remove_file(&local);
+            return Err(store_err("renaming into place", path)(e));
+        }
         return Ok(());
     }
     let len = file.len();

@@ -20,6 +20,9 @@ use std::ops::Range;
 const MAX_CAPTURE: usize = 1024 * 1024;
 /// Keys longer than this are none of the ones looked for.
 const MAX_KEY: usize = 64;
+/// Containers nested deeper than this are not the API's answer (which
+/// nests three deep); the limit bounds the scanner's memory.
+const MAX_DEPTH: usize = 64;
 
 /// What `Response.Data` was.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,6 +188,10 @@ impl Scanner {
         {
             // Its first byte is this one (`feed` keeps later ones).
             self.capture = Some((role, self.stack.len(), vec![b]));
+        }
+        if matches!(b, b'{' | b'[') && self.stack.len() >= MAX_DEPTH {
+            self.fail(format!("containers nested over {MAX_DEPTH} deep"));
+            return;
         }
         match b {
             b'{' => {
@@ -486,6 +493,14 @@ mod tests {
             (br#"{"Response": {"Data": "a",}}"#, "expected a key"),
             (br#"{"Response": {"Data": "a"]}"#, "unexpected ']'"),
             (br#"[1]"#, "not a JSON object"),
+            (
+                format!(
+                    r#"{{"Response": {{"Data": "", "X": {}}}}}"#,
+                    "[".repeat(100)
+                )
+                .as_bytes(),
+                "nested over 64 deep",
+            ),
         ] {
             for chunk in [1, 1 << 20] {
                 let e = scan(body, chunk).unwrap_err();
