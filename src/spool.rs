@@ -54,12 +54,6 @@ impl SpoolConfig {
             len: 0,
         }
     }
-
-    /// A spool holding `bytes` (in memory, whatever their size: they are
-    /// in memory already).
-    pub fn of_bytes(bytes: Vec<u8>) -> Spooled {
-        Spooled::Memory(bytes)
-    }
 }
 
 /// Collects bytes: in memory up to the limit, then in a temporary file.
@@ -201,29 +195,32 @@ impl Spooled {
         }
     }
 
+    /// The `len` bytes at `offset`, in memory (a part of an upload); an
+    /// error if there are fewer.
+    pub fn read_range(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut out = vec![0u8; len];
+        let mut at = 0;
+        while at < len {
+            match self.read_at(&mut out[at..], offset + at as u64)? {
+                0 => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the spool is shorter than what was asked of it",
+                    ));
+                }
+                n => at += n,
+            }
+        }
+        Ok(out)
+    }
+
     /// All the bytes in memory: for bytes known to be small (an app usage
     /// answer), or a test.
     pub fn to_vec(&self) -> io::Result<Vec<u8>> {
         match self {
             Spooled::Memory(v) => Ok(v.clone()),
-            Spooled::File { .. } => {
-                let mut out = Vec::with_capacity(self.len() as usize);
-                SpoolReader::new(Arc::new(self.try_clone()?), 0..self.len())
-                    .read_to_end(&mut out)?;
-                Ok(out)
-            }
+            Spooled::File { len, .. } => self.read_range(0, *len as usize),
         }
-    }
-
-    /// A second handle on the same bytes (a file is shared, not copied).
-    fn try_clone(&self) -> io::Result<Spooled> {
-        Ok(match self {
-            Spooled::Memory(v) => Spooled::Memory(v.clone()),
-            Spooled::File { file, len } => Spooled::File {
-                file: file.try_clone()?,
-                len: *len,
-            },
-        })
     }
 
     /// Whether the bytes are in memory (`Some`), not in a file.

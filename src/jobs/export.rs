@@ -476,7 +476,14 @@ async fn digest_and_keep(
             cfg.dest.display()
         )
     };
-    let (sha256, compressed) = digested.map_err(|e| failed(format!("compressing it: {e}")))?;
+    let (sha256, compressed) = digested.map_err(|e| match path {
+        Some(_) => failed(format!("compressing it: {e}")),
+        // Under --raw off only the hash was taken.
+        None => format!(
+            "RequestId {}: reading the spooled response: {e}",
+            answer.request_id()
+        ),
+    })?;
     if let (Some(path), Some(compressed)) = (path, compressed) {
         raw::put(&cfg.dest, path, compressed)
             .await

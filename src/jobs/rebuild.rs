@@ -120,20 +120,11 @@ async fn from_raw_inner(
     object: &RawObject,
 ) -> Result<partition::Written, String> {
     let key = dest.relative(&object.path).to_owned();
-    let body = raw::read(dest, object, &encoding.spool)
+    // The manifest records the answer's SHA-256, as the export did.
+    let (body, sha256) = raw::read(dest, object, &encoding.spool)
         .await
         .map_err(|e| e.to_string())?;
     let unreadable = |e: crate::tencent::api::ApiError| format!("raw object {key}: {e}");
-    // The manifest records the answer's SHA-256, as the export did.
-    let body = std::sync::Arc::new(body);
-    let (sha256, _) = {
-        let (body, spool) = (body.clone(), encoding.spool.clone());
-        tokio::task::spawn_blocking(move || raw::digest(body, None, &spool))
-            .await
-            .expect("hashing does not panic")
-            .map_err(|e| format!("raw object {key}: reading it back: {e}"))?
-    };
-    let body = std::sync::Arc::try_unwrap(body).expect("the digest is done with it");
     let written = match table {
         Table::RoomUsage => {
             let fetched_at = object.fetched_at;

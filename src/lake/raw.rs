@@ -184,12 +184,13 @@ pub async fn newest(
 }
 
 /// The body kept in `object`, decompressed into a spool (a large day's
-/// body is never held whole in memory).
+/// body is never held whole in memory), and its SHA-256 (hex), taken as it
+/// is decompressed.
 pub async fn read(
     dest: &Destination,
     object: &RawObject,
     spool: &SpoolConfig,
-) -> Result<Spooled, RawError> {
+) -> Result<(Spooled, String), RawError> {
     let unreadable = |reason: String| RawError::Unreadable {
         path: dest.relative(&object.path).to_owned(),
         reason,
@@ -206,15 +207,18 @@ pub async fn read(
         let not_zstd = |e: std::io::Error| format!("is not valid zstd: {e}");
         let mut decoder = zstd::stream::read::Decoder::new(&compressed[..]).map_err(not_zstd)?;
         let mut out = spool.writer();
+        let mut sha256 = <sha2::Sha256 as sha2::Digest>::new();
         let mut buf = vec![0u8; 256 * 1024];
         loop {
             let n = decoder.read(&mut buf).map_err(not_zstd)?;
             if n == 0 {
                 break;
             }
+            sha2::Digest::update(&mut sha256, &buf[..n]);
             out.write_all(&buf[..n]).map_err(|e| e.to_string())?;
         }
-        out.finish().map_err(|e| e.to_string())
+        let body = out.finish().map_err(|e| e.to_string())?;
+        Ok((body, hex::encode(sha2::Digest::finalize(sha256))))
     })
     .await
     .expect("zstd decoding does not panic")
@@ -280,7 +284,11 @@ mod tests {
         let objects = &all[&(7, day)];
         assert_eq!(objects.len(), 2);
         assert_eq!(objects[1].fetched_at, t2, "newest last");
-        let back = read(&dest, &objects[1], &spool).await.unwrap();
+        let (back, sha) = read(&dest, &objects[1], &spool).await.unwrap();
+        assert_eq!(
+            sha,
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body))
+        );
         assert!(back.as_memory().is_none(), "spooled to a file");
         assert_eq!(back.to_vec().unwrap(), body);
         assert!(

@@ -318,31 +318,6 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> W
     }
 }
 
-/// Bytes `range` of `file`, to upload.
-fn slice_of(
-    file: &Spooled,
-    all: &Option<Bytes>,
-    offset: u64,
-    len: usize,
-) -> std::io::Result<Bytes> {
-    if let Some(all) = all {
-        return Ok(all.slice(offset as usize..offset as usize + len));
-    }
-    let mut buf = vec![0u8; len];
-    let mut reader = crate::spool::SpoolReader::new(
-        std::sync::Arc::new(match file {
-            Spooled::File { file, len } => Spooled::File {
-                file: file.try_clone()?,
-                len: *len,
-            },
-            Spooled::Memory(v) => Spooled::Memory(v.clone()),
-        }),
-        offset..offset + len as u64,
-    );
-    reader.read_exact(&mut buf)?;
-    Ok(Bytes::from(buf))
-}
-
 /// Uploads `file` to `path`: one atomic PUT up to `threshold`, a multipart
 /// upload of `part_size` parts above it (visible only once completed, and
 /// aborted on failure so no part is left behind), read from the spool a
@@ -395,15 +370,16 @@ pub async fn put_file(
         return Ok(());
     }
     let len = file.len();
-    let all = match &file {
-        Spooled::Memory(v) => Some(Bytes::from(v.clone())),
-        Spooled::File { .. } => None,
-    };
     if len as usize <= threshold {
-        let bytes =
-            slice_of(&file, &all, 0, len as usize).map_err(io_err("reading spooled", path))?;
+        let payload = match file {
+            Spooled::Memory(bytes) => PutPayload::from(bytes),
+            file @ Spooled::File { .. } => PutPayload::from(
+                file.read_range(0, len as usize)
+                    .map_err(io_err("reading spooled", path))?,
+            ),
+        };
         store
-            .put(path, PutPayload::from_bytes(bytes))
+            .put(path, payload)
             .await
             .map_err(store_err("writing", path))?;
         return Ok(());
@@ -420,8 +396,8 @@ pub async fn put_file(
             let _ = writer.abort().await;
             return Err(store_err("uploading part of", path)(e));
         }
-        let part = match slice_of(&file, &all, offset, n) {
-            Ok(p) => p,
+        let part = match file.read_range(offset, n) {
+            Ok(p) => Bytes::from(p),
             Err(e) => {
                 let _ = writer.abort().await;
                 return Err(io_err("reading spooled", path)(e));
