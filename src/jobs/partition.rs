@@ -215,6 +215,14 @@ pub async fn encode_room_usage(
     .await
     .expect("the encoder does not panic")
     .map_err(|e| format!("RequestId {}: {e}", call.request_id))?;
+    // The CSV reader names the line and column of a problem in `Data`'s
+    // text when it meets it; should it not, the scan's verdict still holds.
+    if let Some(problem) = &usage.data_problem {
+        return Err(format!(
+            "RequestId {}: Response.Data is not valid JSON text: {problem}",
+            call.request_id
+        ));
+    }
     warn_header(call, &encoded.header);
     Ok(encoded)
 }

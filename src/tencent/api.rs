@@ -21,7 +21,7 @@ use crate::tencent::app_usage::{self, AppUsage, AppUsageRequest};
 use crate::tencent::credentials::Provider;
 use crate::tencent::error::ErrorBody;
 pub use crate::tencent::error::{ErrorClass, classify_code};
-use crate::tencent::scan::{DataValue, Found, Scanner};
+use crate::tencent::scan::{DataValue, Found, ScanError, Scanner, first_control, simple_escape};
 use crate::tencent::signer::{self, SignInput};
 
 /// The room API's action, and the version both actions use.
@@ -51,6 +51,10 @@ pub struct RoomUsage {
     pub body: Arc<Spooled>,
     csv: std::ops::Range<u64>,
     pub request_id: String,
+    /// What the scan found wrong inside `Data`'s text (see
+    /// [`Found::data_problem`]): the answer is refused, by the CSV reader
+    /// naming the line and column when it meets the problem, else with this.
+    pub data_problem: Option<String>,
     /// When the response arrived (local clock, UTC).
     pub fetched_at: DateTime<Utc>,
     /// Size of the HTTP body, for logs and benchmarks.
@@ -78,8 +82,13 @@ pub enum ApiError {
     Timeout { endpoint: String, after: Duration },
     #[error("network error talking to {endpoint}: {message}")]
     Transport { endpoint: String, message: String },
-    #[error("unreadable response from {endpoint}: {reason}")]
-    Body { endpoint: String, reason: String },
+    #[error("unreadable response from {endpoint}{rid}: {reason}", rid = request_id.as_deref().map(|r| format!(" (RequestId {r})")).unwrap_or_default())]
+    Body {
+        endpoint: String,
+        reason: String,
+        /// The answer's RequestId, when it could be read.
+        request_id: Option<String>,
+    },
     /// The body could not be spooled (a full or missing `--spool-dir`):
     /// every later answer would fail the same way, so the run stops.
     #[error("cannot keep the answer: {0}")]
@@ -137,7 +146,7 @@ pub fn now_micros() -> DateTime<Utc> {
 struct Answer {
     body: Spooled,
     /// The scan of the body, when asked for (the room API's).
-    scanned: Option<Result<Found, String>>,
+    scanned: Option<Result<Found, ScanError>>,
     fetched_at: DateTime<Utc>,
     response_at: std::time::Instant,
     /// The server's clock from its `Date` header.
@@ -189,6 +198,7 @@ impl RoomUsage {
             let chunk = reader.fill_buf().map_err(|e| ApiError::Body {
                 endpoint: origin.to_owned(),
                 reason: format!("reading it back: {e}"),
+                request_id: None,
             })?;
             if chunk.is_empty() {
                 break;
@@ -197,12 +207,13 @@ impl RoomUsage {
             let n = chunk.len();
             reader.consume(n);
         }
-        let (csv, request_id) = located(scanner.finish(), origin, None)?;
+        let (csv, request_id, data_problem) = located(scanner.finish(), origin, None)?;
         Ok(Self {
             body_bytes: body.len() as usize,
             body,
             csv,
             request_id,
+            data_problem,
             fetched_at,
             response_at: std::time::Instant::now(),
         })
@@ -238,9 +249,12 @@ const MAX_ESCAPE: usize = 12;
 /// the character and the bytes it took, or `None` when `r` ends before the
 /// escape can be told.
 fn decode_escape(r: &[u8]) -> Result<Option<(char, usize)>, String> {
+    // Exactly four hex digits, as JSON says (`from_str_radix` alone would
+    // take a sign: `\u+041`).
     let hex4 = |b: &[u8]| -> Result<u32, String> {
-        let s = std::str::from_utf8(b).map_err(|_| "bad \\u escape".to_owned())?;
-        u32::from_str_radix(s, 16).map_err(|_| format!("bad \\u escape {s:?}"))
+        b.iter()
+            .try_fold(0u32, |v, &d| Some(v << 4 | (d as char).to_digit(16)?))
+            .ok_or_else(|| format!("bad \\u escape {:?}", String::from_utf8_lossy(b)))
     };
     let Some(&e) = r.get(1) else {
         return Ok(None);
@@ -279,35 +293,6 @@ fn decode_escape(r: &[u8]) -> Result<Option<(char, usize)>, String> {
         }
         other => Err(format!("bad escape \\{}", other as char)),
     }
-}
-
-/// The byte a one-character escape (`\n`, `\"`, …) stands for.
-fn simple_escape(e: u8) -> Option<u8> {
-    Some(match e {
-        b'n' => b'\n',
-        b'"' => b'"',
-        b'\\' => b'\\',
-        b'/' => b'/',
-        b'r' => b'\r',
-        b't' => b'\t',
-        b'b' => 0x08,
-        b'f' => 0x0c,
-        _ => return None,
-    })
-}
-
-/// Where the first control character (below 0x20, which JSON requires to
-/// be escaped) is in `bytes`.
-fn first_control(bytes: &[u8]) -> Option<usize> {
-    // Chunks without a branch per byte: this runs over the whole CSV.
-    let mut at = 0;
-    for chunk in bytes.chunks(64) {
-        if chunk.iter().fold(false, |any, &b| any | (b < 0x20)) {
-            return chunk.iter().position(|&b| b < 0x20).map(|i| at + i);
-        }
-        at += chunk.len();
-    }
-    None
 }
 
 fn invalid_data(e: String) -> std::io::Error {
@@ -443,40 +428,53 @@ impl<R: BufRead> std::io::Read for DataReader<R> {
 }
 
 /// What a scan of the room answer's body found: the API's error, or where
-/// `Response.Data`'s escaped text lies in the body and the RequestId.
+/// `Response.Data`'s escaped text lies in the body, the RequestId, and what
+/// is wrong inside that text, if anything. Every error names the RequestId
+/// when the answer had one.
+#[allow(clippy::type_complexity)]
 fn located(
-    scanned: Result<Found, String>,
+    scanned: Result<Found, ScanError>,
     origin: &str,
     server_time: Option<i64>,
-) -> Result<(std::ops::Range<u64>, String), ApiError> {
-    let body_error = |reason: String| ApiError::Body {
+) -> Result<(std::ops::Range<u64>, String, Option<String>), ApiError> {
+    let body_error = |reason: String, request_id: Option<String>| ApiError::Body {
         endpoint: origin.to_owned(),
         reason,
+        request_id,
     };
-    let found = scanned.map_err(|e| body_error(format!("not the API's JSON ({e})")))?;
+    let found = scanned
+        .map_err(|e| body_error(format!("not the API's JSON ({})", e.reason), e.request_id))?;
     let request_id = match &found.request_id {
         None => None,
-        Some(text) => Some(
-            serde_json::from_slice::<String>(text)
-                .map_err(|e| body_error(format!("not the API's JSON (Response.RequestId: {e})")))?,
-        ),
+        Some(text) => Some(serde_json::from_slice::<String>(text).map_err(|e| {
+            body_error(
+                format!("not the API's JSON (Response.RequestId: {e})"),
+                None,
+            )
+        })?),
     };
     let error = match &found.error {
         None => None,
-        Some(text) => Some(
-            serde_json::from_slice::<ErrorBody>(text)
-                .map_err(|e| body_error(format!("not the API's JSON (Response.Error: {e})")))?,
-        ),
+        Some(text) => Some(serde_json::from_slice::<ErrorBody>(text).map_err(|e| {
+            body_error(
+                format!("not the API's JSON (Response.Error: {e})"),
+                request_id.clone(),
+            )
+        })?),
     };
     let request_id = answered(request_id, error, origin, server_time)?;
     match found.data {
         // Only an empty string means a day with no rooms; an answer without
         // Data (or with null) is not one, and must not become a final day.
-        DataValue::Missing | DataValue::Null => {
-            Err(body_error("Response.Data is missing or null".into()))
-        }
-        DataValue::NotString => Err(body_error("Response.Data is not a string".into())),
-        DataValue::String(range) => Ok((range, request_id)),
+        DataValue::Missing | DataValue::Null => Err(body_error(
+            "Response.Data is missing or null".into(),
+            Some(request_id),
+        )),
+        DataValue::NotString => Err(body_error(
+            "Response.Data is not a string".into(),
+            Some(request_id),
+        )),
+        DataValue::String(range) => Ok((range, request_id, found.data_problem)),
     }
 }
 
@@ -502,6 +500,7 @@ pub(crate) fn answered(
         return Err(ApiError::Body {
             endpoint: origin.to_owned(),
             reason: "Response.RequestId is missing".into(),
+            request_id: None,
         });
     }
     Ok(request_id)
@@ -549,12 +548,13 @@ impl Client {
         let answer = self.post(ACTION, body, true).await?;
         let endpoint = self.config.endpoint.to_string();
         let scanned = answer.scanned.expect("the room answer is scanned");
-        let (csv, request_id) = located(scanned, &endpoint, answer.server_time)?;
+        let (csv, request_id, data_problem) = located(scanned, &endpoint, answer.server_time)?;
         Ok(RoomUsage {
             body_bytes: answer.body.len() as usize,
             body: Arc::new(answer.body),
             csv,
             request_id,
+            data_problem,
             fetched_at: answer.fetched_at,
             response_at: answer.response_at,
         })
@@ -697,6 +697,7 @@ mod tests {
         let body = ApiError::Body {
             endpoint: "x".into(),
             reason: "html".into(),
+            request_id: None,
         };
         assert_eq!(body.class(), ErrorClass::Transient);
     }
@@ -709,7 +710,7 @@ mod tests {
         let mut scanner = Scanner::new();
         scanner.feed(body);
         located(scanner.finish(), origin, server_time)
-            .map(|(r, id)| (r.start as usize..r.end as usize, id))
+            .map(|(r, id, _)| (r.start as usize..r.end as usize, id))
     }
 
     #[test]

@@ -95,27 +95,38 @@ impl AppUsage {
         origin: &str,
         server_time: Option<i64>,
     ) -> Result<Self, ApiError> {
-        let body_error = |reason: String| ApiError::Body {
+        let body_error = |reason: String, request_id: Option<&str>| ApiError::Body {
             endpoint: origin.to_owned(),
             reason,
+            request_id: request_id.map(str::to_owned),
         };
         let bytes = match body.as_memory() {
             Some(b) => std::borrow::Cow::Borrowed(b),
             None => std::borrow::Cow::Owned(
                 body.to_vec()
-                    .map_err(|e| body_error(format!("reading the spooled body: {e}")))?,
+                    .map_err(|e| body_error(format!("reading the spooled body: {e}"), None))?,
             ),
         };
-        let envelope: Envelope = serde_json::from_slice(&bytes)
-            .map_err(|e| body_error(format!("not the API's JSON ({e})")))?;
+        // One definition of JSON for both answers: what serde_json parses
+        // into a value (every string's UTF-8 included), then read by key,
+        // a key given twice refused.
+        let not_json = |e: serde_json::Error| body_error(format!("not the API's JSON ({e})"), None);
+        serde_json::from_slice::<serde_json::Value>(&bytes).map_err(not_json)?;
+        let envelope: Envelope = serde_json::from_slice(&bytes).map_err(not_json)?;
         let r = envelope.response;
         let request_id = crate::tencent::api::answered(r.request_id, r.error, origin, server_time)?;
-        let usage_key = r
-            .usage_key
-            .ok_or_else(|| body_error("Response.UsageKey is missing or null".into()))?;
-        let list = r
-            .usage_list
-            .ok_or_else(|| body_error("Response.UsageList is missing or null".into()))?;
+        let usage_key = r.usage_key.ok_or_else(|| {
+            body_error(
+                "Response.UsageKey is missing or null".into(),
+                Some(&request_id),
+            )
+        })?;
+        let list = r.usage_list.ok_or_else(|| {
+            body_error(
+                "Response.UsageList is missing or null".into(),
+                Some(&request_id),
+            )
+        })?;
         let buckets = list
             .into_iter()
             .map(|b| Bucket {
