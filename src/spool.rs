@@ -82,7 +82,7 @@ impl SpoolWriter {
 
     /// `e`, naming the spool directory and the flag that sets it.
     fn named(&self, doing: &str, e: io::Error) -> io::Error {
-        io::Error::new(
+        SpoolError::io(
             e.kind(),
             format!(
                 "{doing} a spool file in {} (--spool-dir): {e}",
@@ -115,7 +115,7 @@ impl SpoolWriter {
                 let dir = self.config.dir.display().to_string();
                 let file = file.into_inner().map_err(|e| {
                     let e = e.into_error();
-                    io::Error::new(
+                    SpoolError::io(
                         e.kind(),
                         format!("writing a spool file in {dir} (--spool-dir): {e}"),
                     )
@@ -152,6 +152,43 @@ impl Write for SpoolWriter {
             None => Ok(()),
         }
     }
+}
+
+/// A spool that cannot be written (`--spool-dir` full or gone): the
+/// machine's problem, not one answer's, so a run stops on it. It travels
+/// inside the `io::Error` the writer returns; [`is_spool_failure`] finds it.
+#[derive(Debug)]
+pub struct SpoolError(String);
+
+impl SpoolError {
+    fn io(kind: io::ErrorKind, message: String) -> io::Error {
+        io::Error::new(kind, SpoolError(message))
+    }
+}
+
+impl std::fmt::Display for SpoolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SpoolError {}
+
+/// Whether `e`, or an error it was caused by, is a spool that cannot be
+/// written.
+pub fn is_spool_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut at = Some(e);
+    while let Some(e) = at {
+        let inner_is_spool = e
+            .downcast_ref::<io::Error>()
+            .and_then(|io| io.get_ref())
+            .is_some_and(|inner| inner.is::<SpoolError>());
+        if e.is::<SpoolError>() || inner_is_spool {
+            return true;
+        }
+        at = e.source();
+    }
+    false
 }
 
 /// Bytes that were spooled.
@@ -418,7 +455,16 @@ mod tests {
         };
         assert!(cfg.check().is_err());
         let mut w = cfg.writer();
-        let e = w.write_all(b"x").unwrap_err().to_string();
-        assert!(e.contains("/nonexistent/spool (--spool-dir)"), "{e}");
+        let e = w.write_all(b"x").unwrap_err();
+        assert!(
+            e.to_string().contains("/nonexistent/spool (--spool-dir)"),
+            "{e}"
+        );
+        // Known as a spool failure however it is wrapped (the Parquet
+        // writer's error, the lake's), and nothing else is.
+        assert!(is_spool_failure(&e));
+        let wrapped = crate::lake::write::WriteError::from(parquet::errors::ParquetError::from(e));
+        assert!(is_spool_failure(&wrapped), "{wrapped}");
+        assert!(!is_spool_failure(&io::Error::other("disk full elsewhere")));
     }
 }

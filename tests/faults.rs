@@ -1,7 +1,6 @@
 //! The fault matrix: every fault the real world throws, injected, with what
 //! the job must do about it.
 
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -319,51 +318,6 @@ fn plain_http_to_a_remote_host_is_refused_unless_allowed() {
         ],
     );
     r.assert_code(1);
-}
-
-/// Starts a run in the background; returns the child and a channel of its
-/// stderr lines.
-fn spawn_run(
-    sim: &trtc_usage::simulator::Simulator,
-    dest: &TestDest,
-    args: &[String],
-) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
-    let mut c = cmd(sim, dest);
-    c.arg("export")
-        .args(args)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (child, rx)
-}
-
-fn signal(child: &std::process::Child, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(ok.success());
-}
-
-fn wait_with_deadline(child: &mut std::process::Child, deadline: Duration) -> i32 {
-    let t0 = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s.code().unwrap_or(-1);
-        }
-        assert!(t0.elapsed() < deadline, "did not stop within {deadline:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Every partition visible is complete: a readable file, and a manifest

@@ -4,11 +4,12 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrow_array::{Array, Int64Array, RecordBatch, StringArray};
 use chrono::{NaiveDate, Utc};
@@ -674,4 +675,56 @@ pub fn local_files(dest: &TestDest) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     walk(dir.path(), dir.path(), &mut out);
     out
+}
+
+/// Starts a run in the background; returns the child and a channel of its
+/// stderr lines.
+pub fn spawn_run(
+    sim: &trtc_usage::simulator::Simulator,
+    dest: &TestDest,
+    args: &[String],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    spawn_export(cmd(sim, dest), args)
+}
+
+/// Starts `export` with `c` in the background, as [`spawn_run`] does.
+pub fn spawn_export(
+    mut c: Command,
+    args: &[String],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    c.arg("export")
+        .args(args)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+pub fn signal(child: &std::process::Child, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+pub fn wait_with_deadline(child: &mut std::process::Child, deadline: Duration) -> i32 {
+    let t0 = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code().unwrap_or(-1);
+        }
+        assert!(t0.elapsed() < deadline, "did not stop within {deadline:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::jobs::config::{ChecksMode, JobConfig};
-use crate::jobs::partition;
+use crate::jobs::partition::{self, Problem};
 use crate::jobs::plan;
 use crate::jobs::progress::Progress;
 use crate::jobs::rebuild;
@@ -453,12 +453,14 @@ const INLINE_DIGEST_LIMIT: u64 = 64 * 1024;
 /// in the raw zone at `path`, compressed (a piece at a time, from the
 /// spool). It runs while the partition's file is encoded and must succeed
 /// before that file is committed: if the answer cannot be kept, the
-/// partition fails rather than exist without its source.
+/// partition fails rather than exist without its source (and the run
+/// stops, if the spool cannot be written).
 async fn digest_and_keep(
     cfg: &JobConfig,
+    app_id: u64,
     path: Option<&object_store::path::Path>,
     answer: &impl Answer,
-) -> Result<String, String> {
+) -> Result<String, Problem> {
     let level = path.and(cfg.raw_level);
     let body = answer.spooled_body();
     let spool = cfg.encoding.spool.clone();
@@ -476,18 +478,21 @@ async fn digest_and_keep(
             cfg.dest.display()
         )
     };
-    let (sha256, compressed) = digested.map_err(|e| match path {
-        Some(_) => failed(format!("compressing it: {e}")),
-        // Under --raw off only the hash was taken.
-        None => format!(
-            "RequestId {}: reading the spooled response: {e}",
-            answer.request_id()
-        ),
+    let (sha256, compressed) = digested.map_err(|e| {
+        let message = match path {
+            Some(_) => failed(format!("compressing it: {e}")),
+            // Under --raw off only the hash was taken.
+            None => format!(
+                "RequestId {}: reading the spooled response: {e}",
+                answer.request_id()
+            ),
+        };
+        Problem::of(&e, message)
     })?;
     if let (Some(path), Some(compressed)) = (path, compressed) {
-        raw::put(&cfg.dest, path, compressed)
+        raw::put(&cfg.dest, app_id, path, compressed)
             .await
-            .map_err(|e| failed(e.to_string()))?;
+            .map_err(|e| Problem::of(&e, failed(e.to_string())))?;
     }
     Ok(sha256)
 }
@@ -504,7 +509,7 @@ async fn export_partition<R: Call>(
     p: Partition,
     table: Table,
     request: R,
-    encode: impl AsyncFnOnce(&R::Answer, &CallInfo) -> Result<Encoded, String>,
+    encode: impl AsyncFnOnce(&R::Answer, &CallInfo) -> Result<Encoded, Problem>,
 ) -> PartitionResult {
     if let Err(msg) = inflight::begin(&cfg.dest, table, p.app_id, p.usage_date).await {
         return PartitionResult::Failed(msg);
@@ -539,7 +544,7 @@ async fn export_partition<R: Call>(
         let started = std::time::Instant::now();
         let ((kept, digest_time), (encoded, encode_time)) = tokio::join!(
             async {
-                let kept = digest_and_keep(cfg, raw_path.as_ref(), &answer).await;
+                let kept = digest_and_keep(cfg, p.app_id, raw_path.as_ref(), &answer).await;
                 (kept, started.elapsed())
             },
             async {
@@ -556,15 +561,24 @@ async fn export_partition<R: Call>(
             encode_ms = encode_time.as_millis() as u64,
             "Answer received, digested, kept and encoded."
         );
-        match (kept, call.body.as_mut()) {
-            (Ok(sha256), Some(body)) => body.sha256 = sha256,
-            (Ok(_), None) => {}
-            (Err(msg), _) => return PartitionResult::Failed(msg),
-        }
-        let encoded = match encoded {
-            Ok(e) => e,
-            Err(msg) => return PartitionResult::Failed(msg),
+        // A spool that cannot be written stops the run, whichever side met
+        // it first; any other problem fails this partition only.
+        let problem = match (&kept, &encoded) {
+            (Err(p @ Problem::Run(_)), _) | (_, Err(p @ Problem::Run(_))) => Some(p.clone()),
+            (Err(p), _) | (_, Err(p)) => Some(p.clone()),
+            _ => None,
         };
+        match problem {
+            Some(Problem::Run(msg)) => return PartitionResult::Fatal(msg),
+            Some(Problem::Partition(msg)) => return PartitionResult::Failed(msg),
+            None => {}
+        }
+        let (Ok(sha256), Ok(encoded)) = (kept, encoded) else {
+            unreachable!("both sides succeeded")
+        };
+        if let Some(body) = call.body.as_mut() {
+            body.sha256 = sha256;
+        }
         let body_bytes = answer.body_bytes();
         match partition::commit(&cfg.dest, &call, encoded, answer.response_at(), body_bytes).await {
             Ok(w) => PartitionResult::Written(Box::new(w)),
@@ -790,7 +804,7 @@ pub async fn run(
 pub(crate) async fn end_lease(lease: Lease, mut summary: Summary) -> Summary {
     if let Some(why) = lease.lost() {
         summary.status = Status::Fatal;
-        summary.fatal_error = Some(format!("lost the lake's lease: {why}"));
+        summary.fatal_error = Some(why);
     }
     lease.release().await;
     summary

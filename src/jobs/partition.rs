@@ -119,6 +119,34 @@ pub fn call_info(
     }
 }
 
+/// Why a partition could not be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// The partition's own (bad data, a failed write): the run goes on.
+    Partition(String),
+    /// The machine's: a spool that cannot be written (`--spool-dir` full or
+    /// gone), which every later partition would meet too: the run stops.
+    Run(String),
+}
+
+impl Problem {
+    /// `message` about `e`, a problem of the run when `e` is a spool
+    /// failure.
+    pub fn of(e: &(dyn std::error::Error + 'static), message: String) -> Self {
+        if crate::spool::is_spool_failure(e) {
+            Problem::Run(message)
+        } else {
+            Problem::Partition(message)
+        }
+    }
+
+    pub fn message(self) -> String {
+        match self {
+            Problem::Partition(m) | Problem::Run(m) => m,
+        }
+    }
+}
+
 /// Encodes `usage` as the `app_usage` partition `call` describes, `offset`
 /// being the API's clock. The error is one line naming the RequestId and,
 /// for bad data, the bucket.
@@ -127,12 +155,12 @@ pub fn encode_app_usage(
     offset: FixedOffset,
     usage: &AppUsage,
     call: &CallInfo,
-) -> Result<Encoded, String> {
+) -> Result<Encoded, Problem> {
     let n = app_usage::normalize(usage, call.day, offset, contract)
-        .map_err(|e| format!("RequestId {}: {e}", call.request_id))?;
+        .map_err(|e| Problem::Partition(format!("RequestId {}: {e}", call.request_id)))?;
     warn_header(call, &n.header);
     write::encode_batch(&n.batch, n.header, n.totals)
-        .map_err(|e| format!("RequestId {}: {e}", call.request_id))
+        .map_err(|e| Problem::of(&e, format!("RequestId {}: {e}", call.request_id)))
 }
 
 /// Writes `usage` as the `app_usage` partition `call` describes.
@@ -143,7 +171,7 @@ pub async fn write_app_usage(
     usage: AppUsage,
     call: &CallInfo,
 ) -> Result<Written, String> {
-    let encoded = encode_app_usage(contract, offset, &usage, call)?;
+    let encoded = encode_app_usage(contract, offset, &usage, call).map_err(Problem::message)?;
     commit(dest, call, encoded, usage.response_at, usage.body_bytes).await
 }
 
@@ -204,7 +232,7 @@ pub async fn encode_room_usage(
     encoding: &Encoding,
     usage: &RoomUsage,
     call: &CallInfo,
-) -> Result<Encoded, String> {
+) -> Result<Encoded, Problem> {
     let csv = usage.csv();
     let request_id = usage.request_id.clone();
     let fetched_at = usage.fetched_at;
@@ -214,14 +242,14 @@ pub async fn encode_room_usage(
     })
     .await
     .expect("the encoder does not panic")
-    .map_err(|e| format!("RequestId {}: {e}", call.request_id))?;
+    .map_err(|e| Problem::of(&e, format!("RequestId {}: {e}", call.request_id)))?;
     // The CSV reader names the line and column of a problem in `Data`'s
     // text when it meets it; should it not, the scan's verdict still holds.
     if let Some(problem) = &usage.data_problem {
-        return Err(format!(
+        return Err(Problem::Partition(format!(
             "RequestId {}: Response.Data is not valid JSON text: {problem}",
             call.request_id
-        ));
+        )));
     }
     warn_header(call, &encoded.header);
     Ok(encoded)
@@ -236,6 +264,8 @@ pub async fn write_room_usage(
     usage: RoomUsage,
     call: &CallInfo,
 ) -> Result<Written, String> {
-    let encoded = encode_room_usage(contract, encoding, &usage, call).await?;
+    let encoded = encode_room_usage(contract, encoding, &usage, call)
+        .await
+        .map_err(Problem::message)?;
     commit(dest, call, encoded, usage.response_at, usage.body_bytes).await
 }

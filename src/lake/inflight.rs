@@ -40,6 +40,7 @@ pub async fn begin(
     app_id: u64,
     day: NaiveDate,
 ) -> Result<(), String> {
+    dest.fences().check(app_id).map_err(|e| e.to_string())?;
     let path = intent_path(dest, table, app_id, day);
     let body = serde_json::json!({
         "pid": std::process::id(),

@@ -10,6 +10,11 @@
 //!   the run is stopped.
 //! - Released (deleted, if still ours) when the run ends, on errors and on
 //!   SIGTERM/SIGINT too.
+//! - Fenced (`docs/lake.md`, "Fencing"): the run commits only while the
+//!   start of its last successful renewal plus the time to live, less a
+//!   safety margin, lies ahead on its monotonic clock ([`Fence`]). A
+//!   renewal that stalls or keeps failing until then closes the fence and
+//!   stops the run, before another run could take the lease over.
 //! - A lease its holder stopped renewing expires after its time to live and
 //!   is taken over, with a warning. Two runs taking over at once are
 //!   ordered by one more create-only write, of a marker named after the
@@ -20,7 +25,7 @@
 //!   that does not is refused, naming `--lease off`.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use object_store::path::Path;
@@ -29,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::lake::fence::Fence;
 use crate::lake::store::Destination;
 
 /// The job's own directory under the lake's root.
@@ -184,7 +190,7 @@ pub struct Lease {
     record: Arc<Mutex<Record>>,
     stop: CancellationToken,
     renewer: Option<tokio::task::JoinHandle<()>>,
-    lost: Arc<Mutex<Option<String>>>,
+    fence: Fence,
 }
 
 /// The lease as it is in the store, with its version for a CAS.
@@ -241,6 +247,9 @@ impl Lease {
         cancel: CancellationToken,
     ) -> Result<Lease, LeaseError> {
         probe(dest).await?;
+        // The fence counts from before the lease is written: the record's
+        // expiry, on any clock, lies later.
+        let started = Instant::now();
         let path = dest.root().clone().join(STATE_DIR).join(LEASE_FILE);
         let now = crate::tencent::api::now_micros();
         let ttl_chrono = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
@@ -274,7 +283,7 @@ impl Lease {
                             },
                             e => store_err(&path, "taking")(e),
                         })?;
-                    return Ok(Self::start(dest, path, record, ttl, cancel));
+                    return Ok(Self::start(dest, path, record, ttl, started, cancel));
                 };
                 if old.expires_at > now {
                     return Err(held(dest, &path, old));
@@ -337,7 +346,7 @@ impl Lease {
             }
             Err(e) => return Err(store_err(&path, "taking")(e)),
         }
-        Ok(Self::start(dest, path, record, ttl, cancel))
+        Ok(Self::start(dest, path, record, ttl, started, cancel))
     }
 
     fn start(
@@ -345,11 +354,13 @@ impl Lease {
         path: Path,
         record: Record,
         ttl: Duration,
+        started: Instant,
         cancel: CancellationToken,
     ) -> Lease {
         info!(lease = %dest.relative(&path), holder = %record.holder, expires_at = %record.expires_at, "Took the lake's lease.");
         let record = Arc::new(Mutex::new(record));
-        let lost = Arc::new(Mutex::new(None));
+        let fence = Fence::new(dest.relative(&path).to_owned(), ttl, started, cancel);
+        dest.fences().install_lake(fence.clone());
         let stop = CancellationToken::new();
         let every = (ttl / 3).max(Duration::from_millis(100));
         let renewer = tokio::spawn(renew_loop(
@@ -359,8 +370,7 @@ impl Lease {
             ttl,
             every,
             stop.clone(),
-            cancel,
-            lost.clone(),
+            fence.clone(),
         ));
         Lease {
             dest: dest.clone(),
@@ -368,13 +378,13 @@ impl Lease {
             record,
             stop,
             renewer: Some(renewer),
-            lost,
+            fence,
         }
     }
 
     /// Why the lease was lost mid-run, if it was.
     pub fn lost(&self) -> Option<String> {
-        self.lost.lock().expect("lease lock").clone()
+        self.fence.lost()
     }
 
     /// Stops renewing and deletes the lease if it is still this run's.
@@ -403,9 +413,9 @@ impl Lease {
     }
 }
 
-/// Renews the lease every `every` until `stop`; on losing it, records why
-/// and cancels the run.
-#[allow(clippy::too_many_arguments)]
+/// Renews the lease every `every` until `stop`. On losing it, or when no
+/// renewal has succeeded by the time the fence closes (a store that does
+/// not answer, or keeps failing), closes the fence, which stops the run.
 async fn renew_loop(
     dest: Destination,
     path: Path,
@@ -413,26 +423,45 @@ async fn renew_loop(
     ttl: Duration,
     every: Duration,
     stop: CancellationToken,
-    cancel: CancellationToken,
-    lost: Arc<Mutex<Option<String>>>,
+    fence: Fence,
 ) {
+    let lease = dest.relative(&path).to_owned();
+    let mut wait = every;
     loop {
+        let deadline = tokio::time::Instant::from_std(fence.valid_until());
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep_until(deadline) => {}
         }
-        match renew(&dest, &path, &record, ttl).await {
-            Ok(()) => {}
-            Err(Renewal::Lost(why)) => {
-                error!(lease = %dest.relative(&path), error = %why, "Lost the lake's lease; stopping the run.");
-                *lost.lock().expect("lease lock") = Some(why);
-                cancel.cancel();
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::from_std(fence.valid_until());
+        let attempt = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = tokio::time::timeout_at(deadline, renew(&dest, &path, &record, ttl)) => r,
+        };
+        match attempt {
+            Ok(Ok(())) => {
+                fence.renewed(started);
+                wait = every;
+            }
+            Ok(Err(Renewal::Lost(why))) => {
+                let why = format!("the lease {lease} was lost: {why}");
+                error!(%lease, error = %why, "Lost the lake's lease; stopping the run.");
+                fence.close(why);
                 return;
             }
-            Err(Renewal::Failed(e)) => {
-                // A store hiccup: try again at the next tick; the lease
-                // lives ttl, three ticks.
-                warn!(lease = %dest.relative(&path), error = %e, "Cannot renew the lake's lease; retrying.");
+            Ok(Err(Renewal::Failed(e))) if Instant::now() < fence.valid_until() => {
+                // A store hiccup: try again soon; the fence stays open
+                // until the time to live, less the margin, runs out.
+                warn!(%lease, error = %e, "Cannot renew the lake's lease; retrying.");
+                wait = every / 3;
+            }
+            Ok(Err(Renewal::Failed(_))) | Err(_) => {
+                let why = fence.expired_reason();
+                error!(%lease, error = %why, "Cannot renew the lake's lease in time; stopping the run before it could expire.");
+                fence.close(why);
+                return;
             }
         }
     }

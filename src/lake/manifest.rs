@@ -183,3 +183,71 @@ pub async fn check_file(dest: &Destination, table: Table, m: &Manifest) -> Optio
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn finite() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            prop::num::f64::NORMAL | prop::num::f64::SUBNORMAL | prop::num::f64::ZERO,
+            Just(f64::MAX),
+            Just(f64::MIN_POSITIVE),
+            Just(0.1 + 0.2),
+            (0u64..1 << 53).prop_map(|n| n as f64),
+        ]
+    }
+
+    fn manifest(totals: BTreeMap<String, f64>, tolerance: f64) -> Manifest {
+        Manifest {
+            format_version: FORMAT_VERSION,
+            table: "checks".into(),
+            app_id: 1400000001,
+            usage_date: "2026-11-20".parse().unwrap(),
+            rows: 7,
+            request_id: "r".into(),
+            fetched_at: DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap(),
+            start_time: String::new(),
+            end_time: String::new(),
+            utc_offset: "+08:00".into(),
+            file: FileInfo {
+                name: "part-00000.parquet".into(),
+                size: 1,
+                sha256: "00".into(),
+            },
+            body: None,
+            raw_object: None,
+            columns_found: vec![],
+            missing_columns: vec![],
+            extra_columns: vec![],
+            totals,
+            check: Some(CheckInfo {
+                room_request_id: "r".into(),
+                app_request_id: "a".into(),
+                tolerance,
+                failed_series: vec![],
+            }),
+            tool_version: "x".into(),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+        /// Every finite figure a manifest holds reads back bit for bit, as
+        /// the manifests are written (pretty JSON).
+        #[test]
+        fn finite_figures_read_back_exactly(
+            totals in prop::collection::btree_map("[a-z_0-9]{1,12}", finite(), 0..8),
+            tolerance in finite(),
+        ) {
+            let m = manifest(totals, tolerance);
+            let json = serde_json::to_vec_pretty(&m).unwrap();
+            let back: Manifest = serde_json::from_slice(&json).unwrap();
+            for (series, v) in &m.totals {
+                prop_assert_eq!(back.totals[series].to_bits(), v.to_bits(), "{}", series);
+            }
+            prop_assert_eq!(back.check.unwrap().tolerance.to_bits(), tolerance.to_bits());
+        }
+    }
+}

@@ -4,6 +4,7 @@
 //!   object_store interface, the layout of paths inside it, the preflight;
 //! - [`manifest`]: `_manifest.json`, the record that a partition is done;
 //! - [`inflight`]: intents, so the next run cleans what a crash left;
+//! - [`fence`]: a run writes only while its lease is surely its own;
 //! - [`lease`]: one writer per lake, a lease taken with a create-only write;
 //! - [`marker`]: whether a lake holds Tencent Cloud or simulated data;
 //! - [`raw`]: the raw zone, every API answer kept compressed, for `rebuild`;
@@ -12,6 +13,7 @@
 //!
 //! The layout and its guarantees are described in `docs/lake.md`.
 
+pub mod fence;
 pub mod inflight;
 pub mod lease;
 pub mod manifest;

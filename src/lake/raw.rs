@@ -47,21 +47,30 @@ pub enum RawError {
     Unreadable { path: String, reason: String },
 }
 
-/// `<fetched_at>_<RequestId>.json.zst`. A RequestId is a UUID; anything
-/// else in it that is not safe in a key becomes `-` (the name is for
-/// sorting and people: the RequestId itself is read from the body).
+/// The longest RequestId a raw object's name holds as it is.
+const MAX_NAMED_ID: usize = 64;
+
+/// `<fetched_at>_<RequestId>.json.zst`. A RequestId is a UUID, kept as it
+/// is; one longer than 64 characters, or with a character that is not safe
+/// in a key, is named by its first 32 safe characters (others become `-`)
+/// and 16 hex digits of its SHA-256, so the name stays within every
+/// store's limits (255 bytes on local disk) and still tells RequestIds
+/// apart. The name is for sorting and people: the RequestId itself is read
+/// from the body, and the manifest and the rows keep it whole.
 pub fn object_name(fetched_at: DateTime<Utc>, request_id: &str) -> String {
-    let safe: String = request_id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    format!("{}_{safe}{SUFFIX}", fetched_at.format(TIME_FORMAT))
+    let safe_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
+    let id = if request_id.len() <= MAX_NAMED_ID && request_id.chars().all(safe_char) {
+        request_id.to_owned()
+    } else {
+        let prefix: String = request_id
+            .chars()
+            .take(32)
+            .map(|c| if safe_char(c) { c } else { '-' })
+            .collect();
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(request_id.as_bytes());
+        format!("{prefix}-{}", &hex::encode(digest)[..16])
+    };
+    format!("{}_{id}{SUFFIX}", fetched_at.format(TIME_FORMAT))
 }
 
 /// The `fetched_at` a raw object's name records.
@@ -100,9 +109,16 @@ pub fn digest(
     digester.finish()
 }
 
-/// Stores one answer's compressed body at `path` (from [`path_for`]).
-/// Never replaces an object: the name is new for every fetch.
-pub async fn put(dest: &Destination, path: &Path, compressed: Spooled) -> Result<(), WriteError> {
+/// Stores one answer's compressed body at `path` (from [`path_for`]), for
+/// app `app_id`, if the run's lease still allows it. Never replaces an
+/// object: the name is new for every fetch.
+pub async fn put(
+    dest: &Destination,
+    app_id: u64,
+    path: &Path,
+    compressed: Spooled,
+) -> Result<(), WriteError> {
+    dest.fences().check(app_id)?;
     write::put_file(
         dest,
         path,
@@ -240,10 +256,20 @@ mod tests {
         assert_eq!(fetched_at_of(&name), Some(t));
         let later = object_name(t + chrono::Duration::microseconds(1), "0");
         assert!(later > name);
-        assert_eq!(
-            object_name(t, "a/b c").split_once('_').unwrap().1,
-            "a-b-c.json.zst"
+        // Odd: a readable prefix and a digest, so "a/b" and "a-b" differ.
+        let odd = object_name(t, "a/b c");
+        let odd = odd.split_once('_').unwrap().1;
+        assert!(
+            odd.starts_with("a-b-c-") && odd.len() == "a-b-c-".len() + 16 + 9,
+            "{odd}"
         );
+        assert_ne!(object_name(t, "a/b c"), object_name(t, "a-b-c"));
+        // Long: within any store's name limit, and still apart.
+        let long = "R".repeat(300);
+        let name = object_name(t, &long);
+        assert!(name.len() < 100, "{name}");
+        assert_eq!(fetched_at_of(&name), Some(t));
+        assert_ne!(name, object_name(t, &format!("{long}x")));
         assert_eq!(fetched_at_of("x.json.zst"), None);
     }
 
@@ -270,7 +296,7 @@ mod tests {
         let t2 = DateTime::from_timestamp_micros(1_763_600_000_000_002).unwrap();
         for t in [t2, t1] {
             let path = path_for(&dest, Table::RoomUsage, 7, day, t, "r");
-            put(&dest, &path, Spooled::Memory(compressed.clone()))
+            put(&dest, 1, &path, Spooled::Memory(compressed.clone()))
                 .await
                 .unwrap();
         }

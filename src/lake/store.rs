@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::lake::fence::Fences;
 use chrono::NaiveDate;
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
@@ -61,6 +62,9 @@ pub struct Destination {
     display: String,
     /// The directory, for a local destination.
     local: Option<std::path::PathBuf>,
+    /// The leases this run holds over the lake: every partition write asks
+    /// them first (see [`crate::lake::fence`]). Clones share them.
+    fences: Fences,
 }
 
 impl std::fmt::Debug for Destination {
@@ -147,6 +151,7 @@ impl Destination {
                 root,
                 display: dest.to_owned(),
                 local: None,
+                fences: Fences::default(),
             });
         }
         if dest.contains("://") && !dest.starts_with("file://") {
@@ -193,6 +198,7 @@ impl Destination {
             root,
             display: dest.to_owned(),
             local: Some(local),
+            fences: Fences::default(),
         })
     }
 
@@ -226,7 +232,13 @@ impl Destination {
             root,
             display: display.to_owned(),
             local: None,
+            fences: Fences::default(),
         }
+    }
+
+    /// The run's fences over this lake.
+    pub fn fences(&self) -> &Fences {
+        &self.fences
     }
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {

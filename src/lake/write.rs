@@ -94,6 +94,12 @@ pub enum WriteError {
         #[source]
         source: object_store::Error,
     },
+    /// A figure for the manifest that JSON cannot hold (serde_json would
+    /// write `null`): refused before anything is written.
+    #[error("{what} is {value}, not a finite number; nothing was written")]
+    NotFinite { what: String, value: f64 },
+    #[error(transparent)]
+    Fenced(#[from] crate::lake::fence::FenceError),
 }
 
 /// A partition's Parquet file, ready to upload.
@@ -425,13 +431,34 @@ pub async fn commit(
     let dir = dest.partition_dir(call.table, call.app_id, call.day);
     let part = dest.part_path(call.table, call.app_id, call.day);
     let manifest_path = dest.manifest_path(call.table, call.app_id, call.day);
+    // Every number of the manifest reads back as written: no NaN or
+    // infinity (which JSON writes as null) reaches the lake.
+    let figures = encoded
+        .totals
+        .iter()
+        .map(|(series, v)| (format!("the day's total of series '{series}'"), *v))
+        .chain(
+            call.check
+                .iter()
+                .map(|c| ("the check's tolerance".to_owned(), c.tolerance)),
+        );
+    for (what, value) in figures {
+        if !value.is_finite() {
+            return Err(WriteError::NotFinite { what, value });
+        }
+    }
 
+    // Each step asks the run's lease first: a run that may have been
+    // overtaken writes nothing more.
+    let fenced = || dest.fences().check(call.app_id);
+    fenced()?;
     match store.delete(&manifest_path).await {
         Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
         Err(e) => return Err(store_err("deleting old manifest", &manifest_path)(e)),
     }
 
     let size = encoded.file.len();
+    fenced()?;
     put_file(dest, &part, encoded.file, MULTIPART_THRESHOLD, PART_SIZE).await?;
 
     let stale: Vec<Path> = store
@@ -474,6 +501,7 @@ pub async fn commit(
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
     let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
+    fenced()?;
     store
         .put(&manifest_path, PutPayload::from(json))
         .await

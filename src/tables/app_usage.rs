@@ -82,6 +82,10 @@ pub enum AppUsageError {
         key: String,
         value: f64,
     },
+    #[error(
+        "bucket {bucket}, series '{key}': the day's total is no longer a finite number of minutes"
+    )]
+    TotalOverflow { bucket: String, key: String },
 }
 
 /// One day's buckets as a record batch of [`file_schema`], with what the
@@ -220,6 +224,14 @@ pub fn normalize(
             }
             row[t] = Some(v);
             sums[t] += v;
+            // Each bucket finite, the day's sum not (three of 1e308): no
+            // check may compare, nor any manifest hold, an infinity.
+            if !sums[t].is_finite() {
+                return Err(AppUsageError::TotalOverflow {
+                    bucket: b.time_key.clone(),
+                    key: usage.usage_key[i].clone(),
+                });
+            }
         }
         for (builder, v) in values.iter_mut().zip(row) {
             builder.append_option(v);
@@ -395,6 +407,19 @@ mod tests {
         );
         let err = normalize(&twice, day(), bj(), SchemaContract::Evolve).unwrap_err();
         assert_eq!(err.to_string(), "bucket 2026-11-20 00:00:00 appears twice");
+        // Each bucket finite, their sum not.
+        let huge = usage(
+            &keys,
+            ["00:00", "00:05", "00:10"]
+                .iter()
+                .map(|t| bucket(&format!("2026-11-20 {t}:00"), None, &[1.0, 1e308]))
+                .collect(),
+        );
+        let err = normalize(&huge, day(), bj(), SchemaContract::Evolve).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "bucket 2026-11-20 00:05:00, series 'SD': the day's total is no longer a finite number of minutes"
+        );
         let dup = usage(&["HD", "hd"], vec![]);
         let err = normalize(&dup, day(), bj(), SchemaContract::Evolve).unwrap_err();
         assert_eq!(err.to_string(), "UsageKey 'hd' appears twice");

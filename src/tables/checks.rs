@@ -111,7 +111,12 @@ pub fn compare(
                 app_minutes,
                 difference,
                 tolerance: allowed,
-                pass: difference.abs() <= allowed,
+                // A comparison with a figure that is not finite says
+                // nothing: it never passes.
+                pass: [room_minutes, app_minutes, difference, allowed]
+                    .iter()
+                    .all(|v| v.is_finite())
+                    && difference.abs() <= allowed,
             }
         })
         .collect();
@@ -181,5 +186,32 @@ mod tests {
         assert_eq!(o.failed().count(), 2);
         assert_eq!(o.batch.num_rows(), 7);
         assert_eq!(o.batch.schema(), file_schema());
+    }
+
+    #[test]
+    fn a_figure_that_is_not_finite_never_passes() {
+        let room = totals(&[("audio", 6000.0)]);
+        for app_minutes in [f64::INFINITY, f64::NAN, f64::MAX] {
+            let app = totals(&[("audio", app_minutes)]);
+            let o = compare(
+                Input {
+                    request_id: "r",
+                    totals: &room,
+                },
+                Input {
+                    request_id: "a",
+                    totals: &app,
+                },
+                1.0,
+                Utc::now(),
+            );
+            let audio = o.rows.iter().find(|r| r.series == "audio").unwrap();
+            if app_minutes == f64::MAX {
+                // Finite, far off, but within 100% of itself.
+                assert!(audio.pass);
+            } else {
+                assert!(!audio.pass, "{app_minutes}: {audio:?}");
+            }
+        }
     }
 }
