@@ -94,7 +94,7 @@ async fn run_status(args: &StatusArgs, log_format: LogFormat) -> u8 {
             }
             if report.has_damage() {
                 error!(
-                    "Some files do not match their manifests; rerun the export (they are rebuilt from the raw zone or fetched again)."
+                    "Verification failed: some files do not match their manifests, checks are stale, or raw answers are gone (listed above); rerun the export (files are rebuilt from the raw zone or fetched again, stale checks recomputed)."
                 );
                 EXIT_PARTITIONS_FAILED
             } else {

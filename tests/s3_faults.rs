@@ -35,6 +35,9 @@ struct ProxyState {
     upstream: String,
     /// (method, a substring of the path, times left, fault)
     rules: Vec<(Method, String, u32, S3Fault)>,
+    /// The same, for requests that carry a header (`if-match`: the lease's
+    /// renewals, not its take).
+    header_rules: Vec<(Method, String, &'static str, u32, S3Fault)>,
     /// Answer a refused create-only write (412) as if it succeeded.
     ignore_conditions: bool,
     /// Faults served.
@@ -69,6 +72,24 @@ impl Proxy {
             .push((method, path_has.to_owned(), times, fault));
     }
 
+    /// `fault` on requests with `header`, as [`Proxy::inject`] does.
+    fn inject_with_header(
+        &self,
+        method: Method,
+        path_has: &str,
+        header: &'static str,
+        times: u32,
+        fault: S3Fault,
+    ) {
+        self.state.lock().unwrap().header_rules.push((
+            method,
+            path_has.to_owned(),
+            header,
+            times,
+            fault,
+        ));
+    }
+
     fn injected(&self) -> u32 {
         self.state.lock().unwrap().injected
     }
@@ -96,14 +117,25 @@ async fn forward(
     let path = uri.path().replace("%3D", "=").replace("%3d", "=");
     let (upstream, fault, ignore_conditions) = {
         let mut s = state.lock().unwrap();
-        let fault = s
-            .rules
+        let with_header = s
+            .header_rules
             .iter_mut()
-            .find(|(m, p, n, _)| *m == method && path.contains(p.as_str()) && *n > 0)
+            .find(|(m, p, h, n, _)| {
+                *m == method && path.contains(p.as_str()) && headers.contains_key(*h) && *n > 0
+            })
             .map(|r| {
-                r.2 -= 1;
-                r.3
+                r.3 -= 1;
+                r.4
             });
+        let fault = with_header.or_else(|| {
+            s.rules
+                .iter_mut()
+                .find(|(m, p, n, _)| *m == method && path.contains(p.as_str()) && *n > 0)
+                .map(|r| {
+                    r.2 -= 1;
+                    r.3
+                })
+        });
         if fault.is_some() {
             s.injected += 1;
         }
@@ -489,4 +521,62 @@ fn the_lease_is_renewed_on_s3_while_the_run_lasts() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("Lost the lake's lease"), "{stderr}");
+}
+
+/// A writer whose lease renewals cannot go through (`fault` on every
+/// renewal, an `If-Match` PUT): it stops before its lease could expire,
+/// exit 2 naming the lease, leaving only whole partitions; another run
+/// then completes the lake exactly.
+fn a_writer_that_cannot_renew_stops_before_it_could_be_overtaken(fault: S3Fault) {
+    let Some((dest, proxy)) = s3_dest_and_proxy() else {
+        return;
+    };
+    let mut config = sim_config();
+    config.interval = Duration::from_millis(300);
+    let sim = start_sim(config);
+    proxy.inject_with_header(
+        Method::PUT,
+        "_trtc_usage/lease.json",
+        "if-match",
+        1000,
+        fault,
+    );
+    // 40 days at 0.3 s: 12 s of calls, where the fence closes 1.5 s after
+    // the take (time to live 2 s, less its quarter).
+    let days: Vec<_> = days_ago(49).iter_days().take(40).collect();
+    let args = range_args(&[APP_A], days[0], days[39]);
+    let mut a = proxy.cmd(&sim, &dest);
+    a.env("TRTC_LEASE_TTL", "2s")
+        .env("TRTC_MIN_INTERVAL", "300ms");
+    let t0 = std::time::Instant::now();
+    let r = run(a, &args);
+    r.assert_code(2);
+    r.assert_stderr_has(&[
+        "_trtc_usage/lease.json",
+        "could not be renewed since",
+        "commits nothing more",
+    ]);
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "stopped after {:?}",
+        t0.elapsed()
+    );
+    assert!(sim.stats().requests < 40, "it stopped early");
+    assert_whole(&dest);
+    // Straight to the store: the next run completes what was left.
+    run(cmd(&sim, &dest), &args).assert_code(0);
+    assert_eq!(object_names(&dest), expected_layout(&[APP_A], &days));
+    assert_whole(&dest);
+}
+
+#[test]
+fn a_writer_whose_renewals_stall_stops_before_it_could_be_overtaken() {
+    a_writer_that_cannot_renew_stops_before_it_could_be_overtaken(S3Fault::Slow(
+        Duration::from_secs(60),
+    ));
+}
+
+#[test]
+fn a_writer_whose_renewals_fail_for_its_whole_ttl_stops() {
+    a_writer_that_cannot_renew_stops_before_it_could_be_overtaken(S3Fault::Internal);
 }

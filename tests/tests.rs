@@ -7,6 +7,7 @@ mod util;
 mod app_usage;
 mod cli;
 mod credentials;
+mod edges;
 mod export;
 mod faults;
 mod lake;

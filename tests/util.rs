@@ -392,7 +392,11 @@ pub fn cmd(sim: &Simulator, dest: &TestDest) -> Command {
 /// A command for the commands that need no API: a clean environment with
 /// no Tencent credentials and no endpoint, only the destination.
 pub fn lake_cmd(dest: &TestDest) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_trtc-usage"));
+    // TRTC_TEST_BIN runs the suite against another build (an older
+    // release, to show a new test fails on it); by default, this one.
+    let bin = std::env::var_os("TRTC_TEST_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_trtc-usage").into());
+    let mut c = Command::new(bin);
     c.env_clear();
     c.env("PATH", std::env::var("PATH").unwrap_or_default());
     c.env(

@@ -1044,7 +1044,7 @@ async fn planned(
         warn!(
             left = summary.not_attempted.len(),
             partitions = %left.join(" "),
-            "Stopped on request at a safe point; rerun the same command to do what is left."
+            "Stopped at a safe point (a stop request, or a lease this run could not keep); rerun the same command to do what is left."
         );
     }
     finish(summary)

@@ -55,15 +55,34 @@ enum Work {
 }
 
 /// The partitions of `table` in scope: those with raw answers, each from
-/// its newest, and, where the scope names apps and days, those without.
-async fn work_for(cfg: &RebuildConfig, table: Table) -> Result<Vec<Work>, raw::RawError> {
+/// its newest, and those without one: where the scope names apps and days,
+/// every partition of the range; with no range, every partition the lake
+/// holds (a manifest) whose raw answers are gone.
+async fn work_for(cfg: &RebuildConfig, table: Table) -> Result<Vec<Work>, String> {
     let scope = &cfg.scope;
-    let listing = raw::list(&scope.dest, table, scope.app_ids.as_deref()).await?;
+    let in_scope = |(a, d): &(u64, NaiveDate)| {
+        scope.covers(*d) && scope.app_ids.as_ref().is_none_or(|ids| ids.contains(a))
+    };
+    let listing = raw::list(&scope.dest, table, scope.app_ids.as_deref())
+        .await
+        .map_err(|e| e.to_string())?;
+    let held: std::collections::BTreeSet<(u64, NaiveDate)> = if scope.days.is_some() {
+        Default::default()
+    } else {
+        manifest::list(&scope.dest, table)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(in_scope)
+            .collect()
+    };
+    let found = listing.keys().copied().chain(held.iter().copied());
     let mut work = Vec::new();
     let apps: Vec<u64> = match &scope.app_ids {
         Some(apps) => apps.clone(),
         None => {
-            let mut found: Vec<u64> = listing.keys().map(|(a, _)| *a).collect();
+            let mut found: Vec<u64> = found.clone().map(|(a, _)| a).collect();
+            found.sort();
             found.dedup();
             found
         }
@@ -71,7 +90,7 @@ async fn work_for(cfg: &RebuildConfig, table: Table) -> Result<Vec<Work>, raw::R
     let days: Vec<NaiveDate> = match scope.days {
         Some((start, end)) => start.iter_days().take_while(|d| *d <= end).collect(),
         None => {
-            let mut found: Vec<NaiveDate> = listing.keys().map(|(_, d)| *d).collect();
+            let mut found: Vec<NaiveDate> = found.map(|(_, d)| d).collect();
             found.sort();
             found.dedup();
             found
@@ -83,8 +102,9 @@ async fn work_for(cfg: &RebuildConfig, table: Table) -> Result<Vec<Work>, raw::R
             let p = Partition { app_id, usage_date };
             match listing.get(&(app_id, usage_date)).and_then(|o| o.last()) {
                 Some(newest) => work.push(Work::From(p, newest.clone())),
-                // With no range, only partitions that have answers are in it.
-                None if scope.days.is_some() => work.push(Work::NoRaw(p)),
+                None if scope.days.is_some() || held.contains(&(app_id, usage_date)) => {
+                    work.push(Work::NoRaw(p))
+                }
                 None => {}
             }
         }
@@ -189,17 +209,22 @@ async fn rebuild_one(
 
 /// The (app, day)s in scope whose `checks` to recompute: those whose
 /// inputs this run rebuilt, or, when it rebuilt none (`--tables checks`),
-/// every one with a `room_usage` partition.
+/// every one with a `room_usage` partition or a check.
 async fn checks_work(cfg: &RebuildConfig, rebuilt: &[Partition]) -> Result<Vec<Partition>, String> {
     let scope = &cfg.scope;
     let inputs_in_scope = scope.tables.iter().any(|t| t.is_fetched());
     let mut out: Vec<Partition> = if inputs_in_scope {
         rebuilt.to_vec()
     } else {
-        manifest::list(&scope.dest, Table::RoomUsage)
+        let mut days = manifest::list(&scope.dest, Table::RoomUsage)
             .await
-            .map_err(|e| e.to_string())?
-            .into_iter()
+            .map_err(|e| e.to_string())?;
+        days.extend(
+            manifest::list(&scope.dest, Table::Checks)
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        days.into_iter()
             .filter(|(a, d)| {
                 scope.covers(*d) && scope.app_ids.as_ref().is_none_or(|ids| ids.contains(a))
             })
@@ -321,9 +346,10 @@ async fn rebuild_all(
             Ok(todo) => {
                 summary.planned += todo.len();
                 for p in todo {
-                    let (room, app) = (
+                    let (room, app, check) = (
                         manifest::read(dest, Table::RoomUsage, p.app_id, p.usage_date).await,
                         manifest::read(dest, Table::AppUsage, p.app_id, p.usage_date).await,
+                        manifest::read(dest, Table::Checks, p.app_id, p.usage_date).await,
                     );
                     match (room, app) {
                         (Ok(Some(room)), Ok(Some(app))) => {
@@ -336,6 +362,21 @@ async fn rebuild_all(
                                 &mut summary,
                             )
                             .await;
+                        }
+                        (Ok(room), Ok(app)) if matches!(check, Ok(Some(_))) => {
+                            // A check is there, but not both of its inputs:
+                            // it compared answers the lake no longer holds.
+                            let missing: Vec<&str> =
+                                [(room.is_none(), "room_usage"), (app.is_none(), "app_usage")]
+                                    .into_iter()
+                                    .filter_map(|(gone, t)| gone.then_some(t))
+                                    .collect();
+                            let msg = format!(
+                                "its {} partition is missing, so the check cannot be recomputed and the one there is stale; `trtc-usage export` for the day fetches what is missing and checks again",
+                                missing.join(" and ")
+                            );
+                            error!(table = %Table::Checks, app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "Partition failed.");
+                            summary.fail(Table::Checks, p, msg);
                         }
                         (Ok(_), Ok(_)) => {
                             info!(app_id = p.app_id, usage_date = %p.usage_date, "No check: the day lacks a room_usage or app_usage partition.");

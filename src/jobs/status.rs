@@ -47,6 +47,13 @@ pub struct AppStatus {
     pub damaged: Vec<Damaged>,
     /// In `checks`: the days whose rooms do not add up to the app's figure.
     pub failed_checks: Vec<NaiveDate>,
+    /// In `checks`: days whose check compared answers the lake no longer
+    /// holds (an input partition is gone, or was rewritten since). Not
+    /// final: the next export recomputes them.
+    pub stale: Vec<NaiveDate>,
+    /// Days whose manifest names a raw answer the raw zone lacks: the
+    /// partition is whole, but can no longer be rebuilt.
+    pub raw_missing: Vec<NaiveDate>,
     /// Raw answers kept for this app's days in the range.
     pub raw_objects: usize,
 }
@@ -69,12 +76,16 @@ pub struct StatusReport {
 }
 
 impl StatusReport {
-    /// Whether `--verify` found a file that does not match its manifest.
+    /// Whether `--verify` found a file that does not match its manifest, a
+    /// raw answer that is gone, or a stale check (without `--verify`, these
+    /// are shown, and the exit status stays 0).
     pub fn has_damage(&self) -> bool {
-        self.tables
-            .iter()
-            .flat_map(|t| &t.apps)
-            .any(|a| !a.damaged.is_empty())
+        self.verified
+            && self
+                .tables
+                .iter()
+                .flat_map(|t| &t.apps)
+                .any(|a| !a.damaged.is_empty() || !a.raw_missing.is_empty() || !a.stale.is_empty())
     }
 
     /// The human form: a table per lake table, missing days as ranges.
@@ -120,6 +131,18 @@ impl StatusReport {
                 }
                 if !a.settling.is_empty() {
                     out.push_str(&format!("    settling: {}\n", day_ranges(&a.settling)));
+                }
+                if !a.stale.is_empty() {
+                    out.push_str(&format!(
+                        "    stale: {} (compared answers the lake no longer holds; the next export recomputes it)\n",
+                        day_ranges(&a.stale)
+                    ));
+                }
+                if !a.raw_missing.is_empty() {
+                    out.push_str(&format!(
+                        "    raw answer missing: {} (the partition is whole but cannot be rebuilt; `export --force` for the day fetches it again while the API keeps it)\n",
+                        day_ranges(&a.raw_missing)
+                    ));
                 }
                 for d in &a.damaged {
                     out.push_str(&format!("    damaged: {} {}\n", d.usage_date, d.problem));
@@ -202,6 +225,8 @@ async fn table_status(cfg: &StatusConfig, table: Table) -> Result<TableStatus, S
                 failed: vec![],
                 damaged: vec![],
                 failed_checks: vec![],
+                stale: vec![],
+                raw_missing: vec![],
                 raw_objects,
             },
         );
@@ -215,20 +240,38 @@ async fn table_status(cfg: &StatusConfig, table: Table) -> Result<TableStatus, S
     let read = futures::stream::iter(wanted)
         .map(|(app, day)| async move {
             if !done.contains(&(app, day)) {
-                return (app, day, Ok(None), None);
+                return (app, day, (Ok(None), None, false));
             }
             let m = manifest::read(&scope.dest, table, app, day).await;
             let damage = match (&m, cfg.verify) {
                 (Ok(Some(m)), true) => manifest::check_file(&scope.dest, table, m).await,
                 _ => None,
             };
-            (app, day, m, damage)
+            let stale = match &m {
+                Ok(Some(m)) => match &m.check {
+                    Some(check) => !check_is_current(scope, app, day, check).await,
+                    None => false,
+                },
+                _ => false,
+            };
+            (app, day, (m, damage, stale))
         })
         .buffered(16)
         .collect::<Vec<_>>()
         .await;
-    for (app, day, m, damage) in read {
+    for (app, day, (m, damage, stale)) in read {
         let s = statuses.get_mut(&app).expect("every app has an entry");
+        if let Ok(Some(m)) = &m
+            && let Some(object) = &m.raw_object
+            && !raws.get(&(app, day)).is_some_and(|objects| {
+                objects
+                    .iter()
+                    .any(|o| scope.dest.relative(&o.path) == object)
+            })
+        {
+            s.raw_missing.push(day);
+        }
+
         if let Ok(Some(m)) = &m
             && m.check
                 .as_ref()
@@ -237,6 +280,7 @@ async fn table_status(cfg: &StatusConfig, table: Table) -> Result<TableStatus, S
             s.failed_checks.push(day);
         }
         match m {
+            Ok(Some(_)) if stale => s.stale.push(day),
             Ok(Some(m)) if plan::is_final(day, scope.offset, cfg.settle, m.fetched_at) => {
                 s.final_days.push(day)
             }
@@ -261,6 +305,26 @@ async fn table_status(cfg: &StatusConfig, table: Table) -> Result<TableStatus, S
         end: Some(end),
         apps: statuses.into_values().collect(),
     })
+}
+
+/// Whether a check compared the answers its two input partitions hold
+/// now (both manifests there, with the RequestIds it names).
+async fn check_is_current(
+    scope: &LakeScope,
+    app: u64,
+    day: NaiveDate,
+    check: &manifest::CheckInfo,
+) -> bool {
+    let request_id = |table| async move {
+        manifest::read(&scope.dest, table, app, day)
+            .await
+            .ok()
+            .flatten()
+            .map(|m| m.request_id)
+    };
+    let (room, app_) = futures::join!(request_id(Table::RoomUsage), request_id(Table::AppUsage));
+    room.as_deref() == Some(check.room_request_id.as_str())
+        && app_.as_deref() == Some(check.app_request_id.as_str())
 }
 
 /// Reads the lake's state in scope.

@@ -65,10 +65,18 @@ impl Fence {
         }))
     }
 
-    /// A renewal that started at `started` succeeded.
+    /// A renewal that started at `started` succeeded. One that started
+    /// after the fence closed reopens nothing: the lease may already be in
+    /// another run's hands, mid-takeover.
     pub fn renewed(&self, started: Instant) {
+        if self.lost().is_some() {
+            return;
+        }
         let until = started + self.0.ttl.saturating_sub(margin(self.0.ttl));
         let mut valid = self.0.valid_until.lock().expect("fence lock");
+        if started >= *valid {
+            return;
+        }
         *valid = (*valid).max(until);
         *self.0.renewed_at.lock().expect("fence lock") = Utc::now();
     }
@@ -187,6 +195,12 @@ mod tests {
         assert!(cancel.is_cancelled(), "closing the fence stops the run");
         f.renewed(Instant::now());
         assert!(f.check().is_err(), "a closed fence stays closed");
+        // A renewal that began after the fence's time reopens nothing,
+        // even before anyone looked.
+        let late = Fence::new("l".into(), ttl, Instant::now(), CancellationToken::new());
+        std::thread::sleep(Duration::from_millis(350));
+        late.renewed(Instant::now());
+        assert!(late.check().is_err());
     }
 
     #[test]

@@ -98,12 +98,11 @@ pub enum LeaseError {
         #[source]
         source: object_store::Error,
     },
-    #[error("the lease {path} is not one this tool wrote: {source}")]
-    Parse {
-        path: String,
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error(
+        "the lease {path} is not one this tool can read ({reason}); if no trtc-usage run is \
+         writing this lake, remove it and rerun"
+    )]
+    Unreadable { path: String, reason: String },
 }
 
 fn store_err(path: &Path, action: &'static str) -> impl FnOnce(object_store::Error) -> LeaseError {
@@ -198,9 +197,19 @@ async fn read(
     dest: &Destination,
     path: &Path,
 ) -> Result<Option<(Record, UpdateVersion)>, LeaseError> {
+    let unreadable = |reason: String| LeaseError::Unreadable {
+        path: dest.relative(path).to_owned(),
+        reason,
+    };
     let got = match dest.store().get(path).await {
         Ok(g) => g,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(object_store::Error::NotFound { .. }) => {
+            // Not there, or not a file (a directory by that name).
+            return match dest.local_path(path) {
+                Some(p) if p.is_dir() => Err(unreadable("it is a directory".into())),
+                _ => Ok(None),
+            };
+        }
         Err(e) => return Err(store_err(path, "reading")(e)),
     };
     let version = UpdateVersion {
@@ -208,10 +217,7 @@ async fn read(
         version: got.meta.version.clone(),
     };
     let bytes = got.bytes().await.map_err(store_err(path, "reading"))?;
-    let record = serde_json::from_slice(&bytes).map_err(|source| LeaseError::Parse {
-        path: path.to_string(),
-        source,
-    })?;
+    let record = serde_json::from_slice(&bytes).map_err(|e| unreadable(e.to_string()))?;
     Ok(Some((record, version)))
 }
 
@@ -234,6 +240,98 @@ async fn held_now(dest: &Destination, path: &Path, before: Record) -> LeaseError
         Ok(None) => held(dest, path, before),
         Err(e) => e,
     }
+}
+
+/// Takes the lease at `path` for `record`: a create-only write, or the
+/// takeover of an expired lease, ordered among takers by a marker that is
+/// removed again whatever happens once it was made.
+async fn take(
+    dest: &Destination,
+    path: &Path,
+    record: &Record,
+    now: DateTime<Utc>,
+) -> Result<(), LeaseError> {
+    let body = || PutPayload::from(serde_json::to_vec_pretty(record).expect("serializes"));
+    match dest.store().put_opts(path, body(), create()).await {
+        Ok(_) => return Ok(()),
+        Err(object_store::Error::AlreadyExists { .. }) => {}
+        Err(object_store::Error::NotImplemented { .. }) => {
+            return Err(LeaseError::Unsupported {
+                dest: dest.display().to_owned(),
+                detail: "the client has no create-only write for it".into(),
+            });
+        }
+        Err(e) => return Err(store_err(path, "taking")(e)),
+    }
+    let Some((old, _)) = read(dest, path).await? else {
+        // Released between our create and our read: try once more.
+        return match dest.store().put_opts(path, body(), create()).await {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => match read(dest, path).await? {
+                Some((other, _)) => Err(held(dest, path, other)),
+                None => Err(LeaseError::Contended {
+                    dest: dest.display().to_owned(),
+                }),
+            },
+            Err(e) => Err(store_err(path, "taking")(e)),
+        };
+    };
+    if old.expires_at > now {
+        return Err(held(dest, path, old));
+    }
+    // Expired: only the run that creates the takeover marker for this
+    // holder may replace its lease.
+    let marker = path
+        .parts()
+        .take(path.parts().count().saturating_sub(1))
+        .collect::<Path>()
+        .join(format!("takeover-{}", old.holder.run_id));
+    let mut created = dest.store().put_opts(&marker, body(), create()).await;
+    if matches!(created, Err(object_store::Error::AlreadyExists { .. }))
+        && stale_marker(dest, &marker, now).await
+    {
+        // A taker killed mid-takeover left its marker, and its own time to
+        // live has passed: it will not finish.
+        warn!(marker = %dest.relative(&marker), "Removing a takeover marker left by a run that died taking over the lease.");
+        let _ = dest.store().delete(&marker).await;
+        created = dest.store().put_opts(&marker, body(), create()).await;
+    }
+    match created {
+        Ok(_) => {}
+        // Another run is taking it over: report whoever holds it now.
+        Err(object_store::Error::AlreadyExists { .. }) => {
+            return Err(held_now(dest, path, old).await);
+        }
+        Err(e) => return Err(store_err(&marker, "taking over")(e)),
+    }
+    warn!(
+        lease = %dest.relative(path),
+        expired_holder = %old.holder,
+        expired_at = %old.expires_at,
+        "Taking over an expired lease: its run stopped renewing it (killed, or its node lost)."
+    );
+    let replaced = async {
+        match read(dest, path).await? {
+            Some((still, _)) if still.holder == old.holder => dest
+                .store()
+                .delete(path)
+                .await
+                .map_err(store_err(path, "removing the expired lease"))?,
+            Some((other, _)) => return Err(held(dest, path, other)),
+            None => {}
+        }
+        match dest.store().put_opts(path, body(), create()).await {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                Err(held_now(dest, path, old.clone()).await)
+            }
+            Err(e) => Err(store_err(path, "taking")(e)),
+        }
+    }
+    .await;
+    // The marker goes, whether the takeover succeeded or lost a race.
+    let _ = dest.store().delete(&marker).await;
+    replaced
 }
 
 impl Lease {
@@ -268,84 +366,7 @@ impl Lease {
             ttl_secs: ttl.as_secs(),
             tool_version: env!("CARGO_PKG_VERSION").to_owned(),
         };
-        let body = || PutPayload::from(serde_json::to_vec_pretty(&record).expect("serializes"));
-        match dest.store().put_opts(&path, body(), create()).await {
-            Ok(_) => {}
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                let Some((old, _)) = read(dest, &path).await? else {
-                    // Released between our create and our read: try once more.
-                    dest.store()
-                        .put_opts(&path, body(), create())
-                        .await
-                        .map_err(|e| match e {
-                            object_store::Error::AlreadyExists { .. } => LeaseError::Contended {
-                                dest: dest.display().to_owned(),
-                            },
-                            e => store_err(&path, "taking")(e),
-                        })?;
-                    return Ok(Self::start(dest, path, record, ttl, started, cancel));
-                };
-                if old.expires_at > now {
-                    return Err(held(dest, &path, old));
-                }
-                // Expired: only the run that creates the takeover marker for
-                // this holder may replace its lease.
-                let marker = dest
-                    .root()
-                    .clone()
-                    .join(STATE_DIR)
-                    .join(format!("takeover-{}", old.holder.run_id));
-                let mut created = dest.store().put_opts(&marker, body(), create()).await;
-                if matches!(created, Err(object_store::Error::AlreadyExists { .. }))
-                    && stale_marker(dest, &marker, now).await
-                {
-                    // A taker killed mid-takeover left its marker, and its
-                    // own time to live has passed: it will not finish.
-                    warn!(marker = %dest.relative(&marker), "Removing a takeover marker left by a run that died taking over the lease.");
-                    let _ = dest.store().delete(&marker).await;
-                    created = dest.store().put_opts(&marker, body(), create()).await;
-                }
-                match created {
-                    Ok(_) => {}
-                    Err(object_store::Error::AlreadyExists { .. }) => {
-                        // Another run is taking it over: report whoever holds it now.
-                        return Err(held_now(dest, &path, old).await);
-                    }
-                    Err(e) => return Err(store_err(&marker, "taking over")(e)),
-                }
-                warn!(
-                    lease = %dest.relative(&path),
-                    expired_holder = %old.holder,
-                    expired_at = %old.expires_at,
-                    "Taking over an expired lease: its run stopped renewing it (killed, or its node lost)."
-                );
-                match read(dest, &path).await? {
-                    Some((still, _)) if still.holder == old.holder => {
-                        dest.store()
-                            .delete(&path)
-                            .await
-                            .map_err(store_err(&path, "removing the expired lease"))?;
-                    }
-                    Some((other, _)) => return Err(held(dest, &path, other)),
-                    None => {}
-                }
-                match dest.store().put_opts(&path, body(), create()).await {
-                    Ok(_) => {}
-                    Err(object_store::Error::AlreadyExists { .. }) => {
-                        return Err(held_now(dest, &path, old).await);
-                    }
-                    Err(e) => return Err(store_err(&path, "taking")(e)),
-                }
-                let _ = dest.store().delete(&marker).await;
-            }
-            Err(object_store::Error::NotImplemented { .. }) => {
-                return Err(LeaseError::Unsupported {
-                    dest: dest.display().to_owned(),
-                    detail: "the client has no create-only write for it".into(),
-                });
-            }
-            Err(e) => return Err(store_err(&path, "taking")(e)),
-        }
+        take(dest, &path, &record, now).await?;
         Ok(Self::start(dest, path, record, ttl, started, cancel))
     }
 
@@ -433,6 +454,12 @@ async fn renew_loop(
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
             _ = tokio::time::sleep_until(deadline) => {}
+        }
+        // A fence past its time is closed for good: no renewal may revive
+        // a lease that another run may be taking over.
+        if fence.check().is_err() {
+            error!(%lease, error = %fence.expired_reason(), "Cannot renew the lake's lease in time; stopping the run before it could expire.");
+            return;
         }
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(fence.valid_until());
@@ -639,5 +666,63 @@ mod tests {
             read(&d, &path).await.unwrap().unwrap().0.holder.run_id,
             "someone-else"
         );
+    }
+
+    #[tokio::test]
+    async fn a_lease_path_that_is_no_lease_says_how_to_clear_it() {
+        let (dir, d) = local();
+        let lease = dir.path().join(STATE_DIR).join(LEASE_FILE);
+        std::fs::create_dir_all(&lease).unwrap();
+        let e = take(&d, "export", Duration::from_secs(60))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("_trtc_usage/lease.json is not one this tool can read (it is a directory)")
+                && e.contains("remove it and rerun"),
+            "{e}"
+        );
+        std::fs::remove_dir(&lease).unwrap();
+        for garbage in [&b""[..], b"{not json", b"[]"] {
+            std::fs::write(&lease, garbage).unwrap();
+            let e = take(&d, "export", Duration::from_secs(60))
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("_trtc_usage/lease.json is not one this tool can read")
+                    && e.contains("remove it and rerun"),
+                "{garbage:?}: {e}"
+            );
+        }
+    }
+
+    /// Three runs racing to take over one expired lease, thirty times:
+    /// exactly one wins each time, and no takeover marker is left.
+    #[tokio::test]
+    async fn takeover_races_leave_no_marker() {
+        let (dir, d) = local();
+        for round in 0..30 {
+            let a = take(&d, "export", Duration::from_millis(50)).await.unwrap();
+            a.stop.cancel(); // killed: never renewed, never released
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            let (x, y, z) = tokio::join!(
+                take(&d, "export", Duration::from_millis(50)),
+                take(&d, "export", Duration::from_millis(50)),
+                take(&d, "export", Duration::from_millis(50)),
+            );
+            let won: Vec<Lease> = [x, y, z].into_iter().filter_map(Result::ok).collect();
+            assert_eq!(won.len(), 1, "round {round}");
+            for l in won {
+                l.stop.cancel();
+            }
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            let left: Vec<String> = std::fs::read_dir(dir.path().join(STATE_DIR))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("takeover-"))
+                .collect();
+            assert!(left.is_empty(), "round {round}: {left:?}");
+        }
     }
 }

@@ -320,13 +320,12 @@ impl<R: Read> Normalizer<R> {
                 break;
             }
             let line = self.record.position().map_or(0, |p| p.line());
-            // A line holding only whitespace is a blank line, not a row (the
-            // csv reader skips empty lines itself). In a one-column CSV an
-            // empty field can only be a quoted `""`: a room whose id is empty.
-            if self.record.len() == 1
-                && self.record[0].trim_ascii().is_empty()
-                && (expected > 1 || !self.record[0].is_empty())
-            {
+            // A line holding only whitespace, where several columns are
+            // expected, is a blank line, not a row (the csv reader skips
+            // empty lines itself). In a one-column CSV every record is a
+            // room, as any CSV reader sees it: `" "` or a quoted `""` is a
+            // room whose id is a space, or empty.
+            if expected > 1 && self.record.len() == 1 && self.record[0].trim_ascii().is_empty() {
                 continue;
             }
             if self.record.len() != expected {
@@ -714,6 +713,9 @@ mod tests {
     #[test]
     fn a_quoted_empty_room_id_in_a_one_column_csv_is_a_row() {
         let (_, b) = run("RoomId\n\"\"\nr1\n\n").unwrap();
+        assert_eq!(rows(&b), 2);
+        // So is a room whose id is a space.
+        let (_, b) = run("RoomId\n \nr1\n").unwrap();
         assert_eq!(rows(&b), 2);
     }
 
