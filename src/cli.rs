@@ -186,10 +186,10 @@ pub fn parse_tolerance(s: &str) -> Result<f64, String> {
     Ok(pct / 100.0)
 }
 
-/// One writer per lake; shared by `export` and `rebuild`.
+/// One writer per app; shared by `export` and `rebuild`.
 #[derive(Debug, Clone, Args)]
 pub struct LeaseArgs {
-    /// Take the lake's lease (`_trtc_usage/lease.json`) so no two runs write it at once.
+    /// Take a lease per app (`_trtc_usage/leases/app_id=<id>.json`) so no two runs write one app at once.
     #[arg(long, env = "TRTC_LEASE", value_enum, default_value_t = Switch::On)]
     pub lease: Switch,
 

@@ -296,7 +296,7 @@ fn a_paused_writer_commits_nothing_once_its_lease_could_have_expired() {
     // Whether the fence closed during the call (the watchdog) or at the
     // commit, the line names the lease and says nothing more is committed.
     assert!(
-        stderr.contains("_trtc_usage/lease.json") && stderr.contains("commits nothing more"),
+        stderr.contains("_trtc_usage/leases/app_id=") && stderr.contains("commits nothing more"),
         "{stderr}"
     );
     // The lake is B's: one raw answer for the day, the manifest B wrote.

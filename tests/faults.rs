@@ -563,7 +563,8 @@ fn a_second_run_is_refused_while_the_lease_is_held_and_sigterm_releases_it() {
         "run ",
         "export since",
         "expires at",
-        "_trtc_usage/lease.json",
+        "_trtc_usage/leases/app_id=",
+        &format!("app {APP_A} of "),
     ]);
     assert_eq!(sim.stats().total_requests(), requests, "no API call");
     assert_eq!(
@@ -581,8 +582,7 @@ fn a_second_run_is_refused_while_the_lease_is_held_and_sigterm_releases_it() {
     assert_eq!(wait_with_deadline(&mut first, Duration::from_secs(5)), 143);
     let rest: Vec<String> = lines.iter().collect();
     assert!(
-        rest.iter()
-            .any(|l| l.contains("Released the lake's lease.")),
+        rest.iter().any(|l| l.contains("Released the app's lease.")),
         "{rest:?}"
     );
     assert!(
@@ -596,7 +596,7 @@ fn a_second_run_is_refused_while_the_lease_is_held_and_sigterm_releases_it() {
     std::thread::sleep(Duration::from_secs(10));
     let r = run(cmd(&sim, &dest), &args);
     r.assert_code(0);
-    r.assert_stderr_has(&["Took the lake's lease.", "Released the lake's lease."]);
+    r.assert_stderr_has(&["Took the leases of 1 app(s).", "Released the app's lease."]);
 }
 
 fn with_arg(args: &[String], more: &str) -> Vec<String> {

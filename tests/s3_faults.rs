@@ -250,7 +250,7 @@ fn transient_s3_faults_are_retried_and_the_lake_is_exact() {
     proxy.inject(Method::PUT, ".json.zst", 1, S3Fault::Cut);
     proxy.inject(
         Method::GET,
-        "lease.json",
+        "_trtc_usage/leases/app_id=",
         1,
         S3Fault::Slow(Duration::from_millis(1500)),
     );
@@ -365,7 +365,7 @@ fn the_lease_holds_on_s3_too() {
     let mut first = c.spawn().unwrap();
     // Wait until the first run holds the lease.
     let t0 = std::time::Instant::now();
-    while !exists(&dest, "_trtc_usage/lease.json") {
+    while !exists(&dest, &format!("_trtc_usage/leases/app_id={APP_A}.json")) {
         assert!(t0.elapsed() < Duration::from_secs(20), "no lease taken");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -504,7 +504,7 @@ fn the_lease_is_renewed_on_s3_while_the_run_lasts() {
         .stderr(std::process::Stdio::piped());
     let first = c.spawn().unwrap();
     let t0 = std::time::Instant::now();
-    while !exists(&dest, "_trtc_usage/lease.json") {
+    while !exists(&dest, &format!("_trtc_usage/leases/app_id={APP_A}.json")) {
         assert!(t0.elapsed() < Duration::from_secs(20), "no lease taken");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -520,7 +520,7 @@ fn the_lease_is_renewed_on_s3_while_the_run_lasts() {
     let out = first.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(!stderr.contains("Lost the lake's lease"), "{stderr}");
+    assert!(!stderr.contains("Lost a lease"), "{stderr}");
 }
 
 /// A writer whose lease renewals cannot go through (`fault` on every
@@ -536,7 +536,7 @@ fn a_writer_that_cannot_renew_stops_before_it_could_be_overtaken(fault: S3Fault)
     let sim = start_sim(config);
     proxy.inject_with_header(
         Method::PUT,
-        "_trtc_usage/lease.json",
+        "_trtc_usage/leases/app_id=",
         "if-match",
         1000,
         fault,
@@ -552,7 +552,7 @@ fn a_writer_that_cannot_renew_stops_before_it_could_be_overtaken(fault: S3Fault)
     let r = run(a, &args);
     r.assert_code(2);
     r.assert_stderr_has(&[
-        "_trtc_usage/lease.json",
+        "_trtc_usage/leases/app_id=",
         "could not be renewed since",
         "commits nothing more",
     ]);

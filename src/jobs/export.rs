@@ -737,7 +737,7 @@ fn record(
 /// Runs the export. `provider` is `None` only for a dry run.
 ///
 /// Before anything else, and before any API call: the destination's
-/// preflight (can we write there?), then the lake's lease (is anyone else
+/// preflight (can we write there?), then the apps' leases (is anyone else
 /// writing it?). A dry run writes nothing, so it does neither.
 pub async fn run(
     cfg: &JobConfig,
@@ -773,13 +773,15 @@ pub async fn run(
     }
     let lease = match cfg.lease_ttl {
         None => None,
-        Some(ttl) => match Lease::acquire(&cfg.dest, "export", ttl, cancel.clone()).await {
-            Ok(lease) => Some(lease),
-            Err(e) => {
-                error!(error = %e, "Cannot take the lake's lease; no API call was made.");
-                return refuse(e.to_string());
+        Some(ttl) => {
+            match Lease::acquire(&cfg.dest, "export", &cfg.app_ids, ttl, cancel.clone()).await {
+                Ok(lease) => Some(lease),
+                Err(e) => {
+                    error!(error = %e, "Cannot take the apps' leases; no API call was made.");
+                    return refuse(e.to_string());
+                }
             }
-        },
+        }
     };
     if let Err(e) = marker::claim(&cfg.dest, cfg.source).await {
         error!(error = %e, "The lake holds other data; no API call was made.");
@@ -788,9 +790,10 @@ pub async fn run(
         }
         return refuse(e.to_string());
     }
-    // What an earlier crash left in flight is cleaned before anything is
-    // written (under the lease, so no other run is writing it).
-    if let Err(e) = inflight::sweep(&cfg.dest).await {
+    // What an earlier crash left in flight of these apps is cleaned before
+    // anything is written (under their leases, so no other run is writing
+    // them; other apps' may be another run's, in flight now).
+    if let Err(e) = inflight::sweep(&cfg.dest, &cfg.app_ids).await {
         warn!(error = %e, "Cannot clean what an earlier run left in flight; the next run tries again.");
     }
     let summary = planned(cfg, provider, cancel, progress, started).await;

@@ -207,15 +207,45 @@ async fn rebuild_one(
     .await
 }
 
-/// The (app, day)s in scope whose `checks` to recompute: those whose
-/// inputs this run rebuilt, or, when it rebuilt none (`--tables checks`),
-/// every one with a `room_usage` partition or a check.
-async fn checks_work(cfg: &RebuildConfig, rebuilt: &[Partition]) -> Result<Vec<Partition>, String> {
+/// What a rebuild will do: partitions of the fetched tables to rewrite
+/// from the raw zone and, under `--tables checks` alone, the (app, day)s
+/// whose checks to recompute from the lake (every one with a `room_usage`
+/// partition or a check). Known before any lease is taken: the leases are
+/// those of the apps it names.
+struct RebuildPlan {
+    work: Vec<(Table, Work)>,
+    check_candidates: Vec<Partition>,
+}
+
+impl RebuildPlan {
+    /// The apps the rebuild may write.
+    fn apps(&self, scope: &LakeScope) -> Vec<u64> {
+        if let Some(ids) = &scope.app_ids {
+            return ids.clone();
+        }
+        let mut apps: Vec<u64> = self
+            .work
+            .iter()
+            .map(|(_, w)| match w {
+                Work::From(p, _) | Work::NoRaw(p) => p.app_id,
+            })
+            .chain(self.check_candidates.iter().map(|p| p.app_id))
+            .collect();
+        apps.sort_unstable();
+        apps.dedup();
+        apps
+    }
+}
+
+async fn plan_rebuild(cfg: &RebuildConfig) -> Result<RebuildPlan, String> {
     let scope = &cfg.scope;
+    let mut work = Vec::new();
+    for &table in scope.tables.iter().filter(|t| t.is_fetched()) {
+        work.extend(work_for(cfg, table).await?.into_iter().map(|w| (table, w)));
+    }
     let inputs_in_scope = scope.tables.iter().any(|t| t.is_fetched());
-    let mut out: Vec<Partition> = if inputs_in_scope {
-        rebuilt.to_vec()
-    } else {
+    let mut check_candidates = Vec::new();
+    if scope.tables.contains(&Table::Checks) && !inputs_in_scope {
         let mut days = manifest::list(&scope.dest, Table::RoomUsage)
             .await
             .map_err(|e| e.to_string())?;
@@ -224,16 +254,37 @@ async fn checks_work(cfg: &RebuildConfig, rebuilt: &[Partition]) -> Result<Vec<P
                 .await
                 .map_err(|e| e.to_string())?,
         );
-        days.into_iter()
+        check_candidates = days
+            .into_iter()
             .filter(|(a, d)| {
                 scope.covers(*d) && scope.app_ids.as_ref().is_none_or(|ids| ids.contains(a))
             })
             .map(|(app_id, usage_date)| Partition { app_id, usage_date })
-            .collect()
+            .collect();
+    }
+    Ok(RebuildPlan {
+        work,
+        check_candidates,
+    })
+}
+
+/// The (app, day)s whose `checks` to recompute: those whose inputs this
+/// run rebuilt, or, when it rebuilt none (`--tables checks`), the plan's
+/// candidates.
+fn checks_work(
+    cfg: &RebuildConfig,
+    plan_candidates: Vec<Partition>,
+    rebuilt: &[Partition],
+) -> Vec<Partition> {
+    let inputs_in_scope = cfg.scope.tables.iter().any(|t| t.is_fetched());
+    let mut out: Vec<Partition> = if inputs_in_scope {
+        rebuilt.to_vec()
+    } else {
+        plan_candidates
     };
     out.sort_by_key(|p| (p.usage_date, p.app_id));
     out.dedup();
-    Ok(out)
+    out
 }
 
 /// Runs the rebuild.
@@ -254,21 +305,30 @@ pub async fn run(
         summary.stop(Status::Fatal, Some(e.to_string()), []);
         return finish(summary);
     }
+    let plan = match plan_rebuild(cfg).await {
+        Ok(plan) => plan,
+        Err(e) => {
+            error!(error = %e, "Cannot list the lake; nothing was rebuilt.");
+            summary.stop(Status::Fatal, Some(e), []);
+            return finish(summary);
+        }
+    };
+    let apps = plan.apps(&cfg.scope);
     let lease = match cfg.lease_ttl {
         None => None,
-        Some(ttl) => match Lease::acquire(dest, "rebuild", ttl, cancel.clone()).await {
+        Some(ttl) => match Lease::acquire(dest, "rebuild", &apps, ttl, cancel.clone()).await {
             Ok(lease) => Some(lease),
             Err(e) => {
-                error!(error = %e, "Cannot take the lake's lease; nothing was rebuilt.");
+                error!(error = %e, "Cannot take the apps' leases; nothing was rebuilt.");
                 summary.stop(Status::Fatal, Some(e.to_string()), []);
                 return finish(summary);
             }
         },
     };
-    if let Err(e) = inflight::sweep(dest).await {
+    if let Err(e) = inflight::sweep(dest, &apps).await {
         warn!(error = %e, "Cannot clean what an earlier run left in flight; the next run tries again.");
     }
-    let summary = rebuild_all(cfg, cancel, progress, summary).await;
+    let summary = rebuild_all(cfg, plan, cancel, progress, summary).await;
     let summary = match lease {
         Some(lease) => export::end_lease(lease, summary).await,
         None => summary,
@@ -279,22 +339,16 @@ pub async fn run(
 /// The rebuild after its preflight and lease.
 async fn rebuild_all(
     cfg: &RebuildConfig,
+    plan: RebuildPlan,
     cancel: CancellationToken,
     progress: &mut dyn Progress,
     mut summary: Summary,
 ) -> Summary {
     let dest = &cfg.scope.dest;
-    let mut plan = Vec::new();
-    for &table in cfg.scope.tables.iter().filter(|t| t.is_fetched()) {
-        match work_for(cfg, table).await {
-            Ok(work) => plan.extend(work.into_iter().map(|w| (table, w))),
-            Err(e) => {
-                error!(table = %table, error = %e, "Cannot list the raw zone; nothing was rebuilt.");
-                summary.stop(Status::Fatal, Some(e.to_string()), []);
-                return summary;
-            }
-        }
-    }
+    let RebuildPlan {
+        work: plan,
+        check_candidates,
+    } = plan;
     let checks_on = cfg.scope.tables.contains(&Table::Checks) && cfg.checks != ChecksMode::Off;
     summary.planned = plan.len();
     info!(
@@ -342,56 +396,49 @@ async fn rebuild_all(
     }
     progress.finish();
     if checks_on && summary.status == Status::Ok {
-        match checks_work(cfg, &rebuilt).await {
-            Ok(todo) => {
-                summary.planned += todo.len();
-                for p in todo {
-                    let (room, app, check) = (
-                        manifest::read(dest, Table::RoomUsage, p.app_id, p.usage_date).await,
-                        manifest::read(dest, Table::AppUsage, p.app_id, p.usage_date).await,
-                        manifest::read(dest, Table::Checks, p.app_id, p.usage_date).await,
-                    );
-                    match (room, app) {
-                        (Ok(Some(room)), Ok(Some(app))) => {
-                            export::check_one(
-                                dest,
-                                cfg.check_tolerance,
-                                cfg.scope.offset.to_string(),
-                                &room,
-                                &app,
-                                &mut summary,
-                            )
-                            .await;
-                        }
-                        (Ok(room), Ok(app)) if matches!(check, Ok(Some(_))) => {
-                            // A check is there, but not both of its inputs:
-                            // it compared answers the lake no longer holds.
-                            let missing: Vec<&str> =
-                                [(room.is_none(), "room_usage"), (app.is_none(), "app_usage")]
-                                    .into_iter()
-                                    .filter_map(|(gone, t)| gone.then_some(t))
-                                    .collect();
-                            let msg = format!(
-                                "its {} partition is missing, so the check cannot be recomputed and the one there is stale; `trtc-usage export` for the day fetches what is missing and checks again",
-                                missing.join(" and ")
-                            );
-                            error!(table = %Table::Checks, app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "Partition failed.");
-                            summary.fail(Table::Checks, p, msg);
-                        }
-                        (Ok(_), Ok(_)) => {
-                            info!(app_id = p.app_id, usage_date = %p.usage_date, "No check: the day lacks a room_usage or app_usage partition.");
-                            summary.planned -= 1;
-                        }
-                        (Err(e), _) | (_, Err(e)) => {
-                            error!(table = %Table::Checks, app_id = p.app_id, usage_date = %p.usage_date, error = %e, "Partition failed.");
-                            summary.fail(Table::Checks, p, e.to_string());
-                        }
-                    }
+        let todo = checks_work(cfg, check_candidates, &rebuilt);
+        summary.planned += todo.len();
+        for p in todo {
+            let (room, app, check) = (
+                manifest::read(dest, Table::RoomUsage, p.app_id, p.usage_date).await,
+                manifest::read(dest, Table::AppUsage, p.app_id, p.usage_date).await,
+                manifest::read(dest, Table::Checks, p.app_id, p.usage_date).await,
+            );
+            match (room, app) {
+                (Ok(Some(room)), Ok(Some(app))) => {
+                    export::check_one(
+                        dest,
+                        cfg.check_tolerance,
+                        cfg.scope.offset.to_string(),
+                        &room,
+                        &app,
+                        &mut summary,
+                    )
+                    .await;
                 }
-            }
-            Err(e) => {
-                error!(table = %Table::Checks, error = %e, "Cannot list the lake; no check was made.");
-                summary.stop(Status::Fatal, Some(e), []);
+                (Ok(room), Ok(app)) if matches!(check, Ok(Some(_))) => {
+                    // A check is there, but not both of its inputs:
+                    // it compared answers the lake no longer holds.
+                    let missing: Vec<&str> =
+                        [(room.is_none(), "room_usage"), (app.is_none(), "app_usage")]
+                            .into_iter()
+                            .filter_map(|(gone, t)| gone.then_some(t))
+                            .collect();
+                    let msg = format!(
+                        "its {} partition is missing, so the check cannot be recomputed and the one there is stale; `trtc-usage export` for the day fetches what is missing and checks again",
+                        missing.join(" and ")
+                    );
+                    error!(table = %Table::Checks, app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "Partition failed.");
+                    summary.fail(Table::Checks, p, msg);
+                }
+                (Ok(_), Ok(_)) => {
+                    info!(app_id = p.app_id, usage_date = %p.usage_date, "No check: the day lacks a room_usage or app_usage partition.");
+                    summary.planned -= 1;
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    error!(table = %Table::Checks, app_id = p.app_id, usage_date = %p.usage_date, error = %e, "Partition failed.");
+                    summary.fail(Table::Checks, p, e.to_string());
+                }
             }
         }
     }

@@ -120,15 +120,39 @@ async fn clean_dir(dest: &Destination, dir: &Path, only_staging: bool) -> Result
     Ok(removed)
 }
 
+/// How old a staging file or probe in the job's own directory must be to
+/// be a crash's leftover: a live one exists for the milliseconds of one
+/// small write (at worst, on a stalled disk, another run's preflight fails
+/// and says so; it does not pass).
+const DEBRIS_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Removes what a crash left in the job's own directory on local disk:
-/// object_store's staging files (`lease.json#3`) and preflight probes. (On
-/// S3 nothing is staged, and a probe is one small object.)
-fn sweep_state_dir(dest: &Destination) -> Result<(), String> {
+/// object_store's staging files (`app_id=1.json#3`) and preflight probes.
+/// Those of `apps` (their leases, their intents) are this run's to clean;
+/// any other only once it is [`DEBRIS_AGE`] old, for a younger one may be
+/// another run's, in flight on another app (pods of one Indexed Job start
+/// together). (On S3 nothing is staged, and a probe is one small object.)
+fn sweep_state_dir(dest: &Destination, apps: &[u64]) -> Result<(), String> {
     let dir = dest.root().clone().join(STATE_DIR);
     let Some(local) = dest.local_path(&dir) else {
         return Ok(());
     };
-    fn walk(dir: &std::path::Path) -> Result<(), String> {
+    let ours: Vec<String> = apps.iter().map(|a| format!("app_id={a}")).collect();
+    let is_ours = |path: &std::path::Path| {
+        path.iter().any(|part| {
+            let part = part.to_string_lossy();
+            ours.iter().any(|o| {
+                part == o.as_str()
+                    || part
+                        .strip_prefix(o.as_str())
+                        .is_some_and(|rest| rest.starts_with(".json"))
+            })
+        })
+    };
+    fn walk(
+        dir: &std::path::Path,
+        is_ours: &dyn Fn(&std::path::Path) -> bool,
+    ) -> Result<(), String> {
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -138,22 +162,27 @@ fn sweep_state_dir(dest: &Destination) -> Result<(), String> {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
             if path.is_dir() {
-                walk(&path)?;
-            } else if is_staging(&name) || name.starts_with(PREFLIGHT_PROBE) {
-                // Another run's, in the instant before it is refused the
-                // lease, at worst: that run fails either way.
+                walk(&path, is_ours)?;
+            } else if (is_staging(&name) || name.starts_with(PREFLIGHT_PROBE))
+                && (is_ours(&path)
+                    || entry
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= DEBRIS_AGE)))
+            {
                 let _ = std::fs::remove_file(&path);
             }
         }
         Ok(())
     }
-    walk(&local)
+    walk(&local, &is_ours)
 }
 
-/// Cleans every partition an earlier run left in flight, then forgets its
-/// intent. Run under the lease, before anything is written.
-pub async fn sweep(dest: &Destination) -> Result<usize, String> {
-    sweep_state_dir(dest)?;
+/// Cleans every partition of `apps` an earlier run left in flight, then
+/// forgets its intent. Run under those apps' leases, before anything is
+/// written; other apps' intents may be another run's, live.
+pub async fn sweep(dest: &Destination, apps: &[u64]) -> Result<usize, String> {
+    sweep_state_dir(dest, apps)?;
     let dir = dest.root().clone().join(STATE_DIR).join(INFLIGHT_DIR);
     let intents: Vec<_> = dest
         .store()
@@ -166,6 +195,9 @@ pub async fn sweep(dest: &Destination) -> Result<usize, String> {
         let Some((app_id, day, _)) = partition_of(&intent.location) else {
             continue;
         };
+        if !apps.contains(&app_id) {
+            continue;
+        }
         let table_name = intent
             .location
             .parts()

@@ -1,25 +1,33 @@
-//! One writer per lake: a lease at `<dest>/_trtc_usage/lease.json`
-//! (`docs/lake.md`, "One writer per lake").
+//! One writer per app: a lease per app id at
+//! `<dest>/_trtc_usage/leases/app_id=<SdkAppId>.json` (`docs/lake.md`, "One
+//! writer per app"). Runs on different apps share a lake freely; two runs
+//! never write the same app's partitions at once.
 //!
-//! - Taken with a create-only write (`PutMode::Create`: `If-None-Match: *`
-//!   on S3, an exclusive create on local disk) before the first API call.
-//! - Renewed every third of its time to live with a compare-and-swap
+//! - A run takes the leases of every app it will write, all or none, in
+//!   app id order, each with a create-only write (`PutMode::Create`:
+//!   `If-None-Match: *` on S3, an exclusive create on local disk) before
+//!   its first API call. One it cannot take releases those it took, and the
+//!   run is refused naming the app and its holder.
+//! - A live lake-wide lease of 0.4 (`_trtc_usage/lease.json`) is honoured:
+//!   it refuses every run until it expires or is released.
+//! - Renewed every third of their time to live with a compare-and-swap
 //!   (`If-Match` on the ETag on S3; on local disk, which object_store gives
 //!   no conditional update, a read that must still show this run, then a
-//!   write). A renewal that finds another holder means the lease was lost:
+//!   write). A renewal that finds another holder means a lease was lost:
 //!   the run is stopped.
 //! - Released (deleted, if still ours) when the run ends, on errors and on
 //!   SIGTERM/SIGINT too.
 //! - Fenced (`docs/lake.md`, "Fencing"): the run commits only while the
-//!   start of its last successful renewal plus the time to live, less a
-//!   safety margin, lies ahead on its monotonic clock ([`Fence`]). A
-//!   renewal that stalls or keeps failing until then closes the fence and
-//!   stops the run, before another run could take the lease over.
+//!   start of its last successful renewal of every lease plus the time to
+//!   live, less a safety margin, lies ahead on its monotonic clock
+//!   ([`Fence`], one for the run's leases). A renewal that stalls or keeps
+//!   failing until then closes the fence and stops the run, before another
+//!   run could take a lease over.
 //! - A lease its holder stopped renewing expires after its time to live and
 //!   is taken over, with a warning. Two runs taking over at once are
 //!   ordered by one more create-only write, of a marker named after the
-//!   expired holder's run id: only the run that creates it may replace the
-//!   lease.
+//!   lease and the expired holder's run id: only the run that creates it
+//!   may replace the lease.
 //! - Before any of this, a probe proves the store honours create-only
 //!   writes (a second create of the same object must be refused); a store
 //!   that does not is refused, naming `--lease off`.
@@ -39,7 +47,23 @@ use crate::lake::store::Destination;
 
 /// The job's own directory under the lake's root.
 pub const STATE_DIR: &str = "_trtc_usage";
-pub const LEASE_FILE: &str = "lease.json";
+/// Under [`STATE_DIR`]: one lease per app.
+pub const LEASES_DIR: &str = "leases";
+/// Under [`STATE_DIR`]: the lake-wide lease of 0.4, honoured while live.
+pub const LEGACY_LEASE_FILE: &str = "lease.json";
+
+/// Where app `app_id`'s lease lives.
+pub fn lease_path(dest: &Destination, app_id: u64) -> Path {
+    dest.root()
+        .clone()
+        .join(STATE_DIR)
+        .join(LEASES_DIR)
+        .join(format!("app_id={app_id}.json"))
+}
+
+fn legacy_lease_path(dest: &Destination) -> Path {
+    dest.root().clone().join(STATE_DIR).join(LEGACY_LEASE_FILE)
+}
 
 /// Who holds a lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,9 +79,12 @@ impl std::fmt::Display for Holder {
     }
 }
 
-/// `lease.json`.
+/// A lease file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
+    /// The app it guards (none in a 0.4 lake-wide lease).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<u64>,
     pub holder: Holder,
     /// `export` or `rebuild`.
     pub command: String,
@@ -71,11 +98,17 @@ pub struct Record {
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
     #[error(
-        "{dest} is being written by another run ({holder}, {command} since {taken_at}); its lease \
+        "{what} is being written by another run ({holder}, {command} since {taken_at}); its lease \
          {path} expires at {expires_at} unless renewed. Wait for that run, or, if it is gone, \
-         rerun after that time"
+         rerun after that time",
+        what = match app {
+            Some(app) => format!("app {app} of {dest}"),
+            None => format!("{dest} (a lake-wide lease of trtc-usage 0.4)"),
+        }
     )]
     Held {
+        /// The app whose lease is held; none for a 0.4 lake-wide lease.
+        app: Option<u64>,
         dest: String,
         path: String,
         holder: Holder,
@@ -181,11 +214,13 @@ async fn stale_marker(dest: &Destination, marker: &Path, now: DateTime<Utc>) -> 
     }
 }
 
-/// A held lease. Dropping it without [`Lease::release`] leaves it to expire.
+/// The leases a run holds, one per app. Dropping them without
+/// [`Lease::release`] leaves them to expire.
 #[derive(Debug)]
 pub struct Lease {
     dest: Destination,
-    path: Path,
+    /// (app, its lease's path), in app id order.
+    paths: Vec<(u64, Path)>,
     record: Arc<Mutex<Record>>,
     stop: CancellationToken,
     renewer: Option<tokio::task::JoinHandle<()>>,
@@ -223,6 +258,7 @@ async fn read(
 
 fn held(dest: &Destination, path: &Path, r: Record) -> LeaseError {
     LeaseError::Held {
+        app: r.app_id,
         dest: dest.display().to_owned(),
         path: dest.relative(path).to_owned(),
         holder: r.holder,
@@ -281,11 +317,16 @@ async fn take(
     }
     // Expired: only the run that creates the takeover marker for this
     // holder may replace its lease.
+    let stem = path
+        .filename()
+        .unwrap_or_default()
+        .trim_end_matches(".json")
+        .to_owned();
     let marker = path
         .parts()
         .take(path.parts().count().saturating_sub(1))
         .collect::<Path>()
-        .join(format!("takeover-{}", old.holder.run_id));
+        .join(format!("takeover-{stem}-{}", old.holder.run_id));
     let mut created = dest.store().put_opts(&marker, body(), create()).await;
     if matches!(created, Err(object_store::Error::AlreadyExists { .. }))
         && stale_marker(dest, &marker, now).await
@@ -334,24 +375,37 @@ async fn take(
     replaced
 }
 
+/// Refuses the run while a 0.4 lake-wide lease is live.
+async fn honour_legacy(dest: &Destination, now: DateTime<Utc>) -> Result<(), LeaseError> {
+    let path = legacy_lease_path(dest);
+    match read(dest, &path).await {
+        Ok(Some((r, _))) if r.expires_at > now => Err(held(dest, &path, r)),
+        // Expired, gone, or not one we can read: it guards nothing.
+        Ok(_) | Err(LeaseError::Unreadable { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 impl Lease {
-    /// Takes the lake's lease for `command`, for `ttl` at a time; renews it
-    /// in the background until released. `cancel` is cancelled if the lease
-    /// is lost, so the run stops at its next safe point.
+    /// Takes the leases of `apps` for `command`, all or none, for `ttl` at
+    /// a time; renews them in the background until released. `cancel` is
+    /// cancelled if one is lost, so the run stops at its next safe point.
     pub async fn acquire(
         dest: &Destination,
         command: &str,
+        apps: &[u64],
         ttl: Duration,
         cancel: CancellationToken,
     ) -> Result<Lease, LeaseError> {
         probe(dest).await?;
-        // The fence counts from before the lease is written: the record's
+        // The fence counts from before the leases are written: their
         // expiry, on any clock, lies later.
         let started = Instant::now();
-        let path = dest.root().clone().join(STATE_DIR).join(LEASE_FILE);
         let now = crate::tencent::api::now_micros();
+        honour_legacy(dest, now).await?;
         let ttl_chrono = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
         let record = Record {
+            app_id: None,
             holder: Holder {
                 host: hostname(),
                 pid: std::process::id(),
@@ -366,27 +420,54 @@ impl Lease {
             ttl_secs: ttl.as_secs(),
             tool_version: env!("CARGO_PKG_VERSION").to_owned(),
         };
-        take(dest, &path, &record, now).await?;
-        Ok(Self::start(dest, path, record, ttl, started, cancel))
+        let mut apps = apps.to_vec();
+        apps.sort_unstable();
+        apps.dedup();
+        let mut taken: Vec<(u64, Path)> = Vec::with_capacity(apps.len());
+        for app in apps {
+            let path = lease_path(dest, app);
+            let mine = Record {
+                app_id: Some(app),
+                ..record.clone()
+            };
+            if let Err(e) = take(dest, &path, &mine, now).await {
+                // All or none: give back what was taken.
+                release_paths(dest, &taken, &record.holder).await;
+                return Err(e);
+            }
+            taken.push((app, path));
+        }
+        Ok(Self::start(dest, taken, record, ttl, started, cancel))
     }
 
     fn start(
         dest: &Destination,
-        path: Path,
+        paths: Vec<(u64, Path)>,
         record: Record,
         ttl: Duration,
         started: Instant,
         cancel: CancellationToken,
     ) -> Lease {
-        info!(lease = %dest.relative(&path), holder = %record.holder, expires_at = %record.expires_at, "Took the lake's lease.");
+        let apps: Vec<String> = paths.iter().map(|(a, _)| a.to_string()).collect();
+        let lease = match paths.as_slice() {
+            [(_, one)] => dest.relative(one).to_owned(),
+            _ => format!(
+                "{}/{}/app_id={{{}}}.json",
+                STATE_DIR,
+                LEASES_DIR,
+                apps.join(",")
+            ),
+        };
+        info!(apps = %apps.join(","), holder = %record.holder, expires_at = %record.expires_at, "Took the leases of {} app(s).", apps.len());
         let record = Arc::new(Mutex::new(record));
-        let fence = Fence::new(dest.relative(&path).to_owned(), ttl, started, cancel);
-        dest.fences().install_lake(fence.clone());
+        let fence = Fence::new(lease, ttl, started, cancel);
+        dest.fences()
+            .install_apps(paths.iter().map(|(app, _)| (*app, fence.clone())).collect());
         let stop = CancellationToken::new();
         let every = (ttl / 3).max(Duration::from_millis(100));
         let renewer = tokio::spawn(renew_loop(
             dest.clone(),
-            path.clone(),
+            paths.clone(),
             record.clone(),
             ttl,
             every,
@@ -395,7 +476,7 @@ impl Lease {
         ));
         Lease {
             dest: dest.clone(),
-            path,
+            paths,
             record,
             stop,
             renewer: Some(renewer),
@@ -403,50 +484,64 @@ impl Lease {
         }
     }
 
-    /// Why the lease was lost mid-run, if it was.
+    /// The apps whose leases are held.
+    pub fn apps(&self) -> Vec<u64> {
+        self.paths.iter().map(|(a, _)| *a).collect()
+    }
+
+    /// Why a lease was lost mid-run, if one was.
     pub fn lost(&self) -> Option<String> {
         self.fence.lost()
     }
 
-    /// Stops renewing and deletes the lease if it is still this run's.
+    /// Stops renewing and deletes the leases that are still this run's.
     pub async fn release(mut self) {
         self.stop.cancel();
         if let Some(r) = self.renewer.take() {
             let _ = r.await;
         }
         let mine = self.record.lock().expect("lease lock").holder.clone();
-        match read(&self.dest, &self.path).await {
-            Ok(Some((r, _))) if r.holder == mine => {
-                match self.dest.store().delete(&self.path).await {
-                    Ok(()) => {
-                        info!(lease = %self.dest.relative(&self.path), "Released the lake's lease.")
-                    }
-                    Err(e) => {
-                        warn!(lease = %self.dest.relative(&self.path), error = %e, "Cannot release the lake's lease; it expires by itself.")
-                    }
+        release_paths(&self.dest, &self.paths, &mine).await;
+    }
+}
+
+/// Deletes each lease of `paths` that `holder` still holds.
+async fn release_paths(dest: &Destination, paths: &[(u64, Path)], holder: &Holder) {
+    for (app, path) in paths {
+        match read(dest, path).await {
+            Ok(Some((r, _))) if r.holder == *holder => match dest.store().delete(path).await {
+                Ok(()) => {
+                    info!(app_id = app, lease = %dest.relative(path), "Released the app's lease.")
                 }
-            }
-            Ok(_) => debug!("The lease is no longer this run's; nothing to release."),
+                Err(e) => {
+                    warn!(app_id = app, lease = %dest.relative(path), error = %e, "Cannot release the app's lease; it expires by itself.")
+                }
+            },
+            Ok(_) => debug!(
+                app_id = app,
+                "The lease is no longer this run's; nothing to release."
+            ),
             Err(e) => {
-                warn!(error = %e, "Cannot read the lake's lease to release it; it expires by itself.")
+                warn!(app_id = app, error = %e, "Cannot read the app's lease to release it; it expires by itself.")
             }
         }
     }
 }
 
-/// Renews the lease every `every` until `stop`. On losing it, or when no
-/// renewal has succeeded by the time the fence closes (a store that does
-/// not answer, or keeps failing), closes the fence, which stops the run.
+/// Renews the leases every `every` until `stop`. On losing one, or when no
+/// renewal of all has succeeded by the time the fence closes (a store that
+/// does not answer, or keeps failing), closes the fence, which stops the
+/// run.
 async fn renew_loop(
     dest: Destination,
-    path: Path,
+    paths: Vec<(u64, Path)>,
     record: Arc<Mutex<Record>>,
     ttl: Duration,
     every: Duration,
     stop: CancellationToken,
     fence: Fence,
 ) {
-    let lease = dest.relative(&path).to_owned();
+    let lease = fence.lease().to_owned();
     let mut wait = every;
     loop {
         let deadline = tokio::time::Instant::from_std(fence.valid_until());
@@ -458,14 +553,14 @@ async fn renew_loop(
         // A fence past its time is closed for good: no renewal may revive
         // a lease that another run may be taking over.
         if fence.check().is_err() {
-            error!(%lease, error = %fence.expired_reason(), "Cannot renew the lake's lease in time; stopping the run before it could expire.");
+            error!(%lease, error = %fence.expired_reason(), "Cannot renew the leases in time; stopping the run before they could expire.");
             return;
         }
         let started = Instant::now();
         let deadline = tokio::time::Instant::from_std(fence.valid_until());
         let attempt = tokio::select! {
             _ = stop.cancelled() => return,
-            r = tokio::time::timeout_at(deadline, renew(&dest, &path, &record, ttl)) => r,
+            r = tokio::time::timeout_at(deadline, renew(&dest, &paths, &record, ttl)) => r,
         };
         match attempt {
             Ok(Ok(())) => {
@@ -473,20 +568,19 @@ async fn renew_loop(
                 wait = every;
             }
             Ok(Err(Renewal::Lost(why))) => {
-                let why = format!("the lease {lease} was lost: {why}");
-                error!(%lease, error = %why, "Lost the lake's lease; stopping the run.");
+                error!(%lease, error = %why, "Lost a lease; stopping the run.");
                 fence.close(why);
                 return;
             }
             Ok(Err(Renewal::Failed(e))) if Instant::now() < fence.valid_until() => {
                 // A store hiccup: try again soon; the fence stays open
                 // until the time to live, less the margin, runs out.
-                warn!(%lease, error = %e, "Cannot renew the lake's lease; retrying.");
+                warn!(%lease, error = %e, "Cannot renew the leases; retrying.");
                 wait = every / 3;
             }
             Ok(Err(Renewal::Failed(_))) | Err(_) => {
                 let why = fence.expired_reason();
-                error!(%lease, error = %why, "Cannot renew the lake's lease in time; stopping the run before it could expire.");
+                error!(%lease, error = %why, "Cannot renew the leases in time; stopping the run before they could expire.");
                 fence.close(why);
                 return;
             }
@@ -499,56 +593,59 @@ enum Renewal {
     Failed(String),
 }
 
+/// Renews every lease of `paths`, each still this run's (else it was lost).
 async fn renew(
     dest: &Destination,
-    path: &Path,
+    paths: &[(u64, Path)],
     record: &Arc<Mutex<Record>>,
     ttl: Duration,
 ) -> Result<(), Renewal> {
     let mine = record.lock().expect("lease lock").clone();
-    let (current, version) = match read(dest, path).await {
-        Ok(Some(x)) => x,
-        Ok(None) => {
-            return Err(Renewal::Lost(
-                "the lease was deleted by someone else".into(),
-            ));
-        }
-        Err(e) => return Err(Renewal::Failed(e.to_string())),
-    };
-    if current.holder != mine.holder {
-        return Err(Renewal::Lost(format!(
-            "it is now held by {} (taken over at {})",
-            current.holder, current.taken_at
-        )));
-    }
     let now = crate::tencent::api::now_micros();
     let mut next = mine.clone();
     next.renewed_at = now;
     next.expires_at = now
         .checked_add_signed(chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX))
         .unwrap_or(DateTime::<Utc>::MAX_UTC);
-    let body = PutPayload::from(serde_json::to_vec_pretty(&next).expect("serializes"));
-    let cas = PutOptions {
-        mode: PutMode::Update(version),
-        ..PutOptions::default()
-    };
-    match dest.store().put_opts(path, body.clone(), cas).await {
-        Ok(_) => {}
-        Err(object_store::Error::Precondition { .. }) => {
-            return Err(Renewal::Lost(
-                "it changed between reading and renewing it".into(),
-            ));
+    for (app, path) in paths {
+        let lease = dest.relative(path);
+        let lost = |why: String| Renewal::Lost(format!("the lease {lease} was lost: {why}"));
+        let (current, version) = match read(dest, path).await {
+            Ok(Some(x)) => x,
+            Ok(None) => return Err(lost("it was deleted by someone else".into())),
+            Err(e) => return Err(Renewal::Failed(e.to_string())),
+        };
+        if current.holder != mine.holder {
+            return Err(lost(format!(
+                "it is now held by {} (taken over at {})",
+                current.holder, current.taken_at
+            )));
         }
-        // Local disk: no conditional update; the read above showed it ours.
-        Err(object_store::Error::NotImplemented { .. }) => dest
-            .store()
-            .put(path, body)
-            .await
-            .map(|_| ())
-            .map_err(|e| Renewal::Failed(e.to_string()))?,
-        Err(e) => return Err(Renewal::Failed(e.to_string())),
+        let this = Record {
+            app_id: Some(*app),
+            ..next.clone()
+        };
+        let body = PutPayload::from(serde_json::to_vec_pretty(&this).expect("serializes"));
+        let cas = PutOptions {
+            mode: PutMode::Update(version),
+            ..PutOptions::default()
+        };
+        match dest.store().put_opts(path, body.clone(), cas).await {
+            Ok(_) => {}
+            Err(object_store::Error::Precondition { .. }) => {
+                return Err(lost("it changed between reading and renewing it".into()));
+            }
+            // Local disk: no conditional update; the read above showed it ours.
+            Err(object_store::Error::NotImplemented { .. }) => dest
+                .store()
+                .put(path, body)
+                .await
+                .map(|_| ())
+                .map_err(|e| Renewal::Failed(e.to_string()))?,
+            Err(e) => return Err(Renewal::Failed(e.to_string())),
+        }
     }
-    debug!(expires_at = %next.expires_at, "Renewed the lake's lease.");
+    debug!(expires_at = %next.expires_at, leases = paths.len(), "Renewed the leases.");
     *record.lock().expect("lease lock") = next;
     Ok(())
 }
@@ -557,9 +654,20 @@ async fn renew(
 mod tests {
     use super::*;
 
-    /// Takes the lease of `d` for `ttl`, for a run no one cancels.
+    const APP: u64 = 7;
+
+    /// Takes the lease of app 7 of `d` for `ttl`, for a run no one cancels.
     async fn take(d: &Destination, command: &str, ttl: Duration) -> Result<Lease, LeaseError> {
-        Lease::acquire(d, command, ttl, CancellationToken::new()).await
+        take_apps(d, command, &[APP], ttl).await
+    }
+
+    async fn take_apps(
+        d: &Destination,
+        command: &str,
+        apps: &[u64],
+        ttl: Duration,
+    ) -> Result<Lease, LeaseError> {
+        Lease::acquire(d, command, apps, ttl, CancellationToken::new()).await
     }
 
     fn local() -> (tempfile::TempDir, Destination) {
@@ -614,7 +722,7 @@ mod tests {
             .await
             .unwrap();
         a.stop.cancel(); // killed: stops renewing, never releases
-        let path = d.root().clone().join(STATE_DIR).join(LEASE_FILE);
+        let path = lease_path(&d, APP);
         let old = read(&d, &path).await.unwrap().unwrap().0;
         // A taker created its marker, then died before replacing the lease.
         let mut dead = old.clone();
@@ -624,7 +732,8 @@ mod tests {
             .root()
             .clone()
             .join(STATE_DIR)
-            .join(format!("takeover-{}", old.holder.run_id));
+            .join(LEASES_DIR)
+            .join(format!("takeover-app_id={APP}-{}", old.holder.run_id));
         d.store()
             .put(
                 &marker,
@@ -645,11 +754,17 @@ mod tests {
     async fn a_lease_taken_over_is_lost_and_the_run_cancelled() {
         let (_dir, d) = local();
         let cancel = CancellationToken::new();
-        let a = Lease::acquire(&d, "export", Duration::from_millis(300), cancel.clone())
-            .await
-            .unwrap();
+        let a = Lease::acquire(
+            &d,
+            "export",
+            &[APP],
+            Duration::from_millis(300),
+            cancel.clone(),
+        )
+        .await
+        .unwrap();
         // Someone else replaces it (as a takeover after a long pause would).
-        let path = d.root().clone().join(STATE_DIR).join(LEASE_FILE);
+        let path = lease_path(&d, APP);
         let mut other = read(&d, &path).await.unwrap().unwrap().0;
         other.holder.run_id = "someone-else".into();
         d.store()
@@ -671,15 +786,21 @@ mod tests {
     #[tokio::test]
     async fn a_lease_path_that_is_no_lease_says_how_to_clear_it() {
         let (dir, d) = local();
-        let lease = dir.path().join(STATE_DIR).join(LEASE_FILE);
+        let lease = dir
+            .path()
+            .join(STATE_DIR)
+            .join(LEASES_DIR)
+            .join(format!("app_id={APP}.json"));
+        std::fs::create_dir_all(lease.parent().unwrap()).unwrap();
         std::fs::create_dir_all(&lease).unwrap();
         let e = take(&d, "export", Duration::from_secs(60))
             .await
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("_trtc_usage/lease.json is not one this tool can read (it is a directory)")
-                && e.contains("remove it and rerun"),
+            e.contains(
+                "_trtc_usage/leases/app_id=7.json is not one this tool can read (it is a directory)"
+            ) && e.contains("remove it and rerun"),
             "{e}"
         );
         std::fs::remove_dir(&lease).unwrap();
@@ -690,7 +811,7 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(
-                e.contains("_trtc_usage/lease.json is not one this tool can read")
+                e.contains("_trtc_usage/leases/app_id=7.json is not one this tool can read")
                     && e.contains("remove it and rerun"),
                 "{garbage:?}: {e}"
             );
@@ -717,12 +838,103 @@ mod tests {
                 l.stop.cancel();
             }
             tokio::time::sleep(Duration::from_millis(60)).await;
-            let left: Vec<String> = std::fs::read_dir(dir.path().join(STATE_DIR))
+            let left: Vec<String> = std::fs::read_dir(dir.path().join(STATE_DIR).join(LEASES_DIR))
                 .unwrap()
                 .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
                 .filter(|n| n.starts_with("takeover-"))
                 .collect();
             assert!(left.is_empty(), "round {round}: {left:?}");
         }
+    }
+
+    /// Runs on disjoint apps hold their leases side by side; a run that
+    /// needs one app that is held takes none (all or none), naming the app.
+    #[tokio::test]
+    async fn leases_are_per_app_and_taken_all_or_none() {
+        let (dir, d) = local();
+        let ttl = Duration::from_secs(60);
+        let a = take_apps(&d, "export", &[1, 2], ttl).await.unwrap();
+        let b = take_apps(&d, "export", &[3], ttl).await.unwrap();
+        let e = take_apps(&d, "rebuild", &[4, 2], ttl)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("app 2 of ") && e.contains("is being written by another run"),
+            "{e}"
+        );
+        assert!(
+            e.contains("_trtc_usage/leases/app_id=2.json"),
+            "names the lease: {e}"
+        );
+        let leases = || -> Vec<String> {
+            let Ok(entries) = std::fs::read_dir(dir.path().join(STATE_DIR).join(LEASES_DIR)) else {
+                return vec![]; // gone with its last lease
+            };
+            let mut names: Vec<String> = entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(
+            leases(),
+            ["app_id=1.json", "app_id=2.json", "app_id=3.json"],
+            "app 4 was given back"
+        );
+        assert_eq!(a.apps(), [1, 2]);
+        a.release().await;
+        b.release().await;
+        assert!(leases().is_empty());
+    }
+
+    /// A live lake-wide lease of 0.4 refuses every run; an expired one
+    /// guards nothing.
+    #[tokio::test]
+    async fn a_live_04_lease_is_honoured_until_it_expires() {
+        let (_dir, d) = local();
+        let now = Utc::now();
+        let record = |expires_at| Record {
+            app_id: None,
+            holder: Holder {
+                host: "old".into(),
+                pid: 1,
+                run_id: "run-04".into(),
+            },
+            command: "export".into(),
+            taken_at: now,
+            renewed_at: now,
+            expires_at,
+            ttl_secs: 300,
+            tool_version: "0.4.0".into(),
+        };
+        let path = legacy_lease_path(&d);
+        let put = |r: Record| {
+            let d = d.clone();
+            let path = path.clone();
+            async move {
+                d.store()
+                    .put(&path, PutPayload::from(serde_json::to_vec(&r).unwrap()))
+                    .await
+                    .unwrap();
+            }
+        };
+        put(record(now + chrono::Duration::seconds(60))).await;
+        let e = take(&d, "export", Duration::from_secs(60))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("(a lake-wide lease of trtc-usage 0.4) is being written by another run")
+                && e.contains("run run-04")
+                && e.contains("_trtc_usage/lease.json"),
+            "{e}"
+        );
+        put(record(now - chrono::Duration::seconds(1))).await;
+        take(&d, "export", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .release()
+            .await;
     }
 }
