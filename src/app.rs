@@ -112,10 +112,13 @@ async fn run_status(args: &StatusArgs, log_format: LogFormat) -> u8 {
 /// (`main.rs`): one line, the flag and the problem, and where help is;
 /// under `--log-format json`, that line as a JSON log event. Exit 2.
 fn usage_error(subcommand: &str, e: &dyn std::fmt::Display, log_format: LogFormat) -> u8 {
-    let line = crate::cli::usage_line(&e.to_string(), Some(subcommand));
-    match log_format {
-        LogFormat::Text => eprintln!("{line}"),
-        LogFormat::Json => error!("{line}"),
+    // An error of several problems (the accounts file's) is a line each.
+    for problem in e.to_string().lines() {
+        let line = crate::cli::usage_line(problem, Some(subcommand));
+        match log_format {
+            LogFormat::Text => eprintln!("{line}"),
+            LogFormat::Json => error!("{line}"),
+        }
     }
     EXIT_FATAL
 }
@@ -204,11 +207,11 @@ fn report(summary: &Summary, log_format: LogFormat, summary_file: Option<&std::p
     }
 }
 
-async fn run_job(cfg: JobConfig, provider: Option<Provider>, log_format: LogFormat) -> u8 {
+async fn run_job(cfg: JobConfig, providers: Vec<Option<Provider>>, log_format: LogFormat) -> u8 {
     let cancel = CancellationToken::new();
     let signal = stop_on_signals(cancel.clone());
     let mut progress = progress::for_mode(cfg.progress, log_format);
-    let summary = export::run(&cfg, provider, cancel, progress.as_mut()).await;
+    let summary = export::run(&cfg, providers, cancel, progress.as_mut()).await;
     report(&summary, log_format, cfg.summary_file.as_deref());
     exit_code(&summary, signal.load(Ordering::SeqCst))
 }
@@ -218,29 +221,53 @@ async fn run_export(args: &ExportArgs, log_format: LogFormat) -> u8 {
         Ok(c) => c,
         Err(e) => return usage_error("export", &e, log_format),
     };
-    let provider = if cfg.dry_run {
-        None
-    } else {
-        let remote = credentials::RemoteOptions {
-            sts_endpoint: args.sts_endpoint.clone(),
-            use_cvm_role: args.use_cvm_role,
-            cvm_metadata_endpoint: args.cvm_metadata_endpoint.clone(),
-        };
-        // Temporary keys are fetched now, so a broken source stops the run
-        // before any API call.
-        let resolved = match credentials::resolve_chain(&ProcessEnv, &remote) {
-            Ok(p) => p.credentials().await.map(|_| p),
-            Err(e) => Err(e),
+    if cfg.dry_run {
+        let none = vec![None; cfg.accounts.len()];
+        return run_job(cfg, none, log_format).await;
+    }
+    let remote = credentials::RemoteOptions {
+        sts_endpoint: args.sts_endpoint.clone(),
+        use_cvm_role: args.use_cvm_role,
+        cvm_metadata_endpoint: args.cvm_metadata_endpoint.clone(),
+    };
+    // Every account's keys are found now (temporary keys fetched), so a
+    // broken source stops the run before any API call; with several
+    // accounts, one line per account that has none.
+    let mut providers = Vec::with_capacity(cfg.accounts.len());
+    let mut problems = Vec::new();
+    for account in &cfg.accounts {
+        let resolved = match &account.credentials {
+            None => match credentials::resolve_chain(&ProcessEnv, &remote) {
+                Ok(p) => p.credentials().await.map(|_| p).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+            Some(source) => {
+                let name = account.name.as_deref().unwrap_or_default();
+                crate::jobs::accounts::credentials(name, source, &ProcessEnv).map(Provider::Static)
+            }
         };
         match resolved {
-            Ok(p) => Some(p),
-            Err(e) => {
-                error!("{e}");
-                return EXIT_FATAL;
+            Ok(p) => providers.push(Some(p)),
+            Err(e) => problems.push(e),
+        }
+    }
+    if !problems.is_empty() {
+        for p in &problems {
+            match (&args.accounts.accounts, log_format) {
+                (Some(file), LogFormat::Text) => eprintln!(
+                    "{}",
+                    crate::cli::usage_line(
+                        &format!("--accounts {}: {p}", file.display()),
+                        Some("export")
+                    )
+                ),
+                (Some(file), LogFormat::Json) => error!("--accounts {}: {p}", file.display()),
+                (None, _) => error!("{p}"),
             }
         }
-    };
-    run_job(cfg, provider, log_format).await
+        return EXIT_FATAL;
+    }
+    run_job(cfg, providers, log_format).await
 }
 
 fn sim_config(s: &SimSettings) -> SimConfig {
@@ -390,7 +417,7 @@ async fn run_demo(args: DemoArgs, log_format: LogFormat) -> u8 {
         token: None,
         source: "the simulator's demo keys".into(),
     });
-    let code = run_job(cfg, Some(provider), log_format).await;
+    let code = run_job(cfg, vec![Some(provider)], log_format).await;
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     if code == EXIT_OK {

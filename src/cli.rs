@@ -298,13 +298,34 @@ impl DayArgs {
     }
 }
 
+/// Several Tencent Cloud accounts (`docs/accounts.md`); shared by `export`,
+/// `rebuild` and `status`.
+#[derive(Debug, Clone, Args)]
+pub struct AccountsArgs {
+    /// A TOML file of Tencent Cloud accounts, each with its app ids, the names of the environment variables (or the profile file) holding its keys, and optionally its endpoint and region; not with --app-id.
+    #[arg(long, value_name = "FILE", env = "TRTC_ACCOUNTS")]
+    pub accounts: Option<std::path::PathBuf>,
+
+    /// With --accounts: only this account, by name or 0-based index (a Kubernetes Indexed Job passes $JOB_COMPLETION_INDEX).
+    #[arg(
+        long,
+        value_name = "NAME|N",
+        env = "TRTC_ACCOUNT",
+        requires = "accounts"
+    )]
+    pub account: Option<String>,
+}
+
 /// Which partitions a `rebuild` or `status` covers: apps and days, each
 /// optional (none: all the lake has).
 #[derive(Debug, Clone, Args)]
 pub struct RangeArgs {
     /// SdkAppId; repeat the flag or separate with commas (default: every app found).
-    #[arg(long = "app-id", value_name = "ID", env = "TRTC_APP_IDS", value_delimiter = ',', value_parser = parse_app_id)]
+    #[arg(long = "app-id", value_name = "ID", env = "TRTC_APP_IDS", value_delimiter = ',', conflicts_with = "accounts", value_parser = parse_app_id)]
     pub app_ids: Vec<u64>,
+
+    #[command(flatten)]
+    pub accounts: AccountsArgs,
 
     #[command(flatten)]
     pub days: DayArgs,
@@ -445,8 +466,11 @@ pub enum Progress {
 #[derive(Debug, Clone, Args)]
 pub struct ExportArgs {
     /// SdkAppId to export; repeat the flag or separate with commas.
-    #[arg(long = "app-id", value_name = "ID", env = "TRTC_APP_IDS", value_delimiter = ',', required = true, value_parser = parse_app_id)]
+    #[arg(long = "app-id", value_name = "ID", env = "TRTC_APP_IDS", value_delimiter = ',', required_unless_present = "accounts", conflicts_with = "accounts", value_parser = parse_app_id)]
     pub app_ids: Vec<u64>,
+
+    #[command(flatten)]
+    pub accounts: AccountsArgs,
 
     #[command(flatten)]
     pub days: DayArgs,

@@ -387,18 +387,6 @@ fn the_lease_holds_on_s3_too() {
     );
 }
 
-/// Whether an object exists at `rel` under the destination (one HEAD, so
-/// it never races a run deleting other objects).
-fn exists(dest: &TestDest, rel: &str) -> bool {
-    let d = dest.open();
-    let path = d.resolve(rel);
-    block_on(async {
-        object_store::ObjectStoreExt::head(d.store().as_ref(), &path)
-            .await
-            .is_ok()
-    })
-}
-
 /// A store that stalls cannot hold a stop: SIGTERM while a PUT hangs ends
 /// the run within the stop's grace (5 s) with 143, the partition left for
 /// the next run, which completes the lake exactly; a second signal ends it

@@ -4,6 +4,7 @@
 #[macro_use]
 mod util;
 
+mod accounts;
 mod app_usage;
 mod cli;
 mod credentials;

@@ -732,3 +732,15 @@ pub fn wait_with_deadline(child: &mut std::process::Child, deadline: Duration) -
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Whether an object exists at `rel` under the destination (one HEAD, so
+/// it never races a run deleting other objects).
+pub fn exists(dest: &TestDest, rel: &str) -> bool {
+    let d = dest.open();
+    let path = d.resolve(rel);
+    block_on(async {
+        object_store::ObjectStoreExt::head(d.store().as_ref(), &path)
+            .await
+            .is_ok()
+    })
+}

@@ -8,7 +8,8 @@ use std::time::Duration;
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use url::Url;
 
-use crate::cli::{ExportArgs, Progress, RangeArgs, Switch};
+use crate::cli::{AccountsArgs, ExportArgs, Progress, RangeArgs, Switch};
+use crate::jobs::accounts;
 use crate::jobs::plan::{self, DaySpec};
 use crate::lake::store::Destination;
 use crate::lake::write::Encoding;
@@ -41,6 +42,34 @@ pub enum ConfigError {
          or recompute checks alone from the lake with `trtc-usage rebuild --tables checks`"
     )]
     ChecksWithoutInputs { given: String },
+    /// One line per problem.
+    #[error(transparent)]
+    Accounts(#[from] accounts::AccountsError),
+}
+
+/// The accounts `--accounts` and `--account` name, checked; `None`
+/// without `--accounts`.
+pub fn selected_accounts(
+    args: &AccountsArgs,
+    allow_insecure_endpoint: bool,
+) -> Result<Option<Vec<accounts::Account>>, ConfigError> {
+    let Some(file) = &args.accounts else {
+        return Ok(None);
+    };
+    let all = accounts::load(file, allow_insecure_endpoint)?;
+    Ok(Some(accounts::select(file, all, args.account.as_deref())?))
+}
+
+/// One account a run exports: its apps, where its API is, its keys.
+#[derive(Debug, Clone)]
+pub struct AccountRun {
+    /// `None` without `--accounts`: the one account the flags describe.
+    pub name: Option<String>,
+    pub app_ids: Vec<u64>,
+    pub api: ApiConfig,
+    /// `None`: the official SDKs' chain (environment, profile file, TKE
+    /// OIDC, CVM role).
+    pub credentials: Option<accounts::CredentialSource>,
 }
 
 /// What a failed check does (`--checks`).
@@ -60,7 +89,11 @@ pub struct LakeScope {
 
 impl LakeScope {
     pub fn from_args(args: &RangeArgs) -> Result<Self, ConfigError> {
-        let app_ids = unique_apps(&args.app_ids)?;
+        // No call is made: an account's endpoint does not matter here.
+        let app_ids = match selected_accounts(&args.accounts, true)? {
+            Some(accounts) => accounts.into_iter().flat_map(|a| a.app_ids).collect(),
+            None => unique_apps(&args.app_ids)?,
+        };
         let days = args.days.range();
         if let Some((start, end)) = days
             && end < start
@@ -136,7 +169,11 @@ pub const RAW_ZSTD_LEVEL: i32 = 1;
 /// Everything an export run needs, checked.
 #[derive(Debug, Clone)]
 pub struct JobConfig {
+    /// Every app of the run (of every account).
     pub app_ids: Vec<u64>,
+    /// The accounts the run exports, each with its own pacers; one, with
+    /// no name, without `--accounts`.
+    pub accounts: Vec<AccountRun>,
     pub days: Vec<NaiveDate>,
     /// Warnings the plan produced (old days, say), to log at start.
     pub warnings: Vec<String>,
@@ -145,6 +182,8 @@ pub struct JobConfig {
     pub force: bool,
     pub contract: SchemaContract,
     pub dest: Destination,
+    /// The API of the account being run (of the only one, without
+    /// `--accounts`): see [`JobConfig::for_account`].
     pub api: ApiConfig,
     pub min_interval: Duration,
     pub retry: RetryPolicy,
@@ -229,7 +268,6 @@ pub fn check_endpoint(raw: &str, allow_insecure: bool) -> Result<Url, ConfigErro
 impl JobConfig {
     /// Checks `args` as of `now`.
     pub fn from_args(args: &ExportArgs, now: DateTime<Utc>) -> Result<Self, ConfigError> {
-        let app_ids = unique_apps(&args.app_ids)?;
         let offset = plan::parse_offset(&args.utc_offset).map_err(ConfigError::Offset)?;
         let spec = match args.days.range() {
             Some((start, end)) => DaySpec::Range { start, end },
@@ -237,6 +275,39 @@ impl JobConfig {
         };
         let (days, warnings) = plan::plan_days(&spec, offset, now)?;
         let endpoint = check_endpoint(&args.endpoint, args.allow_insecure_endpoint)?;
+        let api = |endpoint: Url, region: &str| ApiConfig {
+            endpoint,
+            region: region.to_owned(),
+            request_timeout: args.request_timeout,
+            spool: args.spool.config(),
+        };
+        let accounts: Vec<AccountRun> =
+            match selected_accounts(&args.accounts, args.allow_insecure_endpoint)? {
+                None => vec![AccountRun {
+                    name: None,
+                    app_ids: unique_apps(&args.app_ids)?,
+                    api: api(endpoint.clone(), args.region.as_str()),
+                    credentials: None,
+                }],
+                Some(selected) => selected
+                    .into_iter()
+                    .map(|a| {
+                        // Checked by `accounts::load` (https, or loopback).
+                        let endpoint = match &a.endpoint {
+                            Some(e) => check_endpoint(e, args.allow_insecure_endpoint)?,
+                            None => endpoint.clone(),
+                        };
+                        let region = a.region.as_deref().unwrap_or(args.region.as_str());
+                        Ok(AccountRun {
+                            api: api(endpoint, region),
+                            name: Some(a.name),
+                            app_ids: a.app_ids,
+                            credentials: Some(a.credentials),
+                        })
+                    })
+                    .collect::<Result<_, ConfigError>>()?,
+            };
+        let app_ids: Vec<u64> = accounts.iter().flat_map(|a| a.app_ids.clone()).collect();
         let dest = Destination::open(&args.dest)?;
         if !args.dry_run {
             check_summary_file(args.summary_file.as_deref())?;
@@ -244,6 +315,8 @@ impl JobConfig {
         }
         Ok(Self {
             app_ids,
+            api: accounts[0].api.clone(),
+            accounts,
             days,
             warnings,
             offset,
@@ -251,12 +324,6 @@ impl JobConfig {
             force: args.force,
             contract: args.schema_contract,
             dest,
-            api: ApiConfig {
-                endpoint,
-                region: args.region.as_str().to_owned(),
-                request_timeout: args.request_timeout,
-                spool: args.spool.config(),
-            },
             min_interval: args.min_interval,
             retry: RetryPolicy {
                 max_attempts: args.max_attempts,
@@ -279,6 +346,17 @@ impl JobConfig {
             source: crate::lake::marker::Source::TencentCloud,
             verify: args.verify,
         })
+    }
+
+    /// This run narrowed to one account: its apps and its API (the lake,
+    /// its fences and every other setting shared).
+    pub fn for_account(&self, account: &AccountRun) -> JobConfig {
+        JobConfig {
+            app_ids: account.app_ids.clone(),
+            api: account.api.clone(),
+            accounts: vec![account.clone()],
+            ..self.clone()
+        }
     }
 
     /// The offset as written in manifests, e.g. `+08:00`.

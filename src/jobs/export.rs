@@ -315,6 +315,18 @@ pub struct PlannedPartition {
 }
 
 impl PlanReport {
+    /// Two accounts' plans as one: their partitions and calls; the time
+    /// of the longer, since accounts run side by side.
+    pub fn merge(mut self, other: PlanReport) -> PlanReport {
+        self.apps += other.apps;
+        self.partitions.extend(other.partitions);
+        self.room_calls += other.room_calls;
+        self.app_calls += other.app_calls;
+        self.estimated_secs = self.estimated_secs.max(other.estimated_secs);
+        self.finality_checked &= other.finality_checked;
+        self
+    }
+
     fn new(cfg: &JobConfig, plan: &Plan, finality_checked: bool) -> Self {
         let (room_calls, app_calls) = (plan.room_calls(), plan.app_calls());
         let estimate = if room_calls > 0 {
@@ -734,14 +746,16 @@ fn record(
     None
 }
 
-/// Runs the export. `provider` is `None` only for a dry run.
+/// Runs the export: every account of `cfg` side by side, `providers[i]`
+/// the credentials of `cfg.accounts[i]` (`None` only for a dry run).
 ///
 /// Before anything else, and before any API call: the destination's
-/// preflight (can we write there?), then the apps' leases (is anyone else
-/// writing it?). A dry run writes nothing, so it does neither.
+/// preflight (can we write there?), then the leases of every app of every
+/// account (is anyone else writing them?). A dry run writes nothing, so it
+/// does neither.
 pub async fn run(
     cfg: &JobConfig,
-    provider: Option<Provider>,
+    providers: Vec<Option<Provider>>,
     cancel: CancellationToken,
     progress: &mut dyn Progress,
 ) -> Summary {
@@ -750,7 +764,7 @@ pub async fn run(
         warn!("{w}.");
     }
     if cfg.dry_run {
-        return planned(cfg, provider, cancel, progress, started).await;
+        return accounts(cfg, providers, cancel, progress, started).await;
     }
     let refuse = |msg: String| {
         let mut summary = Summary::new(cfg.app_ids.len() * cfg.days.len() * cfg.tables.len());
@@ -796,11 +810,54 @@ pub async fn run(
     if let Err(e) = inflight::sweep(&cfg.dest, &cfg.app_ids).await {
         warn!(error = %e, "Cannot clean what an earlier run left in flight; the next run tries again.");
     }
-    let summary = planned(cfg, provider, cancel, progress, started).await;
+    let summary = accounts(cfg, providers, cancel, progress, started).await;
     match lease {
         Some(lease) => end_lease(lease, summary).await,
         None => summary,
     }
+}
+
+/// Every account of the run at once, each with its own pacers (TRTC's
+/// limits are per account) and its log lines, progress and summary under
+/// its name. Without `--accounts`, the one account as it always ran.
+async fn accounts(
+    cfg: &JobConfig,
+    providers: Vec<Option<Provider>>,
+    cancel: CancellationToken,
+    progress: &mut dyn Progress,
+    started: Instant,
+) -> Summary {
+    if let [one] = cfg.accounts.as_slice()
+        && one.name.is_none()
+    {
+        let provider = providers.into_iter().next().flatten();
+        return planned(cfg, provider, cancel, progress, started).await;
+    }
+    use tracing::Instrument;
+    let configs: Vec<JobConfig> = cfg.accounts.iter().map(|a| cfg.for_account(a)).collect();
+    let mut displays: Vec<Box<dyn Progress>> = configs
+        .iter()
+        .map(|_| crate::jobs::progress::for_account(cfg.progress))
+        .collect();
+    let runs =
+        configs
+            .iter()
+            .zip(providers)
+            .zip(displays.iter_mut())
+            .map(|((c, provider), display)| {
+                let name = c.accounts[0].name.clone().unwrap_or_default();
+                let span = tracing::info_span!("account", account = %name);
+                let cancel = cancel.clone();
+                async move {
+                    let summary = planned(c, provider, cancel, display.as_mut(), started).await;
+                    (name, summary)
+                }
+                .instrument(span)
+            });
+    let summaries = futures::future::join_all(runs).await;
+    let mut all = Summary::of_accounts(summaries);
+    all.elapsed_secs = started.elapsed().as_secs_f64();
+    all
 }
 
 /// Releases `lease`; a run that lost it mid-way ends as a fatal error.

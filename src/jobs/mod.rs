@@ -1,6 +1,7 @@
 //! The jobs: what a command does, from validated flags to a summary.
 //!
 //! - [`config`]: flags in, a checked job configuration out;
+//! - [`accounts`]: several Tencent Cloud accounts, each its apps and keys;
 //! - [`plan`]: days, the API's clock, which partitions are final;
 //! - [`export`]: fetch → keep the raw answer → write, partition by partition;
 //! - [`partition`]: one answer → one partition (shared by export and rebuild);
@@ -9,6 +10,7 @@
 //! - [`summary`]: what a run did, and how it ended;
 //! - [`progress`]: the bar on a terminal, periodic log lines otherwise.
 
+pub mod accounts;
 pub mod config;
 pub mod export;
 pub mod partition;

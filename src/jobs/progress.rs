@@ -168,6 +168,16 @@ pub fn for_mode(mode: Mode, log_format: LogFormat) -> Box<dyn Progress> {
     }
 }
 
+/// The display of one account among several running side by side: log
+/// lines (one bar per account would fight over the terminal), each naming
+/// its account through the account's span; none under `--progress off`.
+pub fn for_account(mode: Mode) -> Box<dyn Progress> {
+    match mode {
+        Mode::Off => Box::new(Silent),
+        _ => Box::new(LogLines::new(Duration::from_secs(30))),
+    }
+}
+
 /// Stderr that lifts the progress bar out of the way of each log line.
 pub struct StderrAboveBar;
 

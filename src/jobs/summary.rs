@@ -80,6 +80,51 @@ pub struct FailedCheck {
     pub tolerance: f64,
 }
 
+/// One account's part of a run of several.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountSummary {
+    pub account: String,
+    pub status: Status,
+    pub planned: usize,
+    pub written: usize,
+    pub skipped_final: usize,
+    pub failed: usize,
+    pub not_attempted: usize,
+    pub rows: u64,
+    pub bytes: u64,
+    pub checks: CheckCounts,
+    pub calls: u64,
+    pub retries: u64,
+    pub throttles: u64,
+    pub elapsed_secs: f64,
+    pub fatal_error: Option<String>,
+}
+
+/// The worse of two statuses: what the exit code of several accounts is
+/// made of (exit 2 over 1 over 3 over 0; a stop over them all).
+pub fn worst(a: Status, b: Status) -> Status {
+    let rank = |s: Status| match s {
+        Status::DryRun => 0,
+        Status::Ok => 1,
+        Status::ChecksFailed => 2,
+        Status::PartitionsFailed => 3,
+        Status::Fatal => 4,
+        Status::Interrupted => 5,
+    };
+    if rank(b) > rank(a) { b } else { a }
+}
+
+fn status_word(status: Status) -> &'static str {
+    match status {
+        Status::Ok => "ok",
+        Status::PartitionsFailed => "partitions failed",
+        Status::ChecksFailed => "checks failed",
+        Status::Fatal => "fatal error",
+        Status::Interrupted => "interrupted",
+        Status::DryRun => "dry run",
+    }
+}
+
 /// What a run did; printed at the end, and written to `--summary-file`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -105,6 +150,10 @@ pub struct Summary {
     /// `--dry-run`: what a run would do.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<crate::jobs::export::PlanReport>,
+    /// With `--accounts`: each account's own counts (the fields above are
+    /// their sums, and the worst status).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<AccountSummary>,
     /// Steps of the run done (an (app, day) in export, a partition in
     /// rebuild), for the progress display.
     #[serde(skip)]
@@ -130,7 +179,68 @@ impl Summary {
             fatal_error: None,
             steps_done: 0,
             plan: None,
+            accounts: Vec::new(),
         }
+    }
+
+    /// The summary of a run of several accounts, side by side: each one's
+    /// counts, their sums, and the worst status of all (a fatal error or a
+    /// stop over failed partitions, those over failed checks).
+    pub(crate) fn of_accounts(runs: Vec<(String, Summary)>) -> Summary {
+        let mut all = Summary::new(0);
+        all.status = Status::Ok;
+        for (name, s) in runs {
+            all.status = worst(all.status, s.status);
+            all.planned += s.planned;
+            all.written += s.written;
+            all.skipped_final += s.skipped_final;
+            all.failed.extend(s.failed.iter().cloned());
+            all.not_attempted.extend(s.not_attempted.iter().copied());
+            all.rows += s.rows;
+            all.bytes += s.bytes;
+            for (table, c) in &s.tables {
+                let t = all.tables.entry(*table).or_default();
+                t.written += c.written;
+                t.skipped_final += c.skipped_final;
+                t.failed += c.failed;
+                t.rows += c.rows;
+                t.bytes += c.bytes;
+            }
+            all.checks.passed += s.checks.passed;
+            all.checks.failed += s.checks.failed;
+            all.failed_checks.extend(s.failed_checks.iter().cloned());
+            all.calls.add(&s.calls);
+            all.elapsed_secs = all.elapsed_secs.max(s.elapsed_secs);
+            if all.fatal_error.is_none() {
+                all.fatal_error = s
+                    .fatal_error
+                    .as_ref()
+                    .map(|e| format!("account '{name}': {e}"));
+            }
+            all.steps_done += s.steps_done;
+            all.plan = match (all.plan.take(), s.plan.clone()) {
+                (Some(a), Some(b)) => Some(a.merge(b)),
+                (a, b) => a.or(b),
+            };
+            all.accounts.push(AccountSummary {
+                account: name,
+                status: s.status,
+                planned: s.planned,
+                written: s.written,
+                skipped_final: s.skipped_final,
+                failed: s.failed.len(),
+                not_attempted: s.not_attempted.len(),
+                rows: s.rows,
+                bytes: s.bytes,
+                checks: s.checks,
+                calls: s.calls.calls,
+                retries: s.calls.retries,
+                throttles: s.calls.throttles,
+                elapsed_secs: s.elapsed_secs,
+                fatal_error: s.fatal_error,
+            });
+        }
+        all
     }
 
     /// Counts a partition written.
@@ -193,18 +303,44 @@ impl Summary {
         self.not_attempted.extend(left);
     }
 
-    /// The one-line human form.
+    /// The human form: one line, and with several accounts one more per
+    /// account before it.
     pub fn line(&self) -> String {
+        let mut out = String::new();
+        for a in &self.accounts {
+            out.push_str(&format!(
+                "trtc-usage [account {}]: {}: {} written, {} skipped (final), {} failed{} of {}; checks {} passed, {} failed; {} rows; {} calls ({} retries, {} throttled); {:.1}s\n",
+                a.account,
+                status_word(a.status),
+                a.written,
+                a.skipped_final,
+                a.failed,
+                if a.not_attempted > 0 {
+                    format!(", {} not attempted", a.not_attempted)
+                } else {
+                    String::new()
+                },
+                a.planned,
+                a.checks.passed,
+                a.checks.failed,
+                a.rows,
+                a.calls,
+                a.retries,
+                a.throttles,
+                a.elapsed_secs,
+            ));
+        }
+        out.push_str(&self.total_line());
+        if !self.accounts.is_empty() {
+            out.push_str(&format!(" ({} accounts)", self.accounts.len()));
+        }
+        out
+    }
+
+    fn total_line(&self) -> String {
         let mut s = format!(
             "trtc-usage: {status}: {w} written, {s} skipped (final), {f} failed",
-            status = match self.status {
-                Status::Ok => "ok",
-                Status::PartitionsFailed => "partitions failed",
-                Status::ChecksFailed => "checks failed",
-                Status::Fatal => "fatal error",
-                Status::Interrupted => "interrupted",
-                Status::DryRun => "dry run",
-            },
+            status = status_word(self.status),
             w = self.written,
             s = self.skipped_final,
             f = self.failed.len(),
