@@ -4,6 +4,7 @@ problem."""
 
 import os
 import sys
+import tomllib
 
 here = os.path.dirname(os.path.abspath(__file__))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
@@ -74,7 +75,52 @@ except Exception as e:  # AirflowFailException
     if type(e).__name__ != "AirflowFailException" or "audio: rooms 10.0 min, app 15.0 min" not in str(e):
         failures.append(f"reconcile: {type(e).__name__}: {e}")
 
+# The accounts DAG: one mapped export per account of the file, a pool, one
+# DAG run at a time (so an account never runs twice at once).
+for runner in ("kubernetes", "bash"):
+    os.environ["TRTC_USAGE_AIRFLOW_RUNNER"] = runner
+    bag = DagBag(dag_folder=os.path.join(here, "trtc_usage_accounts_dag.py"))
+    if bag.import_errors:
+        failures.append(f"accounts {runner}: import errors: {bag.import_errors}")
+        continue
+    dag = bag.dags.get("trtc_usage_accounts")
+    if dag is None:
+        failures.append(f"accounts {runner}: no DAG trtc_usage_accounts")
+        continue
+    export = dag.get_task("export")
+    mapped = export.expand_input.value
+    per_account = mapped.get("arguments") or mapped.get("bash_command") or []
+    texts = [" ".join(a) if isinstance(a, list) else a for a in per_account]
+    with open(os.path.join(here, "..", "accounts.example.toml"), "rb") as f:
+        names = [a["name"] for a in tomllib.load(f)["account"]]
+    pool = export.partial_kwargs.get("pool")
+    checks = {
+        "mapped, one export per account of the file": sorted(
+            t.split("--account ")[1].split()[0] for t in texts
+        ) == sorted(names),
+        "every export: --accounts, --date {{ ds }}, --checks warn": all(
+            "--accounts /etc/trtc/accounts.toml" in t and "--date {{ ds }}" in t and "--checks warn" in t
+            for t in texts
+        ),
+        "pool trtc_accounts": pool == "trtc_accounts",
+        "one DAG run at a time": dag.max_active_runs == 1,
+        "catchup": bool(dag.catchup),
+        "waits for settle": dag.get_task("wait_for_settle").downstream_task_ids == {"export"},
+        "reconcile per account, never retried": (
+            export.downstream_task_ids == {"reconcile"}
+            and dag.get_task("reconcile").partial_kwargs.get("retries") == 0
+        ),
+        "the pod mounts the accounts ConfigMap": runner == "bash" or any(
+            v.name == "accounts" and v.config_map is not None and v.config_map.name == "trtc-usage-accounts"
+            for v in export.partial_kwargs["volumes"]
+        ),
+    }
+    for name, ok in checks.items():
+        if not ok:
+            failures.append(f"accounts {runner}: {name}")
+    print(f"accounts {runner}: DAG trtc_usage_accounts loaded, tasks {sorted(dag.task_ids)}, {len(texts)} mapped exports")
+
 if failures:
     print("FAILED: " + "; ".join(failures))
     sys.exit(1)
-print("Airflow DAG check passed for both runners.")
+print("Airflow DAG check passed for both DAGs and both runners.")

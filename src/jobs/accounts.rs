@@ -435,4 +435,28 @@ app_ids = []
             "{e}"
         );
     }
+
+    /// The example in jobs/ and the Kubernetes ConfigMap's file are read
+    /// as the job reads them.
+    #[test]
+    fn the_shipped_accounts_files_are_valid() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let example = load(&root.join("jobs/accounts.example.toml"), false).unwrap();
+        assert_eq!(example.len(), 3);
+        let yaml =
+            std::fs::read_to_string(root.join("jobs/kubernetes/accounts-cronjob.yaml")).unwrap();
+        let block: Vec<&str> = yaml
+            .lines()
+            .skip_while(|l| !l.contains("accounts.toml: |"))
+            .skip(1)
+            .take_while(|l| l.starts_with("    ") || l.is_empty())
+            .map(|l| l.get(4..).unwrap_or(""))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("accounts.toml");
+        std::fs::write(&path, block.join("\n")).unwrap();
+        let configmap = load(&path, false).unwrap();
+        let names: Vec<&str> = configmap.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["cn-main", "cn-games", "intl"]);
+    }
 }
