@@ -1,4 +1,4 @@
--- Example queries over the lake at ./warehouse, for DuckDB. The README
+-- Example queries over the lake at ./warehouse, for DuckDB. docs/reading.md
 -- shows them; tests/data/run_queries.py runs every one against a demo lake
 -- (the path 'warehouse/' replaced by the test's), so they stay true.
 

@@ -31,14 +31,15 @@ pub const EXIT_PARTITIONS_FAILED: u8 = 1;
 pub const EXIT_FATAL: u8 = 2;
 pub const EXIT_CHECKS_FAILED: u8 = 3;
 
-/// Runs the parsed command line; returns the exit code.
-pub async fn run(cli: Cli) -> u8 {
+/// Runs the parsed command line with its log format ([`Cli::log_format`]);
+/// returns the exit code.
+pub async fn run(cli: Cli, log_format: LogFormat) -> u8 {
     match cli.command {
-        Command::Export(args) => run_export(&args, cli.log_format).await,
+        Command::Export(args) => run_export(&args, log_format).await,
         Command::Simulator(args) => run_simulator(args).await,
-        Command::Rebuild(args) => run_rebuild(&args, cli.log_format).await,
-        Command::Status(args) => run_status(&args, cli.log_format).await,
-        Command::Demo(args) => run_demo(args, cli.log_format).await,
+        Command::Rebuild(args) => run_rebuild(&args, log_format).await,
+        Command::Status(args) => run_status(&args, log_format).await,
+        Command::Demo(args) => run_demo(args, log_format).await,
     }
 }
 
@@ -307,11 +308,21 @@ async fn run_simulator(args: SimulatorArgs) -> u8 {
             return EXIT_FATAL;
         }
     };
+    // The built-in keys are public (they are in the source and the docs):
+    // printing them is how a user points an export here. A key the user
+    // chose is theirs, and is not printed.
+    let key = if args.sim.secret_key == simulator::DEMO_SECRET_KEY {
+        args.sim.secret_key.clone()
+    } else {
+        "(the --sim-secret-key you gave)".into()
+    };
     info!(
         endpoint = %format!("http://{}", args.listen),
         secret_id = %args.sim.secret_id,
         interval_ms = args.sim.interval.as_millis() as u64,
-        "TRTC API simulator listening."
+        "TRTC API simulator listening. Point an export at it: TENCENTCLOUD_SECRET_ID={} TENCENTCLOUD_SECRET_KEY={key} trtc-usage export --endpoint http://{} --app-id …",
+        args.sim.secret_id,
+        args.listen
     );
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -345,6 +356,43 @@ fn demo_export_args(argv: Vec<String>) -> Result<ExportArgs, clap::Error> {
         .subcommand_matches("export")
         .expect("the demo parses an export command");
     ExportArgs::from_arg_matches(export)
+}
+
+/// The queries the demo ends with: the rooms per app and day, and whether
+/// they add up to the app's figure, on the lake at `dest`. The same as the
+/// README's first look (a test runs them).
+pub fn first_look_queries(dest: &str) -> [String; 2] {
+    [
+        format!(
+            "SELECT app_id, usage_date, count(*) AS rooms, sum(audio_seconds) AS audio_s \
+             FROM read_parquet('{dest}/room_usage/**/*.parquet', hive_partitioning = true) \
+             GROUP BY ALL ORDER BY ALL"
+        ),
+        format!(
+            "SELECT app_id, usage_date, series, round(room_minutes, 1) AS room_min, \
+             round(app_minutes, 1) AS app_min, status \
+             FROM read_parquet('{dest}/checks/**/*.parquet', hive_partitioning = true) \
+             ORDER BY ALL"
+        ),
+    ]
+}
+
+/// How to look at the demo's lake: with this repository's `scripts/query`
+/// (DuckDB, installed on first use), or any DuckDB. Under `--log-format
+/// json`, one JSON log event like every other line.
+fn first_look(dest: &str, log_format: LogFormat) {
+    let [rooms, checks] = first_look_queries(dest);
+    match log_format {
+        LogFormat::Json => info!(
+            rooms_query = %rooms,
+            checks_query = %checks,
+            "Look at it: scripts/query \"<query>\" in this repository (DuckDB, installed on first use), or duckdb -c \"<query>\"."
+        ),
+        LogFormat::Text => eprintln!(
+            "\nLook at it (DuckDB, installed on first use; or duckdb -c \"…\" with your own):\n  \
+             ./scripts/query \"{rooms}\"\n  ./scripts/query \"{checks}\""
+        ),
+    }
 }
 
 async fn run_demo(args: DemoArgs, log_format: LogFormat) -> u8 {
@@ -421,13 +469,7 @@ async fn run_demo(args: DemoArgs, log_format: LogFormat) -> u8 {
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     if code == EXIT_OK {
-        let dest = args.dest.trim_end_matches('/');
-        eprintln!(
-            "\nQuery it with DuckDB:\n  duckdb -c \"SELECT app_id, usage_date, count(*) AS rooms, sum(audio_seconds) AS audio_s \
-             FROM read_parquet('{dest}/room_usage/**/*.parquet', hive_partitioning = true) GROUP BY ALL ORDER BY ALL\"\n  \
-             duckdb -c \"SELECT app_id, usage_date, series, room_minutes, app_minutes, status \
-             FROM read_parquet('{dest}/checks/**/*.parquet', hive_partitioning = true) ORDER BY ALL\""
-        );
+        first_look(args.dest.trim_end_matches('/'), log_format);
     }
     code
 }

@@ -44,9 +44,28 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 
-    /// Log format on stderr: human text, or one JSON object per line.
-    #[arg(long, global = true, env = "TRTC_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    /// Log format on stderr: human text (default), or one JSON object per line. Also read from TRTC_LOG_FORMAT, except by `demo`, which reads no environment.
+    #[arg(long = "log-format", value_name = "FORMAT", global = true, value_enum)]
+    pub log_format_flag: Option<LogFormat>,
+}
+
+impl Cli {
+    /// `--log-format`, else `TRTC_LOG_FORMAT` (not for `demo`: it reads no
+    /// environment variable, so a production setting cannot change it),
+    /// else text. An unknown value in the variable is a usage error.
+    pub fn log_format(&self) -> Result<LogFormat, String> {
+        if let Some(f) = self.log_format_flag {
+            return Ok(f);
+        }
+        if matches!(self.command, Command::Demo(_)) {
+            return Ok(LogFormat::Text);
+        }
+        match std::env::var("TRTC_LOG_FORMAT") {
+            Ok(v) if !v.trim().is_empty() => LogFormat::from_str(v.trim(), true)
+                .map_err(|_| format!("TRTC_LOG_FORMAT={v}: expected text or json")),
+            _ => Ok(LogFormat::Text),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -385,7 +404,7 @@ pub struct StatusArgs {
     pub settle: Duration,
 
     /// Recompute every file's SHA-256 against its manifest (reads every file); exit 1 on a mismatch.
-    #[arg(long)]
+    #[arg(long, env = "TRTC_VERIFY")]
     pub verify: bool,
 }
 
@@ -647,7 +666,7 @@ pub struct SimSettings {
 /// production `TRTC_DEST` (or any other export setting) by accident.
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
-    /// Where to write (a lake of its own: see `trtc-usage demo --help`).
+    /// Where to write: a lake of simulated data, which a real export refuses to write into (and the demo refuses a real lake).
     #[arg(long, default_value = "./warehouse")]
     pub dest: String,
 

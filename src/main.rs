@@ -47,13 +47,20 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(trtc_usage::app::EXIT_FATAL);
         }
     };
-    trtc_usage::logging::init(cli.log_format);
+    let log_format = match cli.log_format() {
+        Ok(f) => f,
+        Err(problem) => {
+            eprintln!("{}", trtc_usage::cli::usage_line(&problem, None));
+            return std::process::ExitCode::from(trtc_usage::app::EXIT_FATAL);
+        }
+    };
+    trtc_usage::logging::init(log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let code = runtime.block_on(trtc_usage::app::run(cli));
+    let code = runtime.block_on(trtc_usage::app::run(cli, log_format));
     // Do not wait for blocking tasks of a stopped run.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     std::process::ExitCode::from(code)

@@ -445,3 +445,64 @@ fn a_closed_stdout_and_an_unwritable_summary_file() {
     assert_eq!(sim.stats().total_requests(), 0);
     assert!(object_names(&dest).is_empty());
 }
+
+/// The demo reads no environment variable (TRTC_LOG_FORMAT included), and
+/// under `--log-format json` every line it writes to stderr is JSON.
+#[test]
+fn the_demo_ignores_the_environment_and_speaks_json_when_asked() {
+    let work = tempfile::tempdir().unwrap();
+    let mut demo = lake_cmd(&TestDest::local());
+    demo.current_dir(work.path()).env("TRTC_LOG_FORMAT", "json");
+    let r = run_sub(
+        demo,
+        "demo",
+        &["--min-interval", "100ms", "--progress", "off"],
+    );
+    r.assert_code(0);
+    assert!(
+        r.stderr
+            .lines()
+            .any(|l| l.contains(" INFO Demo: exporting")),
+        "text, whatever TRTC_LOG_FORMAT says:\n{}",
+        r.stderr
+    );
+    let mut demo = lake_cmd(&TestDest::local());
+    demo.current_dir(work.path());
+    let r = run_sub(
+        demo,
+        "demo",
+        &[
+            "--min-interval",
+            "100ms",
+            "--progress",
+            "log",
+            "--log-format",
+            "json",
+        ],
+    );
+    r.assert_code(0);
+    for line in r.stderr.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v.get("level").is_some(), "{line}");
+    }
+    assert!(r.stderr.contains("rooms_query"), "the first look, as JSON");
+    serde_json::from_str::<serde_json::Value>(r.stdout.trim()).expect("the summary is JSON");
+}
+
+/// `status` and `rebuild` on a --dest that holds no lake at all (a typo)
+/// say so: a warning for status, exit 2 for rebuild.
+#[test]
+fn status_and_rebuild_on_no_lake_say_so() {
+    let nowhere = TestDest::local();
+    let s = run_sub(lake_cmd(&nowhere), "status", &[] as &[&str]);
+    s.assert_code(0);
+    s.assert_stdout_has(&["no lake here (no table, no raw zone): is --dest right?"]);
+    s.assert_stderr_has(&["WARN No lake here"]);
+    let r = run_sub(lake_cmd(&nowhere), "rebuild", &[] as &[&str]);
+    r.assert_code(2);
+    r.assert_stderr_has(&[
+        "holds no lake (no table, no raw zone): nothing to rebuild; is --dest right?",
+    ]);
+    assert!(object_names(&nowhere).is_empty(), "nothing created");
+}

@@ -978,7 +978,7 @@ async fn planned(
     );
     let mut failed_apps: Vec<(u64, String)> = Vec::new();
     let total = plan.todo.len();
-    progress.start(total, cfg.min_interval);
+    progress.start(total, "app-days", cfg.min_interval);
     let mut todo = plan.todo.into_iter();
     while let Some(t) = todo.next() {
         let p = t.p;

@@ -14,7 +14,10 @@ use crate::jobs::summary::Summary;
 
 /// Receives the run's progress.
 pub trait Progress: Send {
-    fn start(&mut self, total: usize, interval: Duration);
+    /// `total` steps of `unit` (`app-days` in export: each its room,
+    /// app and check partitions; `partitions` in rebuild), paced at
+    /// `interval`.
+    fn start(&mut self, total: usize, unit: &'static str, interval: Duration);
     fn advance(&mut self, summary: &Summary);
     fn finish(&mut self);
 }
@@ -23,7 +26,7 @@ pub trait Progress: Send {
 pub struct Silent;
 
 impl Progress for Silent {
-    fn start(&mut self, _: usize, _: Duration) {}
+    fn start(&mut self, _: usize, _: &'static str, _: Duration) {}
     fn advance(&mut self, _: &Summary) {}
     fn finish(&mut self) {}
 }
@@ -46,6 +49,7 @@ fn eta(total: usize, done: usize, interval: Duration) -> Duration {
 /// A log line per partition, at most one every `every`, and always the last.
 pub struct LogLines {
     total: usize,
+    unit: &'static str,
     interval: Duration,
     every: Duration,
     last: Option<Instant>,
@@ -55,6 +59,7 @@ impl LogLines {
     pub fn new(every: Duration) -> Self {
         Self {
             total: 0,
+            unit: "partitions",
             interval: Duration::ZERO,
             every,
             last: None,
@@ -63,13 +68,14 @@ impl LogLines {
 }
 
 impl Progress for LogLines {
-    fn start(&mut self, total: usize, interval: Duration) {
+    fn start(&mut self, total: usize, unit: &'static str, interval: Duration) {
         self.total = total;
+        self.unit = unit;
         self.interval = interval;
         info!(
             total,
             eta_secs = eta(total, 0, interval).as_secs(),
-            "Progress: 0/{total} partitions; about {} to go.",
+            "Progress: 0/{total} {unit}; about {} to go.",
             humantime::format_duration(eta(total, 0, interval))
         );
     }
@@ -88,8 +94,9 @@ impl Progress for LogLines {
             written = s.written,
             failed = s.failed.len(),
             eta_secs = left.as_secs(),
-            "Progress: {d}/{} partitions; about {} to go.",
+            "Progress: {d}/{} {}; about {} to go.",
             self.total,
+            self.unit,
             humantime::format_duration(left)
         );
     }
@@ -110,7 +117,7 @@ impl Bar {
     pub fn new() -> Self {
         let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
         bar.set_style(
-            ProgressStyle::with_template("{bar:30} {pos}/{len} partitions  {msg}")
+            ProgressStyle::with_template("{bar:30} {pos}/{len} {prefix}  {msg}")
                 .expect("valid template"),
         );
         Self {
@@ -127,8 +134,9 @@ impl Default for Bar {
 }
 
 impl Progress for Bar {
-    fn start(&mut self, total: usize, interval: Duration) {
+    fn start(&mut self, total: usize, unit: &'static str, interval: Duration) {
         self.interval = interval;
+        self.bar.set_prefix(unit);
         self.bar.set_length(total as u64);
         self.bar.set_message(format!(
             "ETA {}",

@@ -300,6 +300,24 @@ pub async fn run(
         s.elapsed_secs = started.elapsed().as_secs_f64();
         s
     };
+    // A mistyped --dest is no lake: say so, rather than rebuild "0 of 0".
+    match dest.holds_lake().await {
+        Ok(true) => {}
+        Ok(false) => {
+            let msg = format!(
+                "{} holds no lake (no table, no raw zone): nothing to rebuild; is --dest right?",
+                dest.display()
+            );
+            error!("{msg}");
+            summary.stop(Status::Fatal, Some(msg), []);
+            return finish(summary);
+        }
+        Err(e) => {
+            error!(error = %e, "The destination is not usable; nothing was rebuilt.");
+            summary.stop(Status::Fatal, Some(e.to_string()), []);
+            return finish(summary);
+        }
+    }
     if let Err(e) = dest.preflight().await {
         error!(error = %e, "The destination is not usable; nothing was rebuilt.");
         summary.stop(Status::Fatal, Some(e.to_string()), []);
@@ -356,7 +374,7 @@ async fn rebuild_all(
         dest = %dest.display(),
         "Starting rebuild from the raw zone (no API call)."
     );
-    progress.start(plan.len(), Duration::ZERO);
+    progress.start(plan.len(), "partitions", Duration::ZERO);
     let mut rebuilt = Vec::new();
     let mut work = plan.into_iter();
     while let Some((table, w)) = work.next() {

@@ -71,6 +71,9 @@ pub struct TableStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
     pub dest: String,
+    /// Whether `--dest` holds a lake at all (a table, the raw zone or the
+    /// job's own directory): false for a mistyped path.
+    pub lake: bool,
     pub verified: bool,
     pub tables: Vec<TableStatus>,
 }
@@ -91,6 +94,13 @@ impl StatusReport {
     /// The human form: a table per lake table, missing days as ranges.
     pub fn render(&self) -> String {
         let mut out = String::new();
+        if !self.lake {
+            out.push_str(&format!(
+                "{}: no lake here (no table, no raw zone): is --dest right?\n",
+                self.dest
+            ));
+            return out;
+        }
         for t in &self.tables {
             let (Some(start), Some(end)) = (t.start, t.end) else {
                 out.push_str(&format!("{}: empty\n", t.table));
@@ -334,12 +344,28 @@ pub async fn run(cfg: &StatusConfig) -> Result<StatusReport, String> {
         .check_layout()
         .await
         .map_err(|e| e.to_string())?;
+    let lake = cfg
+        .scope
+        .dest
+        .holds_lake()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !lake {
+        tracing::warn!(dest = %cfg.scope.dest.display(), "No lake here (no table, no raw zone): is --dest right?");
+        return Ok(StatusReport {
+            dest: cfg.scope.dest.display().to_owned(),
+            lake,
+            verified: cfg.verify,
+            tables: Vec::new(),
+        });
+    }
     let mut tables = Vec::new();
     for &table in &cfg.scope.tables {
         tables.push(table_status(cfg, table).await?);
     }
     Ok(StatusReport {
         dest: cfg.scope.dest.display().to_owned(),
+        lake,
         verified: cfg.verify,
         tables,
     })

@@ -309,7 +309,7 @@ impl Summary {
         let mut out = String::new();
         for a in &self.accounts {
             out.push_str(&format!(
-                "trtc-usage [account {}]: {}: {} written, {} skipped (final), {} failed{} of {}; checks {} passed, {} failed; {} rows; {} calls ({} retries, {} throttled); {:.1}s\n",
+                "trtc-usage [account {}]: {}: {} written, {} skipped (final), {} failed{} of {} partitions; checks {} passed, {} failed; {} rows; {} calls ({} retries, {} throttled); {:.1}s\n",
                 a.account,
                 status_word(a.status),
                 a.written,
@@ -348,7 +348,7 @@ impl Summary {
         if !self.not_attempted.is_empty() {
             s.push_str(&format!(", {} not attempted", self.not_attempted.len()));
         }
-        s.push_str(&format!(" of {}", self.planned));
+        s.push_str(&format!(" of {} partitions", self.planned));
         if self.checks.passed + self.checks.failed > 0 {
             s.push_str(&format!(
                 "; checks {} passed, {} failed",

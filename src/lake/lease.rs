@@ -45,8 +45,7 @@ use tracing::{debug, error, info, warn};
 use crate::lake::fence::Fence;
 use crate::lake::store::Destination;
 
-/// The job's own directory under the lake's root.
-pub const STATE_DIR: &str = "_trtc_usage";
+pub use crate::lake::store::STATE_DIR;
 /// Under [`STATE_DIR`]: one lease per app.
 pub const LEASES_DIR: &str = "leases";
 /// Under [`STATE_DIR`]: the lake-wide lease of 0.4, honoured while live.

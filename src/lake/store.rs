@@ -14,6 +14,10 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::tables::Table;
 
+/// The job's own directory under the lake's root (leases, intents, the
+/// lake's marker).
+pub const STATE_DIR: &str = "_trtc_usage";
+
 /// The one data file of a partition.
 pub const PART_FILE: &str = "part-00000.parquet";
 /// Written last; its presence marks a partition done.
@@ -333,6 +337,32 @@ impl Destination {
         Ok(())
     }
 
+    /// Whether the destination holds a lake at all: a table, the raw zone
+    /// or the job's own directory at its root. A mistyped `--dest` holds
+    /// none.
+    pub async fn holds_lake(&self) -> Result<bool, StoreError> {
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&self.root))
+            .await
+            .map_err(|e| StoreError::Preflight {
+                dest: self.display.clone(),
+                action: "listing",
+                path: self.root.to_string(),
+                source: Box::new(e),
+            })?;
+        // A 0.1 lake (`app_id=…` at the root) is a lake: the layout check
+        // refuses it with its own message.
+        Ok(listing.common_prefixes.iter().any(|p| {
+            p.filename().is_some_and(|n| {
+                Table::from_name(n).is_some()
+                    || n == "_raw"
+                    || n == STATE_DIR
+                    || n.starts_with("app_id=")
+            })
+        }))
+    }
+
     fn move_hint(&self) -> String {
         let d = self.display.trim_end_matches('/');
         if d.starts_with("s3://") {
@@ -365,7 +395,7 @@ impl Destination {
         let probe = self
             .root
             .clone()
-            .join(crate::lake::lease::STATE_DIR)
+            .join(STATE_DIR)
             .join(format!("{PREFLIGHT_PROBE}{}", uuid::Uuid::new_v4()));
         self.store
             .put(&probe, PutPayload::from_static(b"probe"))

@@ -1,4 +1,4 @@
-"""Runs every query of docs/queries.sql (the README's) with DuckDB against
+"""Runs every query of docs/queries.sql (shown in docs/reading.md) with DuckDB against
 a lake, and prints, as JSON, each query's column types and rows, and the
 types of the three tables."""
 import json
