@@ -469,7 +469,9 @@ async fn run_demo(args: DemoArgs, log_format: LogFormat) -> u8 {
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     if code == EXIT_OK {
-        first_look(args.dest.trim_end_matches('/'), log_format);
+        // `./warehouse` (the default) is printed as the README writes it.
+        let dest = args.dest.trim_end_matches('/');
+        first_look(dest.strip_prefix("./").unwrap_or(dest), log_format);
     }
     code
 }

@@ -314,20 +314,11 @@ impl Destination {
     /// Refuses a lake that still has the 0.1 layout (`app_id=…` directly
     /// under the root), naming how to move it. One listing of the root.
     pub async fn check_layout(&self) -> Result<(), StoreError> {
-        let listing = self
-            .store
-            .list_with_delimiter(Some(&self.root))
-            .await
-            .map_err(|e| StoreError::Preflight {
-                dest: self.display.clone(),
-                action: "listing",
-                path: self.root.to_string(),
-                source: Box::new(e),
-            })?;
-        let old = listing
-            .common_prefixes
+        let old = self
+            .root_directories()
+            .await?
             .iter()
-            .any(|p| p.filename().is_some_and(|n| n.starts_with("app_id=")));
+            .any(|n| n.starts_with("app_id="));
         if old {
             return Err(StoreError::OldLayout {
                 dest: self.display.clone(),
@@ -341,6 +332,18 @@ impl Destination {
     /// or the job's own directory at its root. A mistyped `--dest` holds
     /// none.
     pub async fn holds_lake(&self) -> Result<bool, StoreError> {
+        // A 0.1 lake (`app_id=…` at the root) is a lake: the layout check
+        // refuses it with its own message.
+        Ok(self.root_directories().await?.iter().any(|n| {
+            Table::from_name(n).is_some()
+                || n == "_raw"
+                || n == STATE_DIR
+                || n.starts_with("app_id=")
+        }))
+    }
+
+    /// The names of the directories (common prefixes) at the lake's root.
+    async fn root_directories(&self) -> Result<Vec<String>, StoreError> {
         let listing = self
             .store
             .list_with_delimiter(Some(&self.root))
@@ -351,16 +354,11 @@ impl Destination {
                 path: self.root.to_string(),
                 source: Box::new(e),
             })?;
-        // A 0.1 lake (`app_id=…` at the root) is a lake: the layout check
-        // refuses it with its own message.
-        Ok(listing.common_prefixes.iter().any(|p| {
-            p.filename().is_some_and(|n| {
-                Table::from_name(n).is_some()
-                    || n == "_raw"
-                    || n == STATE_DIR
-                    || n.starts_with("app_id=")
-            })
-        }))
+        Ok(listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_owned))
+            .collect())
     }
 
     fn move_hint(&self) -> String {
