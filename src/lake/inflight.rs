@@ -15,7 +15,9 @@ use object_store::{ObjectStoreExt, PutPayload};
 use tracing::{info, warn};
 
 use crate::lake::lease::STATE_DIR;
-use crate::lake::store::{Destination, MANIFEST_FILE, PART_FILE, PREFLIGHT_PROBE, partition_of};
+use crate::lake::store::{
+    CREATE_PROBE, Destination, MANIFEST_FILE, PART_FILE, PREFLIGHT_PROBE, partition_of,
+};
 use crate::lake::write::INFLIGHT_SUFFIX;
 use crate::tables::Table;
 
@@ -131,10 +133,26 @@ const DEBRIS_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 /// Those of `apps` (their leases, their intents) are this run's to clean;
 /// any other only once it is [`DEBRIS_AGE`] old, for a younger one may be
 /// another run's, in flight on another app (pods of one Indexed Job start
-/// together). (On S3 nothing is staged, and a probe is one small object.)
-fn sweep_state_dir(dest: &Destination, apps: &[u64]) -> Result<(), String> {
+/// together). On S3 nothing is staged; a probe a killed run left is one
+/// small object, removed once its store time is a second old.
+async fn sweep_state_dir(dest: &Destination, apps: &[u64]) -> Result<(), String> {
     let dir = dest.root().clone().join(STATE_DIR);
+    let is_probe = |name: &str| name.starts_with(PREFLIGHT_PROBE) || name.starts_with(CREATE_PROBE);
     let Some(local) = dest.local_path(&dir) else {
+        let listing = dest
+            .store()
+            .list_with_delimiter(Some(&dir))
+            .await
+            .map_err(|e| format!("listing {}: {e}", dest.relative(&dir)))?;
+        let now = chrono::Utc::now();
+        for m in listing.objects {
+            let old = (now - m.last_modified)
+                .to_std()
+                .is_ok_and(|age| age >= DEBRIS_AGE);
+            if m.location.filename().is_some_and(is_probe) && old {
+                let _ = dest.store().delete(&m.location).await;
+            }
+        }
         return Ok(());
     };
     let ours: Vec<String> = apps.iter().map(|a| format!("app_id={a}")).collect();
@@ -163,7 +181,9 @@ fn sweep_state_dir(dest: &Destination, apps: &[u64]) -> Result<(), String> {
             let name = entry.file_name().to_string_lossy().into_owned();
             if path.is_dir() {
                 walk(&path, is_ours)?;
-            } else if (is_staging(&name) || name.starts_with(PREFLIGHT_PROBE))
+            } else if (is_staging(&name)
+                || name.starts_with(PREFLIGHT_PROBE)
+                || name.starts_with(CREATE_PROBE))
                 && (is_ours(&path)
                     || entry
                         .metadata()
@@ -182,7 +202,7 @@ fn sweep_state_dir(dest: &Destination, apps: &[u64]) -> Result<(), String> {
 /// forgets its intent. Run under those apps' leases, before anything is
 /// written; other apps' intents may be another run's, live.
 pub async fn sweep(dest: &Destination, apps: &[u64]) -> Result<usize, String> {
-    sweep_state_dir(dest, apps)?;
+    sweep_state_dir(dest, apps).await?;
     let dir = dest.root().clone().join(STATE_DIR).join(INFLIGHT_DIR);
     let intents: Vec<_> = dest
         .store()

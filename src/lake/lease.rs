@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::lake::fence::Fence;
-use crate::lake::store::Destination;
+use crate::lake::store::{CREATE_PROBE, Destination};
 
 pub use crate::lake::store::STATE_DIR;
 /// Under [`STATE_DIR`]: one lease per app.
@@ -168,25 +168,43 @@ fn create() -> PutOptions {
 
 /// Proves the store refuses a second create-only write of one object.
 async fn probe(dest: &Destination) -> Result<(), LeaseError> {
+    // A second create accepted once may be another run's sweep removing
+    // this probe in between (it removes a probe a second old, left by a
+    // killed run, by its store time): only twice in a row says the store
+    // ignores the condition.
+    for attempt in 1..=2 {
+        match probe_once(dest).await? {
+            true => return Ok(()),
+            false if attempt == 1 => {
+                debug!("A second create-only write was accepted once; probing again.")
+            }
+            false => {}
+        }
+    }
+    Err(LeaseError::Unsupported {
+        dest: dest.display().to_owned(),
+        detail: "a second create-only write of the same object was accepted".into(),
+    })
+}
+
+/// One probe: whether a second create-only write of an object is refused.
+async fn probe_once(dest: &Destination) -> Result<bool, LeaseError> {
     let store = dest.store();
     let path = dest
         .root()
         .clone()
         .join(STATE_DIR)
-        .join(format!("create-probe-{}", uuid::Uuid::new_v4()));
-    let unsupported = |detail: String| LeaseError::Unsupported {
-        dest: dest.display().to_owned(),
-        detail,
-    };
+        .join(format!("{CREATE_PROBE}{}", uuid::Uuid::new_v4()));
     match store
         .put_opts(&path, PutPayload::from_static(b"1"), create())
         .await
     {
         Ok(_) => {}
         Err(object_store::Error::NotImplemented { .. }) => {
-            return Err(unsupported(
-                "the client has no create-only write for it".into(),
-            ));
+            return Err(LeaseError::Unsupported {
+                dest: dest.display().to_owned(),
+                detail: "the client has no create-only write for it".into(),
+            });
         }
         Err(e) => return Err(store_err(&path, "writing a probe")(e)),
     }
@@ -195,11 +213,40 @@ async fn probe(dest: &Destination) -> Result<(), LeaseError> {
         .await;
     let _ = store.delete(&path).await;
     match second {
-        Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
-        Ok(_) => Err(unsupported(
-            "a second create-only write of the same object was accepted".into(),
-        )),
+        Err(object_store::Error::AlreadyExists { .. }) => Ok(true),
+        Ok(_) => Ok(false),
         Err(e) => Err(store_err(&path, "writing a probe twice")(e)),
+    }
+}
+
+/// Removes the takeover markers of app `app` whose own time to live has
+/// passed, once this run holds the app's lease: a taker killed after it
+/// replaced an expired lease, but before it removed its marker, leaves one
+/// named after the *old* holder, which no later takeover looks at. A live
+/// taker's marker has not expired, and is left to it.
+async fn forget_markers(dest: &Destination, app: u64, now: DateTime<Utc>) {
+    let dir = lease_path(dest, app)
+        .parts()
+        .collect::<Vec<_>>()
+        .split_last()
+        .map(|(_, dir)| dir.iter().cloned().collect::<Path>())
+        .unwrap_or_default();
+    let prefix = format!("takeover-app_id={app}-");
+    let Ok(listing) = dest.store().list_with_delimiter(Some(&dir)).await else {
+        return; // left for the next run
+    };
+    for m in listing.objects {
+        // Only a marker read as expired: one that cannot be read now (a
+        // store hiccup) may be a live taker's.
+        let stale = m
+            .location
+            .filename()
+            .is_some_and(|n| n.starts_with(&prefix))
+            && matches!(read(dest, &m.location).await, Ok(Some((r, _))) if r.expires_at <= now);
+        if stale {
+            info!(app_id = app, marker = %dest.relative(&m.location), "Removed a takeover marker a killed run left.");
+            let _ = dest.store().delete(&m.location).await;
+        }
     }
 }
 
@@ -435,6 +482,7 @@ impl Lease {
                 return Err(e);
             }
             taken.push((app, path));
+            forget_markers(dest, app, now).await;
         }
         Ok(Self::start(dest, taken, record, ttl, started, cancel))
     }
@@ -935,5 +983,47 @@ mod tests {
             .unwrap()
             .release()
             .await;
+    }
+
+    /// A taker killed after it replaced an expired lease, but before it
+    /// removed its marker, leaves a marker named after the old holder; the
+    /// next run to hold the app removes it once it has expired.
+    #[tokio::test]
+    async fn a_marker_left_after_a_finished_takeover_is_removed_by_the_next_holder() {
+        let (dir, d) = local();
+        let markers = || -> Vec<String> {
+            std::fs::read_dir(dir.path().join(STATE_DIR).join(LEASES_DIR))
+                .map(|entries| {
+                    entries
+                        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                        .filter(|n| n.starts_with("takeover-"))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        // The killed taker's own lease, and the marker it made for the
+        // holder it replaced, both with 200 ms to live.
+        let t = take(&d, "export", Duration::from_millis(200))
+            .await
+            .unwrap();
+        t.stop.cancel();
+        let mine = read(&d, &lease_path(&d, APP)).await.unwrap().unwrap().0;
+        let marker = d
+            .root()
+            .clone()
+            .join(STATE_DIR)
+            .join(LEASES_DIR)
+            .join(format!("takeover-app_id={APP}-old-holder"));
+        d.store()
+            .put(
+                &marker,
+                PutPayload::from(serde_json::to_vec(&mine).unwrap()),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let next = take(&d, "export", Duration::from_secs(60)).await.unwrap();
+        assert!(markers().is_empty(), "{:?}", markers());
+        next.release().await;
     }
 }

@@ -130,6 +130,8 @@ pub fn s3_retry() -> object_store::RetryConfig {
 
 /// The name of the preflight's probe objects, under `_trtc_usage/`.
 pub const PREFLIGHT_PROBE: &str = "preflight-";
+/// The lease's probe of create-only writes, under [`STATE_DIR`].
+pub const CREATE_PROBE: &str = "create-probe-";
 
 impl Destination {
     /// Opens `dest`: a path, `file://…`, or `s3://bucket/prefix`. S3 settings
