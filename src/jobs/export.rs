@@ -574,19 +574,15 @@ async fn export_partition<R: Call>(
             "Answer received, digested, kept and encoded."
         );
         // A spool that cannot be written stops the run, whichever side met
-        // it first; any other problem fails this partition only.
-        let problem = match (&kept, &encoded) {
-            (Err(p @ Problem::Run(_)), _) | (_, Err(p @ Problem::Run(_))) => Some(p.clone()),
-            (Err(p), _) | (_, Err(p)) => Some(p.clone()),
-            _ => None,
-        };
-        match problem {
-            Some(Problem::Run(msg)) => return PartitionResult::Fatal(msg),
-            Some(Problem::Partition(msg)) => return PartitionResult::Failed(msg),
-            None => {}
-        }
-        let (Ok(sha256), Ok(encoded)) = (kept, encoded) else {
-            unreachable!("both sides succeeded")
+        // it; any other problem fails this partition only.
+        let (sha256, encoded) = match (kept, encoded) {
+            (Ok(sha256), Ok(encoded)) => (sha256, encoded),
+            (Err(Problem::Run(msg)), _) | (_, Err(Problem::Run(msg))) => {
+                return PartitionResult::Fatal(msg);
+            }
+            (Err(Problem::Partition(msg)), _) | (_, Err(Problem::Partition(msg))) => {
+                return PartitionResult::Failed(msg);
+            }
         };
         if let Some(body) = call.body.as_mut() {
             body.sha256 = sha256;

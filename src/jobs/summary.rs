@@ -98,6 +98,9 @@ pub struct AccountSummary {
     pub throttles: u64,
     pub elapsed_secs: f64,
     pub fatal_error: Option<String>,
+    /// The account's summary line, as the total's (text output only).
+    #[serde(skip)]
+    pub line: String,
 }
 
 /// The worse of two statuses: what the exit code of several accounts is
@@ -223,6 +226,7 @@ impl Summary {
                 (a, b) => a.or(b),
             };
             all.accounts.push(AccountSummary {
+                line: s.line_of(&format!("trtc-usage [account {name}]")),
                 account: name,
                 status: s.status,
                 planned: s.planned,
@@ -308,38 +312,20 @@ impl Summary {
     pub fn line(&self) -> String {
         let mut out = String::new();
         for a in &self.accounts {
-            out.push_str(&format!(
-                "trtc-usage [account {}]: {}: {} written, {} skipped (final), {} failed{} of {} partitions; checks {} passed, {} failed; {} rows; {} calls ({} retries, {} throttled); {:.1}s\n",
-                a.account,
-                status_word(a.status),
-                a.written,
-                a.skipped_final,
-                a.failed,
-                if a.not_attempted > 0 {
-                    format!(", {} not attempted", a.not_attempted)
-                } else {
-                    String::new()
-                },
-                a.planned,
-                a.checks.passed,
-                a.checks.failed,
-                a.rows,
-                a.calls,
-                a.retries,
-                a.throttles,
-                a.elapsed_secs,
-            ));
+            out.push_str(&a.line);
+            out.push('\n');
         }
-        out.push_str(&self.total_line());
+        out.push_str(&self.line_of("trtc-usage"));
         if !self.accounts.is_empty() {
             out.push_str(&format!(" ({} accounts)", self.accounts.len()));
         }
         out
     }
 
-    fn total_line(&self) -> String {
+    /// The one line of this summary's counts, after `who`.
+    fn line_of(&self, who: &str) -> String {
         let mut s = format!(
-            "trtc-usage: {status}: {w} written, {s} skipped (final), {f} failed",
+            "{who}: {status}: {w} written, {s} skipped (final), {f} failed",
             status = status_word(self.status),
             w = self.written,
             s = self.skipped_final,

@@ -122,6 +122,12 @@ async fn clean_dir(dest: &Destination, dir: &Path, only_staging: bool) -> Result
     Ok(removed)
 }
 
+/// A probe's name: the destination's preflight, or the lease's create-only
+/// probe.
+fn is_probe(name: &str) -> bool {
+    name.starts_with(PREFLIGHT_PROBE) || name.starts_with(CREATE_PROBE)
+}
+
 /// How old a staging file or probe in the job's own directory must be to
 /// be a crash's leftover: a live one exists for the milliseconds of one
 /// small write (at worst, on a stalled disk, another run's preflight fails
@@ -137,7 +143,6 @@ const DEBRIS_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 /// small object, removed once its store time is a second old.
 async fn sweep_state_dir(dest: &Destination, apps: &[u64]) -> Result<(), String> {
     let dir = dest.root().clone().join(STATE_DIR);
-    let is_probe = |name: &str| name.starts_with(PREFLIGHT_PROBE) || name.starts_with(CREATE_PROBE);
     let Some(local) = dest.local_path(&dir) else {
         let listing = dest
             .store()
@@ -181,9 +186,7 @@ async fn sweep_state_dir(dest: &Destination, apps: &[u64]) -> Result<(), String>
             let name = entry.file_name().to_string_lossy().into_owned();
             if path.is_dir() {
                 walk(&path, is_ours)?;
-            } else if (is_staging(&name)
-                || name.starts_with(PREFLIGHT_PROBE)
-                || name.starts_with(CREATE_PROBE))
+            } else if (is_staging(&name) || is_probe(&name))
                 && (is_ours(&path)
                     || entry
                         .metadata()

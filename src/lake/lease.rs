@@ -53,11 +53,17 @@ pub const LEGACY_LEASE_FILE: &str = "lease.json";
 
 /// Where app `app_id`'s lease lives.
 pub fn lease_path(dest: &Destination, app_id: u64) -> Path {
-    dest.root()
-        .clone()
-        .join(STATE_DIR)
-        .join(LEASES_DIR)
-        .join(format!("app_id={app_id}.json"))
+    leases_dir(dest).join(format!("app_id={app_id}.json"))
+}
+
+fn leases_dir(dest: &Destination) -> Path {
+    dest.root().clone().join(STATE_DIR).join(LEASES_DIR)
+}
+
+/// The start of the name of a takeover marker of app `app_id`'s lease,
+/// which the expired holder's run id completes.
+fn marker_prefix(app_id: u64) -> String {
+    format!("takeover-app_id={app_id}-")
 }
 
 fn legacy_lease_path(dest: &Destination) -> Path {
@@ -225,13 +231,8 @@ async fn probe_once(dest: &Destination) -> Result<bool, LeaseError> {
 /// named after the *old* holder, which no later takeover looks at. A live
 /// taker's marker has not expired, and is left to it.
 async fn forget_markers(dest: &Destination, app: u64, now: DateTime<Utc>) {
-    let dir = lease_path(dest, app)
-        .parts()
-        .collect::<Vec<_>>()
-        .split_last()
-        .map(|(_, dir)| dir.iter().cloned().collect::<Path>())
-        .unwrap_or_default();
-    let prefix = format!("takeover-app_id={app}-");
+    let dir = leases_dir(dest);
+    let prefix = marker_prefix(app);
     let Ok(listing) = dest.store().list_with_delimiter(Some(&dir)).await else {
         return; // left for the next run
     };
@@ -324,15 +325,16 @@ async fn held_now(dest: &Destination, path: &Path, before: Record) -> LeaseError
     }
 }
 
-/// Takes the lease at `path` for `record`: a create-only write, or the
+/// Takes app `app`'s lease for `record`: a create-only write, or the
 /// takeover of an expired lease, ordered among takers by a marker that is
 /// removed again whatever happens once it was made.
 async fn take(
     dest: &Destination,
-    path: &Path,
+    app: u64,
     record: &Record,
     now: DateTime<Utc>,
 ) -> Result<(), LeaseError> {
+    let path = &lease_path(dest, app);
     let body = || PutPayload::from(serde_json::to_vec_pretty(record).expect("serializes"));
     match dest.store().put_opts(path, body(), create()).await {
         Ok(_) => return Ok(()),
@@ -363,16 +365,7 @@ async fn take(
     }
     // Expired: only the run that creates the takeover marker for this
     // holder may replace its lease.
-    let stem = path
-        .filename()
-        .unwrap_or_default()
-        .trim_end_matches(".json")
-        .to_owned();
-    let marker = path
-        .parts()
-        .take(path.parts().count().saturating_sub(1))
-        .collect::<Path>()
-        .join(format!("takeover-{stem}-{}", old.holder.run_id));
+    let marker = leases_dir(dest).join(format!("{}{}", marker_prefix(app), old.holder.run_id));
     let mut created = dest.store().put_opts(&marker, body(), create()).await;
     if matches!(created, Err(object_store::Error::AlreadyExists { .. }))
         && stale_marker(dest, &marker, now).await
@@ -476,7 +469,7 @@ impl Lease {
                 app_id: Some(app),
                 ..record.clone()
             };
-            if let Err(e) = take(dest, &path, &mine, now).await {
+            if let Err(e) = take(dest, app, &mine, now).await {
                 // All or none: give back what was taken.
                 release_paths(dest, &taken, &record.holder).await;
                 return Err(e);
