@@ -38,10 +38,16 @@ pub enum ConfigError {
     #[error("--end {end} is before --start {start}")]
     EndBeforeStart { start: NaiveDate, end: NaiveDate },
     #[error(
-        "--tables {given}: checks compares room_usage with app_usage, so it needs both; add them, \
-         or recompute checks alone from the lake with `trtc-usage rebuild --tables checks`"
+        "--tables {given}: {table} is computed from {inputs}, so it needs {needs}; add them, \
+         or recompute {table} alone from the lake with `trtc-usage rebuild --tables {table}`"
     )]
-    ChecksWithoutInputs { given: String },
+    DerivedWithoutInputs {
+        given: String,
+        table: Table,
+        inputs: String,
+        /// "both", "it"…
+        needs: &'static str,
+    },
     /// One line per problem.
     #[error(transparent)]
     Accounts(#[from] accounts::AccountsError),
@@ -210,16 +216,23 @@ pub struct JobConfig {
 }
 
 /// The tables an export fills: `--tables` (or all), less `checks` under
-/// `--checks off`; `checks` without both its inputs is a usage error.
+/// `--checks off`; a derived table without all its inputs is a usage error.
 fn export_tables(given: &[Table], checks: ChecksMode) -> Result<Vec<Table>, ConfigError> {
     let mut tables = tables_or_all(given);
-    if tables.contains(&Table::Checks)
-        && !(tables.contains(&Table::RoomUsage) && tables.contains(&Table::AppUsage))
-    {
-        let given: Vec<&str> = given.iter().map(|t| t.name()).collect();
-        return Err(ConfigError::ChecksWithoutInputs {
-            given: given.join(","),
-        });
+    for &table in &tables {
+        if !table.inputs().iter().all(|i| tables.contains(i)) {
+            let names = |ts: &[Table]| ts.iter().map(|t| t.name()).collect::<Vec<_>>();
+            return Err(ConfigError::DerivedWithoutInputs {
+                given: names(given).join(","),
+                table,
+                inputs: names(table.inputs()).join(" and "),
+                needs: match table.inputs().len() {
+                    1 => "it",
+                    2 => "both",
+                    _ => "all of them",
+                },
+            });
+        }
     }
     if checks == ChecksMode::Off {
         tables.retain(|t| *t != Table::Checks);
@@ -357,6 +370,14 @@ impl JobConfig {
             accounts: vec![account.clone()],
             ..self.clone()
         }
+    }
+
+    /// The derived tables this run fills, as its settings make them.
+    pub fn derived(&self) -> Vec<Box<dyn crate::jobs::derive::Derived>> {
+        let settings = crate::jobs::derive::Settings {
+            check_tolerance: self.check_tolerance,
+        };
+        crate::jobs::derive::registry(&settings, &self.tables)
     }
 
     /// The offset as written in manifests, e.g. `+08:00`.

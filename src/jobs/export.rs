@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::jobs::config::{ChecksMode, JobConfig};
+use crate::jobs::derive;
 use crate::jobs::partition::{self, Problem};
 use crate::jobs::plan;
 use crate::jobs::progress::Progress;
@@ -54,9 +55,10 @@ pub struct Todo {
 pub struct Plan {
     /// (app, day)s with at least one call to make, day by day.
     pub todo: Vec<Todo>,
-    /// (app, day)s whose inputs are final but whose check is missing or
-    /// compared other answers: checked again, with no call.
-    pub recheck: Vec<Partition>,
+    /// Derived partitions whose inputs are final but which are missing or
+    /// were computed from other inputs or settings: computed again, with no
+    /// call.
+    pub recheck: Vec<(Table, Partition)>,
     /// Final partitions per table, skipped.
     pub final_: Vec<(Table, Partition)>,
     /// Final by their manifests, but the file is missing or not the size
@@ -196,23 +198,6 @@ async fn finality(cfg: &JobConfig, table: Table, all: &[Partition]) -> Vec<Final
         .await
 }
 
-/// Whether `checks` of `p` compared exactly the answers the two final
-/// input partitions hold now.
-async fn check_is_current(cfg: &JobConfig, p: Partition, room: &Manifest, app: &Manifest) -> bool {
-    match manifest::read(&cfg.dest, Table::Checks, p.app_id, p.usage_date).await {
-        Ok(Some(m)) => m.check.is_some_and(|c| {
-            c.room_request_id == room.request_id
-                && c.app_request_id == app.request_id
-                && c.tolerance == cfg.check_tolerance
-        }),
-        Ok(None) => false,
-        Err(e) => {
-            warn!(table = %Table::Checks, app_id = p.app_id, usage_date = %p.usage_date, error = %e, "Cannot read the manifest; checking again.");
-            false
-        }
-    }
-}
-
 /// Splits the plan into partitions to fetch, to check and already final.
 pub async fn make_plan(cfg: &JobConfig) -> Plan {
     let all = all_partitions(cfg);
@@ -252,29 +237,32 @@ pub async fn make_plan(cfg: &JobConfig) -> Plan {
             plan.todo.push(Todo { p, room, app });
         }
     }
-    if fills(cfg, Table::Checks) && (cfg.dest.is_local() || !cfg.dry_run) {
-        // Days whose inputs are both final: is their check current? (16
-        // manifests read at a time, as for the inputs.)
-        let both_final: Vec<(Partition, &Manifest, &Manifest)> = all
-            .iter()
-            .filter_map(|&p| {
-                let room = plan.manifests.get(&(Table::RoomUsage, p))?;
-                let app = plan.manifests.get(&(Table::AppUsage, p))?;
-                Some((p, room, app))
-            })
-            .collect();
-        let current: Vec<(Partition, bool)> = futures::stream::iter(both_final)
-            .map(|(p, room, app)| async move {
-                (p, !cfg.force && check_is_current(cfg, p, room, app).await)
-            })
-            .buffered(16)
-            .collect()
-            .await;
-        for (p, current) in current {
-            if current {
-                plan.final_.push((Table::Checks, p));
-            } else {
-                plan.recheck.push(p);
+    if cfg.dest.is_local() || !cfg.dry_run {
+        // Days whose inputs are all final: is each derived partition
+        // current? (16 manifests read at a time, as for the inputs.)
+        for d in cfg.derived() {
+            let table = d.table();
+            let ready: Vec<(Partition, derive::Inputs)> = all
+                .iter()
+                .filter_map(|&p| {
+                    derive::inputs_of(table, p, |t| plan.manifests.get(&(t, p))).map(|i| (p, i))
+                })
+                .collect();
+            let d = d.as_ref();
+            let current: Vec<(Partition, bool)> = futures::stream::iter(ready)
+                .map(|(p, inputs)| async move {
+                    let current = !cfg.force && derive::is_current(d, &cfg.dest, p, &inputs).await;
+                    (p, current)
+                })
+                .buffered(16)
+                .collect()
+                .await;
+            for (p, current) in current {
+                if current {
+                    plan.final_.push((table, p));
+                } else {
+                    plan.recheck.push((table, p));
+                }
             }
         }
     }
@@ -349,6 +337,13 @@ impl PlanReport {
         for (table, p) in &plan.damaged {
             push(*table, p, "repair");
         }
+        let derived = cfg.derived();
+        let action = |table: Table| {
+            derived
+                .iter()
+                .find(|d| d.table() == table)
+                .map_or("compute", |d| d.plan_action())
+        };
         for t in &plan.todo {
             if t.room {
                 push(Table::RoomUsage, &t.p, "fetch");
@@ -356,12 +351,12 @@ impl PlanReport {
             if t.app {
                 push(Table::AppUsage, &t.p, "fetch");
             }
-            if fills(cfg, Table::Checks) {
-                push(Table::Checks, &t.p, "check");
+            for d in &derived {
+                push(d.table(), &t.p, d.plan_action());
             }
         }
-        for p in &plan.recheck {
-            push(Table::Checks, p, "check");
+        for (table, p) in &plan.recheck {
+            push(*table, p, action(*table));
         }
         PlanReport {
             dest: cfg.dest.display().to_owned(),
@@ -644,58 +639,6 @@ async fn export_app(
     .await
 }
 
-/// Checks one (app, day) from its two input manifests, writes the result,
-/// and warns once per failing (app, day) naming the series and figures.
-pub(crate) async fn check_one(
-    dest: &crate::lake::store::Destination,
-    tolerance: f64,
-    utc_offset: String,
-    room: &Manifest,
-    app: &Manifest,
-    summary: &mut Summary,
-) {
-    let p = Partition {
-        app_id: room.app_id,
-        usage_date: room.usage_date,
-    };
-    if room.totals.is_empty() {
-        // A manifest of 0.2 (format 2) records no totals: comparing would
-        // count the rooms as 0. `rebuild --tables room_usage` adds them
-        // from the raw zone, with no API call.
-        warn!(app_id = p.app_id, usage_date = %p.usage_date, "No check: the room_usage manifest predates per-series totals (written by 0.2); `trtc-usage rebuild --tables room_usage,checks` for this day adds them with no API call.");
-        return;
-    }
-    match partition::write_checks(dest, room, app, tolerance, utc_offset).await {
-        Ok((written, outcome)) => {
-            summary.wrote(&written);
-            summary.checked(p, &outcome);
-            let failing: Vec<String> = outcome
-                .failed()
-                .map(|r| {
-                    format!(
-                        "{}: rooms {:.1} min, app {:.1} min (allowed ±{:.1})",
-                        r.series, r.room_minutes, r.app_minutes, r.tolerance
-                    )
-                })
-                .collect();
-            if !failing.is_empty() {
-                warn!(
-                    app_id = p.app_id,
-                    usage_date = %p.usage_date,
-                    room_request_id = %room.request_id,
-                    app_request_id = %app.request_id,
-                    series = %failing.join("; "),
-                    "The rooms do not add up to the app's usage."
-                );
-            }
-        }
-        Err(msg) => {
-            error!(table = %Table::Checks, app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "Partition failed.");
-            summary.fail(Table::Checks, p, msg);
-        }
-    }
-}
-
 /// What one (app, day) step ended in, for the run.
 enum Step {
     Go,
@@ -918,29 +861,25 @@ async fn planned(
                 cfg.app_ids.iter().position(|a| *a == t.p.app_id),
             )
         });
-        // A repaired input has a new manifest: its check is done again
-        // with the fetched ones, or from the lake below.
+        // A repaired input has a new manifest: what is derived from it is
+        // computed again with the fetched ones, or from the lake below.
         plan.recheck
-            .retain(|p| !plan.todo.iter().any(|t| t.p == *p));
+            .retain(|(_, p)| !plan.todo.iter().any(|t| t.p == *p));
     }
-    let checks_on = fills(cfg, Table::Checks);
-    // Checks whose inputs are both final need no call, nor a second read
-    // of their manifests: the plan has them.
-    for p in std::mem::take(&mut plan.recheck) {
-        let inputs = (
-            plan.manifests.get(&(Table::RoomUsage, p)),
-            plan.manifests.get(&(Table::AppUsage, p)),
-        );
-        if let (Some(room), Some(app)) = inputs {
-            check_one(
-                &cfg.dest,
-                cfg.check_tolerance,
-                cfg.offset_label(),
-                room,
-                app,
-                &mut summary,
-            )
-            .await;
+    let derived = cfg.derived();
+    let cx = derive::Context {
+        dest: &cfg.dest,
+        utc_offset: cfg.offset_label(),
+        encoding: &cfg.encoding,
+    };
+    // Derived partitions whose inputs are all final need no call, nor a
+    // second read of their manifests: the plan has them.
+    for (table, p) in std::mem::take(&mut plan.recheck) {
+        let Some(d) = derived.iter().find(|d| d.table() == table) else {
+            continue;
+        };
+        if let Some(inputs) = derive::inputs_of(table, p, |t| plan.manifests.get(&(t, p))) {
+            derive::derive(d.as_ref(), &cx, p, &inputs, &mut summary).await;
         }
     }
     if plan.todo.is_empty() {
@@ -1044,27 +983,25 @@ async fn planned(
                 &mut step,
             )
         });
-        if checks_on && (room.is_some() || app.is_some()) {
-            let room = match room {
-                Some(m) => Some(m),
-                None if !t.room => plan.manifests.get(&(Table::RoomUsage, p)).cloned(),
-                None => None,
-            };
-            let app = match app {
-                Some(m) => Some(m),
-                None if !t.app => plan.manifests.get(&(Table::AppUsage, p)).cloned(),
-                None => None,
-            };
-            if let (Some(room), Some(app)) = (room, app) {
-                check_one(
-                    &cfg.dest,
-                    cfg.check_tolerance,
-                    cfg.offset_label(),
-                    &room,
-                    &app,
-                    &mut summary,
-                )
-                .await;
+        // What is derived from a partition this step wrote is computed
+        // again, from it and the final inputs the plan holds.
+        let written = |table: Table| match table {
+            Table::RoomUsage => room.as_ref(),
+            Table::AppUsage => app.as_ref(),
+            _ => None,
+        };
+        for d in &derived {
+            let table = d.table();
+            if !table.inputs().iter().any(|&i| written(i).is_some()) {
+                continue;
+            }
+            let fetched =
+                |i: Table| i == Table::RoomUsage && t.room || i == Table::AppUsage && t.app;
+            let inputs = derive::inputs_of(table, p, |i| {
+                written(i).or_else(|| (!fetched(i)).then(|| plan.manifests.get(&(i, p))).flatten())
+            });
+            if let Some(inputs) = inputs {
+                derive::derive(d.as_ref(), &cx, p, &inputs, &mut summary).await;
             }
         }
         summary.steps_done += 1;

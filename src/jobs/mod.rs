@@ -5,6 +5,8 @@
 //! - [`plan`]: days, the API's clock, which partitions are final;
 //! - [`export`]: fetch → keep the raw answer → write, partition by partition;
 //! - [`partition`]: one answer → one partition (shared by export and rebuild);
+//! - [`derive`]: tables computed from other partitions (`checks`), one
+//!   mechanism for export and rebuild;
 //! - [`rebuild`]: partitions remade from the raw zone, no API call;
 //! - [`status`]: what the lake holds over a range, from its manifests;
 //! - [`summary`]: what a run did, and how it ended;
@@ -12,6 +14,7 @@
 
 pub mod accounts;
 pub mod config;
+pub mod derive;
 pub mod export;
 pub mod partition;
 pub mod plan;

@@ -1,20 +1,16 @@
 //! One answer → one partition: normalize it (the room CSV on blocking
 //! threads, the app's buckets inline), encode Parquet, commit the file and
-//! its manifest; and one pair of partitions → one `checks` partition.
+//! its manifest (derived partitions are committed through [`commit`] too).
 //! `export` feeds it fresh answers, `rebuild` answers read back from the raw
 //! zone; both take this one path, which is why a rebuilt file is the
 //! exported file to the byte.
 
-use std::collections::BTreeMap;
-
 use chrono::FixedOffset;
 use tracing::{info, warn};
 
-use crate::lake::inflight;
-use crate::lake::manifest::{CheckInfo, Manifest};
+use crate::lake::manifest::Manifest;
 use crate::lake::store::Destination;
 use crate::lake::write::{self, CallInfo, Encoded, Encoding};
-use crate::tables::checks;
 use crate::tables::normalize::{HeaderInfo, SchemaContract};
 use crate::tables::{Table, app_usage};
 use crate::tencent::api::RoomUsage;
@@ -116,6 +112,7 @@ pub fn call_info(
         }),
         raw_object,
         check: None,
+        derived: None,
     }
 }
 
@@ -173,55 +170,6 @@ pub async fn write_app_usage(
 ) -> Result<Written, String> {
     let encoded = encode_app_usage(contract, offset, &usage, call).map_err(Problem::message)?;
     commit(dest, call, encoded, usage.response_at, usage.body_bytes).await
-}
-
-/// Compares the two manifests of one (app, day) and writes the result as
-/// its `checks` partition; `tolerance` is a fraction (0.01 is 1%).
-pub async fn write_checks(
-    dest: &Destination,
-    room: &Manifest,
-    app: &Manifest,
-    tolerance: f64,
-    utc_offset: String,
-) -> Result<(Written, checks::Outcome), String> {
-    let started = std::time::Instant::now();
-    let checked_at = crate::tencent::api::now_micros();
-    let outcome = checks::compare(
-        checks::Input {
-            request_id: &room.request_id,
-            totals: &room.totals,
-        },
-        checks::Input {
-            request_id: &app.request_id,
-            totals: &app.totals,
-        },
-        tolerance,
-        checked_at,
-    );
-    let call = CallInfo {
-        table: Table::Checks,
-        app_id: room.app_id,
-        day: room.usage_date,
-        request_id: String::new(),
-        fetched_at: checked_at,
-        start_time: String::new(),
-        end_time: String::new(),
-        utc_offset,
-        body: None,
-        raw_object: None,
-        check: Some(CheckInfo {
-            room_request_id: room.request_id.clone(),
-            app_request_id: app.request_id.clone(),
-            tolerance,
-            failed_series: outcome.failed().map(|r| r.series.clone()).collect(),
-        }),
-    };
-    let encoded = write::encode_batch(&outcome.batch, HeaderInfo::default(), BTreeMap::new())
-        .map_err(|e| e.to_string())?;
-    inflight::begin(dest, Table::Checks, call.app_id, call.day).await?;
-    let written = commit(dest, &call, encoded, started, 0).await;
-    inflight::end(dest, Table::Checks, call.app_id, call.day).await;
-    Ok((written?, outcome))
 }
 
 /// Encodes `usage` as the `room_usage` partition `call` describes, on

@@ -16,6 +16,7 @@ use tracing::{error, info, warn};
 
 use crate::cli::Progress as ProgressMode;
 use crate::jobs::config::{ChecksMode, LakeScope};
+use crate::jobs::derive::{self, Derived};
 use crate::jobs::export;
 use crate::jobs::partition;
 use crate::jobs::plan;
@@ -46,6 +47,24 @@ pub struct RebuildConfig {
     pub check_tolerance: f64,
     /// The lease's time to live; `None` under `--lease off`.
     pub lease_ttl: Option<Duration>,
+}
+
+impl RebuildConfig {
+    /// The derived tables in scope (no `checks` under `--checks off`), as
+    /// the settings make them.
+    pub fn derived(&self) -> Vec<Box<dyn Derived>> {
+        let settings = derive::Settings {
+            check_tolerance: self.check_tolerance,
+        };
+        let tables: Vec<Table> = self
+            .scope
+            .tables
+            .iter()
+            .copied()
+            .filter(|t| *t != Table::Checks || self.checks != ChecksMode::Off)
+            .collect();
+        derive::registry(&settings, &tables)
+    }
 }
 
 /// One partition to rebuild, or one that cannot be.
@@ -184,7 +203,11 @@ async fn from_raw_inner(
             );
             partition::write_app_usage(dest, contract, offset, usage, &call).await
         }
-        Table::Checks => unreachable!("checks has no raw zone"),
+        derived => {
+            return Err(format!(
+                "{derived} has no raw zone: it is computed from other tables"
+            ));
+        }
     };
     written.map_err(|e| format!("rebuilding from {key}: {e}"))
 }
@@ -208,13 +231,13 @@ async fn rebuild_one(
 }
 
 /// What a rebuild will do: partitions of the fetched tables to rewrite
-/// from the raw zone and, under `--tables checks` alone, the (app, day)s
-/// whose checks to recompute from the lake (every one with a `room_usage`
-/// partition or a check). Known before any lease is taken: the leases are
-/// those of the apps it names.
+/// from the raw zone and, for a derived table none of whose inputs is
+/// rebuilt (`--tables checks`), the (app, day)s to recompute from the lake
+/// (every one with an input partition or a partition of its own). Known
+/// before any lease is taken: the leases are those of the apps it names.
 struct RebuildPlan {
     work: Vec<(Table, Work)>,
-    check_candidates: Vec<Partition>,
+    derived_candidates: Vec<(Table, Partition)>,
 }
 
 impl RebuildPlan {
@@ -229,7 +252,7 @@ impl RebuildPlan {
             .map(|(_, w)| match w {
                 Work::From(p, _) | Work::NoRaw(p) => p.app_id,
             })
-            .chain(self.check_candidates.iter().map(|p| p.app_id))
+            .chain(self.derived_candidates.iter().map(|(_, p)| p.app_id))
             .collect();
         apps.sort_unstable();
         apps.dedup();
@@ -243,48 +266,112 @@ async fn plan_rebuild(cfg: &RebuildConfig) -> Result<RebuildPlan, String> {
     for &table in scope.tables.iter().filter(|t| t.is_fetched()) {
         work.extend(work_for(cfg, table).await?.into_iter().map(|w| (table, w)));
     }
-    let inputs_in_scope = scope.tables.iter().any(|t| t.is_fetched());
-    let mut check_candidates = Vec::new();
-    if scope.tables.contains(&Table::Checks) && !inputs_in_scope {
-        let mut days = manifest::list(&scope.dest, Table::RoomUsage)
+    let mut derived_candidates = Vec::new();
+    for d in cfg.derived() {
+        let table = d.table();
+        if inputs_rebuilt(cfg, table) {
+            continue;
+        }
+        let mut days = manifest::list(&scope.dest, table)
             .await
             .map_err(|e| e.to_string())?;
-        days.extend(
-            manifest::list(&scope.dest, Table::Checks)
-                .await
-                .map_err(|e| e.to_string())?,
+        for &input in table.inputs() {
+            days.extend(
+                manifest::list(&scope.dest, input)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        derived_candidates.extend(
+            days.into_iter()
+                .filter(|(a, d)| {
+                    scope.covers(*d) && scope.app_ids.as_ref().is_none_or(|ids| ids.contains(a))
+                })
+                .map(|(app_id, usage_date)| (table, Partition { app_id, usage_date })),
         );
-        check_candidates = days
-            .into_iter()
-            .filter(|(a, d)| {
-                scope.covers(*d) && scope.app_ids.as_ref().is_none_or(|ids| ids.contains(a))
-            })
-            .map(|(app_id, usage_date)| Partition { app_id, usage_date })
-            .collect();
     }
     Ok(RebuildPlan {
         work,
-        check_candidates,
+        derived_candidates,
     })
 }
 
-/// The (app, day)s whose `checks` to recompute: those whose inputs this
-/// run rebuilt, or, when it rebuilt none (`--tables checks`), the plan's
-/// candidates.
-fn checks_work(
+/// Whether the rebuild rewrites an input of `table` (and so recomputes
+/// `table` where it did).
+fn inputs_rebuilt(cfg: &RebuildConfig, table: Table) -> bool {
+    table.inputs().iter().any(|i| cfg.scope.tables.contains(i))
+}
+
+/// The (app, day)s of derived `table` to recompute: those whose inputs
+/// this run rebuilt, or, when it rebuilt none (`--tables checks`), the
+/// plan's candidates.
+fn derived_work(
     cfg: &RebuildConfig,
-    plan_candidates: Vec<Partition>,
-    rebuilt: &[Partition],
+    table: Table,
+    candidates: &[(Table, Partition)],
+    rebuilt: &[(Table, Partition)],
 ) -> Vec<Partition> {
-    let inputs_in_scope = cfg.scope.tables.iter().any(|t| t.is_fetched());
-    let mut out: Vec<Partition> = if inputs_in_scope {
-        rebuilt.to_vec()
+    let mut out: Vec<Partition> = if inputs_rebuilt(cfg, table) {
+        rebuilt
+            .iter()
+            .filter(|(t, _)| table.inputs().contains(t))
+            .map(|(_, p)| *p)
+            .collect()
     } else {
-        plan_candidates
+        candidates
+            .iter()
+            .filter(|(t, _)| *t == table)
+            .map(|(_, p)| *p)
+            .collect()
     };
     out.sort_by_key(|p| (p.usage_date, p.app_id));
     out.dedup();
     out
+}
+
+/// Recomputes derived partition `p` from the input partitions the lake
+/// holds. With an input missing, a partition already there compared
+/// answers the lake no longer holds: it is reported stale (a failure);
+/// with none there, there is nothing to compute.
+async fn recompute(d: &dyn Derived, cx: &derive::Context<'_>, p: Partition, summary: &mut Summary) {
+    let table = d.table();
+    let mut inputs = derive::Inputs::new();
+    let mut missing = Vec::new();
+    for &input in table.inputs() {
+        match manifest::read(cx.dest, input, p.app_id, p.usage_date).await {
+            Ok(Some(m)) => {
+                inputs.insert(input, m);
+            }
+            Ok(None) => missing.push(input.name()),
+            Err(e) => {
+                error!(%table, app_id = p.app_id, usage_date = %p.usage_date, error = %e, "Partition failed.");
+                summary.fail(table, p, e.to_string());
+                return;
+            }
+        }
+    }
+    if missing.is_empty() {
+        derive::derive(d, cx, p, &inputs, summary).await;
+        return;
+    }
+    match manifest::read(cx.dest, table, p.app_id, p.usage_date).await {
+        Ok(Some(_)) => {
+            let msg = format!(
+                "its {} partition is missing, so the {table} partition cannot be recomputed and the one there is stale; `trtc-usage export` for the day fetches what is missing and computes it again",
+                missing.join(" and ")
+            );
+            error!(%table, app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "Partition failed.");
+            summary.fail(table, p, msg);
+        }
+        Ok(None) => {
+            info!(%table, app_id = p.app_id, usage_date = %p.usage_date, missing = %missing.join(","), "Nothing to compute: the day lacks an input partition.");
+            summary.planned -= 1;
+        }
+        Err(e) => {
+            error!(%table, app_id = p.app_id, usage_date = %p.usage_date, error = %e, "Partition failed.");
+            summary.fail(table, p, e.to_string());
+        }
+    }
 }
 
 /// Runs the rebuild.
@@ -365,9 +452,8 @@ async fn rebuild_all(
     let dest = &cfg.scope.dest;
     let RebuildPlan {
         work: plan,
-        check_candidates,
+        derived_candidates,
     } = plan;
-    let checks_on = cfg.scope.tables.contains(&Table::Checks) && cfg.checks != ChecksMode::Off;
     summary.planned = plan.len();
     info!(
         partitions = plan.len(),
@@ -401,7 +487,7 @@ async fn rebuild_all(
             Work::From(p, object) => match rebuild_one(cfg, table, p, &object).await {
                 Ok(w) => {
                     summary.wrote(&w);
-                    rebuilt.push(p);
+                    rebuilt.push((table, p));
                 }
                 Err(msg) => {
                     error!(table = %table, app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "Partition failed.");
@@ -413,50 +499,18 @@ async fn rebuild_all(
         progress.advance(&summary);
     }
     progress.finish();
-    if checks_on && summary.status == Status::Ok {
-        let todo = checks_work(cfg, check_candidates, &rebuilt);
-        summary.planned += todo.len();
-        for p in todo {
-            let (room, app, check) = (
-                manifest::read(dest, Table::RoomUsage, p.app_id, p.usage_date).await,
-                manifest::read(dest, Table::AppUsage, p.app_id, p.usage_date).await,
-                manifest::read(dest, Table::Checks, p.app_id, p.usage_date).await,
-            );
-            match (room, app) {
-                (Ok(Some(room)), Ok(Some(app))) => {
-                    export::check_one(
-                        dest,
-                        cfg.check_tolerance,
-                        cfg.scope.offset.to_string(),
-                        &room,
-                        &app,
-                        &mut summary,
-                    )
-                    .await;
-                }
-                (Ok(room), Ok(app)) if matches!(check, Ok(Some(_))) => {
-                    // A check is there, but not both of its inputs:
-                    // it compared answers the lake no longer holds.
-                    let missing: Vec<&str> =
-                        [(room.is_none(), "room_usage"), (app.is_none(), "app_usage")]
-                            .into_iter()
-                            .filter_map(|(gone, t)| gone.then_some(t))
-                            .collect();
-                    let msg = format!(
-                        "its {} partition is missing, so the check cannot be recomputed and the one there is stale; `trtc-usage export` for the day fetches what is missing and checks again",
-                        missing.join(" and ")
-                    );
-                    error!(table = %Table::Checks, app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "Partition failed.");
-                    summary.fail(Table::Checks, p, msg);
-                }
-                (Ok(_), Ok(_)) => {
-                    info!(app_id = p.app_id, usage_date = %p.usage_date, "No check: the day lacks a room_usage or app_usage partition.");
-                    summary.planned -= 1;
-                }
-                (Err(e), _) | (_, Err(e)) => {
-                    error!(table = %Table::Checks, app_id = p.app_id, usage_date = %p.usage_date, error = %e, "Partition failed.");
-                    summary.fail(Table::Checks, p, e.to_string());
-                }
+    if summary.status == Status::Ok {
+        let cx = derive::Context {
+            dest,
+            utc_offset: cfg.scope.offset.to_string(),
+            encoding: &cfg.encoding,
+        };
+        for d in cfg.derived() {
+            let table = d.table();
+            let todo = derived_work(cfg, table, &derived_candidates, &rebuilt);
+            summary.planned += todo.len();
+            for p in todo {
+                recompute(d.as_ref(), &cx, p, &mut summary).await;
             }
         }
     }

@@ -258,10 +258,7 @@ async fn table_status(cfg: &StatusConfig, table: Table) -> Result<TableStatus, S
                 _ => None,
             };
             let stale = match &m {
-                Ok(Some(m)) => match &m.check {
-                    Some(check) => !check_is_current(scope, app, day, check).await,
-                    None => false,
-                },
+                Ok(Some(m)) => !inputs_are_current(scope, app, day, m).await,
                 _ => false,
             };
             (app, day, (m, damage, stale))
@@ -317,24 +314,41 @@ async fn table_status(cfg: &StatusConfig, table: Table) -> Result<TableStatus, S
     })
 }
 
-/// Whether a check compared the answers its two input partitions hold
-/// now (both manifests there, with the RequestIds it names).
-async fn check_is_current(
+/// Whether a derived partition was computed from the answers its input
+/// partitions hold now (each input's manifest there, with the RequestId it
+/// names); a fetched partition always is.
+async fn inputs_are_current(
     scope: &LakeScope,
     app: u64,
     day: NaiveDate,
-    check: &manifest::CheckInfo,
+    m: &manifest::Manifest,
 ) -> bool {
-    let request_id = |table| async move {
-        manifest::read(&scope.dest, table, app, day)
+    // Checks of 0.5 name their two inputs in `check` only.
+    let inputs: Vec<(Table, String)> = match (&m.derived, &m.check) {
+        (Some(d), _) => d
+            .inputs
+            .iter()
+            .map(|(t, r)| (Table::from_name(t), r.clone()))
+            .map(|(t, r)| t.map(|t| (t, r)))
+            .collect::<Option<_>>()
+            .unwrap_or_default(),
+        (None, Some(c)) => vec![
+            (Table::RoomUsage, c.room_request_id.clone()),
+            (Table::AppUsage, c.app_request_id.clone()),
+        ],
+        (None, None) => return true,
+    };
+    for (table, request_id) in inputs {
+        let now = manifest::read(&scope.dest, table, app, day)
             .await
             .ok()
             .flatten()
-            .map(|m| m.request_id)
-    };
-    let (room, app_) = futures::join!(request_id(Table::RoomUsage), request_id(Table::AppUsage));
-    room.as_deref() == Some(check.room_request_id.as_str())
-        && app_.as_deref() == Some(check.app_request_id.as_str())
+            .map(|m| m.request_id);
+        if now.as_deref() != Some(request_id.as_str()) {
+            return false;
+        }
+    }
+    true
 }
 
 /// Reads the lake's state in scope.

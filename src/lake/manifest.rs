@@ -17,7 +17,25 @@ use crate::tables::Table;
 /// 2: tables under the lake's root, the body's hash and the raw object.
 /// 3: per-series totals, and `checks` manifests (no call of their own:
 ///    `check` names the two partitions compared).
-pub const FORMAT_VERSION: u32 = 3;
+/// 4: derived partitions (`checks`, `cost`) record what they were computed
+///    from and with (`derived`).
+pub const FORMAT_VERSION: u32 = 4;
+
+/// What a derived partition (`checks`, `cost`) was computed from: the
+/// partitions it read and the settings it used, and their fingerprint. The
+/// next run computes it again when the fingerprint it would have differs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DerivedInfo {
+    /// Input table → the RequestId of the answer its partition holds.
+    pub inputs: BTreeMap<String, String>,
+    /// The settings that shape the rows (the check's tolerance, the price
+    /// list's SHA-256…), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, String>,
+    /// SHA-256 (hex) of the inputs (table, RequestId, file SHA-256) and the
+    /// settings.
+    pub fingerprint: String,
+}
 
 /// What a `checks` partition compared.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,6 +103,9 @@ pub struct Manifest {
     pub totals: BTreeMap<String, f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<CheckInfo>,
+    /// What a derived partition was computed from (format 4 on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derived: Option<DerivedInfo>,
     pub tool_version: String,
 }
 
@@ -228,6 +249,7 @@ mod tests {
                 tolerance,
                 failed_series: vec![],
             }),
+            derived: None,
             tool_version: "x".into(),
         }
     }

@@ -28,7 +28,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};
 
-use crate::lake::manifest::{self, BodyInfo, CheckInfo, FileInfo, Manifest};
+use crate::lake::manifest::{self, BodyInfo, CheckInfo, DerivedInfo, FileInfo, Manifest};
 use crate::lake::store::{Destination, PART_FILE};
 use crate::spool::{SpoolConfig, SpoolWriter, Spooled};
 use crate::tables::Table;
@@ -304,6 +304,8 @@ pub struct CallInfo {
     pub raw_object: Option<String>,
     /// What a `checks` partition compared.
     pub check: Option<CheckInfo>,
+    /// What a derived partition was computed from.
+    pub derived: Option<DerivedInfo>,
 }
 
 fn store_err(action: &'static str, path: &Path) -> impl FnOnce(object_store::Error) -> WriteError {
@@ -498,6 +500,7 @@ pub async fn commit(
         extra_columns: encoded.header.extra_columns(),
         totals: encoded.totals,
         check: call.check.clone(),
+        derived: call.derived.clone(),
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
     let json = serde_json::to_vec_pretty(&manifest).expect("manifest serializes");
@@ -637,6 +640,7 @@ mod tests {
             }),
             raw_object: None,
             check: None,
+            derived: None,
         };
         let pdir = dir.path().join("room_usage/app_id=7/usage_date=2026-11-20");
         std::fs::create_dir_all(&pdir).unwrap();

@@ -40,10 +40,19 @@ impl Table {
         }
     }
 
+    /// The tables a derived table is computed from; none for a table
+    /// filled from an API answer.
+    pub fn inputs(self) -> &'static [Table] {
+        match self {
+            Table::RoomUsage | Table::AppUsage => &[],
+            Table::Checks => &[Table::RoomUsage, Table::AppUsage],
+        }
+    }
+
     /// Whether the table is filled from an API answer (and so has a raw
-    /// zone); `checks` is computed from the other two.
+    /// zone); a derived table (`checks`) is computed from others.
     pub fn is_fetched(self) -> bool {
-        self != Table::Checks
+        self.inputs().is_empty()
     }
 
     /// The table named `name`, if any.

@@ -1,0 +1,185 @@
+//! Derived tables: partitions computed from other partitions of the lake,
+//! with no API call (`checks`). One mechanism for all of them:
+//!
+//! - a derived table is one module here implementing [`Derived`], plus one
+//!   line in [`registry`];
+//! - its inputs are [`Table::inputs`]; it is computed for an (app, day)
+//!   when all of them are there;
+//! - its manifest records what it was computed from and with
+//!   ([`DerivedInfo`]: the inputs' RequestIds, the settings, and a
+//!   fingerprint of both), so `export` computes it again, with no call,
+//!   exactly when an input partition was rewritten or a setting changed;
+//! - `export` (after each step, and for days whose inputs are final) and
+//!   `rebuild` (after the inputs it rewrote, or from the lake alone) call
+//!   [`is_current`] and [`derive`], never a table by name.
+
+pub mod checks;
+
+use std::collections::BTreeMap;
+
+use futures::future::BoxFuture;
+use sha2::{Digest, Sha256};
+use tracing::{error, warn};
+
+use crate::jobs::partition::Written;
+use crate::jobs::summary::{Partition, Summary};
+use crate::lake::inflight;
+use crate::lake::manifest::{self, DerivedInfo, Manifest};
+use crate::lake::store::Destination;
+use crate::lake::write::Encoding;
+use crate::tables::Table;
+
+/// The manifests of a derived partition's inputs, by table.
+pub type Inputs = BTreeMap<Table, Manifest>;
+
+/// What the derived tables need from a run's settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `checks`: the allowed relative difference (0.01 is 1%).
+    pub check_tolerance: f64,
+}
+
+/// Where and how a derived partition is written.
+pub struct Context<'a> {
+    pub dest: &'a Destination,
+    /// The API's clock as manifests write it, e.g. `+08:00`.
+    pub utc_offset: String,
+    pub encoding: &'a Encoding,
+}
+
+/// A table computed from other partitions of the lake.
+pub trait Derived: Send + Sync {
+    /// The table it fills; its inputs are [`Table::inputs`].
+    fn table(&self) -> Table;
+
+    /// The settings that shape partition `p`'s rows, by name: a change
+    /// recomputes it.
+    fn settings(&self, p: Partition) -> BTreeMap<String, String>;
+
+    /// What a dry run's plan calls computing it.
+    fn plan_action(&self) -> &'static str {
+        "compute"
+    }
+
+    /// Whether `existing` was computed from `inputs` with today's settings.
+    fn is_current(&self, existing: &Manifest, p: Partition, inputs: &Inputs) -> bool {
+        existing
+            .derived
+            .as_ref()
+            .is_some_and(|d| *d == info(self, p, inputs))
+    }
+
+    /// Computes and commits partition `p` from `inputs`; `info` goes into
+    /// its manifest. Returns `None` when there is nothing to write (said in
+    /// a log line). May add what it found to `summary` (a failed check);
+    /// the partition's own outcome is recorded by [`derive`].
+    fn compute<'a>(
+        &'a self,
+        cx: &'a Context<'a>,
+        p: Partition,
+        inputs: &'a Inputs,
+        info: DerivedInfo,
+        summary: &'a mut Summary,
+    ) -> BoxFuture<'a, Result<Option<Written>, String>>;
+}
+
+/// Every derived table the run fills, as its settings make it.
+pub fn registry(settings: &Settings, tables: &[Table]) -> Vec<Box<dyn Derived>> {
+    let all: [Option<Box<dyn Derived>>; 1] = [checks::register(settings)];
+    all.into_iter()
+        .flatten()
+        .filter(|d| tables.contains(&d.table()))
+        .collect()
+}
+
+/// What `d`'s partition computed from `inputs` records, fingerprint
+/// included.
+pub fn info<D: Derived + ?Sized>(d: &D, p: Partition, inputs: &Inputs) -> DerivedInfo {
+    let settings = d.settings(p);
+    let mut h = Sha256::new();
+    let mut field = |s: &str| {
+        h.update((s.len() as u64).to_le_bytes());
+        h.update(s.as_bytes());
+    };
+    field(d.table().name());
+    for (table, m) in inputs {
+        field(table.name());
+        field(&m.request_id);
+        field(&m.file.sha256);
+    }
+    for (k, v) in &settings {
+        field(k);
+        field(v);
+    }
+    DerivedInfo {
+        inputs: inputs
+            .iter()
+            .map(|(t, m)| (t.name().to_owned(), m.request_id.clone()))
+            .collect(),
+        settings,
+        fingerprint: hex::encode(h.finalize()),
+    }
+}
+
+/// The inputs of `table`'s partition `p` among `manifests`, when all are
+/// there.
+pub fn inputs_of<'m>(
+    table: Table,
+    p: Partition,
+    manifest: impl Fn(Table) -> Option<&'m Manifest>,
+) -> Option<Inputs> {
+    table
+        .inputs()
+        .iter()
+        .map(|&t| manifest(t).map(|m| (t, m.clone())))
+        .collect::<Option<Inputs>>()
+        .filter(|i| i.values().all(|m| m.app_id == p.app_id))
+}
+
+/// Whether `d`'s partition `p` in the lake is current for `inputs`; a
+/// manifest that cannot be read is not.
+pub async fn is_current(
+    d: &dyn Derived,
+    dest: &Destination,
+    p: Partition,
+    inputs: &Inputs,
+) -> bool {
+    let table = d.table();
+    match manifest::read(dest, table, p.app_id, p.usage_date).await {
+        Ok(Some(m)) => d.is_current(&m, p, inputs),
+        Ok(None) => false,
+        Err(e) => {
+            warn!(%table, app_id = p.app_id, usage_date = %p.usage_date, error = %e, "Cannot read the manifest; computing the partition again.");
+            false
+        }
+    }
+}
+
+/// Computes `d`'s partition `p` from `inputs` and commits it (under its
+/// intent, so a crash leaves nothing a reader sees), recording the outcome
+/// in `summary`.
+pub async fn derive(
+    d: &dyn Derived,
+    cx: &Context<'_>,
+    p: Partition,
+    inputs: &Inputs,
+    summary: &mut Summary,
+) {
+    let table = d.table();
+    let result = match inflight::begin(cx.dest, table, p.app_id, p.usage_date).await {
+        Err(msg) => Err(msg),
+        Ok(()) => {
+            let r = d.compute(cx, p, inputs, info(d, p, inputs), summary).await;
+            inflight::end(cx.dest, table, p.app_id, p.usage_date).await;
+            r
+        }
+    };
+    match result {
+        Ok(Some(written)) => summary.wrote(&written),
+        Ok(None) => {}
+        Err(msg) => {
+            error!(%table, app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "Partition failed.");
+            summary.fail(table, p, msg);
+        }
+    }
+}
