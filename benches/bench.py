@@ -3,6 +3,9 @@
 1. Throughput, memory, size: one day of N rooms (default 1,000,000), served
    by the simulator, from HTTP response to finished Parquet file, against
    DuckDB converting the same CSV to zstd Parquet, in the same run.
+   With --prices FILE, the FOCUS `cost` table of the same day too, computed
+   from the room table by `rebuild --tables cost` (no call) in a process of
+   its own: its time, rows, bytes and peak RSS beside the room table's.
 2. Pacing: N app-days (default 20) at a 1 s interval with all three tables
    (both APIs): wall time against (N-1) x interval x 1.02 + one call's
    latency, and throttle errors; then the same with --tables room_usage, so
@@ -27,6 +30,7 @@ KEY_ID = "AKIDSIMULATOR0000000000000000000DEMO"
 KEY = "simulator-demo-key-not-a-secret0"
 APP = 1400000001
 RAW = "on"  # --raw
+PRICES = None  # --prices
 
 
 def free_port():
@@ -107,14 +111,26 @@ def throughput(rooms, day, work, repeat, backfill_days):
                 raise SystemExit(f"export failed: {r['err']}")
             wrote = next(json.loads(l) for l in r["err"].splitlines()
                          if "Wrote partition." in l and json.loads(l).get("table") == "room_usage")
-            ours_runs.append({
+            run = {
                 "seconds": wrote["process_ms"] / 1000.0,
                 "rss": r["rss"],
                 "bytes": wrote["bytes"],
                 "rows": wrote["rows"],
                 "body": wrote["body_bytes"],
                 "raw": raw_bytes(dest),
-            })
+            }
+            if PRICES:
+                # The cost table alone, from the lake: no call, its own process.
+                c = peak_rss_of([BIN, "rebuild", "--tables", "cost", "--prices", PRICES,
+                                 "--app-id", str(APP), "--date", str(day)],
+                                env=export_env(port, dest, "0s"))
+                if c["code"] != 0:
+                    raise SystemExit(f"rebuild --tables cost failed: {c['err']}")
+                cost = next(json.loads(l) for l in c["err"].splitlines()
+                            if "Wrote partition." in l and json.loads(l).get("table") == "cost")
+                run["cost"] = {"seconds": cost["process_ms"] / 1000.0, "rss": c["rss"],
+                               "bytes": cost["bytes"], "rows": cost["rows"], "wall": c["wall"]}
+            ours_runs.append(run)
             shutil.rmtree(dest)  # a 10M-room day's lake is ~250 MB
         # A backfill of several such days in one process: memory freed after
         # each day must be reused, not kept (glibc arenas once grew it by a
@@ -232,6 +248,16 @@ def report_size(rooms, runs, base_peak):
     print(f"size ratio trtc-usage/DuckDB: {z:.3f} (target <= 1: {verdict(z <= 1)})")
     print(f"raw zone ({RAW}): {ours['raw']:,} bytes for a {ours['body']:,}-byte body "
           f"({ours['raw'] / ours['body']:.3f} of it)")
+    if PRICES:
+        costs = [r["cost"] for r in ours_runs]
+        c = sorted(costs, key=lambda c: c["seconds"])[len(costs) // 2]
+        cpeak = max(c["rss"] for c in costs)
+        cost_secs = ", ".join(f"{c['seconds']:.3f}" for c in costs)
+        print(f"cost table (rebuild --tables cost, from the room file, no call): {c['seconds']:.3f}s "
+              f"({c['seconds'] / ours['seconds']:.2f}x the room table's), {c['rows']:,} rows, "
+              f"{c['bytes']:,} bytes; peak RSS, worst run: {cpeak / MIB:.1f} MiB "
+              f"({cpeak / peak:.2f}x the room table's run; target <= 1: {verdict(cpeak <= peak)}); "
+              f"runs: {cost_secs}")
     if backfill:
         print(f"backfill of {backfill['days']} such days in one run: peak RSS {backfill['rss'] / MIB:.1f} MiB "
               f"({backfill['rss'] / ours['body']:.2f}x one response), {backfill['wall']:.1f}s")
@@ -253,9 +279,11 @@ def main():
     ap.add_argument("--pacing-only", action="store_true", help="only the pacing measurement")
     ap.add_argument("--raw", choices=["on", "off"], default="on",
                     help="keep the raw zone (the default, and what users run)")
+    ap.add_argument("--prices", help="a price list: also measure the FOCUS cost table of each day")
     args = ap.parse_args()
-    global RAW
+    global RAW, PRICES
     RAW = args.raw
+    PRICES = os.path.abspath(args.prices) if args.prices else None
     day = date.today() - timedelta(days=5)
     if args.pacing_only:
         with tempfile.TemporaryDirectory() as work:

@@ -44,8 +44,13 @@ pub async fn run(cli: Cli, log_format: LogFormat) -> u8 {
 }
 
 async fn run_rebuild(args: &RebuildArgs, log_format: LogFormat) -> u8 {
-    let scope = match LakeScope::from_args(&args.range) {
+    let mut scope = match LakeScope::from_args(&args.range) {
         Ok(s) => s,
+        Err(e) => return usage_error("rebuild", &e, log_format),
+    };
+    let priced = crate::jobs::config::rebuild_prices(args, &mut scope);
+    let (prices, billing_accounts) = match priced {
+        Ok(p) => p,
         Err(e) => return usage_error("rebuild", &e, log_format),
     };
     if let Err(e) = crate::jobs::config::check_summary_file(args.summary_file.as_deref())
@@ -65,6 +70,8 @@ async fn run_rebuild(args: &RebuildArgs, log_format: LogFormat) -> u8 {
         checks: args.checks.checks,
         check_tolerance: args.checks.check_tolerance,
         lease_ttl: args.lease.ttl(),
+        prices,
+        billing_accounts,
     };
     let cancel = CancellationToken::new();
     let signal = stop_on_signals(cancel.clone());
@@ -75,10 +82,17 @@ async fn run_rebuild(args: &RebuildArgs, log_format: LogFormat) -> u8 {
 }
 
 async fn run_status(args: &StatusArgs, log_format: LogFormat) -> u8 {
-    let scope = match LakeScope::from_args(&args.range) {
+    let mut scope = match LakeScope::from_args(&args.range) {
         Ok(s) => s,
         Err(e) => return usage_error("status", &e, log_format),
     };
+    // `cost` is shown by default when the lake has it.
+    if args.range.tables.is_empty()
+        && let Ok(held) = scope.dest.tables_held().await
+        && held.contains(&crate::tables::Table::Cost)
+    {
+        scope.tables.push(crate::tables::Table::Cost);
+    }
     let cfg = StatusConfig {
         scope,
         settle: args.settle,
@@ -452,6 +466,16 @@ async fn run_demo(args: DemoArgs, log_format: LogFormat) -> u8 {
         }
     };
     cfg.source = crate::lake::marker::Source::Simulator;
+    // The demo's lake has a `cost` table too, at the example price list's
+    // made-up prices.
+    cfg.prices = Some(std::sync::Arc::new(
+        crate::tables::prices::PriceList::parse(
+            "jobs/prices.example.toml (built in)",
+            include_bytes!("../jobs/prices.example.toml"),
+        )
+        .expect("the example price list is valid"),
+    ));
+    cfg.tables.push(crate::tables::Table::Cost);
     info!(
         endpoint = %format!("http://{addr}"),
         apps = args.apps,

@@ -349,7 +349,7 @@ pub struct RangeArgs {
     #[command(flatten)]
     pub days: DayArgs,
 
-    /// Which tables, comma separated (default: all).
+    /// Which tables, comma separated: room_usage, app_usage, checks, cost (default: the first three; cost too when the lake has it (status) or with --prices (rebuild)).
     #[arg(long, env = "TRTC_TABLES", value_delimiter = ',', value_parser = parse_table)]
     pub tables: Vec<Table>,
 
@@ -371,6 +371,10 @@ pub struct RangeArgs {
 pub struct RebuildArgs {
     #[command(flatten)]
     pub range: RangeArgs,
+
+    /// A price list you own (TOML): also recompute the FOCUS `cost` table from room_usage.
+    #[arg(long, env = "TRTC_PRICES", value_name = "FILE")]
+    pub prices: Option<std::path::PathBuf>,
 
     /// What an unknown CSV column does: keep it as `extra_<name>_seconds`, or fail the partition.
     #[arg(long, env = "TRTC_SCHEMA_CONTRACT", value_enum, default_value_t = SchemaContract::Evolve)]
@@ -547,9 +551,13 @@ pub struct ExportArgs {
     #[arg(long, env = "TRTC_RAW", value_enum, default_value_t = Switch::On)]
     pub raw: Switch,
 
-    /// Which tables to fill, comma separated: room_usage, app_usage, checks (default: all; checks needs the other two).
+    /// Which tables to fill, comma separated: room_usage, app_usage, checks, cost (default: the first three, and cost with --prices; checks needs room_usage and app_usage, cost needs room_usage).
     #[arg(long, env = "TRTC_TABLES", value_delimiter = ',', value_parser = parse_table)]
     pub tables: Vec<Table>,
+
+    /// A price list you own (TOML): also fill the FOCUS `cost` table, an estimate of what each room cost.
+    #[arg(long, env = "TRTC_PRICES", value_name = "FILE")]
+    pub prices: Option<std::path::PathBuf>,
 
     #[command(flatten)]
     pub checks: CheckArgs,

@@ -7,6 +7,7 @@ mod util;
 mod accounts;
 mod app_usage;
 mod cli;
+mod cost;
 mod credentials;
 mod edges;
 mod export;

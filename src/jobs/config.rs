@@ -13,8 +13,11 @@ use crate::jobs::accounts;
 use crate::jobs::plan::{self, DaySpec};
 use crate::lake::store::Destination;
 use crate::lake::write::Encoding;
+use std::sync::Arc;
+
 use crate::tables::Table;
 use crate::tables::normalize::SchemaContract;
+use crate::tables::prices::{PriceList, PricesError};
 use crate::tencent::api::ApiConfig;
 use crate::tencent::pacing::RetryPolicy;
 
@@ -51,6 +54,64 @@ pub enum ConfigError {
     /// One line per problem.
     #[error(transparent)]
     Accounts(#[from] accounts::AccountsError),
+    /// One line per problem.
+    #[error(transparent)]
+    Prices(#[from] PricesError),
+    #[error(
+        "--prices {path}: no billing_account_id for {who}: set billing_account_id in the price list{or_account}"
+    )]
+    NoBillingAccount {
+        path: String,
+        who: String,
+        or_account: &'static str,
+    },
+    #[error("--tables {given}: cost needs a price list; give --prices FILE (env TRTC_PRICES)")]
+    CostWithoutPrices { given: String },
+}
+
+/// `--prices` read and checked, and every account of the run given a
+/// billing account (its own, or the price list's); `None` without it.
+/// `accounts`: each account's name (`None` without `--accounts`) and
+/// whether it names its own billing account.
+pub fn load_prices(
+    path: Option<&std::path::Path>,
+    accounts: &[(Option<String>, bool)],
+) -> Result<Option<Arc<PriceList>>, ConfigError> {
+    let Some(path) = path else { return Ok(None) };
+    let prices = PriceList::load(path)?;
+    if prices.billing_account_id.is_none()
+        && let Some((name, _)) = accounts.iter().find(|(_, own)| !own)
+    {
+        return Err(ConfigError::NoBillingAccount {
+            path: path.display().to_string(),
+            who: match name {
+                Some(name) => format!("account {name}"),
+                None => "the account".into(),
+            },
+            or_account: if name.is_some() {
+                " or in the account's entry of --accounts"
+            } else {
+                ""
+            },
+        });
+    }
+    Ok(Some(Arc::new(prices)))
+}
+
+/// The tables a run fills: `--tables` as given, or the default ones and
+/// `cost` when there is a price list; `cost` without one is a usage error.
+pub fn tables_with_prices(given: &[Table], prices: bool) -> Result<Vec<Table>, ConfigError> {
+    let mut tables = tables_or_all(given);
+    if given.is_empty() && prices {
+        tables.push(Table::Cost);
+    }
+    if tables.contains(&Table::Cost) && !prices {
+        let given: Vec<&str> = given.iter().map(|t| t.name()).collect();
+        return Err(ConfigError::CostWithoutPrices {
+            given: given.join(","),
+        });
+    }
+    Ok(tables)
 }
 
 /// The accounts `--accounts` and `--account` name, checked; `None`
@@ -76,6 +137,9 @@ pub struct AccountRun {
     /// `None`: the official SDKs' chain (environment, profile file, TKE
     /// OIDC, CVM role).
     pub credentials: Option<accounts::CredentialSource>,
+    /// For `cost`: the account's own billing account (else the price
+    /// list's).
+    pub billing_account_id: Option<String>,
 }
 
 /// What a failed check does (`--checks`).
@@ -159,11 +223,14 @@ pub fn check_spool(spool: &crate::spool::SpoolConfig) -> Result<(), ConfigError>
     })
 }
 
-/// `--tables` as given, each once, or every table.
+/// `--tables` as given, each once, or the default tables (all but `cost`).
 pub fn tables_or_all(given: &[Table]) -> Vec<Table> {
+    if given.is_empty() {
+        return Table::DEFAULT.to_vec();
+    }
     Table::ALL
         .into_iter()
-        .filter(|t| given.is_empty() || given.contains(t))
+        .filter(|t| given.contains(t))
         .collect()
 }
 
@@ -213,12 +280,19 @@ pub struct JobConfig {
     pub source: crate::lake::marker::Source,
     /// Check final partitions' SHA-256, not only their size (`--verify`).
     pub verify: bool,
+    /// The price list (`--prices`): `cost` is filled with it.
+    pub prices: Option<Arc<PriceList>>,
 }
 
-/// The tables an export fills: `--tables` (or all), less `checks` under
-/// `--checks off`; a derived table without all its inputs is a usage error.
-fn export_tables(given: &[Table], checks: ChecksMode) -> Result<Vec<Table>, ConfigError> {
-    let mut tables = tables_or_all(given);
+/// The tables an export fills: `--tables` (or the default ones, and
+/// `cost` with a price list), less `checks` under `--checks off`; a
+/// derived table without all its inputs is a usage error.
+fn export_tables(
+    given: &[Table],
+    checks: ChecksMode,
+    prices: bool,
+) -> Result<Vec<Table>, ConfigError> {
+    let mut tables = tables_with_prices(given, prices)?;
     for &table in &tables {
         if !table.inputs().iter().all(|i| tables.contains(i)) {
             let names = |ts: &[Table]| ts.iter().map(|t| t.name()).collect::<Vec<_>>();
@@ -238,6 +312,38 @@ fn export_tables(given: &[Table], checks: ChecksMode) -> Result<Vec<Table>, Conf
         tables.retain(|t| *t != Table::Checks);
     }
     Ok(tables)
+}
+
+/// A rebuild's price list and each app's billing account (`--accounts`),
+/// checked; `cost` joins `scope`'s tables when `--tables` does not say.
+#[allow(clippy::type_complexity)]
+pub fn rebuild_prices(
+    args: &crate::cli::RebuildArgs,
+    scope: &mut LakeScope,
+) -> Result<
+    (
+        Option<Arc<PriceList>>,
+        std::collections::BTreeMap<u64, String>,
+    ),
+    ConfigError,
+> {
+    let accounts = selected_accounts(&args.range.accounts, true)?.unwrap_or_default();
+    let runs: Vec<(Option<String>, bool)> = if accounts.is_empty() {
+        vec![(None, false)]
+    } else {
+        accounts
+            .iter()
+            .map(|a| (Some(a.name.clone()), a.billing_account_id.is_some()))
+            .collect()
+    };
+    let prices = load_prices(args.prices.as_deref(), &runs)?;
+    scope.tables = tables_with_prices(&args.range.tables, prices.is_some())?;
+    let billing = accounts
+        .iter()
+        .filter_map(|a| a.billing_account_id.as_ref().map(|b| (a, b)))
+        .flat_map(|(a, b)| a.app_ids.iter().map(move |app| (*app, b.clone())))
+        .collect();
+    Ok((prices, billing))
 }
 
 /// Whether `url` may carry credentials: https anywhere, http only to
@@ -301,6 +407,7 @@ impl JobConfig {
                     app_ids: unique_apps(&args.app_ids)?,
                     api: api(endpoint.clone(), args.region.as_str()),
                     credentials: None,
+                    billing_account_id: None,
                 }],
                 Some(selected) => selected
                     .into_iter()
@@ -316,11 +423,17 @@ impl JobConfig {
                             name: Some(a.name),
                             app_ids: a.app_ids,
                             credentials: Some(a.credentials),
+                            billing_account_id: a.billing_account_id,
                         })
                     })
                     .collect::<Result<_, ConfigError>>()?,
             };
         let app_ids: Vec<u64> = accounts.iter().flat_map(|a| a.app_ids.clone()).collect();
+        let named: Vec<(Option<String>, bool)> = accounts
+            .iter()
+            .map(|a| (a.name.clone(), a.billing_account_id.is_some()))
+            .collect();
+        let prices = load_prices(args.prices.as_deref(), &named)?;
         let dest = Destination::open(&args.dest)?;
         if !args.dry_run {
             check_summary_file(args.summary_file.as_deref())?;
@@ -351,13 +464,14 @@ impl JobConfig {
             raw_level: (args.raw == Switch::On).then_some(RAW_ZSTD_LEVEL),
             summary_file: args.summary_file.clone(),
             progress: args.progress,
-            tables: export_tables(&args.tables, args.checks.checks)?,
+            tables: export_tables(&args.tables, args.checks.checks, prices.is_some())?,
             checks: args.checks.checks,
             check_tolerance: args.checks.check_tolerance,
             app_min_interval: args.app_min_interval,
             lease_ttl: args.lease.ttl(),
             source: crate::lake::marker::Source::TencentCloud,
             verify: args.verify,
+            prices,
         })
     }
 
@@ -376,6 +490,14 @@ impl JobConfig {
     pub fn derived(&self) -> Vec<Box<dyn crate::jobs::derive::Derived>> {
         let settings = crate::jobs::derive::Settings {
             check_tolerance: self.check_tolerance,
+            prices: self.prices.clone(),
+            billing_accounts: self
+                .accounts
+                .iter()
+                .filter_map(|a| a.billing_account_id.as_ref().map(|b| (a, b)))
+                .flat_map(|(a, b)| a.app_ids.iter().map(move |app| (*app, b.clone())))
+                .collect(),
+            offset: self.offset,
         };
         crate::jobs::derive::registry(&settings, &self.tables)
     }

@@ -47,6 +47,10 @@ pub struct RebuildConfig {
     pub check_tolerance: f64,
     /// The lease's time to live; `None` under `--lease off`.
     pub lease_ttl: Option<Duration>,
+    /// The price list (`--prices`), for `cost`.
+    pub prices: Option<std::sync::Arc<crate::tables::prices::PriceList>>,
+    /// App → its account's own billing account (`--accounts`).
+    pub billing_accounts: std::collections::BTreeMap<u64, String>,
 }
 
 impl RebuildConfig {
@@ -55,6 +59,9 @@ impl RebuildConfig {
     pub fn derived(&self) -> Vec<Box<dyn Derived>> {
         let settings = derive::Settings {
             check_tolerance: self.check_tolerance,
+            prices: self.prices.clone(),
+            billing_accounts: self.billing_accounts.clone(),
+            offset: self.scope.offset,
         };
         let tables: Vec<Table> = self
             .scope

@@ -344,6 +344,16 @@ impl Destination {
         }))
     }
 
+    /// The tables that have a directory at the lake's root.
+    pub async fn tables_held(&self) -> Result<Vec<Table>, StoreError> {
+        Ok(self
+            .root_directories()
+            .await?
+            .iter()
+            .filter_map(|n| Table::from_name(n))
+            .collect())
+    }
+
     /// The names of the directories (common prefixes) at the lake's root.
     async fn root_directories(&self) -> Result<Vec<String>, StoreError> {
         let listing = self

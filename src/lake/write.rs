@@ -100,6 +100,9 @@ pub enum WriteError {
     NotFinite { what: String, value: f64 },
     #[error(transparent)]
     Fenced(#[from] crate::lake::fence::FenceError),
+    /// A derived table's rows could not be made.
+    #[error("{0}")]
+    Rows(String),
 }
 
 /// A partition's Parquet file, ready to upload.
@@ -149,6 +152,58 @@ pub fn encode_batch(
         sha256: hex::encode(sink.sha256.finalize()),
         totals,
     })
+}
+
+/// Encodes the batches `next` yields, until `None`, as one Parquet file of
+/// `schema`, spooled and hashed as it is produced: a derived table's rows,
+/// streamed, so memory stays that of a batch and a row group whatever the
+/// day's size. `totals` go to the manifest as they are.
+pub fn encode_stream(
+    schema: arrow_schema::SchemaRef,
+    properties: WriterProperties,
+    spool: &SpoolConfig,
+    mut next: impl FnMut() -> Result<Option<RecordBatch>, String>,
+) -> Result<Encoded, WriteError> {
+    let sink: HashingSink<SpoolWriter> = HashingSink {
+        bytes: spool.writer(),
+        sha256: Sha256::new(),
+    };
+    let mut writer = ArrowWriter::try_new(sink, schema, Some(properties))?;
+    let mut rows = 0u64;
+    while let Some(batch) = next().map_err(WriteError::Rows)? {
+        rows += batch.num_rows() as u64;
+        writer.write(&batch)?;
+    }
+    let sink = writer.into_inner()?;
+    let file = sink
+        .bytes
+        .finish()
+        .map_err(parquet::errors::ParquetError::from)?;
+    Ok(Encoded {
+        file,
+        rows,
+        header: HeaderInfo::default(),
+        sha256: hex::encode(sink.sha256.finalize()),
+        totals: BTreeMap::new(),
+    })
+}
+
+/// [`writer_properties`] for a derived table whose columns are mostly
+/// constant in a file: dictionary encoding for every column but `varying`,
+/// statistics only for `with_statistics`.
+pub fn writer_properties_for(varying: &[&str], with_statistics: &[&str]) -> WriterProperties {
+    let mut builder = writer_properties()
+        .into_builder()
+        .set_dictionary_enabled(true)
+        .set_statistics_enabled(EnabledStatistics::None);
+    for column in varying {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(*column), false);
+    }
+    for column in with_statistics {
+        builder = builder
+            .set_column_statistics_enabled(ColumnPath::from(*column), EnabledStatistics::Page);
+    }
+    builder.build()
 }
 
 /// Rows per row group: big enough for readers to skip whole groups by their

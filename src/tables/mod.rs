@@ -6,13 +6,17 @@
 //! - [`normalize`]: the room CSV → Arrow record batches, streaming;
 //! - [`app_usage`]: the `DescribeTrtcUsage` answer → 5-minute rows;
 //! - [`checks`]: room totals against app totals, one row per series;
+//! - [`prices`]: the user's price list, checked;
+//! - [`cost`]: room usage × prices → FOCUS 1.0 rows;
 //! - [`Table`]: the lake's tables by name.
 //!
 //! Nothing here does I/O beyond reading the bytes it is handed.
 
 pub mod app_usage;
 pub mod checks;
+pub mod cost;
 pub mod normalize;
+pub mod prices;
 pub mod schema;
 
 /// A table of the lake.
@@ -25,11 +29,23 @@ pub enum Table {
     AppUsage,
     /// Whether the rooms add up to the app's figure; no API of its own.
     Checks,
+    /// What the rooms cost at the user's prices, as FOCUS rows; no API of
+    /// its own, and only with `--prices`.
+    Cost,
 }
 
 impl Table {
     /// Every table, in the order a run fills them.
-    pub const ALL: [Table; 3] = [Table::RoomUsage, Table::AppUsage, Table::Checks];
+    pub const ALL: [Table; 4] = [
+        Table::RoomUsage,
+        Table::AppUsage,
+        Table::Checks,
+        Table::Cost,
+    ];
+
+    /// The tables a run fills when `--tables` does not say: all but
+    /// `cost`, which needs a price list (`--prices` adds it).
+    pub const DEFAULT: [Table; 3] = [Table::RoomUsage, Table::AppUsage, Table::Checks];
 
     /// The table's directory name under the lake's root (and under `_raw/`).
     pub fn name(self) -> &'static str {
@@ -37,6 +53,7 @@ impl Table {
             Table::RoomUsage => "room_usage",
             Table::AppUsage => "app_usage",
             Table::Checks => "checks",
+            Table::Cost => "cost",
         }
     }
 
@@ -46,6 +63,7 @@ impl Table {
         match self {
             Table::RoomUsage | Table::AppUsage => &[],
             Table::Checks => &[Table::RoomUsage, Table::AppUsage],
+            Table::Cost => &[Table::RoomUsage],
         }
     }
 

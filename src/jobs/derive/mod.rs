@@ -1,5 +1,5 @@
 //! Derived tables: partitions computed from other partitions of the lake,
-//! with no API call (`checks`). One mechanism for all of them:
+//! with no API call (`checks`, `cost`). One mechanism for all of them:
 //!
 //! - a derived table is one module here implementing [`Derived`], plus one
 //!   line in [`registry`];
@@ -14,6 +14,7 @@
 //!   [`is_current`] and [`derive`], never a table by name.
 
 pub mod checks;
+pub mod cost;
 
 use std::collections::BTreeMap;
 
@@ -37,6 +38,12 @@ pub type Inputs = BTreeMap<Table, Manifest>;
 pub struct Settings {
     /// `checks`: the allowed relative difference (0.01 is 1%).
     pub check_tolerance: f64,
+    /// `cost`: the price list (`--prices`), and each app's billing account
+    /// when its account names its own (else the price list's).
+    pub prices: Option<std::sync::Arc<crate::tables::prices::PriceList>>,
+    pub billing_accounts: BTreeMap<u64, String>,
+    /// The API's clock: a day's bounds.
+    pub offset: chrono::FixedOffset,
 }
 
 /// Where and how a derived partition is written.
@@ -85,7 +92,7 @@ pub trait Derived: Send + Sync {
 
 /// Every derived table the run fills, as its settings make it.
 pub fn registry(settings: &Settings, tables: &[Table]) -> Vec<Box<dyn Derived>> {
-    let all: [Option<Box<dyn Derived>>; 1] = [checks::register(settings)];
+    let all: [Option<Box<dyn Derived>>; 2] = [checks::register(settings), cost::register(settings)];
     all.into_iter()
         .flatten()
         .filter(|d| tables.contains(&d.table()))

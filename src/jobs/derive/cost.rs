@@ -1,0 +1,227 @@
+//! `cost` as a derived table: the day's `room_usage` file read back a row
+//! group at a time, priced ([`crate::tables::cost`]), and encoded on a
+//! blocking thread while the next batch is read, so a 10-million-room day
+//! takes the memory of a few batches. No API call, no raw answer of its
+//! own.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::FixedOffset;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+
+use crate::jobs::derive::{Context, Derived, Inputs, Settings};
+use crate::jobs::partition::{self, Written};
+use crate::jobs::summary::{Partition, Summary};
+use crate::lake::manifest::DerivedInfo;
+use crate::lake::write::{self, CallInfo};
+use crate::tables::Table;
+use crate::tables::cost;
+use crate::tables::prices::PriceList;
+
+/// Rooms per batch read back from `room_usage`: a batch of cost rows (up
+/// to six per room, 47 columns) stays a few MiB.
+const BATCH_ROWS: usize = 8 * 1024;
+
+pub struct Cost {
+    prices: Arc<PriceList>,
+    /// App → its account's own billing account.
+    billing_accounts: BTreeMap<u64, String>,
+    offset: FixedOffset,
+}
+
+/// `cost` is filled when the run has a price list.
+pub fn register(settings: &Settings) -> Option<Box<dyn Derived>> {
+    Some(Box::new(Cost {
+        prices: settings.prices.clone()?,
+        billing_accounts: settings.billing_accounts.clone(),
+        offset: settings.offset,
+    }))
+}
+
+impl Cost {
+    /// The billing account of app `app_id`: its account's, else the price
+    /// list's (one of them is there: checked with the flags).
+    fn billing_account(&self, app_id: u64) -> Option<&str> {
+        self.billing_accounts
+            .get(&app_id)
+            .or(self.prices.billing_account_id.as_ref())
+            .map(String::as_str)
+    }
+}
+
+impl Derived for Cost {
+    fn table(&self) -> Table {
+        Table::Cost
+    }
+
+    fn settings(&self, p: Partition) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("prices_sha256".to_owned(), self.prices.sha256.clone()),
+            (
+                "billing_account_id".to_owned(),
+                self.billing_account(p.app_id)
+                    .unwrap_or_default()
+                    .to_owned(),
+            ),
+            ("utc_offset".to_owned(), self.offset.to_string()),
+        ])
+    }
+
+    fn compute<'a>(
+        &'a self,
+        cx: &'a Context<'a>,
+        p: Partition,
+        inputs: &'a Inputs,
+        info: DerivedInfo,
+        _summary: &'a mut Summary,
+    ) -> BoxFuture<'a, Result<Option<Written>, String>> {
+        async move {
+            let started = std::time::Instant::now();
+            let room = &inputs[&Table::RoomUsage];
+            let billing_account_id = self.billing_account(p.app_id).ok_or_else(|| {
+                format!(
+                    "no billing_account_id for app {} in {} or its account",
+                    p.app_id, self.prices.path
+                )
+            })?;
+            let path = cx.dest.part_path(Table::RoomUsage, p.app_id, p.usage_date);
+            let shown = cx.dest.relative(&path).to_owned();
+            let unreadable = |e: parquet::errors::ParquetError| format!("reading {shown}: {e}");
+            let reader = StoreReader {
+                store: cx.dest.store().clone(),
+                path,
+                size: room.file.size,
+            };
+            let mut batches = ParquetRecordBatchStreamBuilder::new(reader)
+                .await
+                .map_err(unreadable)?
+                .with_batch_size(BATCH_ROWS)
+                .build()
+                .map_err(unreadable)?;
+            let day = cost::Day::new(
+                p.app_id,
+                p.usage_date,
+                self.offset,
+                &self.prices,
+                billing_account_id.to_owned(),
+                room.request_id.clone(),
+            );
+            // The reader (async, here) and the pricer and encoder (a
+            // blocking thread) overlap; two batches in flight at most.
+            let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+            let spool = cx.encoding.spool.clone();
+            let encoder = tokio::task::spawn_blocking(move || {
+                let mut totals = BTreeMap::new();
+                let encoded = write::encode_stream(
+                    cost::file_schema(),
+                    write::writer_properties_for(&cost::VARYING, &cost::WITH_STATISTICS),
+                    &spool,
+                    || match rx.blocking_recv() {
+                        None => Ok(None),
+                        Some(Err(e)) => Err(e),
+                        Some(Ok(rooms)) => day
+                            .rows(&rooms, &mut totals)
+                            .map(Some)
+                            .map_err(|e| e.to_string()),
+                    },
+                );
+                encoded.map(|mut e| {
+                    e.totals = totals;
+                    e
+                })
+            });
+            while let Some(batch) = batches.next().await {
+                let failed = batch.is_err();
+                if tx.send(batch.map_err(unreadable)).await.is_err() || failed {
+                    break; // the encoder stopped: its error is reported
+                }
+            }
+            drop(tx);
+            let encoded = encoder
+                .await
+                .expect("the cost encoder does not panic")
+                .map_err(|e| format!("{}: {e}", p.usage_date))?;
+            let call = CallInfo {
+                table: Table::Cost,
+                app_id: p.app_id,
+                day: p.usage_date,
+                request_id: String::new(),
+                fetched_at: crate::tencent::api::now_micros(),
+                start_time: String::new(),
+                end_time: String::new(),
+                utc_offset: cx.utc_offset.clone(),
+                body: None,
+                raw_object: None,
+                check: None,
+                derived: Some(info),
+            };
+            partition::commit(cx.dest, &call, encoded, started, 0)
+                .await
+                .map(Some)
+        }
+        .boxed()
+    }
+}
+
+/// A Parquet file of the lake, read by range (a row group at a time), its
+/// size known from its manifest.
+struct StoreReader {
+    store: Arc<dyn ObjectStore>,
+    path: object_store::path::Path,
+    size: u64,
+}
+
+fn external(e: object_store::Error) -> ParquetError {
+    ParquetError::External(Box::new(e))
+}
+
+impl AsyncFileReader for StoreReader {
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
+        async move {
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(external)
+        }
+        .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<bytes::Bytes>>> {
+        async move {
+            self.store
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(external)
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let size = self.size;
+            let metadata = ParquetMetaDataReader::new()
+                .with_arrow_reader_options(options)
+                .load_and_finish(self, size)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,558 @@
+//! `cost`: what a day's room usage cost at the user's prices, as FOCUS 1.0
+//! rows (`docs/cost.md`): one row per room and series with usage.
+//!
+//! Every FOCUS 1.0 column is there, named and typed as the specification
+//! says (Decimal as Float64, DateTime as Timestamp(µs, UTC), String as
+//! Utf8), in its column order (alphabetical), then ours, prefixed `x_`.
+//! The rows are an estimate from the price list, not Tencent's invoice.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow_array::{
+    Array, ArrayRef, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray, new_null_array,
+};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use chrono::{Datelike, FixedOffset, NaiveDate, TimeZone};
+
+use crate::tables::checks::KNOWN_SERIES;
+use crate::tables::prices::{Price, PriceList};
+use crate::tables::schema;
+
+/// `ProviderName`, `PublisherName`, `InvoiceIssuerName`.
+pub const PROVIDER: &str = "Tencent Cloud";
+/// `ServiceName`.
+pub const SERVICE_NAME: &str = "Tencent Real-Time Communication";
+/// `ServiceCategory`: FOCUS 1.0's category for audio and video services.
+pub const SERVICE_CATEGORY: &str = "Media";
+/// `PricingUnit`, `ConsumedUnit` (FOCUS Unit Format: a plural time unit).
+pub const UNIT: &str = "Minutes";
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Dec,
+    Time,
+    I64,
+    Date,
+}
+
+/// Every column: name, type, nullable.
+const COLUMNS: &[(&str, Kind, bool)] = &[
+    ("AvailabilityZone", Kind::Str, true),
+    ("BilledCost", Kind::Dec, false),
+    ("BillingAccountId", Kind::Str, false),
+    ("BillingAccountName", Kind::Str, true),
+    ("BillingCurrency", Kind::Str, false),
+    ("BillingPeriodEnd", Kind::Time, false),
+    ("BillingPeriodStart", Kind::Time, false),
+    ("ChargeCategory", Kind::Str, false),
+    ("ChargeClass", Kind::Str, true),
+    ("ChargeDescription", Kind::Str, true),
+    ("ChargeFrequency", Kind::Str, true),
+    ("ChargePeriodEnd", Kind::Time, false),
+    ("ChargePeriodStart", Kind::Time, false),
+    ("CommitmentDiscountCategory", Kind::Str, true),
+    ("CommitmentDiscountId", Kind::Str, true),
+    ("CommitmentDiscountName", Kind::Str, true),
+    ("CommitmentDiscountStatus", Kind::Str, true),
+    ("CommitmentDiscountType", Kind::Str, true),
+    ("ConsumedQuantity", Kind::Dec, true),
+    ("ConsumedUnit", Kind::Str, true),
+    ("ContractedCost", Kind::Dec, false),
+    ("ContractedUnitPrice", Kind::Dec, true),
+    ("EffectiveCost", Kind::Dec, false),
+    ("InvoiceIssuerName", Kind::Str, false),
+    ("ListCost", Kind::Dec, false),
+    ("ListUnitPrice", Kind::Dec, true),
+    ("PricingCategory", Kind::Str, true),
+    ("PricingQuantity", Kind::Dec, true),
+    ("PricingUnit", Kind::Str, true),
+    ("ProviderName", Kind::Str, false),
+    ("PublisherName", Kind::Str, false),
+    ("RegionId", Kind::Str, true),
+    ("RegionName", Kind::Str, true),
+    ("ResourceId", Kind::Str, true),
+    ("ResourceName", Kind::Str, true),
+    ("ResourceType", Kind::Str, true),
+    ("ServiceCategory", Kind::Str, false),
+    ("ServiceName", Kind::Str, false),
+    ("SkuId", Kind::Str, true),
+    ("SkuPriceId", Kind::Str, true),
+    ("SubAccountId", Kind::Str, true),
+    ("SubAccountName", Kind::Str, true),
+    ("Tags", Kind::Str, true),
+    ("x_app_id", Kind::I64, false),
+    ("x_usage_date", Kind::Date, false),
+    ("x_series", Kind::Str, false),
+    ("x_room_request_id", Kind::Str, false),
+];
+
+/// The FOCUS columns (all but ours).
+pub fn focus_columns() -> impl Iterator<Item = &'static str> {
+    COLUMNS
+        .iter()
+        .map(|(n, _, _)| *n)
+        .filter(|n| !n.starts_with("x_"))
+}
+
+/// Columns whose values vary from row to row: no dictionary for them
+/// (the rest are constant in a file, or per series). The quantities and
+/// costs are here: a room's seconds take one of 86,400 values a day, but a
+/// row group of a big day holds most of them, past a dictionary page's
+/// limit, and the writer fell back to plain values after trying.
+pub const VARYING: [&str; 7] = [
+    "ResourceId",
+    "ConsumedQuantity",
+    "PricingQuantity",
+    "ListCost",
+    "ContractedCost",
+    "EffectiveCost",
+    "BilledCost",
+];
+
+/// The columns with statistics (page level): those a reader filters on.
+/// The rest are constant in a file or per series, and computing their
+/// minimum and maximum took a fifth of the table's time.
+pub const WITH_STATISTICS: [&str; 4] = ["ResourceId", "x_app_id", "x_usage_date", "x_series"];
+
+pub fn file_schema() -> SchemaRef {
+    Arc::new(Schema::new(
+        COLUMNS
+            .iter()
+            .map(|&(name, kind, nullable)| {
+                let t = match kind {
+                    Kind::Str => DataType::Utf8,
+                    Kind::Dec => DataType::Float64,
+                    Kind::Time => schema::fetched_at_type(),
+                    Kind::I64 => DataType::Int64,
+                    Kind::Date => DataType::Date32,
+                };
+                Field::new(name, t, nullable)
+            })
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Why a day cannot be costed.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CostError {
+    #[error(
+        "series {series} has usage on {day} but the price list has no price for it on that day; add a [[price]] for {series} (from {day} or earlier)"
+    )]
+    NoPrice { series: String, day: NaiveDate },
+    #[error("the room_usage file lacks column {0}")]
+    Column(String),
+    #[error("{what} is {value}, not a finite number")]
+    NotFinite { what: String, value: f64 },
+}
+
+/// What every row of one (app, day) shares.
+#[derive(Debug, Clone)]
+pub struct Day {
+    pub app_id: u64,
+    pub day: NaiveDate,
+    /// `ChargePeriodStart/End`, `BillingPeriodStart/End`, µs since the epoch.
+    charge: (i64, i64),
+    billing: (i64, i64),
+    pub currency: String,
+    pub billing_account_id: String,
+    pub billing_account_name: Option<String>,
+    pub room_request_id: String,
+    /// The price of each known series that day, by series.
+    prices: BTreeMap<String, Price>,
+}
+
+/// Midnight of `day` in the API's clock, in µs since the epoch.
+fn midnight(day: NaiveDate, offset: FixedOffset) -> i64 {
+    offset
+        .from_local_datetime(&day.and_hms_opt(0, 0, 0).expect("midnight exists"))
+        .single()
+        .expect("a fixed offset has one midnight")
+        .timestamp_micros()
+}
+
+impl Day {
+    /// The day `day` of app `app_id`, in the API's clock `offset`, priced
+    /// from `prices`.
+    pub fn new(
+        app_id: u64,
+        day: NaiveDate,
+        offset: FixedOffset,
+        prices: &PriceList,
+        billing_account_id: String,
+        room_request_id: String,
+    ) -> Self {
+        let next = day.succ_opt().expect("a day after");
+        let month = day.with_day(1).expect("the 1st exists");
+        let next_month = month
+            .checked_add_months(chrono::Months::new(1))
+            .expect("a month after");
+        Day {
+            app_id,
+            day,
+            charge: (midnight(day, offset), midnight(next, offset)),
+            billing: (midnight(month, offset), midnight(next_month, offset)),
+            currency: prices.currency.clone(),
+            billing_account_id,
+            billing_account_name: prices.billing_account_name.clone(),
+            room_request_id,
+            prices: KNOWN_SERIES
+                .iter()
+                .filter_map(|s| prices.price(s, day).map(|p| ((*s).to_owned(), p.clone())))
+                .collect(),
+        }
+    }
+
+    /// The cost rows of one `room_usage` batch (file schema), and each
+    /// series' `BilledCost` in them, added to `totals`.
+    pub fn rows(
+        &self,
+        rooms: &RecordBatch,
+        totals: &mut BTreeMap<String, f64>,
+    ) -> Result<RecordBatch, CostError> {
+        let column = |name: &str| {
+            rooms
+                .column_by_name(name)
+                .ok_or_else(|| CostError::Column(name.to_owned()))
+        };
+        let room_ids = column(schema::ROOM_ID)?
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| CostError::Column(schema::ROOM_ID.into()))?;
+        // Every value column: known series first, then the extras.
+        let mut series: Vec<(String, &Int64Array)> = Vec::new();
+        for field in rooms.schema().fields() {
+            let Some(s) = field
+                .name()
+                .strip_suffix(schema::SECONDS)
+                .map(str::to_owned)
+            else {
+                continue;
+            };
+            let values = rooms
+                .column_by_name(field.name())
+                .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+                .ok_or_else(|| CostError::Column(field.name().clone()))?;
+            series.push((s, values));
+        }
+        // (row, series index) of every room and series with usage.
+        let mut picks: Vec<(usize, usize)> = Vec::new();
+        for row in 0..rooms.num_rows() {
+            for (i, (name, values)) in series.iter().enumerate() {
+                if values.is_valid(row) && values.value(row) > 0 {
+                    if !self.prices.contains_key(name) {
+                        return Err(CostError::NoPrice {
+                            series: name.clone(),
+                            day: self.day,
+                        });
+                    }
+                    picks.push((row, i));
+                }
+            }
+        }
+        let n = picks.len();
+        let price = |i: usize| &self.prices[&series[i].0];
+        let minutes: Vec<f64> = picks
+            .iter()
+            .map(|&(row, i)| series[i].1.value(row) as f64 / 60.0)
+            .collect();
+        let list: Vec<f64> = picks
+            .iter()
+            .zip(&minutes)
+            .map(|(&(_, i), m)| m * price(i).list_per_minute())
+            .collect();
+        let contracted: Vec<f64> = picks
+            .iter()
+            .zip(&minutes)
+            .map(|(&(_, i), m)| m * price(i).contracted_per_minute())
+            .collect();
+        for (&(_, i), c) in picks.iter().zip(&contracted) {
+            if !c.is_finite() {
+                return Err(CostError::NotFinite {
+                    what: format!("a cost of series {}", series[i].0),
+                    value: *c,
+                });
+            }
+            *totals.entry(series[i].0.clone()).or_default() += c;
+        }
+        // What differs by series is made once per batch, not per row.
+        let by_series = |f: &dyn Fn(usize) -> String| -> ArrayRef {
+            let values: Vec<String> = (0..series.len()).map(f).collect();
+            Arc::new(StringArray::from_iter_values(
+                picks.iter().map(|&(_, i)| values[i].as_str()),
+            ))
+        };
+        let constant = |s: &str| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values(std::iter::repeat_n(s, n)))
+        };
+        let time = |us: i64| -> ArrayRef {
+            Arc::new(TimestampMicrosecondArray::from(vec![us; n]).with_timezone("UTC"))
+        };
+        let floats = |v: Vec<f64>| -> ArrayRef { Arc::new(Float64Array::from(v)) };
+        let null = || new_null_array(&DataType::Utf8, n);
+        let app_id = self.app_id.to_string();
+        let columns: Vec<ArrayRef> = COLUMNS
+            .iter()
+            .map(|&(name, _, _)| match name {
+                "BilledCost" | "ContractedCost" | "EffectiveCost" => floats(contracted.clone()),
+                "ListCost" => floats(list.clone()),
+                "ConsumedQuantity" | "PricingQuantity" => floats(minutes.clone()),
+                "ListUnitPrice" => floats(
+                    picks
+                        .iter()
+                        .map(|&(_, i)| price(i).list_per_minute())
+                        .collect(),
+                ),
+                "ContractedUnitPrice" => floats(
+                    picks
+                        .iter()
+                        .map(|&(_, i)| price(i).contracted_per_minute())
+                        .collect(),
+                ),
+                "BillingAccountId" => constant(&self.billing_account_id),
+                "BillingAccountName" => match &self.billing_account_name {
+                    Some(name) => constant(name),
+                    None => null(),
+                },
+                "BillingCurrency" => constant(&self.currency),
+                "BillingPeriodStart" => time(self.billing.0),
+                "BillingPeriodEnd" => time(self.billing.1),
+                "ChargePeriodStart" => time(self.charge.0),
+                "ChargePeriodEnd" => time(self.charge.1),
+                "ChargeCategory" => constant("Usage"),
+                "ChargeDescription" => by_series(&|i| description(&series[i].0)),
+                "ChargeFrequency" => constant("Usage-Based"),
+                "ConsumedUnit" | "PricingUnit" => constant(UNIT),
+                "InvoiceIssuerName" | "ProviderName" | "PublisherName" => constant(PROVIDER),
+                "PricingCategory" => constant("Standard"),
+                "ResourceId" => Arc::new(StringArray::from_iter_values(
+                    picks.iter().map(|&(row, _)| room_ids.value(row)),
+                )),
+                "ResourceType" => constant("Room"),
+                "ServiceCategory" => constant(SERVICE_CATEGORY),
+                "ServiceName" => constant(SERVICE_NAME),
+                "SkuId" => by_series(&|i| format!("trtc-{}", series[i].0)),
+                "SkuPriceId" => by_series(&|i| {
+                    self.prices
+                        .get(&series[i].0)
+                        .map(Price::id)
+                        .unwrap_or_default()
+                }),
+                "SubAccountId" => constant(&app_id),
+                "Tags" => constant("{}"),
+                "x_app_id" => Arc::new(Int64Array::from(vec![self.app_id as i64; n])),
+                "x_usage_date" => Arc::new(Date32Array::from(vec![
+                    self.day
+                        .signed_duration_since(NaiveDate::default())
+                        .num_days()
+                        as i32;
+                    n
+                ])),
+                "x_series" => by_series(&|i| series[i].0.clone()),
+                "x_room_request_id" => constant(&self.room_request_id),
+                _ => null(),
+            })
+            .collect();
+        Ok(RecordBatch::try_new(file_schema(), columns).expect("arrays match the schema"))
+    }
+}
+
+/// `ChargeDescription`: what the row is, in words.
+fn description(series: &str) -> String {
+    let what = match series {
+        "audio" => "audio",
+        "video_sd" => "SD video",
+        "video_hd" => "HD video",
+        "video_full_hd" => "Full HD video",
+        "video_2k" => "2K video",
+        "video_4k" => "4K video",
+        other => other,
+    };
+    format!("TRTC {what} minutes in a room")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::cast::AsArray;
+
+    fn prices() -> PriceList {
+        PriceList::parse(
+            "p.toml",
+            br#"
+currency = "USD"
+billing_account_id = "100012345678"
+[[price]]
+series = "audio"
+list = 0.99
+contracted = 0.89
+[[price]]
+series = "video_hd"
+list = 4
+[[price]]
+series = "video_hd"
+list = 3
+from = "2026-03-01"
+"#,
+        )
+        .unwrap()
+    }
+
+    fn rooms(rows: &[(&str, Option<i64>, Option<i64>)]) -> RecordBatch {
+        let n = rows.len();
+        let mut cols: Vec<ArrayRef> = vec![Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.0),
+        ))];
+        for (_, name) in schema::VALUE_COLUMNS {
+            let v: Vec<Option<i64>> = rows
+                .iter()
+                .map(|r| match name {
+                    "audio_seconds" => r.1,
+                    "video_hd_seconds" => r.2,
+                    _ => Some(0),
+                })
+                .collect();
+            cols.push(Arc::new(Int64Array::from(v)));
+        }
+        cols.push(Arc::new(StringArray::from(vec!["req"; n])));
+        cols.push(Arc::new(
+            TimestampMicrosecondArray::from(vec![0; n]).with_timezone("UTC"),
+        ));
+        RecordBatch::try_new(schema::file_schema(&[]), cols).unwrap()
+    }
+
+    fn day(d: &str) -> Day {
+        Day::new(
+            1400000001,
+            d.parse().unwrap(),
+            FixedOffset::east_opt(8 * 3600).unwrap(),
+            &prices(),
+            "100012345678".into(),
+            "req".into(),
+        )
+    }
+
+    #[test]
+    fn one_row_per_room_and_series_with_usage() {
+        let mut totals = BTreeMap::new();
+        let b = day("2026-02-28")
+            .rows(
+                &rooms(&[
+                    ("r1", Some(600), Some(60)),
+                    ("r2", Some(0), None),
+                    ("r3", None, Some(120)),
+                ]),
+                &mut totals,
+            )
+            .unwrap();
+        assert_eq!(b.num_rows(), 3);
+        let s = |c: &str| b.column_by_name(c).unwrap().as_string::<i32>().clone();
+        let f = |c: &str| {
+            b.column_by_name(c)
+                .unwrap()
+                .as_primitive::<arrow_array::types::Float64Type>()
+                .values()
+                .to_vec()
+        };
+        assert_eq!(
+            s("ResourceId").iter().flatten().collect::<Vec<_>>(),
+            ["r1", "r1", "r3"]
+        );
+        assert_eq!(
+            s("x_series").iter().flatten().collect::<Vec<_>>(),
+            ["audio", "video_hd", "video_hd"]
+        );
+        let close = |got: Vec<f64>, want: [f64; 3]| {
+            assert!(
+                got.iter()
+                    .zip(want)
+                    .all(|(g, w)| (g - w).abs() <= 1e-15 * w.abs().max(1.0)),
+                "{got:?} != {want:?}"
+            )
+        };
+        assert_eq!(f("ConsumedQuantity"), [10.0, 1.0, 2.0]);
+        close(f("ListUnitPrice"), [0.00099, 0.004, 0.004]);
+        close(f("ContractedUnitPrice"), [0.00089, 0.004, 0.004]);
+        close(f("ListCost"), [10.0 * 0.00099, 0.004, 0.008]);
+        assert_eq!(f("BilledCost"), f("ContractedCost"));
+        assert_eq!(f("EffectiveCost"), f("ContractedCost"));
+        assert_eq!(s("SkuPriceId").value(1), "trtc-video_hd");
+        assert_eq!(s("SubAccountId").value(0), "1400000001");
+        assert!(b.column_by_name("CommitmentDiscountId").unwrap().is_null(0));
+        // 2026-02-28 00:00 +08:00 is 2026-02-27 16:00 UTC.
+        let t = |c: &str| {
+            b.column_by_name(c)
+                .unwrap()
+                .as_primitive::<arrow_array::types::TimestampMicrosecondType>()
+                .value(0)
+        };
+        let utc = |s: &str| {
+            s.parse::<chrono::DateTime<chrono::Utc>>()
+                .unwrap()
+                .timestamp_micros()
+        };
+        assert_eq!(t("ChargePeriodStart"), utc("2026-02-27T16:00:00Z"));
+        assert_eq!(t("ChargePeriodEnd"), utc("2026-02-28T16:00:00Z"));
+        assert_eq!(t("BillingPeriodStart"), utc("2026-01-31T16:00:00Z"));
+        assert_eq!(t("BillingPeriodEnd"), utc("2026-02-28T16:00:00Z"));
+        assert!((totals["audio"] - 10.0 * 0.00089).abs() < 1e-15);
+        assert!((totals["video_hd"] - 0.012).abs() < 1e-15);
+    }
+
+    #[test]
+    fn a_price_change_applies_from_its_day() {
+        let mut totals = BTreeMap::new();
+        let b = day("2026-03-01")
+            .rows(&rooms(&[("r1", None, Some(60))]), &mut totals)
+            .unwrap();
+        let prices = b
+            .column_by_name("ListUnitPrice")
+            .unwrap()
+            .as_primitive::<arrow_array::types::Float64Type>()
+            .value(0);
+        assert_eq!(prices, 0.003);
+    }
+
+    #[test]
+    fn usage_without_a_price_names_the_series_and_day() {
+        let mut b = rooms(&[("r1", Some(1), Some(0))]);
+        // video_sd usage, which the list does not price.
+        let mut cols = b.columns().to_vec();
+        cols[2] = Arc::new(Int64Array::from(vec![Some(30)]));
+        b = RecordBatch::try_new(b.schema(), cols).unwrap();
+        let e = day("2026-02-28")
+            .rows(&b, &mut BTreeMap::new())
+            .unwrap_err();
+        assert_eq!(
+            e,
+            CostError::NoPrice {
+                series: "video_sd".into(),
+                day: "2026-02-28".parse().unwrap()
+            }
+        );
+        assert!(
+            e.to_string().contains("video_sd has usage on 2026-02-28"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn every_focus_column_is_there_once() {
+        let s = file_schema();
+        assert_eq!(focus_columns().count(), 43, "FOCUS 1.0 has 43 columns");
+        for c in VARYING {
+            assert!(s.field_with_name(c).is_ok(), "{c}");
+        }
+        let mut names: Vec<&str> = focus_columns().collect();
+        let sorted = {
+            let mut v = names.clone();
+            v.sort();
+            v
+        };
+        assert_eq!(names, sorted, "the specification's (alphabetical) order");
+        names.dedup();
+        assert_eq!(names.len(), 43);
+    }
+}

@@ -1,0 +1,543 @@
+//! The FOCUS `cost` table (`--prices`): validated by the FinOps
+//! Foundation's own validator, added up with DuckDB against `room_usage`
+//! (not with the code under test), recomputed with no call when the prices
+//! or the rooms change, refused before any call when the price list is bad.
+
+use std::path::{Path, PathBuf};
+
+use crate::util::*;
+
+/// A price list with a price change on `change` (video_hd: 8 → 7 per
+/// 1,000 minutes), in a file of its own.
+fn price_file(name: &str, audio_list: f64, change: chrono::NaiveDate) -> PathBuf {
+    let path = tmp_path(name);
+    std::fs::write(
+        &path,
+        format!(
+            r#"currency = "USD"
+billing_account_id = "100012345678"
+billing_account_name = "Test Ltd"
+[[price]]
+series = "audio"
+list = {audio_list}
+contracted = 0.5
+[[price]]
+series = "video_sd"
+list = 4
+[[price]]
+series = "video_hd"
+list = 8
+[[price]]
+series = "video_hd"
+list = 7
+from = "{change}"
+[[price]]
+series = "video_full_hd"
+list = 18
+[[price]]
+series = "video_2k"
+list = 36
+[[price]]
+series = "video_4k"
+list = 72
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// The Python `scripts/test` provides in `var`; `None` (the test skips)
+/// outside it, never under CI.
+fn provided(var: &str, what: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(p) => Some(p),
+        Err(_) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run the {what} tests (scripts/test sets {var})"
+            );
+            eprintln!("note: {var} is not set; skipping the {what} check (run scripts/test)");
+            None
+        }
+    }
+}
+
+/// Runs `script` with `python`, its arguments `args`; its stdout.
+fn python(python: &str, script: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn lake_path(dest: &TestDest) -> String {
+    match dest {
+        TestDest::Local(dir) => dir.path().display().to_string(),
+        TestDest::S3 { .. } => panic!("DuckDB reads the local lake"),
+    }
+}
+
+/// Per (app, day, series): the rooms' minutes (from `room_usage`, by
+/// DuckDB), the cost rows' sums, and the list price the rows carry; the
+/// list and contracted costs must be minutes × the prices.
+const ADDS_UP: &str = r#"
+import duckdb, json, sys
+lake = sys.argv[1]
+con = duckdb.connect()
+rows = con.execute(f"""
+WITH rooms AS (
+  UNPIVOT (SELECT app_id, usage_date, room_id, audio_seconds, video_sd_seconds, video_hd_seconds,
+                  video_full_hd_seconds, video_2k_seconds, video_4k_seconds
+           FROM read_parquet('{lake}/room_usage/**/*.parquet', hive_partitioning = true))
+  ON COLUMNS(* EXCLUDE (app_id, usage_date, room_id)) INTO NAME col VALUE seconds
+), room_minutes AS (
+  SELECT app_id, usage_date, replace(col, '_seconds', '') AS series,
+         sum(seconds) / 60.0 AS minutes, count(*) FILTER (WHERE seconds > 0) AS rooms
+  FROM rooms GROUP BY ALL
+), cost AS (
+  SELECT app_id, usage_date, x_series AS series, sum(ListCost) AS list_cost,
+         sum(ContractedCost) AS contracted_cost, sum(BilledCost) AS billed,
+         sum(EffectiveCost) AS effective, min(ListUnitPrice) AS lp, max(ListUnitPrice) AS lp2,
+         min(ContractedUnitPrice) AS cp, count(*) AS n, sum(ConsumedQuantity) AS q
+  FROM read_parquet('{lake}/cost/**/*.parquet', hive_partitioning = true) GROUP BY ALL
+)
+SELECT r.app_id, CAST(r.usage_date AS VARCHAR), r.series, r.minutes, r.rooms,
+       c.list_cost, c.contracted_cost, c.billed, c.effective, c.lp, c.lp2, c.cp, c.n, c.q
+FROM room_minutes r LEFT JOIN cost c USING (app_id, usage_date, series)
+ORDER BY ALL
+""").fetchall()
+print(json.dumps(rows))
+"#;
+
+/// The four columns the validator release checks under pre-1.0 names,
+/// checked here instead: present, strings, never null.
+const SPEC_NAMED: &str = r#"
+import duckdb, json, sys
+lake = sys.argv[1]
+con = duckdb.connect()
+q = f"FROM read_parquet('{lake}/cost/**/*.parquet', hive_partitioning = true)"
+types = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * {q})").fetchall())
+out = {}
+for c in ["ProviderName", "PublisherName", "InvoiceIssuerName", "ResourceId"]:
+    nulls = con.execute(f"SELECT count(*) FILTER (WHERE {c} IS NULL), count(*) {q}").fetchone()
+    out[c] = [types.get(c), nulls[0], nulls[1]]
+print(json.dumps(out))
+"#;
+
+/// Runs the FinOps Foundation's `focus-validator` on `file` (from its own
+/// site-packages directory: it reads its ISO 4217 list from a relative
+/// path); its output.
+fn focus_validate(python: &str, file: &Path) -> String {
+    let site = String::from_utf8(
+        std::process::Command::new(python)
+            .args([
+                "-c",
+                "import focus_validator, os; print(os.path.dirname(os.path.dirname(focus_validator.__file__)))",
+            ])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let overrides = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/focus_overrides.yaml"
+    );
+    let out = std::process::Command::new(python)
+        .args(["-m", "focus_validator.main", "--validate-version", "1.0"])
+        .arg("--data-file")
+        .arg(file)
+        .arg("--override-file")
+        .arg(overrides)
+        .current_dir(site.trim())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "focus-validator: {text}");
+    text
+}
+
+#[test]
+fn the_cost_table_passes_the_focus_validator_and_adds_up_to_the_rooms() {
+    let sim = start_sim(sim_config());
+    let dest = TestDest::local();
+    let days: Vec<_> = days_ago(12).iter_days().take(2).collect();
+    // The video_hd price changes on the second day.
+    let prices = price_file("prices-validator.toml", 1.0, days[1]);
+    let mut args = range_args(&[APP_A, APP_B], days[0], days[1]);
+    args.extend(["--prices".into(), prices.display().to_string()]);
+    let r = run(cmd(&sim, &dest), &args);
+    r.assert_code(0);
+    let lake = lake_path(&dest);
+    for &app in &[APP_A, APP_B] {
+        for &day in &days {
+            let m = read_table_manifest(&dest, "cost", app, day);
+            let d = m
+                .derived
+                .expect("a cost manifest says what it was computed from");
+            assert_eq!(
+                d.inputs["room_usage"],
+                read_manifest(&dest, app, day).request_id
+            );
+            assert_eq!(
+                d.settings["prices_sha256"],
+                sha256_hex(&std::fs::read(&prices).unwrap())
+            );
+            assert!(m.raw_object.is_none(), "no raw answer of its own");
+        }
+    }
+    assert!(
+        !object_names(&dest)
+            .iter()
+            .any(|n| n.starts_with("_raw/cost")),
+        "cost has no raw zone"
+    );
+
+    let Some(py) = provided("TRTC_TEST_PYTHON", "DuckDB") else {
+        return;
+    };
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&python(&py, ADDS_UP, &[&lake])).unwrap();
+    assert_eq!(rows.len(), 2 * 2 * 6, "every (app, day, series)");
+    let list = |series: &str, day: &str| -> (f64, f64) {
+        match series {
+            "audio" => (1.0, 0.5),
+            "video_sd" => (4.0, 4.0),
+            "video_hd" if day >= days[1].to_string().as_str() => (7.0, 7.0),
+            "video_hd" => (8.0, 8.0),
+            "video_full_hd" => (18.0, 18.0),
+            "video_2k" => (36.0, 36.0),
+            "video_4k" => (72.0, 72.0),
+            other => panic!("{other}"),
+        }
+    };
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+    let mut priced = 0;
+    for row in &rows {
+        let r = row.as_array().unwrap();
+        let (day, series) = (r[1].as_str().unwrap(), r[2].as_str().unwrap());
+        let (minutes, rooms) = (r[3].as_f64().unwrap(), r[4].as_u64().unwrap());
+        if rooms == 0 {
+            assert!(r[5].is_null(), "no usage, no row: {r:?}");
+            continue;
+        }
+        priced += 1;
+        let (lp, cp) = (list(series, day).0 / 1000.0, list(series, day).1 / 1000.0);
+        let f = |i: usize| r[i].as_f64().unwrap();
+        assert!(close(f(5), minutes * lp), "ListCost {r:?}");
+        assert!(close(f(6), minutes * cp), "ContractedCost {r:?}");
+        assert!(
+            close(f(7), f(6)) && close(f(8), f(6)),
+            "Billed = Effective = Contracted {r:?}"
+        );
+        assert!(
+            close(f(9), lp) && close(f(10), lp),
+            "one ListUnitPrice {r:?}"
+        );
+        assert!(close(f(11), cp), "ContractedUnitPrice {r:?}");
+        assert_eq!(
+            r[12].as_u64().unwrap(),
+            rooms,
+            "a row per room with usage {r:?}"
+        );
+        assert!(close(f(13), minutes), "ConsumedQuantity {r:?}");
+    }
+    assert!(
+        priced >= 8,
+        "the simulator's rooms use most series: {rows:?}"
+    );
+
+    let named: serde_json::Value =
+        serde_json::from_str(&python(&py, SPEC_NAMED, &[&lake])).unwrap();
+    for (column, v) in named.as_object().unwrap() {
+        assert_eq!(v[0], "VARCHAR", "{column}");
+        assert_eq!(v[1], 0, "{column} has nulls");
+        assert!(v[2].as_u64().unwrap() > 0);
+    }
+
+    let Some(focus) = provided("TRTC_TEST_FOCUS_PYTHON", "FOCUS validator") else {
+        return;
+    };
+    // One file of each price period.
+    for day in &days {
+        let file = PathBuf::from(&lake).join(format!(
+            "cost/app_id={APP_A}/usage_date={day}/part-00000.parquet"
+        ));
+        let out = focus_validate(&focus, &file);
+        assert!(out.contains("Validation succeeded."), "{out}");
+        assert!(!out.contains("failed:"), "{out}");
+        eprintln!(
+            "focus-validator on {day}: {}",
+            out.lines().last().unwrap_or("")
+        );
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// `x_series` → the sum of `ListCost` in one cost partition.
+fn list_costs(dest: &TestDest, app: u64, day: chrono::NaiveDate) -> (usize, f64) {
+    use arrow_array::cast::AsArray;
+    let batches = read_table(dest, "cost", app, day);
+    let rows = batches.iter().map(|b| b.num_rows()).sum();
+    let sum = batches
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name("ListCost")
+                .unwrap()
+                .as_primitive::<arrow_array::types::Float64Type>()
+                .values()
+                .to_vec()
+        })
+        .sum();
+    (rows, sum)
+}
+
+/// A changed price list recomputes every cost partition it covers with no
+/// API call; the same list again rewrites nothing; a re-fetched room
+/// partition recomputes its day's cost.
+fn recomputes_with_no_call(dest: TestDest) {
+    let sim = start_sim(sim_config());
+    let day = days_ago(9);
+    let a = price_file(&format!("prices-a-{}.toml", uuid::Uuid::new_v4()), 1.0, day);
+    let b = price_file(&format!("prices-b-{}.toml", uuid::Uuid::new_v4()), 3.0, day);
+    let with = |p: &Path| {
+        let mut args = date_args(&[APP_A], day);
+        args.extend(["--prices".into(), p.display().to_string()]);
+        args
+    };
+    run(cmd(&sim, &dest), &with(&a)).assert_code(0);
+    let served = sim.stats().served;
+    let (rows_a, cost_a) = list_costs(&dest, APP_A, day);
+    let first = read_table_manifest(&dest, "cost", APP_A, day);
+    assert!(rows_a > 0);
+
+    let r = run(cmd(&sim, &dest), &with(&b));
+    r.assert_code(0);
+    assert_eq!(sim.stats().served, served, "no call: the rooms are final");
+    let (rows_b, cost_b) = list_costs(&dest, APP_A, day);
+    let second = read_table_manifest(&dest, "cost", APP_A, day);
+    assert_eq!(rows_a, rows_b);
+    assert!(
+        cost_b > cost_a,
+        "audio at 3 instead of 1: {cost_a} → {cost_b}"
+    );
+    assert_ne!(
+        first.derived.as_ref().unwrap().fingerprint,
+        second.derived.as_ref().unwrap().fingerprint
+    );
+
+    // The same list again: current, left as it is.
+    run(cmd(&sim, &dest), &with(&b)).assert_code(0);
+    let third = read_table_manifest(&dest, "cost", APP_A, day);
+    assert_eq!(third.fetched_at, second.fetched_at, "not recomputed");
+    assert_eq!(sim.stats().served, served);
+
+    // The rooms fetched again (--force): the day's cost follows them.
+    let mut force = with(&b);
+    force.push("--force".into());
+    run(cmd(&sim, &dest), &force).assert_code(0);
+    let room = read_manifest(&dest, APP_A, day);
+    let fourth = read_table_manifest(&dest, "cost", APP_A, day);
+    assert_eq!(
+        fourth.derived.unwrap().inputs["room_usage"],
+        room.request_id
+    );
+    assert_ne!(room.request_id, first.derived.unwrap().inputs["room_usage"]);
+}
+
+#[test]
+fn a_changed_price_list_recomputes_cost_with_no_call() {
+    recomputes_with_no_call(TestDest::local());
+}
+
+#[test]
+fn a_changed_price_list_recomputes_cost_with_no_call_on_s3() {
+    let Some(dest) = TestDest::s3() else { return };
+    recomputes_with_no_call(dest);
+}
+
+#[test]
+fn a_bad_price_list_exits_2_before_any_call() {
+    let sim = start_sim(sim_config());
+    let dest = TestDest::local();
+    let day = days_ago(9);
+    let bad = tmp_path("prices-bad.toml");
+    std::fs::write(
+        &bad,
+        "currency = \"usd\"\n[[price]]\nseries = \"video_8k\"\nlist = -1\n[[price]]\nseries = \"audio\"\nlist = inf\n",
+    )
+    .unwrap();
+    let mut args = date_args(&[APP_A], day);
+    args.extend(["--prices".into(), bad.display().to_string()]);
+    let r = run(cmd(&sim, &dest), &args);
+    r.assert_code(2);
+    r.assert_stderr_has(&[
+        "currency \"usd\" is not an ISO 4217 code",
+        "unknown series \"video_8k\"",
+        "#2 (audio): list = inf is not a finite number",
+    ]);
+    // No billing account anywhere.
+    let nobody = tmp_path("prices-nobody.toml");
+    std::fs::write(
+        &nobody,
+        "currency = \"USD\"\n[[price]]\nseries = \"audio\"\nlist = 1\n",
+    )
+    .unwrap();
+    let mut args = date_args(&[APP_A], day);
+    args.extend(["--prices".into(), nobody.display().to_string()]);
+    let r = run(cmd(&sim, &dest), &args);
+    r.assert_code(2);
+    r.assert_stderr_has(&["no billing_account_id for the account"]);
+    // cost without prices.
+    let mut args = date_args(&[APP_A], day);
+    args.extend(["--tables".into(), "room_usage,cost".into()]);
+    let r = run(cmd(&sim, &dest), &args);
+    r.assert_code(2);
+    r.assert_stderr_has(&["cost needs a price list; give --prices FILE"]);
+    let r = run_sub(lake_cmd(&dest), "rebuild", &["--tables", "cost"]);
+    r.assert_code(2);
+    assert_eq!(sim.stats().served, 0, "no call");
+    assert!(object_names(&dest).is_empty(), "nothing written");
+}
+
+#[test]
+fn usage_without_a_price_fails_that_days_cost_naming_series_and_day() {
+    let sim = start_sim(sim_config());
+    let dest = TestDest::local();
+    let day = days_ago(9);
+    let audio_only = tmp_path("prices-audio-only.toml");
+    std::fs::write(
+        &audio_only,
+        "currency = \"USD\"\nbilling_account_id = \"1\"\n[[price]]\nseries = \"audio\"\nlist = 1\n",
+    )
+    .unwrap();
+    let mut args = date_args(&[APP_A], day);
+    args.extend(["--prices".into(), audio_only.display().to_string()]);
+    let r = run(cmd(&sim, &dest), &args);
+    r.assert_code(1);
+    r.assert_stderr_has(&[&format!(
+        "has usage on {day} but the price list has no price for it"
+    )]);
+    assert!(exists(
+        &dest,
+        &format!("room_usage/app_id={APP_A}/usage_date={day}/_manifest.json")
+    ));
+    assert!(!exists(
+        &dest,
+        &format!("cost/app_id={APP_A}/usage_date={day}/_manifest.json")
+    ));
+    assert!(
+        !local_files(&dest)
+            .iter()
+            .any(|f| f.starts_with("cost/") && f.ends_with(".parquet")),
+        "no cost file: {:?}",
+        local_files(&dest)
+    );
+}
+
+#[test]
+fn rebuild_tables_cost_recomputes_it_from_the_lake_alone_and_status_shows_it() {
+    let sim = start_sim(sim_config());
+    let dest = TestDest::local();
+    let day = days_ago(9);
+    let prices = price_file("prices-rebuild.toml", 1.0, day);
+    let mut args = date_args(&[APP_A], day);
+    args.extend(["--prices".into(), prices.display().to_string()]);
+    run(cmd(&sim, &dest), &args).assert_code(0);
+    let before = list_costs(&dest, APP_A, day);
+    let s = run_sub(lake_cmd(&dest), "status", &[] as &[&str]);
+    s.assert_code(0);
+    s.assert_stdout_has(&[&format!("cost {day}..{day}")]);
+    delete_objects(&dest, "cost/");
+    // No credentials, no endpoint: the lake alone.
+    let r = run_sub(
+        lake_cmd(&dest),
+        "rebuild",
+        &[
+            "--tables",
+            "cost",
+            "--prices",
+            &prices.display().to_string(),
+        ],
+    );
+    r.assert_code(0);
+    assert_eq!(list_costs(&dest, APP_A, day), before);
+    let s = run_sub(lake_cmd(&dest), "status", &["--tables", "cost", "--verify"]);
+    s.assert_code(0);
+    s.assert_stdout_has(&[&format!("cost {day}..{day}")]);
+    assert!(
+        !s.stdout.contains("missing:") && !s.stdout.contains("stale"),
+        "{}",
+        s.stdout
+    );
+    assert_eq!(sim.stats().served, 1);
+}
+
+/// The README's three cost queries, run by DuckDB on the demo's lake (its
+/// `cost` table is at the example price list's prices).
+#[test]
+fn the_readmes_cost_queries_run_on_the_demo_lake() {
+    let Some(py) = provided("TRTC_TEST_PYTHON", "DuckDB") else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let mut demo = lake_cmd(&TestDest::local());
+    demo.current_dir(work.path());
+    run_sub(
+        demo,
+        "demo",
+        &["--min-interval", "100ms", "--progress", "off"],
+    )
+    .assert_code(0);
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("## What it cost")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("the README's cost section");
+    let queries: Vec<&str> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("./scripts/query \""))
+        .map(|q| q.strip_suffix('"').expect("a quoted query"))
+        .collect();
+    assert_eq!(queries.len(), 3, "{section}");
+    let run_query = r#"
+import duckdb, json, sys
+rows = duckdb.sql(sys.argv[1]).fetchall()
+print(json.dumps([len(rows), [list(map(str, r)) for r in rows[:3]]]))
+"#;
+    for q in queries {
+        let out = std::process::Command::new(&py)
+            .args(["-c", run_query, q])
+            .current_dir(work.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{q}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(v[0].as_u64().unwrap() > 0, "{q} returned no row");
+        eprintln!("{q}\n  {}", v[1]);
+    }
+}
