@@ -232,6 +232,9 @@ fn spark_reads_every_table_exactly_after_crashes() {
         "20ms".into(),
         "--lease-ttl".into(),
         "1s".into(),
+        // The cost table too, at the example's prices.
+        "--prices".into(),
+        concat!(env!("CARGO_MANIFEST_DIR"), "/jobs/prices.example.toml").into(),
     ]);
     let mut rng = fastrand::Rng::with_seed(7);
     for _ in 0..2 {
@@ -288,8 +291,13 @@ fn spark_reads_every_table_exactly_after_crashes() {
     let mut want_rooms = Vec::new();
     let mut want_app = Vec::new();
     let mut want_checks = Vec::new();
+    let mut want_cost = Vec::new();
     for app in [APP_A, APP_B] {
         for d in &days {
+            let cost_rows = read_table_manifest(&dest, "cost", app, *d).rows;
+            if cost_rows > 0 {
+                want_cost.push(serde_json::json!([app, d.to_string(), cost_rows]));
+            }
             let rows = sim_totals(app, *d, 2_000).rows;
             if rows > 0 {
                 want_rooms.push(serde_json::json!([app, d.to_string(), rows]));
@@ -301,6 +309,11 @@ fn spark_reads_every_table_exactly_after_crashes() {
     assert_eq!(v["room_usage"]["partitions"], serde_json::json!(want_rooms));
     assert_eq!(v["app_usage"]["partitions"], serde_json::json!(want_app));
     assert_eq!(v["checks"]["partitions"], serde_json::json!(want_checks));
+    assert_eq!(v["cost"]["partitions"], serde_json::json!(want_cost));
+    assert!(want_cost.len() == 4, "every (app, day) has costed rooms");
+    assert_eq!(v["cost"]["types"]["BilledCost"], "double");
+    assert_eq!(v["cost"]["types"]["ChargePeriodStart"], "timestamp");
+    assert_eq!(v["cost"]["types"]["ResourceId"], "string");
     assert_eq!(v["room_usage"]["types"]["audio_seconds"], "bigint");
     assert_eq!(v["room_usage"]["types"]["usage_date"], "date");
     assert_eq!(v["app_usage"]["types"]["interval_start"], "timestamp");

@@ -21,7 +21,12 @@ spark = (
 )
 spark.sparkContext.setLogLevel("ERROR")
 out = {}
-for table in ["room_usage", "app_usage", "checks"]:
+import os
+
+tables = ["room_usage", "app_usage", "checks"]
+if os.path.isdir(f"{dest}/cost"):
+    tables.append("cost")
+for table in tables:
     df = spark.read.option("mergeSchema", "true").parquet(f"{dest}/{table}")
     counts = (
         df.groupBy("app_id", "usage_date").count().orderBy("app_id", "usage_date").collect()

@@ -28,7 +28,7 @@ use crate::tables::prices::PriceList;
 
 /// Rooms per batch read back from `room_usage`: a batch of cost rows (up
 /// to six per room, 47 columns) stays a few MiB.
-const BATCH_ROWS: usize = 8 * 1024;
+const BATCH_ROWS: usize = 4 * 1024;
 
 pub struct Cost {
     prices: Arc<PriceList>,
@@ -116,7 +116,7 @@ impl Derived for Cost {
             );
             // The reader (async, here) and the pricer and encoder (a
             // blocking thread) overlap; two batches in flight at most.
-            let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+            let (tx, mut rx) = tokio::sync::mpsc::channel(1);
             let spool = cx.encoding.spool.clone();
             let encoder = tokio::task::spawn_blocking(move || {
                 let mut totals = BTreeMap::new();
@@ -124,6 +124,7 @@ impl Derived for Cost {
                     cost::file_schema(),
                     write::writer_properties_for(&cost::VARYING, &cost::WITH_STATISTICS),
                     &spool,
+                    cost::SPLIT,
                     || match rx.blocking_recv() {
                         None => Ok(None),
                         Some(Err(e)) => Err(e),
