@@ -421,3 +421,53 @@ fn rebuild_and_status_take_their_apps_from_the_accounts_file() {
         s.stdout
     );
 }
+
+/// With `--accounts`, an account's own `billing_account_id` is its apps'
+/// `BillingAccountId` in `cost`; the others take the price list's; a price
+/// list without one is refused (exit 2, no call) while an account lacks
+/// its own, naming the account.
+#[test]
+fn each_accounts_billing_account_is_its_apps_cost_rows() {
+    use arrow_array::cast::AsArray;
+    let sim = sim_for_accounts(Duration::from_millis(100));
+    let dest = TestDest::local();
+    let file = accounts_file(&sim, &[("one", &[APP_A]), ("two", &[APP_B])]);
+    let text = std::fs::read_to_string(&file).unwrap().replacen(
+        "name = \"two\"\n",
+        "name = \"two\"\nbilling_account_id = \"200000000002\"\n",
+        1,
+    );
+    std::fs::write(&file, text).unwrap();
+    let days = days(1);
+    let prices = tmp_path("prices-accounts.toml");
+    let list = "currency = \"EUR\"\n[[price]]\nseries = \"audio\"\nlist = 1\n[[price]]\nseries = \"video_sd\"\nlist = 1\n[[price]]\nseries = \"video_hd\"\nlist = 1\n[[price]]\nseries = \"video_full_hd\"\nlist = 1\n[[price]]\nseries = \"video_2k\"\nlist = 1\n[[price]]\nseries = \"video_4k\"\nlist = 1\n";
+    std::fs::write(&prices, list).unwrap();
+    let mut args = day_args(&days);
+    args.extend(["--prices".into(), prices.display().to_string()]);
+    let r = run(accounts_cmd(&sim, &dest, &file), &args);
+    r.assert_code(2);
+    r.assert_stderr_has(&["no billing_account_id for account one"]);
+    assert_eq!(sim.stats().served, 0, "no call");
+
+    std::fs::write(
+        &prices,
+        format!("billing_account_id = \"100000000001\"\n{list}"),
+    )
+    .unwrap();
+    run(accounts_cmd(&sim, &dest, &file), &args).assert_code(0);
+    for (app, want) in [(APP_A, "100000000001"), (APP_B, "200000000002")] {
+        let batches = read_table(&dest, "cost", app, days[0]);
+        let ids: std::collections::BTreeSet<String> = batches
+            .iter()
+            .flat_map(|b| {
+                b.column_by_name("BillingAccountId")
+                    .unwrap()
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| v.unwrap().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(ids.into_iter().collect::<Vec<_>>(), [want], "app {app}");
+    }
+}
