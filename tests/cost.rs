@@ -47,22 +47,6 @@ list = 72
     path
 }
 
-/// The Python `scripts/test` provides in `var`; `None` (the test skips)
-/// outside it, never under CI.
-fn provided(var: &str, what: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(p) => Some(p),
-        Err(_) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must run the {what} tests (scripts/test sets {var})"
-            );
-            eprintln!("note: {var} is not set; skipping the {what} check (run scripts/test)");
-            None
-        }
-    }
-}
-
 /// Runs `script` with `python`, its arguments `args`; its stdout.
 fn python(python: &str, script: &str, args: &[&str]) -> String {
     let out = std::process::Command::new(python)
@@ -207,7 +191,7 @@ fn the_cost_table_passes_the_focus_validator_and_adds_up_to_the_rooms() {
         "cost has no raw zone"
     );
 
-    let Some(py) = provided("TRTC_TEST_PYTHON", "DuckDB") else {
+    let Some(py) = provided_python("TRTC_TEST_PYTHON", "DuckDB") else {
         return;
     };
     let rows: Vec<serde_json::Value> =
@@ -269,7 +253,7 @@ fn the_cost_table_passes_the_focus_validator_and_adds_up_to_the_rooms() {
         assert!(v[2].as_u64().unwrap() > 0);
     }
 
-    let Some(focus) = provided("TRTC_TEST_FOCUS_PYTHON", "FOCUS validator") else {
+    let Some(focus) = provided_python("TRTC_TEST_FOCUS_PYTHON", "FOCUS validator") else {
         return;
     };
     // One file of each price period.
@@ -495,7 +479,7 @@ fn rebuild_tables_cost_recomputes_it_from_the_lake_alone_and_status_shows_it() {
 /// `cost` table is at the example price list's prices).
 #[test]
 fn the_readmes_cost_queries_run_on_the_demo_lake() {
-    let Some(py) = provided("TRTC_TEST_PYTHON", "DuckDB") else {
+    let Some(py) = provided_python("TRTC_TEST_PYTHON", "DuckDB") else {
         return;
     };
     let work = tempfile::tempdir().unwrap();
@@ -540,4 +524,66 @@ print(json.dumps([len(rows), [list(map(str, r)) for r in rows[:3]]]))
         assert!(v[0].as_u64().unwrap() > 0, "{q} returned no row");
         eprintln!("{q}\n  {}", v[1]);
     }
+}
+
+/// A new price list over a long range is long work with no call: it shows
+/// progress, and SIGTERM stops it between partitions (exit 143, what is
+/// left named); the next run finishes it.
+#[test]
+fn recomputing_a_long_range_shows_progress_and_stops_on_sigterm() {
+    let mut config = sim_config();
+    config.rooms = 3_000;
+    config.interval = std::time::Duration::from_millis(20);
+    let sim = start_sim(config);
+    let dest = TestDest::local();
+    let (first, last) = (days_ago(70), days_ago(11));
+    let a = price_file("prices-long-a.toml", 1.0, first);
+    let b = price_file("prices-long-b.toml", 2.0, first);
+    let with = |p: &Path| {
+        let mut args = range_args(&[APP_A, APP_B], first, last);
+        args.extend([
+            "--min-interval".into(),
+            "20ms".into(),
+            "--prices".into(),
+            p.display().to_string(),
+        ]);
+        args
+    };
+    run(cmd(&sim, &dest), &with(&a)).assert_code(0);
+    let served = sim.stats().served;
+    let fingerprint = |day| {
+        read_table_manifest(&dest, "cost", APP_B, day)
+            .derived
+            .unwrap()
+            .fingerprint
+    };
+    let old = fingerprint(last);
+
+    let mut c = cmd(&sim, &dest);
+    c.env("TRTC_PROGRESS", "log");
+    let (mut child, lines) = spawn_export(c, &with(&b));
+    let mut seen = Vec::new();
+    loop {
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("a progress line");
+        seen.push(line.clone());
+        if line.contains("derived partitions") && line.contains("Progress: 0/120") {
+            break;
+        }
+    }
+    signal(&child, "TERM");
+    let code = wait_with_deadline(&mut child, std::time::Duration::from_secs(10));
+    let rest: Vec<String> = lines.try_iter().collect();
+    assert_eq!(code, 143, "{seen:?}\n{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("Stopped at a safe point")),
+        "{rest:?}"
+    );
+    assert_eq!(fingerprint(last), old, "the last day was not reached");
+    assert_eq!(sim.stats().served, served, "no call");
+
+    run(cmd(&sim, &dest), &with(&b)).assert_code(0);
+    assert_ne!(fingerprint(last), old, "the next run finishes it");
+    assert_eq!(sim.stats().served, served, "still no call");
 }

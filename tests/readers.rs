@@ -6,22 +6,6 @@ use trtc_usage::simulator::{Fault, FaultRule};
 
 use crate::util::*;
 
-/// The Python that `scripts/test` provides in `var` (with DuckDB, or with
-/// pyspark); `None` (the test skips) outside it, never under CI.
-fn provided_python(var: &str, what: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(p) => Some(p),
-        Err(_) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must run the {what} tests (scripts/test sets {var})"
-            );
-            eprintln!("note: {var} is not set; skipping the {what} check (run scripts/test)");
-            None
-        }
-    }
-}
-
 /// The Python with DuckDB.
 fn python() -> Option<String> {
     provided_python("TRTC_TEST_PYTHON", "DuckDB")

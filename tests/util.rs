@@ -744,3 +744,19 @@ pub fn exists(dest: &TestDest, rel: &str) -> bool {
             .is_ok()
     })
 }
+
+/// The Python that `scripts/test` provides in `var` (with DuckDB, pyspark
+/// or focus-validator); `None` (the test skips) outside it, never under CI.
+pub fn provided_python(var: &str, what: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(p) => Some(p),
+        Err(_) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run the {what} tests (scripts/test sets {var})"
+            );
+            eprintln!("note: {var} is not set; skipping the {what} check (run scripts/test)");
+            None
+        }
+    }
+}

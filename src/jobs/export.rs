@@ -50,6 +50,17 @@ pub struct Todo {
     pub app: bool,
 }
 
+impl Todo {
+    /// Whether this step fetches `table`.
+    fn fetches(&self, table: Table) -> bool {
+        match table {
+            Table::RoomUsage => self.room,
+            Table::AppUsage => self.app,
+            _ => false,
+        }
+    }
+}
+
 /// The plan of a run: what to fetch, what to check, what is already final.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
@@ -351,8 +362,11 @@ impl PlanReport {
             if t.app {
                 push(Table::AppUsage, &t.p, "fetch");
             }
+            // What is derived from a table this step fetches.
             for d in &derived {
-                push(d.table(), &t.p, d.plan_action());
+                if d.table().inputs().iter().any(|&i| t.fetches(i)) {
+                    push(d.table(), &t.p, d.plan_action());
+                }
             }
         }
         for (table, p) in &plan.recheck {
@@ -873,15 +887,37 @@ async fn planned(
         encoding: &cfg.encoding,
     };
     // Derived partitions whose inputs are all final need no call, nor a
-    // second read of their manifests: the plan has them.
-    for (table, p) in std::mem::take(&mut plan.recheck) {
+    // second read of their manifests: the plan has them. A new price list
+    // over a long range is long work: it shows progress and stops at a
+    // stop request, between partitions.
+    let recheck = std::mem::take(&mut plan.recheck);
+    if !recheck.is_empty() {
+        progress.start(recheck.len(), "derived partitions", Duration::ZERO);
+    }
+    let mut left = recheck.into_iter();
+    while let Some((table, p)) = left.next() {
+        if cancel.is_cancelled() {
+            let rest = std::iter::once(p).chain(left.map(|(_, p)| p));
+            summary.stop(
+                Status::Interrupted,
+                None,
+                rest.chain(plan.todo.iter().map(|t| t.p)),
+            );
+            progress.finish();
+            let summary = end_status(cfg.checks == ChecksMode::Fail, summary);
+            warn_left(&summary);
+            return finish(summary);
+        }
         let Some(d) = derived.iter().find(|d| d.table() == table) else {
             continue;
         };
         if let Some(inputs) = derive::inputs_of(table, p, |t| plan.manifests.get(&(t, p))) {
             derive::derive(d.as_ref(), &cx, p, &inputs, &mut summary).await;
         }
+        summary.steps_done += 1;
+        progress.advance(&summary);
     }
+    summary.steps_done = 0;
     if plan.todo.is_empty() {
         info!("Every planned partition is already final; nothing to fetch.");
         return finish(end_status(cfg.checks == ChecksMode::Fail, summary));
@@ -995,10 +1031,13 @@ async fn planned(
             if !table.inputs().iter().any(|&i| written(i).is_some()) {
                 continue;
             }
-            let fetched =
-                |i: Table| i == Table::RoomUsage && t.room || i == Table::AppUsage && t.app;
+            // An input this step fetched and failed is missing, not final.
             let inputs = derive::inputs_of(table, p, |i| {
-                written(i).or_else(|| (!fetched(i)).then(|| plan.manifests.get(&(i, p))).flatten())
+                written(i).or_else(|| {
+                    (!t.fetches(i))
+                        .then(|| plan.manifests.get(&(i, p)))
+                        .flatten()
+                })
             });
             if let Some(inputs) = inputs {
                 derive::derive(d.as_ref(), &cx, p, &inputs, &mut summary).await;
@@ -1028,6 +1067,12 @@ async fn planned(
     }
     progress.finish();
     let summary = end_status(cfg.checks == ChecksMode::Fail, summary);
+    warn_left(&summary);
+    finish(summary)
+}
+
+/// After a stop: one line naming what is left to do.
+fn warn_left(summary: &Summary) {
     if summary.status == Status::Interrupted {
         let left: Vec<String> = summary
             .not_attempted
@@ -1040,7 +1085,6 @@ async fn planned(
             "Stopped at a safe point (a stop request, or a lease this run could not keep); rerun the same command to do what is left."
         );
     }
-    finish(summary)
 }
 
 /// The run's final status: failed partitions (exit 1) win over failed

@@ -36,9 +36,15 @@ fn done(s: &Summary) -> usize {
 }
 
 /// Time left: the remaining steps' paced calls (`plan::wall_time`, the
-/// dry run's formula), one interval after the last call made.
-fn eta(total: usize, done: usize, interval: Duration) -> Duration {
+/// dry run's formula), one interval after the last call made; for steps
+/// with no call (`interval` zero: a rebuild, derived partitions), the
+/// time the steps done took, on average, for each one left.
+fn eta(total: usize, done: usize, interval: Duration, elapsed: Duration) -> Duration {
     let left = total.saturating_sub(done);
+    if interval.is_zero() && done > 0 {
+        // Whole seconds: the line says "about 3m 12s", not nanoseconds.
+        return Duration::from_secs(elapsed.mul_f64(left as f64 / done as f64).as_secs());
+    }
     if done == 0 {
         crate::jobs::plan::wall_time(left, interval)
     } else {
@@ -48,6 +54,7 @@ fn eta(total: usize, done: usize, interval: Duration) -> Duration {
 
 /// A log line per partition, at most one every `every`, and always the last.
 pub struct LogLines {
+    started: Instant,
     total: usize,
     unit: &'static str,
     interval: Duration,
@@ -58,6 +65,7 @@ pub struct LogLines {
 impl LogLines {
     pub fn new(every: Duration) -> Self {
         Self {
+            started: Instant::now(),
             total: 0,
             unit: "partitions",
             interval: Duration::ZERO,
@@ -69,14 +77,15 @@ impl LogLines {
 
 impl Progress for LogLines {
     fn start(&mut self, total: usize, unit: &'static str, interval: Duration) {
+        self.started = Instant::now();
         self.total = total;
         self.unit = unit;
         self.interval = interval;
         info!(
             total,
-            eta_secs = eta(total, 0, interval).as_secs(),
+            eta_secs = eta(total, 0, interval, Duration::ZERO).as_secs(),
             "Progress: 0/{total} {unit}; about {} to go.",
-            humantime::format_duration(eta(total, 0, interval))
+            humantime::format_duration(eta(total, 0, interval, Duration::ZERO))
         );
     }
 
@@ -87,7 +96,7 @@ impl Progress for LogLines {
             return;
         }
         self.last = Some(Instant::now());
-        let left = eta(self.total, d, self.interval);
+        let left = eta(self.total, d, self.interval, self.started.elapsed());
         info!(
             done = d,
             total = self.total,
@@ -111,6 +120,7 @@ static ACTIVE_BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
 pub struct Bar {
     bar: ProgressBar,
     interval: Duration,
+    started: Instant,
 }
 
 impl Bar {
@@ -123,6 +133,7 @@ impl Bar {
         Self {
             bar,
             interval: Duration::ZERO,
+            started: Instant::now(),
         }
     }
 }
@@ -136,11 +147,12 @@ impl Default for Bar {
 impl Progress for Bar {
     fn start(&mut self, total: usize, unit: &'static str, interval: Duration) {
         self.interval = interval;
+        self.started = Instant::now();
         self.bar.set_prefix(unit);
         self.bar.set_length(total as u64);
         self.bar.set_message(format!(
             "ETA {}",
-            humantime::format_duration(eta(total, 0, interval))
+            humantime::format_duration(eta(total, 0, interval, Duration::ZERO))
         ));
         *ACTIVE_BAR.lock().expect("bar lock") = Some(self.bar.clone());
     }
@@ -151,7 +163,7 @@ impl Progress for Bar {
         let total = self.bar.length().unwrap_or(0) as usize;
         self.bar.set_message(format!(
             "ETA {}  ({} rows, {} failed)",
-            humantime::format_duration(eta(total, d, self.interval)),
+            humantime::format_duration(eta(total, d, self.interval, self.started.elapsed())),
             s.rows,
             s.failed.len()
         ));
@@ -201,5 +213,23 @@ impl Write for StderrAboveBar {
 
     fn flush(&mut self) -> std::io::Result<()> {
         std::io::stderr().flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eta_is_paced_calls_or_the_pace_so_far() {
+        let s = Duration::from_secs;
+        // Paced: the calls left, one interval apart.
+        assert_eq!(eta(10, 4, s(15), s(1)), s(90));
+        // No call: 4 done in 8 s, 6 left → 12 s, in whole seconds.
+        assert_eq!(
+            eta(10, 4, Duration::ZERO, Duration::from_millis(8_300)),
+            s(12)
+        );
+        assert_eq!(eta(10, 10, Duration::ZERO, s(8)), s(0));
     }
 }

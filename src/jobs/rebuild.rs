@@ -512,14 +512,34 @@ async fn rebuild_all(
             utc_offset: cfg.scope.offset.to_string(),
             encoding: &cfg.encoding,
         };
-        for d in cfg.derived() {
-            let table = d.table();
-            let todo = derived_work(cfg, table, &derived_candidates, &rebuilt);
-            summary.planned += todo.len();
-            for p in todo {
-                recompute(d.as_ref(), &cx, p, &mut summary).await;
-            }
+        let derived = cfg.derived();
+        let work: Vec<(&dyn Derived, Partition)> = derived
+            .iter()
+            .flat_map(|d| {
+                derived_work(cfg, d.table(), &derived_candidates, &rebuilt)
+                    .into_iter()
+                    .map(move |p| (d.as_ref(), p))
+            })
+            .collect();
+        summary.planned += work.len();
+        // Derived partitions from the lake alone (a new price list over a
+        // year, say) are long work too: progress, and a stop between them.
+        if !work.is_empty() {
+            summary.steps_done = 0;
+            progress.start(work.len(), "derived partitions", Duration::ZERO);
         }
+        let mut left = work.into_iter();
+        while let Some((d, p)) = left.next() {
+            if cancel.is_cancelled() {
+                let rest = std::iter::once(p).chain(left.map(|(_, p)| p));
+                summary.stop(Status::Interrupted, None, rest);
+                break;
+            }
+            recompute(d, &cx, p, &mut summary).await;
+            summary.steps_done += 1;
+            progress.advance(&summary);
+        }
+        progress.finish();
     }
     let fail_on_checks = cfg.checks == ChecksMode::Fail;
     export::end_status(fail_on_checks, summary)

@@ -266,18 +266,8 @@ pub fn encode_stream(
             trim_heap();
         }
     }
-    let sink = file.into_inner()?;
-    let file = sink
-        .bytes
-        .finish()
-        .map_err(parquet::errors::ParquetError::from)?;
-    Ok(Encoded {
-        file,
-        rows,
-        header: HeaderInfo::default(),
-        sha256: hex::encode(sink.sha256.finalize()),
-        totals: BTreeMap::new(),
-    })
+    file.into_inner()?
+        .into_encoded(rows, HeaderInfo::default(), BTreeMap::new())
 }
 
 /// Hands the heap's free pages back to the system after a row group
@@ -349,6 +339,28 @@ pub fn writer_properties() -> WriterProperties {
 struct HashingSink<W> {
     bytes: W,
     sha256: Sha256,
+}
+
+impl HashingSink<SpoolWriter> {
+    /// The finished file, its hash and what the manifest says of it.
+    fn into_encoded(
+        self,
+        rows: u64,
+        header: HeaderInfo,
+        totals: BTreeMap<String, f64>,
+    ) -> Result<Encoded, WriteError> {
+        let file = self
+            .bytes
+            .finish()
+            .map_err(parquet::errors::ParquetError::from)?;
+        Ok(Encoded {
+            file,
+            rows,
+            header,
+            sha256: hex::encode(self.sha256.finalize()),
+            totals,
+        })
+    }
 }
 
 impl<W: std::io::Write> std::io::Write for HashingSink<W> {
@@ -438,18 +450,11 @@ pub fn encode<R: Read + Send>(
         (rows, parsed.map_err(WriteError::from).and(written))
     });
     parsed?;
-    let sink = writer.into_inner()?;
-    let file = sink
-        .bytes
-        .finish()
-        .map_err(parquet::errors::ParquetError::from)?;
-    Ok(Encoded {
-        file,
+    writer.into_inner()?.into_encoded(
         rows,
         header,
-        sha256: hex::encode(sink.sha256.finalize()),
-        totals: totals.into_iter().map(|(s, t)| (s, t as f64)).collect(),
-    })
+        totals.into_iter().map(|(s, t)| (s, t as f64)).collect(),
+    )
 }
 
 /// Everything about the call that the manifest records.
