@@ -5,7 +5,7 @@
 //! - [`plan`]: days, the API's clock, which partitions are final;
 //! - [`export`]: fetch → keep the raw answer → write, partition by partition;
 //! - [`partition`]: one answer → one partition (shared by export and rebuild);
-//! - [`derive`]: tables computed from other partitions (`checks`), one
+//! - [`mod@derive`]: tables computed from other partitions (`checks`, `cost`), one
 //!   mechanism for export and rebuild;
 //! - [`rebuild`]: partitions remade from the raw zone, no API call;
 //! - [`status`]: what the lake holds over a range, from its manifests;

@@ -11,7 +11,7 @@
 //!   exactly when an input partition was rewritten or a setting changed;
 //! - `export` (after each step, and for days whose inputs are final) and
 //!   `rebuild` (after the inputs it rewrote, or from the lake alone) call
-//!   [`is_current`] and [`derive`], never a table by name.
+//!   [`is_current`] and [`derive()`], never a table by name.
 
 pub mod checks;
 pub mod cost;
@@ -79,7 +79,7 @@ pub trait Derived: Send + Sync {
     /// Computes and commits partition `p` from `inputs`; `info` goes into
     /// its manifest. Returns `None` when there is nothing to write (said in
     /// a log line). May add what it found to `summary` (a failed check);
-    /// the partition's own outcome is recorded by [`derive`].
+    /// the partition's own outcome is recorded by [`derive()`].
     fn compute<'a>(
         &'a self,
         cx: &'a Context<'a>,
