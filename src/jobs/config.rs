@@ -155,14 +155,18 @@ pub struct LakeScope {
     pub days: Option<(NaiveDate, NaiveDate)>,
     pub tables: Vec<Table>,
     pub offset: FixedOffset,
+    /// The accounts `--accounts`/`--account` select (none without them).
+    pub accounts: Vec<accounts::Account>,
 }
 
 impl LakeScope {
     pub fn from_args(args: &RangeArgs) -> Result<Self, ConfigError> {
         // No call is made: an account's endpoint does not matter here.
-        let app_ids = match selected_accounts(&args.accounts, true)? {
-            Some(accounts) => accounts.into_iter().flat_map(|a| a.app_ids).collect(),
-            None => unique_apps(&args.app_ids)?,
+        let accounts = selected_accounts(&args.accounts, true)?.unwrap_or_default();
+        let app_ids = if accounts.is_empty() {
+            unique_apps(&args.app_ids)?
+        } else {
+            accounts.iter().flat_map(|a| a.app_ids.clone()).collect()
         };
         let days = args.days.range();
         if let Some((start, end)) = days
@@ -176,6 +180,7 @@ impl LakeScope {
             days,
             tables: tables_or_all(&args.tables),
             offset: plan::parse_offset(&args.utc_offset).map_err(ConfigError::Offset)?,
+            accounts,
         })
     }
 
@@ -327,7 +332,8 @@ pub fn rebuild_prices(
     ),
     ConfigError,
 > {
-    let accounts = selected_accounts(&args.range.accounts, true)?.unwrap_or_default();
+    // The accounts file was read and checked with the scope.
+    let accounts = &scope.accounts;
     let runs: Vec<(Option<String>, bool)> = if accounts.is_empty() {
         vec![(None, false)]
     } else {
@@ -337,13 +343,24 @@ pub fn rebuild_prices(
             .collect()
     };
     let prices = load_prices(args.prices.as_deref(), &runs)?;
+    let billing = billing_by_app(
+        accounts
+            .iter()
+            .map(|a| (&a.app_ids[..], a.billing_account_id.as_ref())),
+    );
     scope.tables = tables_with_prices(&args.range.tables, prices.is_some())?;
-    let billing = accounts
-        .iter()
-        .filter_map(|a| a.billing_account_id.as_ref().map(|b| (a, b)))
-        .flat_map(|(a, b)| a.app_ids.iter().map(move |app| (*app, b.clone())))
-        .collect();
     Ok((prices, billing))
+}
+
+/// App → its account's own billing account, from each account's apps and
+/// `billing_account_id` (an account without one takes the price list's).
+fn billing_by_app<'a>(
+    accounts: impl Iterator<Item = (&'a [u64], Option<&'a String>)>,
+) -> std::collections::BTreeMap<u64, String> {
+    accounts
+        .filter_map(|(apps, billing)| Some((apps, billing?)))
+        .flat_map(|(apps, b)| apps.iter().map(move |app| (*app, b.clone())))
+        .collect()
 }
 
 /// Whether `url` may carry credentials: https anywhere, http only to
@@ -491,12 +508,11 @@ impl JobConfig {
         let settings = crate::jobs::derive::Settings {
             check_tolerance: self.check_tolerance,
             prices: self.prices.clone(),
-            billing_accounts: self
-                .accounts
-                .iter()
-                .filter_map(|a| a.billing_account_id.as_ref().map(|b| (a, b)))
-                .flat_map(|(a, b)| a.app_ids.iter().map(move |app| (*app, b.clone())))
-                .collect(),
+            billing_accounts: billing_by_app(
+                self.accounts
+                    .iter()
+                    .map(|a| (&a.app_ids[..], a.billing_account_id.as_ref())),
+            ),
             offset: self.offset,
         };
         crate::jobs::derive::registry(&settings, &self.tables)
