@@ -58,13 +58,11 @@ async fn run_rebuild(args: &RebuildArgs, log_format: LogFormat) -> u8 {
     {
         return usage_error("rebuild", &e, log_format);
     }
+    let encoding = crate::lake::write::Encoding::new(args.spool.config(), &scope.dest);
     let cfg = RebuildConfig {
         scope,
         contract: args.schema_contract,
-        encoding: crate::lake::write::Encoding {
-            spool: args.spool.config(),
-            ..Default::default()
-        },
+        encoding,
         summary_file: args.summary_file.clone(),
         progress: args.progress,
         checks: args.checks.checks,

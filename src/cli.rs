@@ -250,6 +250,7 @@ impl SpoolArgs {
         crate::spool::SpoolConfig {
             dir: self.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
             memory_limit: self.spool_memory,
+            in_lake: false,
         }
     }
 }

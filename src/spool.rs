@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 
 /// Bytes kept in memory before a spool moves to a file: the most a spool
 /// holds in memory at once.
@@ -26,6 +26,9 @@ const READ_BUFFER: usize = 256 * 1024;
 pub struct SpoolConfig {
     pub dir: PathBuf,
     pub memory_limit: usize,
+    /// `dir` is the lake's own directory (see [`SpoolConfig::in_lake`]), not
+    /// `--spool-dir`: errors name it so.
+    pub in_lake: bool,
 }
 
 impl Default for SpoolConfig {
@@ -33,16 +36,46 @@ impl Default for SpoolConfig {
         Self {
             dir: std::env::temp_dir(),
             memory_limit: DEFAULT_MEMORY_LIMIT,
+            in_lake: false,
         }
     }
 }
 
 impl SpoolConfig {
+    /// Spools for the files a local lake keeps (Parquet files, compressed
+    /// raw answers), built as unnamed files in the lake's directory `dir`
+    /// (created if need be): committing one is then a link, not a copy
+    /// (see [`Spooled::persist`]). `self` when `dir` cannot be made.
+    pub fn in_lake(&self, dir: &Path) -> SpoolConfig {
+        match std::fs::create_dir_all(dir) {
+            Ok(()) => SpoolConfig {
+                dir: dir.to_owned(),
+                memory_limit: self.memory_limit,
+                in_lake: true,
+            },
+            Err(_) => self.clone(),
+        }
+    }
+
     /// Fails (naming the directory) when no temporary file can be created
     /// in it: checked before any API call, so a bad `--spool-dir` costs no
     /// call.
     pub fn check(&self) -> io::Result<()> {
         tempfile::tempfile_in(&self.dir).map(drop)
+    }
+
+    /// What failed, naming the directory and where it comes from.
+    fn describe(&self, doing: &str, e: &io::Error) -> String {
+        match self.in_lake {
+            false => format!(
+                "{doing} a spool file in {} (--spool-dir): {e}",
+                self.dir.display()
+            ),
+            true => format!(
+                "{doing} an unnamed file in the lake's directory {}: {e}",
+                self.dir.display()
+            ),
+        }
     }
 
     /// A new, empty spool.
@@ -52,6 +85,7 @@ impl SpoolConfig {
             memory: Vec::new(),
             file: None,
             len: 0,
+            tail: None,
         }
     }
 }
@@ -63,9 +97,27 @@ pub struct SpoolWriter {
     memory: Vec<u8>,
     file: Option<io::BufWriter<File>>,
     len: u64,
+    /// Another thread reading the bytes as they are written, if any.
+    tail: Option<Arc<Tail>>,
 }
 
 impl SpoolWriter {
+    /// Lets another thread read the bytes while they are written: see
+    /// [`Tail`].
+    pub fn follow(&mut self) -> Arc<Tail> {
+        let tail = Arc::new(Tail::default());
+        self.tail = Some(tail.clone());
+        tail
+    }
+
+    /// Tells the follower how far the file holds the bytes (what the
+    /// buffer holds is not in it yet).
+    fn publish(&self) {
+        if let (Some(tail), Some(file)) = (&self.tail, &self.file) {
+            tail.grew(self.len - file.buffer().len() as u64);
+        }
+    }
+
     /// Bytes written so far.
     pub fn len(&self) -> u64 {
         self.len
@@ -82,13 +134,7 @@ impl SpoolWriter {
 
     /// `e`, naming the spool directory and the flag that sets it.
     fn named(&self, doing: &str, e: io::Error) -> io::Error {
-        SpoolError::io(
-            e.kind(),
-            format!(
-                "{doing} a spool file in {} (--spool-dir): {e}",
-                self.config.dir.display()
-            ),
-        )
+        SpoolError::io(e.kind(), self.config.describe(doing, &e))
     }
 
     fn spill(&mut self) -> io::Result<()> {
@@ -99,6 +145,9 @@ impl SpoolWriter {
             bytes = self.memory.len(),
             "Spooling to an unnamed temporary file."
         );
+        if let Some(tail) = &self.tail {
+            tail.spilled(file.try_clone().map_err(|e| self.named("opening", e))?);
+        }
         let mut file = io::BufWriter::with_capacity(READ_BUFFER, file);
         file.write_all(&self.memory)
             .map_err(|e| self.named("writing", e))?;
@@ -108,23 +157,41 @@ impl SpoolWriter {
     }
 
     /// The bytes written, ready to read.
-    pub fn finish(self) -> io::Result<Spooled> {
-        match self.file {
-            None => Ok(Spooled::Memory(self.memory)),
+    pub fn finish(mut self) -> io::Result<Spooled> {
+        let tail = self.tail.take();
+        let finished = self.finish_inner();
+        if let Some(tail) = tail {
+            match &finished {
+                Ok(spooled) => tail.end(TailEnd::Done(spooled.len())),
+                Err(_) => tail.end(TailEnd::Abandoned),
+            }
+        }
+        finished
+    }
+
+    fn finish_inner(&mut self) -> io::Result<Spooled> {
+        match self.file.take() {
+            None => Ok(Spooled::Memory(std::mem::take(&mut self.memory))),
             Some(file) => {
-                let dir = self.config.dir.display().to_string();
+                let config = &self.config;
                 let file = file.into_inner().map_err(|e| {
                     let e = e.into_error();
-                    SpoolError::io(
-                        e.kind(),
-                        format!("writing a spool file in {dir} (--spool-dir): {e}"),
-                    )
+                    SpoolError::io(e.kind(), config.describe("writing", &e))
                 })?;
                 Ok(Spooled::File {
                     file,
                     len: self.len,
                 })
             }
+        }
+    }
+}
+
+impl Drop for SpoolWriter {
+    /// A spool dropped unfinished (the body broke off): its follower stops.
+    fn drop(&mut self) {
+        if let Some(tail) = self.tail.take() {
+            tail.end(TailEnd::Abandoned);
         }
     }
 }
@@ -143,6 +210,7 @@ impl Write for SpoolWriter {
         };
         written.map_err(|e| self.named("writing", e))?;
         self.len += buf.len() as u64;
+        self.publish();
         Ok(buf.len())
     }
 
@@ -268,6 +336,25 @@ impl Spooled {
         }
     }
 
+    /// Puts the bytes in the file at `path` (replaced if it exists) and
+    /// makes them durable (fsync): a spool file on the same file system is
+    /// given the name (`linkat(2)`; no byte is copied), anything else is
+    /// copied ([`Spooled::copy_to_file`]).
+    pub fn persist(&self, path: &Path) -> io::Result<()> {
+        if let Spooled::File { file, .. } = self {
+            file.sync_all()?;
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            if link_unnamed(file, path).is_ok() {
+                return Ok(());
+            }
+        }
+        self.copy_to_file(path)
+    }
+
     /// Copies the bytes into the file at `path`, which is created (or
     /// truncated), and makes them durable (fsync).
     pub fn copy_to_file(&self, path: &Path) -> io::Result<()> {
@@ -283,6 +370,158 @@ impl Spooled {
             }
         }
         out.sync_all()
+    }
+}
+
+/// Gives the unnamed file `file` (`O_TMPFILE`) the name `path`. Fails when
+/// it is on another file system, was created named and unlinked (no
+/// `O_TMPFILE` there), or the platform has no `linkat`.
+fn link_unnamed(file: &File, path: &Path) -> io::Result<()> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::ffi::CString;
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::io::AsRawFd;
+        let from = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+        let to = CString::new(path.as_os_str().as_bytes())?;
+        // SAFETY: both are NUL-terminated paths that live across the call.
+        let linked = unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        };
+        if linked == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        let _ = (file, path);
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+}
+
+/// How a followed spool ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TailEnd {
+    Open,
+    /// Finished, with this many bytes, all in the file if it spilled.
+    Done(u64),
+    /// Dropped unfinished.
+    Abandoned,
+}
+
+#[derive(Debug)]
+struct TailState {
+    /// A handle on the spool's file once the bytes moved there.
+    file: Option<Arc<File>>,
+    /// Bytes the file holds.
+    written: u64,
+    end: TailEnd,
+}
+
+impl Default for TailState {
+    fn default() -> Self {
+        Self {
+            file: None,
+            written: 0,
+            end: TailEnd::Open,
+        }
+    }
+}
+
+/// A spool read by another thread while it is written (see
+/// [`SpoolWriter::follow`]): an answer's body is hashed and compressed for
+/// the raw zone as it downloads, on the core the download leaves idle,
+/// instead of after it. The follower reads the spool file with `pread`
+/// behind the writer and never holds it up: if it falls behind it catches
+/// up from the file.
+#[derive(Debug, Default)]
+pub struct Tail {
+    state: Mutex<TailState>,
+    grown: Condvar,
+}
+
+/// Bytes the writer lets pile up before it wakes the follower.
+const TAIL_STEP: u64 = 1024 * 1024;
+
+impl Tail {
+    fn spilled(&self, file: File) {
+        self.state.lock().expect("tail lock").file = Some(Arc::new(file));
+    }
+
+    fn grew(&self, written: u64) {
+        let mut state = self.state.lock().expect("tail lock");
+        if written >= state.written + TAIL_STEP {
+            state.written = written;
+            self.grown.notify_all();
+        }
+    }
+
+    fn end(&self, end: TailEnd) {
+        let mut state = self.state.lock().expect("tail lock");
+        if state.end == TailEnd::Open {
+            state.end = end;
+            if let TailEnd::Done(len) = end {
+                state.written = len;
+            }
+        }
+        self.grown.notify_all();
+    }
+
+    /// Digests the spool as it is written (see [`Digester`]): `Ok(None)`
+    /// when there is nothing to gain (the spool stayed in memory: the
+    /// caller digests the finished bytes) or it was abandoned. `size`, when
+    /// known, goes in the zstd frame's header.
+    pub fn digest(
+        &self,
+        level: Option<i32>,
+        spool: &SpoolConfig,
+        size: Option<u64>,
+    ) -> io::Result<Option<(String, Option<Spooled>)>> {
+        let mut digester: Option<Digester> = None;
+        let mut buf = vec![0u8; READ_BUFFER];
+        let mut pos = 0u64;
+        loop {
+            let (file, upto, end) = {
+                let mut state = self.state.lock().expect("tail lock");
+                while state.end == TailEnd::Open && (state.file.is_none() || state.written <= pos) {
+                    state = self.grown.wait(state).expect("tail lock");
+                }
+                (state.file.clone(), state.written, state.end)
+            };
+            let file = match (file, end) {
+                (_, TailEnd::Abandoned) | (None, _) => return Ok(None),
+                (Some(file), _) => file,
+            };
+            let d = match digester.as_mut() {
+                Some(d) => d,
+                None => digester.insert(Digester::new(level, spool, size)?),
+            };
+            while pos < upto {
+                let want = buf.len().min((upto - pos) as usize);
+                let n = file.read_at(&mut buf[..want], pos)?;
+                if n == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the spool file is shorter than what was written to it",
+                    ));
+                }
+                d.update(&buf[..n])?;
+                pos += n as u64;
+            }
+            if let TailEnd::Done(len) = end
+                && pos >= len
+            {
+                return digester.expect("set above").finish().map(Some);
+            }
+        }
     }
 }
 
@@ -409,6 +648,7 @@ mod tests {
         let cfg = SpoolConfig {
             dir: dir.path().to_owned(),
             memory_limit: limit,
+            in_lake: false,
         };
         (dir, cfg)
     }
@@ -452,6 +692,7 @@ mod tests {
         let cfg = SpoolConfig {
             dir: "/nonexistent/spool".into(),
             memory_limit: 0,
+            in_lake: false,
         };
         assert!(cfg.check().is_err());
         let mut w = cfg.writer();
@@ -466,5 +707,108 @@ mod tests {
         let wrapped = crate::lake::write::WriteError::from(parquet::errors::ParquetError::from(e));
         assert!(is_spool_failure(&wrapped), "{wrapped}");
         assert!(!is_spool_failure(&io::Error::other("disk full elsewhere")));
+    }
+
+    /// The digest of `bytes` as the caller would take it after the fact.
+    fn digest_after(bytes: &[u8], cfg: &SpoolConfig) -> (String, Vec<u8>) {
+        let mut d = Digester::new(Some(1), cfg, None).unwrap();
+        d.update(bytes).unwrap();
+        let (sha, z) = d.finish().unwrap();
+        (
+            sha,
+            zstd::decode_all(&z.unwrap().to_vec().unwrap()[..]).unwrap(),
+        )
+    }
+
+    /// A follower started before the first byte digests what a spool file
+    /// receives, whatever the pieces, exactly as the finished bytes would
+    /// be digested; it sees the spill from memory to the file.
+    #[test]
+    fn a_follower_digests_a_growing_spool_as_the_finished_one() {
+        let (_dir, cfg) = config(64 * 1024);
+        let bytes: Vec<u8> = (0..5_000_000u32)
+            .map(|i| (i % 251) as u8 ^ (i >> 13) as u8)
+            .collect();
+        let mut w = cfg.writer();
+        let tail = w.follow();
+        let follower_cfg = cfg.clone();
+        let follower = std::thread::spawn(move || tail.digest(Some(1), &follower_cfg, None));
+        let mut at = 0;
+        let mut rng = fastrand::Rng::with_seed(7);
+        while at < bytes.len() {
+            let n = rng.usize(1..300_000).min(bytes.len() - at);
+            w.write_all(&bytes[at..at + n]).unwrap();
+            at += n;
+        }
+        assert!(w.is_spilled());
+        let body = w.finish().unwrap();
+        assert_eq!(body.to_vec().unwrap(), bytes);
+        let (sha, z) = follower
+            .join()
+            .unwrap()
+            .unwrap()
+            .expect("digested as it grew");
+        let unpacked = zstd::decode_all(&z.unwrap().to_vec().unwrap()[..]).unwrap();
+        assert_eq!((sha, unpacked), digest_after(&bytes, &cfg));
+    }
+
+    /// A body that breaks off (its spool dropped unfinished) stops the
+    /// follower with nothing; one that stays in memory is left to the
+    /// caller (`None`), never half-digested.
+    #[test]
+    fn a_follower_gives_nothing_for_a_broken_or_small_body() {
+        let (_dir, cfg) = config(1024);
+        let mut w = cfg.writer();
+        let tail = w.follow();
+        let c = cfg.clone();
+        let follower = std::thread::spawn(move || tail.digest(Some(1), &c, None));
+        w.write_all(&vec![b'x'; 3 * 1024 * 1024]).unwrap();
+        drop(w);
+        assert!(follower.join().unwrap().unwrap().is_none());
+
+        let mut w = cfg.writer();
+        let tail = w.follow();
+        let c = cfg.clone();
+        let follower = std::thread::spawn(move || tail.digest(None, &c, None));
+        w.write_all(b"small").unwrap();
+        assert!(w.finish().unwrap().as_memory().is_some());
+        assert!(follower.join().unwrap().unwrap().is_none());
+    }
+
+    /// A spool file built where it is to be kept is given its name (the
+    /// same inode: no copy), replacing what was there, with the mode a
+    /// created file has; one kept in memory is written out.
+    #[test]
+    fn persist_links_a_spool_file_and_writes_a_small_one() {
+        use std::os::unix::fs::MetadataExt;
+        let (dir, cfg) = config(4);
+        let lake = cfg.in_lake(&dir.path().join("lake"));
+        assert!(lake.in_lake);
+        let mut w = lake.writer();
+        w.write_all(b"parquet bytes").unwrap();
+        let file = w.finish().unwrap();
+        let target = dir.path().join("lake/part/_part-00000.parquet.inflight");
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::write(&target, b"stale").unwrap();
+        file.persist(&target).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"parquet bytes");
+        let Spooled::File { file: f, .. } = &file else {
+            panic!("spilled")
+        };
+        let (kept, spooled) = (std::fs::metadata(&target).unwrap(), f.metadata().unwrap());
+        assert_eq!(kept.ino(), spooled.ino(), "linked, not copied");
+        let created = dir.path().join("created");
+        std::fs::write(&created, b"").unwrap();
+        let mode = std::fs::metadata(&created).unwrap().mode() & 0o777;
+        assert_eq!(kept.mode() & 0o777, mode);
+        // Only the linked name is in the lake: the spool itself has none.
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("lake")).unwrap().count(),
+            1
+        );
+
+        let small = Spooled::Memory(b"ok".to_vec());
+        small.persist(&target).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"ok");
     }
 }

@@ -230,14 +230,12 @@ impl Drop for Tmpfs {
     }
 }
 
-/// The spool fills after the answer's body was spooled (a 1 MiB tmpfs; the
-/// body of 26,000 rooms, about 850 KB, fits; its Parquet file, about 310
-/// KB, and raw copy do not): the
-/// run stops at that answer with exit 2 naming `--spool-dir`, and the two
-/// days left cost no call.
+/// The spool fills while the answer's body arrives (a 512 KiB tmpfs; the
+/// body of 26,000 rooms is about 850 KB): the run stops at that answer with
+/// exit 2 naming `--spool-dir`, and the two days left cost no call.
 #[test]
-fn a_spool_that_fills_after_the_body_stops_the_run_naming_spool_dir() {
-    let Some(tmpfs) = Tmpfs::mount("1m") else {
+fn a_spool_that_fills_stops_the_run_naming_spool_dir() {
+    let Some(tmpfs) = Tmpfs::mount("512k") else {
         return;
     };
     let sim = start_sim(SimConfig {
@@ -259,6 +257,60 @@ fn a_spool_that_fills_after_the_body_stops_the_run_naming_spool_dir() {
     assert_eq!(admitted(&sim), 1, "the days left cost no call");
     assert!(!room_partition_written(&dest));
     assert_eq!(std::fs::read_dir(tmpfs.0.path()).unwrap().count(), 0);
+}
+
+/// On local disk the Parquet file and the raw copy are built in the lake's
+/// own file system (unnamed, then linked into place). A lake that fills
+/// while they are built (a 512 KiB tmpfs; they take about 600 KB for
+/// 26,000 rooms) stops the run with exit 2 naming the lake's directory: no
+/// partition and no file being built is left, and the days left cost no
+/// call.
+#[test]
+fn a_lake_that_fills_while_files_are_built_stops_the_run_naming_it() {
+    let Some(tmpfs) = Tmpfs::mount("512k") else {
+        return;
+    };
+    let sim = start_sim(SimConfig {
+        rooms: 26_000,
+        exact_rooms: true,
+        ..sim_config()
+    });
+    let dest = TestDest::local();
+    let lake = tmpfs.0.path().join("lake");
+    let mut c = cmd(&sim, &dest);
+    c.env("TRTC_DEST", &lake);
+    let mut args = range_args(&[APP_A], days_ago(11), days_ago(9));
+    args.extend(["--spool-memory".into(), "64KiB".into()]);
+    let r = run(c, &args);
+    r.assert_code(2);
+    r.assert_stderr_has(&["the lake's directory", "No space left on device"]);
+    assert_eq!(admitted(&sim), 1, "the days left cost no call");
+    // Which of the two files met the full disk first varies; neither the
+    // partition nor any file being built is there.
+    let names: Vec<String> = walk(&lake);
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("room_usage/") || n.contains("inflight")),
+        "{names:?}"
+    );
+}
+
+/// Every file under `dir`, relative to it.
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out
 }
 
 /// A writer paused (SIGSTOP) mid-call for longer than its lease's time to

@@ -69,6 +69,7 @@ fn multipart_round_trip(dest: Destination) {
     let spool = trtc_usage::spool::SpoolConfig {
         dir: spool_dir.path().to_owned(),
         memory_limit: 1024,
+        in_lake: false,
     };
     let mut spooled = spool.writer();
     spooled.write_all(&bytes).unwrap();

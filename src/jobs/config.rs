@@ -411,13 +411,16 @@ impl JobConfig {
         };
         let (days, warnings) = plan::plan_days(&spec, offset, now)?;
         let endpoint = check_endpoint(&args.endpoint, args.allow_insecure_endpoint)?;
+        let raw_level = (args.raw == Switch::On).then_some(RAW_ZSTD_LEVEL);
         let api = |endpoint: Url, region: &str| ApiConfig {
             endpoint,
             region: region.to_owned(),
             request_timeout: args.request_timeout,
             spool: args.spool.config(),
+            raw_level,
+            raw_spool: args.spool.config(),
         };
-        let accounts: Vec<AccountRun> =
+        let mut accounts: Vec<AccountRun> =
             match selected_accounts(&args.accounts, args.allow_insecure_endpoint)? {
                 None => vec![AccountRun {
                     name: None,
@@ -456,6 +459,17 @@ impl JobConfig {
             check_summary_file(args.summary_file.as_deref())?;
             check_spool(&args.spool.config())?;
         }
+        // A dry run creates nothing, not even the lake's directory.
+        let encoding = match args.dry_run {
+            true => Encoding {
+                spool: args.spool.config(),
+                ..Encoding::default()
+            },
+            false => Encoding::new(args.spool.config(), &dest),
+        };
+        for account in &mut accounts {
+            account.api.raw_spool = encoding.outputs.clone();
+        }
         Ok(Self {
             app_ids,
             api: accounts[0].api.clone(),
@@ -474,11 +488,8 @@ impl JobConfig {
                 backoff_max: Duration::from_secs(60).max(args.retry_backoff),
             },
             dry_run: args.dry_run,
-            encoding: Encoding {
-                spool: args.spool.config(),
-                ..Encoding::default()
-            },
-            raw_level: (args.raw == Switch::On).then_some(RAW_ZSTD_LEVEL),
+            encoding,
+            raw_level,
             summary_file: args.summary_file.clone(),
             progress: args.progress,
             tables: export_tables(&args.tables, args.checks.checks, prices.is_some())?,

@@ -484,8 +484,16 @@ async fn digest_and_keep(
 ) -> Result<String, Problem> {
     let level = path.and(cfg.raw_level);
     let body = answer.spooled_body();
-    let spool = cfg.encoding.spool.clone();
-    let digested = if body.len() > INLINE_DIGEST_LIMIT {
+    let spool = cfg.encoding.outputs.clone();
+    // Begun while the body downloaded, at the same level (the client's
+    // `raw_level` is this run's), when the body was large enough to gain.
+    let early = match answer.take_digest() {
+        Some(handle) => handle.await.expect("hashing and zstd do not panic"),
+        None => Ok(None),
+    };
+    let digested = if let Some(done) = early.transpose() {
+        done
+    } else if body.len() > INLINE_DIGEST_LIMIT {
         tokio::task::spawn_blocking(move || raw::digest(body, level, &spool))
             .await
             .expect("hashing and zstd do not panic")

@@ -282,6 +282,7 @@ mod tests {
         let spool = SpoolConfig {
             dir: dir.path().to_owned(),
             memory_limit: 16,
+            in_lake: false,
         };
         let (sha, compressed) =
             digest(Arc::new(Spooled::Memory(body.to_vec())), Some(3), &spool).unwrap();

@@ -57,12 +57,17 @@ pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// upload holds in memory.
 const PARTS_IN_FLIGHT: usize = 2;
 
-/// How a room day is encoded: rows per batch, and where the file is
-/// spooled while it is built.
+/// How a room day is encoded: rows per batch, where answers are spooled,
+/// and where the files the lake keeps are built.
 #[derive(Debug, Clone)]
 pub struct Encoding {
     pub batch_rows: usize,
+    /// Answers (and raw answers read back): `--spool-dir`.
     pub spool: SpoolConfig,
+    /// Parquet files and compressed raw answers while they are built: the
+    /// lake's own directory when it is on local disk (committing is then a
+    /// link, no copy), else `spool`.
+    pub outputs: SpoolConfig,
 }
 
 impl Default for Encoding {
@@ -70,6 +75,23 @@ impl Default for Encoding {
         Self {
             batch_rows: crate::tables::normalize::DEFAULT_BATCH_ROWS,
             spool: SpoolConfig::default(),
+            outputs: SpoolConfig::default(),
+        }
+    }
+}
+
+impl Encoding {
+    /// Spooling in `spool`, files built in `dest`'s directory when it is
+    /// local.
+    pub fn new(spool: SpoolConfig, dest: &Destination) -> Self {
+        let outputs = match dest.local_path(dest.root()) {
+            Some(dir) => spool.in_lake(&dir),
+            None => spool.clone(),
+        };
+        Self {
+            batch_rows: crate::tables::normalize::DEFAULT_BATCH_ROWS,
+            spool,
+            outputs,
         }
     }
 }
@@ -398,7 +420,7 @@ pub fn encode<R: Read + Send>(
     )?;
     let header = normalizer.header().clone();
     let sink: HashingSink<SpoolWriter> = HashingSink {
-        bytes: encoding.spool.writer(),
+        bytes: encoding.outputs.writer(),
         sha256: Sha256::new(),
     };
     let mut writer = ArrowWriter::try_new(sink, normalizer.schema(), Some(writer_properties()))?;
@@ -521,15 +543,16 @@ pub async fn put_file(
                     .await
                     .map_err(store_err("writing", &staging))?;
             }
-            // A spooled file is copied by the kernel (copy_file_range) and
-            // made durable before the rename.
+            // A spooled file is linked into place when it was built on the
+            // lake's file system (else copied by the kernel,
+            // copy_file_range), and made durable before the rename.
             file @ Spooled::File { .. } => {
                 let target = local.clone();
                 tokio::task::spawn_blocking(move || {
                     if let Some(dir) = target.parent() {
                         std::fs::create_dir_all(dir)?;
                     }
-                    let copied = file.copy_to_file(&target);
+                    let copied = file.persist(&target);
                     if copied.is_err() {
                         // Nothing half-written stays behind.
                         let _ = std::fs::remove_file(&target);

@@ -62,7 +62,15 @@ pub struct RoomUsage {
     /// When the response's headers arrived: the start of the data path
     /// that the benchmark times.
     pub response_at: std::time::Instant,
+    /// The body's digest for the raw zone, begun while it downloaded (see
+    /// [`crate::spool::Tail`]); taken once.
+    digest: std::sync::Mutex<Option<EarlyDigest>>,
 }
+
+/// A body's SHA-256 and compressed copy, computed while it downloads:
+/// `None` when that did not happen (a small body), and the caller digests
+/// the finished body.
+pub type EarlyDigest = tokio::task::JoinHandle<std::io::Result<Option<(String, Option<Spooled>)>>>;
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +141,11 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// Where large bodies are spooled.
     pub spool: SpoolConfig,
+    /// The raw zone's zstd level (`None`: the raw zone is off), for the room
+    /// answer's digest begun as it downloads.
+    pub raw_level: Option<i32>,
+    /// Where that digest's compressed copy is built.
+    pub raw_spool: SpoolConfig,
 }
 
 /// Now, to the microsecond: the precision of the `fetched_at` column, of
@@ -145,6 +158,8 @@ pub fn now_micros() -> DateTime<Utc> {
 /// The bytes of one successful HTTP answer, before any API parses them.
 struct Answer {
     body: Spooled,
+    /// The body's digest, begun as it arrived (the room API's).
+    digest: Option<EarlyDigest>,
     /// The scan of the body, when asked for (the room API's).
     scanned: Option<Result<Found, ScanError>>,
     fetched_at: DateTime<Utc>,
@@ -216,7 +231,13 @@ impl RoomUsage {
             data_problem,
             fetched_at,
             response_at: std::time::Instant::now(),
+            digest: std::sync::Mutex::new(None),
         })
+    }
+
+    /// The digest begun while the body downloaded, if there is one (once).
+    pub fn take_digest(&self) -> Option<EarlyDigest> {
+        self.digest.lock().expect("digest lock").take()
     }
 
     /// The CSV of `Response.Data`, unescaped as it is read. The CSV parser
@@ -557,6 +578,7 @@ impl Client {
             data_problem,
             fetched_at: answer.fetched_at,
             response_at: answer.response_at,
+            digest: std::sync::Mutex::new(answer.digest),
         })
     }
 
@@ -580,10 +602,12 @@ impl Client {
 
     /// One signed POST of `body` as `action`; the answer's bytes, spooled
     /// (and, with `scan`, scanned for `Data` and `RequestId`) as they
-    /// arrive. Hashing and compressing the body are the caller's, later, on
-    /// another thread (see [`crate::lake::raw::digest`]): here the body
-    /// goes by as fast as the network brings it. A non-2xx status is an error; the body's meaning is the
-    /// caller's.
+    /// arrive. With `scan` (the room answer, the large one), a blocking
+    /// thread hashes and compresses the body for the raw zone as it
+    /// arrives, following the spool file and never holding the download
+    /// up: the download leaves a core idle, and the work is done by the
+    /// time the body is. A non-2xx status is an error; the body's meaning
+    /// is the caller's.
     async fn post(&self, action: &str, body: Vec<u8>, scan: bool) -> Result<Answer, ApiError> {
         let endpoint = self.config.endpoint.as_str();
         let timestamp = Utc::now().timestamp() + self.skew_secs();
@@ -639,6 +663,12 @@ impl Client {
         // memory.
         let spool_error = ApiError::Spool;
         let mut spool = self.config.spool.writer();
+        let digest = scan.then(|| {
+            let tail = spool.follow();
+            let (level, config) = (self.config.raw_level, self.config.raw_spool.clone());
+            let size = response.content_length();
+            tokio::task::spawn_blocking(move || tail.digest(level, &config, size))
+        });
         let mut scanner = scan.then(Scanner::new);
         while let Some(chunk) = response.chunk().await.map_err(map_send)? {
             if let Some(s) = scanner.as_mut() {
@@ -650,6 +680,7 @@ impl Client {
         let body = spool.finish().map_err(spool_error)?;
         Ok(Answer {
             body,
+            digest,
             scanned: scanner.map(Scanner::finish),
             fetched_at,
             response_at,
@@ -797,7 +828,10 @@ mod tests {
                 spool: SpoolConfig {
                     dir: gone.clone(),
                     memory_limit: 1024,
+                    in_lake: false,
                 },
+                raw_level: Some(1),
+                raw_spool: SpoolConfig::default(),
             },
             Provider::Static(crate::tencent::credentials::Credentials {
                 secret_id: DEMO_SECRET_ID.into(),

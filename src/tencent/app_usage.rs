@@ -87,6 +87,11 @@ struct BucketBody {
 }
 
 impl AppUsage {
+    /// The app answer is small: it is digested once it is in.
+    pub fn take_digest(&self) -> Option<crate::tencent::api::EarlyDigest> {
+        None
+    }
+
     /// Parses a body that arrived at `fetched_at` (or was read back from
     /// the raw zone). `origin` names where it came from, for errors.
     pub fn parse(

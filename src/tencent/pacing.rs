@@ -38,6 +38,8 @@ pub trait Answer {
     fn spooled_body(&self) -> std::sync::Arc<crate::spool::Spooled>;
     /// When its response began (the start of the data path's timing).
     fn response_at(&self) -> std::time::Instant;
+    /// The body's digest begun while it downloaded, if any (taken once).
+    fn take_digest(&self) -> Option<crate::tencent::api::EarlyDigest>;
 }
 
 /// Both answers keep these in fields of the same names.
@@ -58,6 +60,9 @@ macro_rules! answer_fields {
             }
             fn response_at(&self) -> std::time::Instant {
                 self.response_at
+            }
+            fn take_digest(&self) -> Option<crate::tencent::api::EarlyDigest> {
+                <$t>::take_digest(self)
             }
         }
     )*};

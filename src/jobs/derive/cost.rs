@@ -117,7 +117,7 @@ impl Derived for Cost {
             // The reader (async, here) and the pricer and encoder (a
             // blocking thread) overlap; two batches in flight at most.
             let (tx, mut rx) = tokio::sync::mpsc::channel(1);
-            let spool = cx.encoding.spool.clone();
+            let spool = cx.encoding.outputs.clone();
             let encoder = tokio::task::spawn_blocking(move || {
                 let mut totals = BTreeMap::new();
                 let encoded = write::encode_stream(
