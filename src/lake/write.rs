@@ -349,8 +349,12 @@ pub fn writer_properties() -> WriterProperties {
         .set_dictionary_enabled(false)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_created_by(concat!("trtc-usage ", env!("CARGO_PKG_VERSION")).to_owned());
+    // Constant within a file: one dictionary value, and no statistics
+    // (their per-row comparisons cost more than anything a reader gains).
     for constant in [schema::REQUEST_ID, schema::FETCHED_AT] {
-        builder = builder.set_column_dictionary_enabled(ColumnPath::from(constant), true);
+        builder = builder
+            .set_column_dictionary_enabled(ColumnPath::from(constant), true)
+            .set_column_statistics_enabled(ColumnPath::from(constant), EnabledStatistics::None);
     }
     builder.build()
 }
@@ -434,9 +438,12 @@ pub fn encode<R: Read + Send>(
     let (rows, parsed) = std::thread::scope(|scope| {
         // Each side times its waits for the other: which one is the
         // bottleneck, in the debug log.
+        // The parser sums the series (it waits for the encoder anyway).
+        let sums = &mut totals;
         let parser = scope.spawn(move || -> Result<Duration, NormalizeError> {
             let mut blocked = Duration::ZERO;
             while let Some(batch) = normalizer.next_batch()? {
+                add_totals(&batch, sums);
                 let t = std::time::Instant::now();
                 if tx.send(batch).is_err() {
                     break; // the encoder failed; its error is reported
@@ -452,7 +459,6 @@ pub fn encode<R: Read + Send>(
         for batch in rx {
             waited += t.elapsed();
             rows += batch.num_rows() as u64;
-            add_totals(&batch, &mut totals);
             if let Err(e) = writer.write(&batch) {
                 written = Err(e.into());
                 break;
@@ -875,6 +881,8 @@ mod tests {
                     constant,
                     "dictionary on {name}"
                 );
+                // Statistics where readers prune by them, not on constants.
+                assert_eq!(col.statistics().is_none(), constant, "statistics on {name}");
             }
         }
     }

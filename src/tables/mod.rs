@@ -4,6 +4,7 @@
 //!
 //! - [`schema`]: `room_usage`'s Arrow schema, column names and naming rules;
 //! - [`normalize`]: the room CSV → Arrow record batches, streaming;
+//! - [`records`]: CSV records, plain lines split in place;
 //! - [`app_usage`]: the `DescribeTrtcUsage` answer → 5-minute rows;
 //! - [`checks`]: room totals against app totals, one row per series;
 //! - [`prices`]: the user's price list, checked;
@@ -17,6 +18,7 @@ pub mod checks;
 pub mod cost;
 pub mod normalize;
 pub mod prices;
+pub mod records;
 pub mod schema;
 
 /// A table of the lake.

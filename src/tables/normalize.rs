@@ -17,6 +17,7 @@ use arrow_array::builder::{Int64Builder, StringBuilder};
 use arrow_array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow_schema::SchemaRef;
 
+use crate::tables::records::Records;
 use crate::tables::schema::{self, ROOM_ID_HEADER, VALUE_COLUMNS};
 
 /// Rows per record batch.
@@ -108,13 +109,10 @@ fn skip_bom<R: Read>(mut r: R) -> std::io::Result<Source<R>> {
     Ok(std::io::Cursor::new(head).chain(r))
 }
 
-/// Bytes the CSV parser reads from its source at a time.
-const READ_BUFFER: usize = 64 * 1024;
-
 /// Streams record batches out of one day's CSV, read from any source (the
 /// API's body unescapes as it is read; tests pass byte slices).
 pub struct Normalizer<R: Read> {
-    reader: csv::Reader<Source<R>>,
+    reader: Records<Source<R>>,
     header: HeaderInfo,
     targets: Vec<Target>,
     /// Column name of each value builder, for error messages.
@@ -125,7 +123,6 @@ pub struct Normalizer<R: Read> {
     batch_rows: usize,
     request_id: String,
     fetched_at_micros: i64,
-    record: csv::ByteRecord,
     done: bool,
 }
 
@@ -198,22 +195,16 @@ impl<R: Read> Normalizer<R> {
             line: 1,
             message: e.to_string(),
         })?;
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .buffer_capacity(READ_BUFFER)
-            .from_reader(data);
-        let mut record = csv::ByteRecord::new();
+        let mut reader = Records::new(data);
         let mut header = HeaderInfo::default();
         let mut targets = Vec::new();
         let mut value_names: Vec<String> =
             VALUE_COLUMNS.iter().map(|(_, c)| (*c).to_owned()).collect();
         let mut seen_known = [false; VALUE_COLUMNS.len()];
-        let has_header = reader
-            .read_byte_record(&mut record)
-            .map_err(|e| csv_error(&e, 1))?;
+        let record = reader.next_record().map_err(|e| read_error(&e, 1))?;
+        let has_header = record.is_some();
         let mut done = true;
-        if has_header {
+        if let Some(record) = record {
             done = false;
             let mut has_room_id = false;
             let mut seen_keys: Vec<String> = Vec::new();
@@ -281,7 +272,6 @@ impl<R: Read> Normalizer<R> {
             batch_rows: batch_rows.max(1),
             request_id: request_id.to_owned(),
             fetched_at_micros,
-            record,
             done,
         })
     }
@@ -310,32 +300,32 @@ impl<R: Read> Normalizer<R> {
         while rows < cap {
             // A read error (a bad escape in the body) has no position of its
             // own: it is on the line after the last one read.
-            let next_line = self.record.position().map_or(0, |p| p.line()) + 1;
-            let more = self
-                .reader
-                .read_byte_record(&mut self.record)
-                .map_err(|e| csv_error(&e, next_line))?;
-            if !more {
-                self.done = true;
-                break;
-            }
-            let line = self.record.position().map_or(0, |p| p.line());
+            let next_line = self.reader.line() + 1;
+            let record = match self.reader.next_record() {
+                Ok(Some(record)) => record,
+                Ok(None) => {
+                    self.done = true;
+                    break;
+                }
+                Err(e) => return Err(read_error(&e, next_line)),
+            };
+            let line = record.line;
             // A line holding only whitespace, where several columns are
             // expected, is a blank line, not a row (the csv reader skips
             // empty lines itself). In a one-column CSV every record is a
             // room, as any CSV reader sees it: `" "` or a quoted `""` is a
             // room whose id is a space, or empty.
-            if expected > 1 && self.record.len() == 1 && self.record[0].trim_ascii().is_empty() {
+            if expected > 1 && record.len() == 1 && record.get(0).trim_ascii().is_empty() {
                 continue;
             }
-            if self.record.len() != expected {
+            if record.len() != expected {
                 return Err(NormalizeError::Ragged {
                     line,
                     expected,
-                    found: self.record.len(),
+                    found: record.len(),
                 });
             }
-            for (field, target) in self.record.iter().zip(&self.targets) {
+            for (field, target) in record.iter().zip(&self.targets) {
                 match *target {
                     Target::RoomId => {
                         if field.len() > MAX_ROOM_ID_BYTES {
@@ -358,7 +348,7 @@ impl<R: Read> Normalizer<R> {
                         Err(()) => {
                             return Err(NormalizeError::BadValue {
                                 line,
-                                column: self.csv_name(i),
+                                column: csv_name(&self.targets, &self.header, &self.value_names, i),
                                 value: shorten(field),
                             });
                         }
@@ -395,29 +385,24 @@ impl<R: Read> Normalizer<R> {
             .expect("columns are built to the schema");
         Ok(Some(batch))
     }
-
-    /// The CSV's own name for value column `i`, as the user sees it in the data.
-    fn csv_name(&self, i: usize) -> String {
-        self.targets
-            .iter()
-            .zip(&self.header.columns_found)
-            .find(|(t, _)| matches!(t, Target::Value(j) if *j == i))
-            .map(|(_, name)| name.clone())
-            .unwrap_or_else(|| self.value_names[i].clone())
-    }
 }
 
-fn csv_error(e: &csv::Error, fallback_line: u64) -> NormalizeError {
-    let line = e.position().map_or(fallback_line, |p| p.line());
-    match e.kind() {
-        csv::ErrorKind::Utf8 { .. } => NormalizeError::Utf8 {
-            line,
-            column: "?".into(),
-        },
-        _ => NormalizeError::Csv {
-            line,
-            message: e.to_string(),
-        },
+/// The CSV's own name for value column `i`, as the user sees it in the
+/// data.
+fn csv_name(targets: &[Target], header: &HeaderInfo, value_names: &[String], i: usize) -> String {
+    targets
+        .iter()
+        .zip(&header.columns_found)
+        .find(|(t, _)| matches!(t, Target::Value(j) if *j == i))
+        .map(|(_, name)| name.clone())
+        .unwrap_or_else(|| value_names[i].clone())
+}
+
+/// A read error of the source (a bad escape in the body) on `line`.
+fn read_error(e: &std::io::Error, line: u64) -> NormalizeError {
+    NormalizeError::Csv {
+        line,
+        message: e.to_string(),
     }
 }
 
