@@ -407,6 +407,20 @@ fn link_unnamed(file: &File, path: &Path) -> io::Result<()> {
     }
 }
 
+/// Lowers the calling thread's scheduling priority to `nice` (5, 10): for
+/// work that may wait while the critical path (the Parquet encoder) keeps a
+/// core. A thread cannot raise it back, so call it only on a thread of its
+/// own.
+pub fn lower_priority(nice: i32) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: gettid and setpriority only read and set this thread's
+    // scheduling attributes.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice);
+    }
+}
+
 /// How a followed spool ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TailEnd {

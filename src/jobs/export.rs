@@ -488,6 +488,7 @@ async fn digest_and_keep(
     // Begun while the body downloaded, at the same level (the client's
     // `raw_level` is this run's), when the body was large enough to gain.
     let early = match answer.take_digest() {
+        // The thread sends before it ends: a closed channel is a panic.
         Some(handle) => handle.await.expect("hashing and zstd do not panic"),
         None => Ok(None),
     };

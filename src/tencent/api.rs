@@ -70,7 +70,8 @@ pub struct RoomUsage {
 /// A body's SHA-256 and compressed copy, computed while it downloads:
 /// `None` when that did not happen (a small body), and the caller digests
 /// the finished body.
-pub type EarlyDigest = tokio::task::JoinHandle<std::io::Result<Option<(String, Option<Spooled>)>>>;
+pub type EarlyDigest =
+    tokio::sync::oneshot::Receiver<std::io::Result<Option<(String, Option<Spooled>)>>>;
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -667,7 +668,16 @@ impl Client {
             let tail = spool.follow();
             let (level, config) = (self.config.raw_level, self.config.raw_spool.clone());
             let size = response.content_length();
-            tokio::task::spawn_blocking(move || tail.digest(level, &config, size))
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            // A thread of its own, at a lower priority: once the body is in,
+            // the digest is the least urgent of the three threads left
+            // (the Parquet encoder is the critical path), and it catches up
+            // on any core the other two leave idle.
+            std::thread::spawn(move || {
+                crate::spool::lower_priority(10);
+                let _ = tx.send(tail.digest(level, &config, size));
+            });
+            rx
         });
         let mut scanner = scan.then(Scanner::new);
         while let Some(chunk) = response.chunk().await.map_err(map_send)? {

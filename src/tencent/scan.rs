@@ -389,7 +389,24 @@ impl Scanner {
                 && self.esc == Esc::No
                 && self.high.is_none()
             {
-                let run = memchr::memchr2(b'"', b'\\', &chunk[i..]).unwrap_or(chunk.len() - i);
+                let mut run =
+                    memchr::memchr2(b'"', b'\\', &chunk[i..]).unwrap_or(chunk.len() - i);
+                // Outside a key (whose text is kept unescaped), a simple
+                // escape such as `\n` (two ASCII bytes, nothing to decode)
+                // after whole characters goes by in the same run: Data's
+                // lines are one run, not two.
+                while !key && i + run + 1 < chunk.len() && chunk[i + run] == b'\\' {
+                    let whole = match run {
+                        0 => self.utf8_len == 0,
+                        _ => chunk[i + run - 1] < 0x80,
+                    };
+                    if !whole || simple_escape(chunk[i + run + 1]).is_none() {
+                        break;
+                    }
+                    let from = i + run + 2;
+                    run = from - i
+                        + memchr::memchr2(b'"', b'\\', &chunk[from..]).unwrap_or(chunk.len() - from);
+                }
                 let bytes = &chunk[i..i + run];
                 self.text(bytes, key);
                 self.capture_bytes(bytes);
