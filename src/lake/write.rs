@@ -404,10 +404,15 @@ impl<W: std::io::Write> std::io::Write for HashingSink<W> {
 /// Normalizes the CSV read from `data` and encodes it as one Parquet file.
 /// CPU-bound: call it from a blocking thread for large days.
 ///
-/// Two threads, a pipeline: one reads (and, for the API's body, unescapes)
-/// the CSV and parses it into record batches while the other encodes and
-/// compresses the previous batch, so a large day uses both cores. At most
-/// two batches are in flight, which bounds memory.
+/// Two threads, a pipeline on both cores: one reads (and, for the API's
+/// body, unescapes) the CSV, parses it into record batches and encodes the
+/// columns of [`PARSER_COLUMNS`]; the other encodes and compresses the
+/// rest, and writes each row group once both halves are done. Nothing
+/// waits at a row group's end: the parser hands its closed column chunks
+/// over in order with the batches and goes on. The file is the one an
+/// `ArrowWriter` writes for the same batches, byte for byte. At most two
+/// messages (a batch, or a row group's chunks) are in flight, which bounds
+/// memory.
 pub fn encode<R: Read + Send>(
     data: R,
     contract: SchemaContract,
@@ -415,6 +420,15 @@ pub fn encode<R: Read + Send>(
     fetched_at: DateTime<Utc>,
     encoding: &Encoding,
 ) -> Result<Encoded, WriteError> {
+    use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowColumnWriter};
+    /// What the parser hands the encoder, in order.
+    enum Step {
+        /// A new row group: the encoder's column writers for it.
+        Group(Vec<(usize, ArrowColumnWriter)>),
+        Batch(RecordBatch),
+        /// The row group's rows are all sent: the parser's closed chunks.
+        Chunks(Vec<(usize, ArrowColumnChunk)>),
+    }
     let mut normalizer = Normalizer::new(
         data,
         contract,
@@ -423,12 +437,19 @@ pub fn encode<R: Read + Send>(
         encoding.batch_rows,
     )?;
     let header = normalizer.header().clone();
+    let schema = normalizer.schema();
     let sink: HashingSink<SpoolWriter> = HashingSink {
         bytes: encoding.outputs.writer(),
         sha256: Sha256::new(),
     };
-    let mut writer = ArrowWriter::try_new(sink, normalizer.schema(), Some(writer_properties()))?;
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let (mut file, factory) = ArrowWriter::try_new(sink, schema.clone(), Some(writer_properties()))?
+        .into_serialized_writer()?;
+    let on_parser: Vec<bool> = schema
+        .fields()
+        .iter()
+        .map(|f| PARSER_COLUMNS.contains(&f.name().as_str()))
+        .collect();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Step>(4);
     // Every known series has a total, 0 when the CSV lacks its column.
     let mut totals: BTreeMap<String, i64> = schema::VALUE_COLUMNS
         .iter()
@@ -436,36 +457,102 @@ pub fn encode<R: Read + Send>(
         .map(|s| (s.to_owned(), 0))
         .collect();
     let (rows, parsed) = std::thread::scope(|scope| {
-        // Each side times its waits for the other: which one is the
-        // bottleneck, in the debug log.
-        // The parser sums the series (it waits for the encoder anyway).
         let sums = &mut totals;
-        let parser = scope.spawn(move || -> Result<Duration, NormalizeError> {
+        let schema = schema.as_ref();
+        let parser = scope.spawn(move || -> Result<Duration, WriteError> {
+            // Time spent waiting for the encoder: which side is the
+            // bottleneck, in the debug log.
             let mut blocked = Duration::ZERO;
-            while let Some(batch) = normalizer.next_batch()? {
-                add_totals(&batch, sums);
+            let mut send = |step: Step| {
                 let t = std::time::Instant::now();
-                if tx.send(batch).is_err() {
-                    break; // the encoder failed; its error is reported
-                }
+                // A closed channel is the encoder's failure: it reports it.
+                let sent = tx.send(step).is_ok();
                 blocked += t.elapsed();
+                sent
+            };
+            let mut pending: Option<RecordBatch> = None;
+            for group in 0.. {
+                let (mut mine, theirs): (Vec<_>, Vec<_>) = factory
+                    .create_column_writers(group)?
+                    .into_iter()
+                    .enumerate()
+                    .partition(|(i, _)| on_parser[*i]);
+                if !send(Step::Group(theirs)) {
+                    break;
+                }
+                let mut rows = 0;
+                while rows < ROW_GROUP_ROWS {
+                    let batch = match pending.take() {
+                        Some(b) => b,
+                        None => match normalizer.next_batch()? {
+                            Some(b) => {
+                                add_totals(&b, sums);
+                                b
+                            }
+                            None => break,
+                        },
+                    };
+                    let room = ROW_GROUP_ROWS - rows;
+                    let batch = if batch.num_rows() > room {
+                        pending = Some(batch.slice(room, batch.num_rows() - room));
+                        batch.slice(0, room)
+                    } else {
+                        batch
+                    };
+                    rows += batch.num_rows();
+                    feed(schema, &mut mine, &batch)?;
+                    if !send(Step::Batch(batch)) {
+                        return Ok(blocked);
+                    }
+                }
+                if rows == 0 {
+                    break; // no empty row group (a day with no rows has none)
+                }
+                let chunks = mine
+                    .into_iter()
+                    .map(|(i, w)| w.close().map(|c| (i, c)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if !send(Step::Chunks(chunks)) || pending.is_none() && rows < ROW_GROUP_ROWS {
+                    break;
+                }
             }
             Ok(blocked)
         });
         let mut rows = 0u64;
-        let mut written: Result<(), WriteError> = Ok(());
         let mut waited = Duration::ZERO;
-        let mut t = std::time::Instant::now();
-        for batch in rx {
-            waited += t.elapsed();
-            rows += batch.num_rows() as u64;
-            if let Err(e) = writer.write(&batch) {
-                written = Err(e.into());
-                break;
+        let written = (|| -> Result<(), WriteError> {
+            let mut theirs: Vec<(usize, ArrowColumnWriter)> = Vec::new();
+            loop {
+                let t = std::time::Instant::now();
+                let Ok(step) = rx.recv() else {
+                    return Ok(());
+                };
+                waited += t.elapsed();
+                match step {
+                    Step::Group(writers) => theirs = writers,
+                    Step::Batch(batch) => {
+                        rows += batch.num_rows() as u64;
+                        feed(schema, &mut theirs, &batch)?;
+                    }
+                    Step::Chunks(parsers) => {
+                        let mut chunks = std::mem::take(&mut theirs)
+                            .into_iter()
+                            .map(|(i, w)| w.close().map(|c| (i, c)))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        chunks.extend(parsers);
+                        chunks.sort_by_key(|(i, _)| *i);
+                        let mut row_group = file.next_row_group()?;
+                        for (_, chunk) in chunks {
+                            chunk.append_to_row_group(&mut row_group)?;
+                        }
+                        row_group.close()?;
+                    }
+                }
             }
-            t = std::time::Instant::now();
-        }
-
+        })();
+        // The encoder stops reading on an error: the parser's next send
+        // fails and it ends.
+        drop(rx);
         let parsed = parser.join().expect("the CSV parser does not panic");
         if let Ok(blocked) = &parsed {
             tracing::debug!(
@@ -475,14 +562,37 @@ pub fn encode<R: Read + Send>(
                 "Encoded the CSV (each side's wait for the other)."
             );
         }
-        (rows, parsed.map_err(WriteError::from).and(written))
+        // A parse error is the cause when both failed (the encoder then
+        // saw the batches end early).
+        (rows, parsed.and(written))
     });
     parsed?;
-    writer.into_inner()?.into_encoded(
+    file.into_inner()?.into_encoded(
         rows,
         header,
         totals.into_iter().map(|(s, t)| (s, t as f64)).collect(),
     )
+}
+
+/// The room file's columns the parser encodes itself (the rest are the
+/// encoder's): chosen so the two threads are about equally busy on a large
+/// day (see `docs/performance.md`).
+const PARSER_COLUMNS: [&str; 2] = [schema::REQUEST_ID, schema::FETCHED_AT];
+
+/// Feeds each of `batch`'s columns to its writer (`(column index,
+/// writer)`).
+fn feed(
+    schema: &arrow_schema::Schema,
+    writers: &mut [(usize, parquet::arrow::arrow_writer::ArrowColumnWriter)],
+    batch: &RecordBatch,
+) -> Result<(), parquet::errors::ParquetError> {
+    use parquet::arrow::arrow_writer::compute_leaves;
+    for (i, w) in writers.iter_mut() {
+        for leaf in compute_leaves(schema.field(*i), batch.column(*i))? {
+            w.write(&leaf)?;
+        }
+    }
+    Ok(())
 }
 
 /// Everything about the call that the manifest records.
@@ -848,6 +958,31 @@ mod tests {
         assert_eq!(schema, schema::file_schema(&e.header.extra_columns()));
         let batches: Vec<_> = reader.build().unwrap().collect::<Result<_, _>>().unwrap();
         assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+    }
+
+    /// The two threads' file is the one a single `ArrowWriter` writes for
+    /// the same batches, byte for byte: over two row groups, a batch cut by
+    /// a row group's end, whatever the batch size; and with no rows.
+    #[test]
+    fn the_room_file_is_what_one_arrow_writer_writes() {
+        let rows = ROW_GROUP_ROWS + 1000;
+        let mut data = String::from("RoomId,Audio,SD,hd,FullHD,2K,4K,8K\n");
+        for i in 0..rows {
+            data.push_str(&format!("room_{i},{},{},{},0,,7,{}\n", i % 977, i % 13, i % 5, i % 3));
+        }
+        for (data, batch_rows) in [(data.as_str(), 4096), (data.as_str(), 3000), ("RoomId,Audio\n", 10)] {
+            let e = encode(data.as_bytes(), SchemaContract::Evolve, "req", now(), &enc(batch_rows)).unwrap();
+            let mut n = Normalizer::new(data.as_bytes(), SchemaContract::Evolve, "req", now().timestamp_micros(), batch_rows).unwrap();
+            let mut w = ArrowWriter::try_new(Vec::new(), n.schema(), Some(writer_properties())).unwrap();
+            while let Some(b) = n.next_batch().unwrap() {
+                w.write(&b).unwrap();
+            }
+            let want = w.into_inner().unwrap();
+            let got = e.file.to_vec().unwrap();
+            assert_eq!(got.len(), want.len(), "{batch_rows}-row batches");
+            assert!(got == want, "{batch_rows}-row batches: the bytes differ");
+            assert_eq!(e.sha256, hex::encode(Sha256::digest(&want)));
+        }
     }
 
     #[test]

@@ -123,6 +123,8 @@ pub struct Normalizer<R: Read> {
     batch_rows: usize,
     request_id: String,
     fetched_at_micros: i64,
+    /// The constant columns of a full batch (see [`Normalizer::constants`]).
+    full_constants: Option<(ArrayRef, ArrayRef)>,
     done: bool,
 }
 
@@ -135,6 +137,19 @@ impl<R: Read> std::fmt::Debug for Normalizer<R> {
 }
 
 fn parse_seconds(raw: &[u8]) -> Result<Option<i64>, ()> {
+    // Nearly every value: 1 to 18 plain digits, which cannot overflow.
+    if !raw.is_empty() && raw.len() <= 18 {
+        let mut n = 0u64;
+        let mut digits = true;
+        for &b in raw {
+            let d = b.wrapping_sub(b'0');
+            digits &= d < 10;
+            n = n.wrapping_mul(10).wrapping_add(u64::from(d));
+        }
+        if digits {
+            return Ok(Some(n as i64));
+        }
+    }
     let v = raw.trim_ascii();
     if v.is_empty() {
         return Ok(None);
@@ -272,8 +287,30 @@ impl<R: Read> Normalizer<R> {
             batch_rows: batch_rows.max(1),
             request_id: request_id.to_owned(),
             fetched_at_micros,
+            full_constants: None,
             done,
         })
+    }
+
+    /// The `request_id` and `fetched_at` columns of a batch of `rows`: the
+    /// same arrays for every full batch, built once.
+    fn constants(&mut self, rows: usize) -> (ArrayRef, ArrayRef) {
+        let build = |rows: usize| -> (ArrayRef, ArrayRef) {
+            (
+                Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                    self.request_id.as_str(),
+                    rows,
+                ))),
+                Arc::new(
+                    TimestampMicrosecondArray::from_value(self.fetched_at_micros, rows)
+                        .with_timezone("UTC"),
+                ),
+            )
+        };
+        if rows != self.batch_rows {
+            return build(rows);
+        }
+        self.full_constants.get_or_insert_with(|| build(rows)).clone()
     }
 
     pub fn header(&self) -> &HeaderInfo {
@@ -336,10 +373,16 @@ impl<R: Read> Normalizer<R> {
                                 max: MAX_ROOM_ID_BYTES,
                             });
                         }
-                        let s = std::str::from_utf8(field).map_err(|_| NormalizeError::Utf8 {
-                            line,
-                            column: "RoomId".into(),
-                        })?;
+                        let s = match field.is_ascii() {
+                            // SAFETY: ASCII is UTF-8.
+                            true => unsafe { std::str::from_utf8_unchecked(field) },
+                            false => std::str::from_utf8(field).map_err(|_| {
+                                NormalizeError::Utf8 {
+                                    line,
+                                    column: "RoomId".into(),
+                                }
+                            })?,
+                        };
                         room_ids.append_value(s);
                     }
                     Target::Value(i) => match parse_seconds(field) {
@@ -371,13 +414,9 @@ impl<R: Read> Normalizer<R> {
         for _ in 0..VALUE_COLUMNS.len() {
             columns.push(Arc::new(values.next().expect("known column").finish()));
         }
-        columns.push(Arc::new(StringArray::from_iter_values(
-            std::iter::repeat_n(self.request_id.as_str(), rows),
-        )));
-        columns.push(Arc::new(
-            TimestampMicrosecondArray::from_value(self.fetched_at_micros, rows)
-                .with_timezone("UTC"),
-        ));
+        let (request_ids, fetched_at) = self.constants(rows);
+        columns.push(request_ids);
+        columns.push(fetched_at);
         for mut extra in values {
             columns.push(Arc::new(extra.finish()));
         }

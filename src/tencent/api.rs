@@ -674,7 +674,7 @@ impl Client {
             // (the Parquet encoder is the critical path), and it catches up
             // on any core the other two leave idle.
             std::thread::spawn(move || {
-                crate::spool::lower_priority(10);
+                crate::spool::lower_priority(5);
                 let _ = tx.send(tail.digest(level, &config, size));
             });
             rx
