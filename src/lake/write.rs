@@ -442,8 +442,9 @@ pub fn encode<R: Read + Send>(
         bytes: encoding.outputs.writer(),
         sha256: Sha256::new(),
     };
-    let (mut file, factory) = ArrowWriter::try_new(sink, schema.clone(), Some(writer_properties()))?
-        .into_serialized_writer()?;
+    let (mut file, factory) =
+        ArrowWriter::try_new(sink, schema.clone(), Some(writer_properties()))?
+            .into_serialized_writer()?;
     let on_parser: Vec<bool> = schema
         .fields()
         .iter()
@@ -968,12 +969,37 @@ mod tests {
         let rows = ROW_GROUP_ROWS + 1000;
         let mut data = String::from("RoomId,Audio,SD,hd,FullHD,2K,4K,8K\n");
         for i in 0..rows {
-            data.push_str(&format!("room_{i},{},{},{},0,,7,{}\n", i % 977, i % 13, i % 5, i % 3));
+            data.push_str(&format!(
+                "room_{i},{},{},{},0,,7,{}\n",
+                i % 977,
+                i % 13,
+                i % 5,
+                i % 3
+            ));
         }
-        for (data, batch_rows) in [(data.as_str(), 4096), (data.as_str(), 3000), ("RoomId,Audio\n", 10)] {
-            let e = encode(data.as_bytes(), SchemaContract::Evolve, "req", now(), &enc(batch_rows)).unwrap();
-            let mut n = Normalizer::new(data.as_bytes(), SchemaContract::Evolve, "req", now().timestamp_micros(), batch_rows).unwrap();
-            let mut w = ArrowWriter::try_new(Vec::new(), n.schema(), Some(writer_properties())).unwrap();
+        for (data, batch_rows) in [
+            (data.as_str(), 4096),
+            (data.as_str(), 3000),
+            ("RoomId,Audio\n", 10),
+        ] {
+            let e = encode(
+                data.as_bytes(),
+                SchemaContract::Evolve,
+                "req",
+                now(),
+                &enc(batch_rows),
+            )
+            .unwrap();
+            let mut n = Normalizer::new(
+                data.as_bytes(),
+                SchemaContract::Evolve,
+                "req",
+                now().timestamp_micros(),
+                batch_rows,
+            )
+            .unwrap();
+            let mut w =
+                ArrowWriter::try_new(Vec::new(), n.schema(), Some(writer_properties())).unwrap();
             while let Some(b) = n.next_batch().unwrap() {
                 w.write(&b).unwrap();
             }

@@ -310,7 +310,9 @@ impl<R: Read> Normalizer<R> {
         if rows != self.batch_rows {
             return build(rows);
         }
-        self.full_constants.get_or_insert_with(|| build(rows)).clone()
+        self.full_constants
+            .get_or_insert_with(|| build(rows))
+            .clone()
     }
 
     pub fn header(&self) -> &HeaderInfo {
@@ -376,12 +378,12 @@ impl<R: Read> Normalizer<R> {
                         let s = match field.is_ascii() {
                             // SAFETY: ASCII is UTF-8.
                             true => unsafe { std::str::from_utf8_unchecked(field) },
-                            false => std::str::from_utf8(field).map_err(|_| {
-                                NormalizeError::Utf8 {
+                            false => {
+                                std::str::from_utf8(field).map_err(|_| NormalizeError::Utf8 {
                                     line,
                                     column: "RoomId".into(),
-                                }
-                            })?,
+                                })?
+                            }
                         };
                         room_ids.append_value(s);
                     }

@@ -389,8 +389,7 @@ impl Scanner {
                 && self.esc == Esc::No
                 && self.high.is_none()
             {
-                let mut run =
-                    memchr::memchr2(b'"', b'\\', &chunk[i..]).unwrap_or(chunk.len() - i);
+                let mut run = memchr::memchr2(b'"', b'\\', &chunk[i..]).unwrap_or(chunk.len() - i);
                 // Outside a key (whose text is kept unescaped), a simple
                 // escape such as `\n` (two ASCII bytes, nothing to decode)
                 // after whole characters goes by in the same run: Data's
@@ -405,7 +404,8 @@ impl Scanner {
                     }
                     let from = i + run + 2;
                     run = from - i
-                        + memchr::memchr2(b'"', b'\\', &chunk[from..]).unwrap_or(chunk.len() - from);
+                        + memchr::memchr2(b'"', b'\\', &chunk[from..])
+                            .unwrap_or(chunk.len() - from);
                 }
                 let bytes = &chunk[i..i + run];
                 self.text(bytes, key);
