@@ -52,14 +52,15 @@ def wait_port(port):
 
 
 def peak_rss_of(cmd, env=None):
-    """Runs cmd under a tiny wrapper that reports its own child's peak RSS."""
+    """Runs cmd under a tiny wrapper that reports its own child's peak RSS
+    and CPU time (user + system, the whole process)."""
     wrapper = (
         "import os,resource,subprocess,sys,json,time;"
         "t=time.monotonic();"
         "p=subprocess.run(sys.argv[1:],capture_output=True,text=True);"
         "w=time.monotonic()-t;"
-        "r=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss*1024;"
-        "print(json.dumps({'code':p.returncode,'wall':w,'rss':r,'out':p.stdout,'err':p.stderr}))"
+        "u=resource.getrusage(resource.RUSAGE_CHILDREN);r=u.ru_maxrss*1024;c=u.ru_utime+u.ru_stime;"
+        "print(json.dumps({'code':p.returncode,'wall':w,'rss':r,'cpu':c,'out':p.stdout,'err':p.stderr}))"
     )
     res = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True, env=env, check=True)
     return json.loads(res.stdout)
@@ -114,6 +115,7 @@ def throughput(rooms, day, work, repeat, backfill_days):
             run = {
                 "seconds": wrote["process_ms"] / 1000.0,
                 "rss": r["rss"],
+                "cpu": r["cpu"],
                 "bytes": wrote["bytes"],
                 "rows": wrote["rows"],
                 "body": wrote["body_bytes"],
@@ -164,7 +166,7 @@ def throughput(rooms, day, work, repeat, backfill_days):
         d = peak_rss_of([sys.executable, "-c", script])
         if d["code"] != 0:
             raise SystemExit(f"duckdb failed: {d['err']}")
-        duck_runs.append({"seconds": float(d["out"].strip().splitlines()[-1]), "rss": d["rss"],
+        duck_runs.append({"seconds": float(d["out"].strip().splitlines()[-1]), "rss": d["rss"], "cpu": d["cpu"],
                           "bytes": os.path.getsize(duck_out), "rows": rooms})
     return ours_runs, duck_runs, csv_bytes, backfill
 
@@ -214,8 +216,8 @@ def pacing(n, interval_s, work):
 
 
 MIB = 1024 * 1024
-# Issue 12's targets: the million-room day against DuckDB, and the
-# ten-million-room day in memory that does not grow with the day.
+# The targets: both days in at most 0.8x DuckDB's time (issue 24), in
+# memory that does not grow with the day (issue 12).
 BASE_ROOMS = 1_000_000
 
 
@@ -226,15 +228,17 @@ def report_size(rooms, runs, base_peak):
     peak = max(r["rss"] for r in ours_runs)
     print(f"\nThroughput: one day of {rooms:,} rooms (CSV {csv_bytes / MIB:.1f} MiB, "
           f"HTTP body {ours['body'] / MIB:.1f} MiB), raw zone {RAW}, 2 cores, median of {repeat} run(s) each")
-    print(f"| {'':26} | {'seconds':>8} | {'rows/s':>12} | {'peak RSS MiB':>12} | {'Parquet bytes':>13} |")
-    print(f"|{'-'*28}|{'-'*10}|{'-'*14}|{'-'*14}|{'-'*15}|")
+    print(f"| {'':26} | {'seconds':>8} | {'rows/s':>12} | {'CPU s/M rooms':>13} | {'peak RSS MiB':>12} | {'Parquet bytes':>13} |")
+    print(f"|{'-'*28}|{'-'*10}|{'-'*14}|{'-'*15}|{'-'*14}|{'-'*15}|")
     for name, r in (("trtc-usage (response→file)", ours), ("DuckDB (CSV file→file)", duck)):
         print(f"| {name:26} | {r['seconds']:8.3f} | {r['rows'] / r['seconds']:12,.0f} | "
-              f"{r['rss'] / MIB:12.1f} | {r['bytes']:13,} |")
+              f"{r['cpu'] / (rooms / 1e6):13.2f} | {r['rss'] / MIB:12.1f} | {r['bytes']:13,} |")
+    print("(CPU: user + system of the whole process, per million rooms: trtc-usage's run includes "
+          "its start, the app call and the checks; DuckDB's, Python's start and the import)")
     t = ours["seconds"] / duck["seconds"]
     z = ours["bytes"] / duck["bytes"]
     secs = lambda runs: ", ".join(f"{r['seconds']:.3f}" for r in runs)
-    time_target = 0.7 if rooms <= BASE_ROOMS else 1.0
+    time_target = 0.8
     print(f"time ratio trtc-usage/DuckDB: {t:.2f} (target <= {time_target:g}: {verdict(t <= time_target)}); "
           f"runs: trtc-usage {secs(ours_runs)}; DuckDB {secs(duck_runs)}")
     if rooms <= BASE_ROOMS:

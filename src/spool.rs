@@ -791,7 +791,8 @@ mod tests {
 
     /// A spool file built where it is to be kept is given its name (the
     /// same inode: no copy), replacing what was there, with the mode a
-    /// created file has; one kept in memory is written out.
+    /// created file has; one kept in memory is written out, and one on
+    /// another file system copied.
     #[test]
     fn persist_links_a_spool_file_and_writes_a_small_one() {
         use std::os::unix::fs::MetadataExt;
@@ -824,5 +825,31 @@ mod tests {
         let small = Spooled::Memory(b"ok".to_vec());
         small.persist(&target).unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"ok");
+
+        // Built on another file system (a tmpfs, where there is one): no
+        // link is possible, so the bytes are copied, to a file of its own.
+        let shm = std::path::Path::new("/dev/shm");
+        let other_fs = shm.is_dir()
+            && std::fs::metadata(shm).unwrap().dev()
+                != std::fs::metadata(dir.path()).unwrap().dev();
+        if other_fs && let Ok(elsewhere) = tempfile::tempdir_in(shm) {
+            let cfg = SpoolConfig {
+                dir: elsewhere.path().to_owned(),
+                memory_limit: 4,
+                in_lake: false,
+            };
+            let mut w = cfg.writer();
+            w.write_all(b"copied bytes").unwrap();
+            let file = w.finish().unwrap();
+            file.persist(&target).unwrap();
+            assert_eq!(std::fs::read(&target).unwrap(), b"copied bytes");
+            let Spooled::File { file: f, .. } = &file else {
+                panic!("spilled")
+            };
+            assert_ne!(
+                std::fs::metadata(&target).unwrap().ino(),
+                f.metadata().unwrap().ino()
+            );
+        }
     }
 }

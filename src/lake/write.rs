@@ -406,13 +406,13 @@ impl<W: std::io::Write> std::io::Write for HashingSink<W> {
 ///
 /// Two threads, a pipeline on both cores: one reads (and, for the API's
 /// body, unescapes) the CSV, parses it into record batches and encodes the
-/// columns of [`PARSER_COLUMNS`]; the other encodes and compresses the
-/// rest, and writes each row group once both halves are done. Nothing
+/// two constant columns (`PARSER_COLUMNS`); the other encodes and
+/// compresses the rest, and writes each row group once both halves are done. Nothing
 /// waits at a row group's end: the parser hands its closed column chunks
 /// over in order with the batches and goes on. The file is the one an
-/// `ArrowWriter` writes for the same batches, byte for byte. At most two
-/// messages (a batch, or a row group's chunks) are in flight, which bounds
-/// memory.
+/// `ArrowWriter` writes for the same batches, byte for byte. At most four
+/// messages (a batch, or a row group's chunks) wait between the two, which
+/// bounds memory and rides out the moments one thread is descheduled.
 pub fn encode<R: Read + Send>(
     data: R,
     contract: SchemaContract,
