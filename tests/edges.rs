@@ -230,6 +230,15 @@ impl Drop for Tmpfs {
     }
 }
 
+/// Days of 26,000 rooms: an 850 KB body, a 310 KB Parquet file.
+fn rooms_26k() -> SimConfig {
+    SimConfig {
+        rooms: 26_000,
+        exact_rooms: true,
+        ..sim_config()
+    }
+}
+
 /// The spool fills while the answer's body arrives (a 512 KiB tmpfs; the
 /// body of 26,000 rooms is about 850 KB): the run stops at that answer with
 /// exit 2 naming `--spool-dir`, and the two days left cost no call.
@@ -238,11 +247,7 @@ fn a_spool_that_fills_stops_the_run_naming_spool_dir() {
     let Some(tmpfs) = Tmpfs::mount("512k") else {
         return;
     };
-    let sim = start_sim(SimConfig {
-        rooms: 26_000,
-        exact_rooms: true,
-        ..sim_config()
-    });
+    let sim = start_sim(rooms_26k());
     let dest = TestDest::local();
     let mut args = range_args(&[APP_A], days_ago(11), days_ago(9));
     args.extend([
@@ -270,11 +275,7 @@ fn a_lake_that_fills_while_files_are_built_stops_the_run_naming_it() {
     let Some(tmpfs) = Tmpfs::mount("512k") else {
         return;
     };
-    let sim = start_sim(SimConfig {
-        rooms: 26_000,
-        exact_rooms: true,
-        ..sim_config()
-    });
+    let sim = start_sim(rooms_26k());
     let dest = TestDest::local();
     let lake = tmpfs.0.path().join("lake");
     let mut c = cmd(&sim, &dest);

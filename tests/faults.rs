@@ -654,7 +654,7 @@ fn a_kill_at_every_rename_leaves_nothing_behind() {
         std::thread::sleep(Duration::from_millis(1100)); // the lease expires
         std::thread::sleep(Duration::from_millis(2 * INTERVAL_MS));
         let mut again = cmd(&sim, &dest);
-        again.env("TRTC_LEASE_TTL", "1s");
+        again.env("TRTC_LEASE_TTL", "10s");
         run(again, &args).assert_code(0);
         assert_consistent(&dest);
         assert_eq!(

@@ -192,7 +192,7 @@ pub fn encode_stream(
     split: usize,
     mut next: impl FnMut() -> Result<Option<RecordBatch>, String>,
 ) -> Result<Encoded, WriteError> {
-    use parquet::arrow::arrow_writer::{ArrowColumnWriter, compute_leaves};
+    use parquet::arrow::arrow_writer::ArrowColumnWriter;
     let sink: HashingSink<SpoolWriter> = HashingSink {
         bytes: spool.writer(),
         sha256: Sha256::new(),
@@ -203,39 +203,28 @@ pub fn encode_stream(
     let (mut file, factory) =
         ArrowWriter::try_new(sink, schema.clone(), Some(properties))?.into_serialized_writer()?;
     let split = split.min(schema.fields().len());
-    // Feeds `batch`'s columns `range` to `writers`, one per column.
-    fn feed(
-        schema: &arrow_schema::Schema,
-        writers: &mut [ArrowColumnWriter],
-        batch: &RecordBatch,
-        range: std::ops::Range<usize>,
-    ) -> Result<(), parquet::errors::ParquetError> {
-        for (w, i) in writers.iter_mut().zip(range) {
-            for leaf in compute_leaves(schema.field(i), batch.column(i))? {
-                w.write(&leaf)?;
-            }
-        }
-        Ok(())
-    }
     let mut rows = 0u64;
     let mut pending: Option<RecordBatch> = None;
     let mut ended = false;
     let mut group = 0;
     while !ended {
-        let mut ours = factory.create_column_writers(group)?;
-        let theirs: Vec<ArrowColumnWriter> = ours.drain(..split).collect();
-        let n = schema.fields().len();
+        let mut ours: Vec<(usize, ArrowColumnWriter)> = factory
+            .create_column_writers(group)?
+            .into_iter()
+            .enumerate()
+            .collect();
+        let theirs: Vec<_> = ours.drain(..split).collect();
         let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(1);
         let schema_ref = schema.as_ref();
         let (their_chunks, group_rows) = std::thread::scope(|scope| {
             let worker = scope.spawn(move || {
                 let mut theirs = theirs;
                 for batch in rx {
-                    feed(schema_ref, &mut theirs, &batch, 0..split)?;
+                    feed(schema_ref, &mut theirs, &batch)?;
                 }
                 theirs
                     .into_iter()
-                    .map(ArrowColumnWriter::close)
+                    .map(|(_, w)| w.close())
                     .collect::<Result<Vec<_>, _>>()
             });
             let mut group_rows = 0usize;
@@ -251,18 +240,12 @@ pub fn encode_stream(
                             }
                         },
                     };
-                    let room = row_group_rows - group_rows;
-                    let batch = if batch.num_rows() > room {
-                        pending = Some(batch.slice(room, batch.num_rows() - room));
-                        batch.slice(0, room)
-                    } else {
-                        batch
-                    };
+                    let batch = fill_up(batch, row_group_rows - group_rows, &mut pending);
                     group_rows += batch.num_rows();
                     if tx.send(batch.clone()).is_err() {
                         break; // the worker failed: its error is below
                     }
-                    feed(schema_ref, &mut ours, &batch, split..n)?;
+                    feed(schema_ref, &mut ours, &batch)?;
                 }
                 Ok(())
             })();
@@ -278,7 +261,7 @@ pub fn encode_stream(
         for chunk in their_chunks {
             chunk.append_to_row_group(&mut row_group)?;
         }
-        for writer in ours {
+        for (_, writer) in ours {
             writer.close()?.append_to_row_group(&mut row_group)?;
         }
         row_group.close()?;
@@ -493,13 +476,7 @@ pub fn encode<R: Read + Send>(
                             None => break,
                         },
                     };
-                    let room = ROW_GROUP_ROWS - rows;
-                    let batch = if batch.num_rows() > room {
-                        pending = Some(batch.slice(room, batch.num_rows() - room));
-                        batch.slice(0, room)
-                    } else {
-                        batch
-                    };
+                    let batch = fill_up(batch, ROW_GROUP_ROWS - rows, &mut pending);
                     rows += batch.num_rows();
                     feed(schema, &mut mine, &batch)?;
                     if !send(Step::Batch(batch)) {
@@ -579,6 +556,17 @@ pub fn encode<R: Read + Send>(
 /// encoder's): chosen so the two threads are about equally busy on a large
 /// day (see `docs/performance.md`).
 const PARSER_COLUMNS: [&str; 2] = [schema::REQUEST_ID, schema::FETCHED_AT];
+
+/// The first `room` rows of `batch` (what a row group still takes); the
+/// rest, if any, in `pending` for the next.
+fn fill_up(batch: RecordBatch, room: usize, pending: &mut Option<RecordBatch>) -> RecordBatch {
+    if batch.num_rows() > room {
+        *pending = Some(batch.slice(room, batch.num_rows() - room));
+        batch.slice(0, room)
+    } else {
+        batch
+    }
+}
 
 /// Feeds each of `batch`'s columns to its writer (`(column index,
 /// writer)`).
