@@ -6,7 +6,9 @@
 //! A spool file is created with `O_TMPFILE` where the kernel has it (else
 //! created and unlinked at once): it has no name, so nothing is left behind
 //! when the process is killed, and its disk space returns when it is
-//! dropped. The directory is `--spool-dir` (`TMPDIR` by default).
+//! dropped. The directory is `--spool-dir` (`TMPDIR` by default), except
+//! for the files a local lake keeps, which are built in the lake's own
+//! directory and linked into place ([`SpoolConfig::in_lake`]).
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
@@ -452,7 +454,7 @@ impl Default for TailState {
 
 /// A spool read by another thread while it is written (see
 /// [`SpoolWriter::follow`]): an answer's body is hashed and compressed for
-/// the raw zone as it downloads, on the core the download leaves idle,
+/// the raw zone as it downloads, on whatever CPU the download leaves,
 /// instead of after it. The follower reads the spool file with `pread`
 /// behind the writer and never holds it up: if it falls behind it catches
 /// up from the file.

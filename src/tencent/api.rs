@@ -603,10 +603,10 @@ impl Client {
 
     /// One signed POST of `body` as `action`; the answer's bytes, spooled
     /// (and, with `scan`, scanned for `Data` and `RequestId`) as they
-    /// arrive. With `scan` (the room answer, the large one), a blocking
-    /// thread hashes and compresses the body for the raw zone as it
+    /// arrive. With `scan` (the room answer, the large one), a thread of
+    /// its own hashes and compresses the body for the raw zone as it
     /// arrives, following the spool file and never holding the download
-    /// up: the download leaves a core idle, and the work is done by the
+    /// up: on a network slower than the machine the work is done by the
     /// time the body is. A non-2xx status is an error; the body's meaning
     /// is the caller's.
     async fn post(&self, action: &str, body: Vec<u8>, scan: bool) -> Result<Answer, ApiError> {
