@@ -288,30 +288,13 @@ fn a_lake_that_fills_while_files_are_built_stops_the_run_naming_it() {
     assert_eq!(admitted(&sim), 1, "the days left cost no call");
     // Which of the two files met the full disk first varies; neither the
     // partition nor any file being built is there.
-    let names: Vec<String> = walk(&lake);
+    let names = files_under(&lake);
     assert!(
         !names
             .iter()
             .any(|n| n.starts_with("room_usage/") || n.contains("inflight")),
         "{names:?}"
     );
-}
-
-/// Every file under `dir`, relative to it.
-fn walk(dir: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_owned()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                out.push(p.strip_prefix(dir).unwrap().display().to_string());
-            }
-        }
-    }
-    out
 }
 
 /// A writer paused (SIGSTOP) mid-call for longer than its lease's time to

@@ -663,9 +663,14 @@ pub fn checks_rows(dest: &TestDest, app: u64, day: NaiveDate) -> Vec<CheckRow> {
 /// system has them: including the names object_store's listing hides
 /// (`name#<n>`, its staging files).
 pub fn local_files(dest: &TestDest) -> BTreeSet<String> {
-    let TestDest::Local(dir) = dest else {
-        return BTreeSet::new();
-    };
+    match dest {
+        TestDest::Local(dir) => files_under(dir.path()),
+        _ => BTreeSet::new(),
+    }
+}
+
+/// Every file below `dir`, relative to it.
+pub fn files_under(dir: &std::path::Path) -> BTreeSet<String> {
     fn walk(base: &std::path::Path, dir: &std::path::Path, out: &mut BTreeSet<String>) {
         for e in std::fs::read_dir(dir).unwrap().flatten() {
             let p = e.path();
@@ -677,7 +682,7 @@ pub fn local_files(dest: &TestDest) -> BTreeSet<String> {
         }
     }
     let mut out = BTreeSet::new();
-    walk(dir.path(), dir.path(), &mut out);
+    walk(dir, dir, &mut out);
     out
 }
 

@@ -467,6 +467,8 @@ impl JobConfig {
             },
             false => Encoding::new(args.spool.config(), &dest),
         };
+        // Each client's raw copies, begun as bodies download, are built
+        // where the lake's other files are (known once the destination is).
         for account in &mut accounts {
             account.api.raw_spool = encoding.outputs.clone();
         }

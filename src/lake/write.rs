@@ -89,9 +89,9 @@ impl Encoding {
             None => spool.clone(),
         };
         Self {
-            batch_rows: crate::tables::normalize::DEFAULT_BATCH_ROWS,
             spool,
             outputs,
+            ..Self::default()
         }
     }
 }
@@ -222,10 +222,7 @@ pub fn encode_stream(
                 for batch in rx {
                     feed(schema_ref, &mut theirs, &batch)?;
                 }
-                theirs
-                    .into_iter()
-                    .map(|(_, w)| w.close())
-                    .collect::<Result<Vec<_>, _>>()
+                close_all(theirs)
             });
             let mut group_rows = 0usize;
             let fed: Result<(), WriteError> = (|| {
@@ -258,11 +255,8 @@ pub fn encode_stream(
             break; // no empty row group (a day with no rows has none)
         }
         let mut row_group = file.next_row_group()?;
-        for chunk in their_chunks {
+        for (_, chunk) in their_chunks.into_iter().chain(close_all(ours)?) {
             chunk.append_to_row_group(&mut row_group)?;
-        }
-        for (_, writer) in ours {
-            writer.close()?.append_to_row_group(&mut row_group)?;
         }
         row_group.close()?;
         rows += group_rows as u64;
@@ -486,11 +480,8 @@ pub fn encode<R: Read + Send>(
                 if rows == 0 {
                     break; // no empty row group (a day with no rows has none)
                 }
-                let chunks = mine
-                    .into_iter()
-                    .map(|(i, w)| w.close().map(|c| (i, c)))
-                    .collect::<Result<Vec<_>, _>>()?;
-                if !send(Step::Chunks(chunks)) || pending.is_none() && rows < ROW_GROUP_ROWS {
+                // A group left short means the batches have ended.
+                if !send(Step::Chunks(close_all(mine)?)) || rows < ROW_GROUP_ROWS {
                     break;
                 }
             }
@@ -513,10 +504,7 @@ pub fn encode<R: Read + Send>(
                         feed(schema, &mut theirs, &batch)?;
                     }
                     Step::Chunks(parsers) => {
-                        let mut chunks = std::mem::take(&mut theirs)
-                            .into_iter()
-                            .map(|(i, w)| w.close().map(|c| (i, c)))
-                            .collect::<Result<Vec<_>, _>>()?;
+                        let mut chunks = close_all(std::mem::take(&mut theirs))?;
                         chunks.extend(parsers);
                         chunks.sort_by_key(|(i, _)| *i);
                         let mut row_group = file.next_row_group()?;
@@ -566,6 +554,19 @@ fn fill_up(batch: RecordBatch, room: usize, pending: &mut Option<RecordBatch>) -
     } else {
         batch
     }
+}
+
+/// Closes each `(column index, writer)`: its column chunk, by index.
+fn close_all(
+    writers: Vec<(usize, parquet::arrow::arrow_writer::ArrowColumnWriter)>,
+) -> Result<
+    Vec<(usize, parquet::arrow::arrow_writer::ArrowColumnChunk)>,
+    parquet::errors::ParquetError,
+> {
+    writers
+        .into_iter()
+        .map(|(i, w)| w.close().map(|c| (i, c)))
+        .collect()
 }
 
 /// Feeds each of `batch`'s columns to its writer (`(column index,

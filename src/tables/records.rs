@@ -133,7 +133,7 @@ pub struct Records<R: Read> {
     end: usize,
     eof: bool,
     /// `\n` bytes consumed so far: the next record starts on line
-    /// `newlines + 1` (as the `csv` crate counts).
+    /// `newlines + 1`.
     newlines: u64,
     core: csv_core::Reader,
     /// A quoted record, as `csv_core` unquoted it.
@@ -291,8 +291,9 @@ impl<R: Read> Records<R> {
                     return self.plain(self.end - self.start, self.end - self.start);
                 }
             };
-            let newline = memchr::memchr(b'\n', &rest[len..]).expect("found above") + len;
-            return self.plain(len, newline + 1);
+            // The line break at `len` is `\n` or `\r\n` (see `Line::End`).
+            let line_break = if rest[len] == b'\r' { 2 } else { 1 };
+            return self.plain(len, len + line_break);
         }
     }
 
