@@ -91,8 +91,10 @@ def raw_bytes(dest):
 
 
 def throughput(rooms, day, work, repeat, backfill_days):
-    """Runs trtc-usage and DuckDB `repeat` times each on the same day; returns
-    the list of runs of each and the CSV's size."""
+    """Runs trtc-usage and DuckDB `repeat` times each on the same day, in
+    turns (ours, DuckDB, ours, ...: this machine's speed drifts by 10-15 %
+    over minutes, and a drift then weighs on both sides alike); returns the
+    list of runs of each and the CSV's size."""
     port = free_port()
     sim = subprocess.Popen([BIN, "simulator", "--listen", f"127.0.0.1:{port}", "--min-interval", "0s",
                             "--sim-rooms", str(rooms), "--sim-exact-rooms"],
@@ -104,6 +106,18 @@ def throughput(rooms, day, work, repeat, backfill_days):
         subprocess.run([BIN, "simulator", "--sim-rooms", str(rooms), "--sim-exact-rooms",
                         "--dump-csv", csv_path, "--dump-partition", f"{APP}:{day}"], check=True)
         csv_bytes = os.path.getsize(csv_path)
+        duck_out = os.path.join(work, "duckdb.parquet")
+        script = (
+            "import duckdb,time,sys;"
+            "c=duckdb.connect();"
+            "c.execute('SET enable_progress_bar=false');"
+            "t=time.monotonic();"
+            f"c.execute(\"COPY (SELECT * FROM read_csv('{csv_path}', header=true, quote='\\\"', "
+            "columns={'RoomId':'VARCHAR','Audio':'BIGINT','SD':'BIGINT','hd':'BIGINT','FullHD':'BIGINT','2K':'BIGINT','4K':'BIGINT'})) "
+            f"TO '{duck_out}' (FORMAT parquet, COMPRESSION zstd)\");"
+            "print(time.monotonic()-t)"
+        )
+        duck_runs = []
         for i in range(repeat):
             dest = os.path.join(work, f"warehouse-{rooms}-{i}")
             r = peak_rss_of([BIN, "export", "--app-id", str(APP), "--date", str(day)],
@@ -134,6 +148,11 @@ def throughput(rooms, day, work, repeat, backfill_days):
                                "bytes": cost["bytes"], "rows": cost["rows"], "wall": c["wall"]}
             ours_runs.append(run)
             shutil.rmtree(dest)  # a 10M-room day's lake is ~250 MB
+            d = peak_rss_of([sys.executable, "-c", script])
+            if d["code"] != 0:
+                raise SystemExit(f"duckdb failed: {d['err']}")
+            duck_runs.append({"seconds": float(d["out"].strip().splitlines()[-1]), "rss": d["rss"],
+                              "cpu": d["cpu"], "bytes": os.path.getsize(duck_out), "rows": rooms})
         # A backfill of several such days in one process: memory freed after
         # each day must be reused, not kept (glibc arenas once grew it by a
         # day per partition).
@@ -149,25 +168,6 @@ def throughput(rooms, day, work, repeat, backfill_days):
     finally:
         sim.terminate()
         sim.wait()
-
-    duck_out = os.path.join(work, "duckdb.parquet")
-    script = (
-        "import duckdb,time,sys;"
-        "c=duckdb.connect();"
-        "c.execute('SET enable_progress_bar=false');"
-        "t=time.monotonic();"
-        f"c.execute(\"COPY (SELECT * FROM read_csv('{csv_path}', header=true, quote='\\\"', "
-        "columns={'RoomId':'VARCHAR','Audio':'BIGINT','SD':'BIGINT','hd':'BIGINT','FullHD':'BIGINT','2K':'BIGINT','4K':'BIGINT'})) "
-        f"TO '{duck_out}' (FORMAT parquet, COMPRESSION zstd)\");"
-        "print(time.monotonic()-t)"
-    )
-    duck_runs = []
-    for _ in range(repeat):
-        d = peak_rss_of([sys.executable, "-c", script])
-        if d["code"] != 0:
-            raise SystemExit(f"duckdb failed: {d['err']}")
-        duck_runs.append({"seconds": float(d["out"].strip().splitlines()[-1]), "rss": d["rss"], "cpu": d["cpu"],
-                          "bytes": os.path.getsize(duck_out), "rows": rooms})
     return ours_runs, duck_runs, csv_bytes, backfill
 
 
@@ -241,6 +241,10 @@ def report_size(rooms, runs, base_peak):
     time_target = 0.8
     print(f"time ratio trtc-usage/DuckDB: {t:.2f} (target <= {time_target:g}: {verdict(t <= time_target)}); "
           f"runs: trtc-usage {secs(ours_runs)}; DuckDB {secs(duck_runs)}")
+    # The runs alternate, so each pair saw the machine in the same state.
+    pairs = sorted(o["seconds"] / d["seconds"] for o, d in zip(ours_runs, duck_runs))
+    print(f"ratio of each pair of runs (in turns): {', '.join(f'{p:.2f}' for p in pairs)}; "
+          f"median {pairs[len(pairs) // 2]:.2f}")
     if rooms <= BASE_ROOMS:
         m = peak / ours["body"]
         print(f"peak RSS / response size, worst run: {m:.2f} (target <= 2.5: {verdict(m <= 2.5)})")
