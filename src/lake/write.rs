@@ -383,7 +383,8 @@ impl<W: std::io::Write> std::io::Write for HashingSink<W> {
 ///
 /// Two threads, a pipeline on both cores: one reads (and, for the API's
 /// body, unescapes) the CSV, parses it into record batches and encodes the
-/// two constant columns (`PARSER_COLUMNS`); the other encodes and
+/// two constant columns (`PARSER_COLUMNS`: once, for the first full row
+/// group, then copied, see [`Copy`]); the other encodes and
 /// compresses the rest, and writes each row group once both halves are done. Nothing
 /// waits at a row group's end: the parser hands its closed column chunks
 /// over in order with the batches and goes on. The file is the one an
@@ -397,14 +398,14 @@ pub fn encode<R: Read + Send>(
     fetched_at: DateTime<Utc>,
     encoding: &Encoding,
 ) -> Result<Encoded, WriteError> {
-    use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowColumnWriter};
+    use parquet::arrow::arrow_writer::{ArrowColumnWriter, compute_leaves};
     /// What the parser hands the encoder, in order.
     enum Step {
         /// A new row group: the encoder's column writers for it.
         Group(Vec<(usize, ArrowColumnWriter)>),
         Batch(RecordBatch),
         /// The row group's rows are all sent: the parser's closed chunks.
-        Chunks(Vec<(usize, ArrowColumnChunk)>),
+        Chunks(Vec<(usize, Piece)>),
     }
     let mut normalizer = Normalizer::new(
         data,
@@ -415,6 +416,7 @@ pub fn encode<R: Read + Send>(
     )?;
     let header = normalizer.header().clone();
     let schema = normalizer.schema();
+    let batch_rows = encoding.batch_rows.max(1);
     let sink: HashingSink<SpoolWriter> = HashingSink {
         bytes: encoding.outputs.writer(),
         sha256: Sha256::new(),
@@ -449,6 +451,13 @@ pub fn encode<R: Read + Send>(
                 sent
             };
             let mut pending: Option<RecordBatch> = None;
+            // The parser's columns of a full row group, once encoded: the
+            // same bytes for every full group after it, when every full
+            // group gets the same batches (uncut: the default 16,384 rows
+            // divide a group), so the file stays the one `ArrowWriter`
+            // writes.
+            let mut copies: Option<Vec<(usize, Copy)>> = None;
+            let may_copy = ROW_GROUP_ROWS.is_multiple_of(batch_rows);
             for group in 0.. {
                 let (mut mine, theirs): (Vec<_>, Vec<_>) = factory
                     .create_column_writers(group)?
@@ -458,6 +467,9 @@ pub fn encode<R: Read + Send>(
                 if !send(Step::Group(theirs)) {
                     break;
                 }
+                // With copies at hand, the group's constant columns are
+                // encoded only if it turns out short (the last one).
+                let mut held: Vec<Vec<arrow_array::ArrayRef>> = Vec::new();
                 let mut rows = 0;
                 while rows < ROW_GROUP_ROWS {
                     let batch = match pending.take() {
@@ -472,7 +484,11 @@ pub fn encode<R: Read + Send>(
                     };
                     let batch = fill_up(batch, ROW_GROUP_ROWS - rows, &mut pending);
                     rows += batch.num_rows();
-                    feed(schema, &mut mine, &batch)?;
+                    if copies.is_some() {
+                        held.push(mine.iter().map(|(i, _)| batch.column(*i).clone()).collect());
+                    } else {
+                        feed(schema, &mut mine, &batch)?;
+                    }
                     if !send(Step::Batch(batch)) {
                         return Ok(blocked);
                     }
@@ -480,8 +496,39 @@ pub fn encode<R: Read + Send>(
                 if rows == 0 {
                     break; // no empty row group (a day with no rows has none)
                 }
+                let full = rows == ROW_GROUP_ROWS;
+                let pieces = match &copies {
+                    Some(copies) if full => copies
+                        .iter()
+                        .map(|(i, c)| (*i, Piece::Copy(c.clone())))
+                        .collect(),
+                    _ => {
+                        for arrays in held {
+                            for ((i, w), array) in mine.iter_mut().zip(arrays) {
+                                for leaf in compute_leaves(schema.field(*i), &array)? {
+                                    w.write(&leaf)?;
+                                }
+                            }
+                        }
+                        let closed = close_all(mine)?;
+                        if full && may_copy {
+                            let kept = copy_chunks(schema, closed)?;
+                            let pieces = kept
+                                .iter()
+                                .map(|(i, c)| (*i, Piece::Copy(c.clone())))
+                                .collect();
+                            copies = Some(kept);
+                            pieces
+                        } else {
+                            closed
+                                .into_iter()
+                                .map(|(i, c)| (i, Piece::Chunk(c)))
+                                .collect()
+                        }
+                    }
+                };
                 // A group left short means the batches have ended.
-                if !send(Step::Chunks(close_all(mine)?)) || rows < ROW_GROUP_ROWS {
+                if !send(Step::Chunks(pieces)) || !full {
                     break;
                 }
             }
@@ -504,12 +551,21 @@ pub fn encode<R: Read + Send>(
                         feed(schema, &mut theirs, &batch)?;
                     }
                     Step::Chunks(parsers) => {
-                        let mut chunks = close_all(std::mem::take(&mut theirs))?;
-                        chunks.extend(parsers);
-                        chunks.sort_by_key(|(i, _)| *i);
+                        let mut pieces: Vec<(usize, Piece)> =
+                            close_all(std::mem::take(&mut theirs))?
+                                .into_iter()
+                                .map(|(i, c)| (i, Piece::Chunk(c)))
+                                .collect();
+                        pieces.extend(parsers);
+                        pieces.sort_by_key(|(i, _)| *i);
                         let mut row_group = file.next_row_group()?;
-                        for (_, chunk) in chunks {
-                            chunk.append_to_row_group(&mut row_group)?;
+                        for (_, piece) in pieces {
+                            match piece {
+                                Piece::Chunk(chunk) => chunk.append_to_row_group(&mut row_group)?,
+                                Piece::Copy(Copy { bytes, close }) => {
+                                    row_group.append_column(&bytes, close)?
+                                }
+                            }
                         }
                         row_group.close()?;
                     }
@@ -544,6 +600,64 @@ pub fn encode<R: Read + Send>(
 /// encoder's): chosen so the two threads are about equally busy on a large
 /// day (see `docs/performance.md`).
 const PARSER_COLUMNS: [&str; 2] = [schema::REQUEST_ID, schema::FETCHED_AT];
+
+/// A column chunk of a row group, for the encoder to append: encoded for
+/// this group, or a copy of one encoded before.
+enum Piece {
+    Chunk(parquet::arrow::arrow_writer::ArrowColumnChunk),
+    Copy(Copy),
+}
+
+/// An encoded column chunk that can be appended again and again: its bytes
+/// (dictionary page first) and what closing it gave, its offsets counted
+/// from the chunk's start. A constant column of a full row group encodes to
+/// the same bytes every time, so the parser encodes it once (arrow-rs
+/// would intern its one value again for every row).
+#[derive(Clone)]
+struct Copy {
+    bytes: bytes::Bytes,
+    close: parquet::column::writer::ColumnCloseResult,
+}
+
+/// Turns closed chunks into [`Copy`]s: each is appended to a file of its
+/// one column in memory, whose bytes and layout it then has.
+fn copy_chunks(
+    schema: &arrow_schema::Schema,
+    chunks: Vec<(usize, parquet::arrow::arrow_writer::ArrowColumnChunk)>,
+) -> Result<Vec<(usize, Copy)>, parquet::errors::ParquetError> {
+    use parquet::errors::ParquetError;
+    chunks
+        .into_iter()
+        .map(|(i, chunk)| {
+            let close = chunk.close().clone();
+            let one = std::sync::Arc::new(arrow_schema::Schema::new(vec![schema.field(i).clone()]));
+            let (mut file, _) = ArrowWriter::try_new(Vec::new(), one, Some(writer_properties()))?
+                .into_serialized_writer()?;
+            let mut row_group = file.next_row_group()?;
+            chunk.append_to_row_group(&mut row_group)?;
+            let meta = row_group.close()?;
+            let column = meta.column(0);
+            let start = column
+                .dictionary_page_offset()
+                .unwrap_or_else(|| column.data_page_offset());
+            let (from, to) = (start as usize, (start + column.compressed_size()) as usize);
+            file.flush()?;
+            let bytes = file.inner().get(from..to).ok_or_else(|| {
+                ParquetError::General("a column chunk outside its file".to_owned())
+            })?;
+            // The chunk's offsets as `append_to_row_group` lays it out:
+            // dictionary page first.
+            let dictionary = (column.data_page_offset() - start) as usize;
+            Ok((
+                i,
+                Copy {
+                    bytes: bytes::Bytes::copy_from_slice(bytes),
+                    close: close.update_dictionary_location(dictionary)?,
+                },
+            ))
+        })
+        .collect()
+}
 
 /// The first `room` rows of `batch` (what a row group still takes); the
 /// rest, if any, in `pending` for the next.
@@ -955,7 +1069,9 @@ mod tests {
     /// a row group's end, whatever the batch size; and with no rows.
     #[test]
     fn the_room_file_is_what_one_arrow_writer_writes() {
-        let rows = ROW_GROUP_ROWS + 1000;
+        // Three full row groups (the parser encodes its constant columns for
+        // the first and copies them into the next two) and a short one.
+        let rows = 3 * ROW_GROUP_ROWS + 1000;
         let mut data = String::from("RoomId,Audio,SD,hd,FullHD,2K,4K,8K\n");
         for i in 0..rows {
             data.push_str(&format!(
