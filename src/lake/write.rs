@@ -384,8 +384,8 @@ impl<W: std::io::Write> std::io::Write for HashingSink<W> {
 /// Two threads, a pipeline on both cores: one reads (and, for the API's
 /// body, unescapes) the CSV, parses it into record batches and encodes the
 /// two constant columns (`PARSER_COLUMNS`: once, for the first full row
-/// group, then copied, see [`Copy`]); the other encodes and
-/// compresses the rest, and writes each row group once both halves are done. Nothing
+/// group, then copied, see `ChunkCopy`); the other encodes and compresses
+/// the rest, and writes each row group once both halves are done. Nothing
 /// waits at a row group's end: the parser hands its closed column chunks
 /// over in order with the batches and goes on. The file is the one an
 /// `ArrowWriter` writes for the same batches, byte for byte. At most four
@@ -398,7 +398,7 @@ pub fn encode<R: Read + Send>(
     fetched_at: DateTime<Utc>,
     encoding: &Encoding,
 ) -> Result<Encoded, WriteError> {
-    use parquet::arrow::arrow_writer::{ArrowColumnWriter, compute_leaves};
+    use parquet::arrow::arrow_writer::ArrowColumnWriter;
     /// What the parser hands the encoder, in order.
     enum Step {
         /// A new row group: the encoder's column writers for it.
@@ -456,7 +456,7 @@ pub fn encode<R: Read + Send>(
             // group gets the same batches (uncut: the default 16,384 rows
             // divide a group), so the file stays the one `ArrowWriter`
             // writes.
-            let mut copies: Option<Vec<(usize, Copy)>> = None;
+            let mut copies: Option<Vec<(usize, ChunkCopy)>> = None;
             let may_copy = ROW_GROUP_ROWS.is_multiple_of(batch_rows);
             for group in 0.. {
                 let (mut mine, theirs): (Vec<_>, Vec<_>) = factory
@@ -498,32 +498,18 @@ pub fn encode<R: Read + Send>(
                 }
                 let full = rows == ROW_GROUP_ROWS;
                 let pieces = match &copies {
-                    Some(copies) if full => copies
-                        .iter()
-                        .map(|(i, c)| (*i, Piece::Copy(c.clone())))
-                        .collect(),
+                    Some(copies) if full => Piece::copies(copies),
                     _ => {
                         for arrays in held {
-                            for ((i, w), array) in mine.iter_mut().zip(arrays) {
-                                for leaf in compute_leaves(schema.field(*i), &array)? {
-                                    w.write(&leaf)?;
-                                }
+                            for ((i, w), array) in mine.iter_mut().zip(&arrays) {
+                                write_column(schema.field(*i), w, array)?;
                             }
                         }
                         let closed = close_all(mine)?;
                         if full && may_copy {
-                            let kept = copy_chunks(schema, closed)?;
-                            let pieces = kept
-                                .iter()
-                                .map(|(i, c)| (*i, Piece::Copy(c.clone())))
-                                .collect();
-                            copies = Some(kept);
-                            pieces
+                            Piece::copies(copies.insert(copy_chunks(schema, closed)?))
                         } else {
-                            closed
-                                .into_iter()
-                                .map(|(i, c)| (i, Piece::Chunk(c)))
-                                .collect()
+                            Piece::chunks(closed)
                         }
                     }
                 };
@@ -551,21 +537,12 @@ pub fn encode<R: Read + Send>(
                         feed(schema, &mut theirs, &batch)?;
                     }
                     Step::Chunks(parsers) => {
-                        let mut pieces: Vec<(usize, Piece)> =
-                            close_all(std::mem::take(&mut theirs))?
-                                .into_iter()
-                                .map(|(i, c)| (i, Piece::Chunk(c)))
-                                .collect();
+                        let mut pieces = Piece::chunks(close_all(std::mem::take(&mut theirs))?);
                         pieces.extend(parsers);
                         pieces.sort_by_key(|(i, _)| *i);
                         let mut row_group = file.next_row_group()?;
                         for (_, piece) in pieces {
-                            match piece {
-                                Piece::Chunk(chunk) => chunk.append_to_row_group(&mut row_group)?,
-                                Piece::Copy(Copy { bytes, close }) => {
-                                    row_group.append_column(&bytes, close)?
-                                }
-                            }
+                            piece.append_to(&mut row_group)?;
                         }
                         row_group.close()?;
                     }
@@ -605,7 +582,38 @@ const PARSER_COLUMNS: [&str; 2] = [schema::REQUEST_ID, schema::FETCHED_AT];
 /// this group, or a copy of one encoded before.
 enum Piece {
     Chunk(parquet::arrow::arrow_writer::ArrowColumnChunk),
-    Copy(Copy),
+    Copy(ChunkCopy),
+}
+
+impl Piece {
+    /// Closed chunks (see [`close_all`]), by column index.
+    fn chunks(
+        closed: Vec<(usize, parquet::arrow::arrow_writer::ArrowColumnChunk)>,
+    ) -> Vec<(usize, Piece)> {
+        closed
+            .into_iter()
+            .map(|(i, c)| (i, Piece::Chunk(c)))
+            .collect()
+    }
+
+    /// Copies kept from an earlier row group, by column index.
+    fn copies(copies: &[(usize, ChunkCopy)]) -> Vec<(usize, Piece)> {
+        copies
+            .iter()
+            .map(|(i, c)| (*i, Piece::Copy(c.clone())))
+            .collect()
+    }
+
+    /// Appends the chunk as the row group's next column.
+    fn append_to<W: std::io::Write + Send>(
+        self,
+        row_group: &mut parquet::file::writer::SerializedRowGroupWriter<'_, W>,
+    ) -> Result<(), parquet::errors::ParquetError> {
+        match self {
+            Piece::Chunk(chunk) => chunk.append_to_row_group(row_group),
+            Piece::Copy(ChunkCopy { bytes, close }) => row_group.append_column(&bytes, close),
+        }
+    }
 }
 
 /// An encoded column chunk that can be appended again and again: its bytes
@@ -614,17 +622,17 @@ enum Piece {
 /// the same bytes every time, so the parser encodes it once (arrow-rs
 /// would intern its one value again for every row).
 #[derive(Clone)]
-struct Copy {
+struct ChunkCopy {
     bytes: bytes::Bytes,
     close: parquet::column::writer::ColumnCloseResult,
 }
 
-/// Turns closed chunks into [`Copy`]s: each is appended to a file of its
+/// Turns closed chunks into [`ChunkCopy`]s: each is appended to a file of its
 /// one column in memory, whose bytes and layout it then has.
 fn copy_chunks(
     schema: &arrow_schema::Schema,
     chunks: Vec<(usize, parquet::arrow::arrow_writer::ArrowColumnChunk)>,
-) -> Result<Vec<(usize, Copy)>, parquet::errors::ParquetError> {
+) -> Result<Vec<(usize, ChunkCopy)>, parquet::errors::ParquetError> {
     use parquet::errors::ParquetError;
     chunks
         .into_iter()
@@ -650,7 +658,7 @@ fn copy_chunks(
             let dictionary = (column.data_page_offset() - start) as usize;
             Ok((
                 i,
-                Copy {
+                ChunkCopy {
                     bytes: bytes::Bytes::copy_from_slice(bytes),
                     close: close.update_dictionary_location(dictionary)?,
                 },
@@ -690,11 +698,20 @@ fn feed(
     writers: &mut [(usize, parquet::arrow::arrow_writer::ArrowColumnWriter)],
     batch: &RecordBatch,
 ) -> Result<(), parquet::errors::ParquetError> {
-    use parquet::arrow::arrow_writer::compute_leaves;
     for (i, w) in writers.iter_mut() {
-        for leaf in compute_leaves(schema.field(*i), batch.column(*i))? {
-            w.write(&leaf)?;
-        }
+        write_column(schema.field(*i), w, batch.column(*i))?;
+    }
+    Ok(())
+}
+
+/// Feeds one column's `array` to its `writer`.
+fn write_column(
+    field: &arrow_schema::Field,
+    writer: &mut parquet::arrow::arrow_writer::ArrowColumnWriter,
+    array: &arrow_array::ArrayRef,
+) -> Result<(), parquet::errors::ParquetError> {
+    for leaf in parquet::arrow::arrow_writer::compute_leaves(field, array)? {
+        writer.write(&leaf)?;
     }
     Ok(())
 }
@@ -1065,8 +1082,9 @@ mod tests {
     }
 
     /// The two threads' file is the one a single `ArrowWriter` writes for
-    /// the same batches, byte for byte: over two row groups, a batch cut by
-    /// a row group's end, whatever the batch size; and with no rows.
+    /// the same batches, byte for byte: over several row groups (the
+    /// constant columns copied, with a batch size that divides a group),
+    /// batches cut by a row group's end (no copies), and no rows.
     #[test]
     fn the_room_file_is_what_one_arrow_writer_writes() {
         // Three full row groups (the parser encodes its constant columns for
