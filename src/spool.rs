@@ -491,6 +491,23 @@ impl Tail {
         self.grown.notify_all();
     }
 
+    /// Waits until the spool's file holds more than `pos` bytes, or the
+    /// writer is done with it.
+    pub fn wait_past(&self, pos: u64) -> Followed {
+        let mut state = self.state.lock().expect("tail lock");
+        while state.end == TailEnd::Open && (state.file.is_none() || state.written <= pos) {
+            state = self.grown.wait(state).expect("tail lock");
+        }
+        match (state.end, state.file.clone()) {
+            (TailEnd::Abandoned, _) => Followed::Abandoned,
+            (TailEnd::Done(len), file) => Followed::Done { file, len },
+            (TailEnd::Open, file) => Followed::Grew {
+                file: file.expect("waited for the file"),
+                written: state.written,
+            },
+        }
+    }
+
     /// Digests the spool as it is written (see [`Digester`]): `Ok(None)`
     /// when there is nothing to gain (the spool stayed in memory: the
     /// caller digests the finished bytes) or it was abandoned. `size`, when
@@ -505,16 +522,13 @@ impl Tail {
         let mut buf = vec![0u8; READ_BUFFER];
         let mut pos = 0u64;
         loop {
-            let (file, upto, end) = {
-                let mut state = self.state.lock().expect("tail lock");
-                while state.end == TailEnd::Open && (state.file.is_none() || state.written <= pos) {
-                    state = self.grown.wait(state).expect("tail lock");
-                }
-                (state.file.clone(), state.written, state.end)
-            };
-            let file = match (file, end) {
-                (_, TailEnd::Abandoned) | (None, _) => return Ok(None),
-                (Some(file), _) => file,
+            let (file, upto, done) = match self.wait_past(pos) {
+                Followed::Abandoned | Followed::Done { file: None, .. } => return Ok(None),
+                Followed::Grew { file, written } => (file, written, false),
+                Followed::Done {
+                    file: Some(file),
+                    len,
+                } => (file, len, true),
             };
             let d = match digester.as_mut() {
                 Some(d) => d,
@@ -524,21 +538,48 @@ impl Tail {
                 let want = buf.len().min((upto - pos) as usize);
                 let n = file.read_at(&mut buf[..want], pos)?;
                 if n == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the spool file is shorter than what was written to it",
-                    ));
+                    return Err(short_file());
                 }
                 d.update(&buf[..n])?;
                 pos += n as u64;
             }
-            if let TailEnd::Done(len) = end
-                && pos >= len
-            {
+            if done {
                 return digester.expect("set above").finish().map(Some);
             }
         }
     }
+}
+
+/// Where a followed spool stands (see [`Tail::wait_past`]).
+#[derive(Debug)]
+pub enum Followed {
+    /// The writer goes on; its file holds `written` bytes.
+    Grew { file: Arc<File>, written: u64 },
+    /// The writer finished with `len` bytes, in `file` if they moved to
+    /// one (else they stayed in memory).
+    Done { file: Option<Arc<File>>, len: u64 },
+    /// The writer was dropped unfinished.
+    Abandoned,
+}
+
+/// The `len` bytes at `offset` of a followed spool's `file`.
+pub fn read_exact_at(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut out = vec![0u8; len];
+    let mut at = 0;
+    while at < len {
+        match file.read_at(&mut out[at..], offset + at as u64)? {
+            0 => return Err(short_file()),
+            n => at += n,
+        }
+    }
+    Ok(out)
+}
+
+fn short_file() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the spool file is shorter than what was written to it",
+    )
 }
 
 /// What is kept of bytes going by (an answer's body): their SHA-256, and

@@ -77,7 +77,7 @@ fn multipart_round_trip(dest: Destination) {
         trtc_usage::spool::Spooled::Memory(bytes.clone()),
         spooled.finish().unwrap(),
     ] {
-        block_on(trtc_usage::lake::write::put_file(
+        block_on(trtc_usage::lake::upload::put_file(
             &dest,
             &path,
             file,

@@ -131,6 +131,28 @@ impl TestDest {
 
     /// The destination as the tool opens it, to read back what it wrote.
     pub fn open(&self) -> Destination {
+        self.open_with(|b| b)
+    }
+
+    /// The S3 destination reached at `endpoint` (a proxy), its requests
+    /// retried twice, 10-40 ms apart.
+    pub fn open_at(&self, endpoint: &str) -> Destination {
+        let retry = object_store::RetryConfig {
+            backoff: object_store::BackoffConfig {
+                init_backoff: std::time::Duration::from_millis(10),
+                max_backoff: std::time::Duration::from_millis(40),
+                base: 2.0,
+            },
+            max_retries: 2,
+            retry_timeout: std::time::Duration::from_secs(10),
+        };
+        self.open_with(|b| b.with_endpoint(endpoint).with_retry(retry))
+    }
+
+    fn open_with(
+        &self,
+        configure: impl FnOnce(object_store::aws::AmazonS3Builder) -> object_store::aws::AmazonS3Builder,
+    ) -> Destination {
         match self {
             TestDest::Local(_) => Destination::open(&self.url()).unwrap(),
             TestDest::S3 { bucket, prefix } => {
@@ -138,6 +160,7 @@ impl TestDest {
                 for (k, v) in s3_env().unwrap() {
                     b = b.with_config(k.to_lowercase().parse().unwrap(), v);
                 }
+                let b = configure(b);
                 Destination::from_store(
                     Arc::new(b.build().unwrap()),
                     Path::from(prefix.as_str()),

@@ -634,7 +634,7 @@ async fn export_room(
         Table::RoomUsage,
         request,
         async |usage, call| {
-            partition::encode_room_usage(cfg.contract, &cfg.encoding, usage, call).await
+            partition::encode_room_usage(&cfg.dest, cfg.contract, &cfg.encoding, usage, call).await
         },
     )
     .await

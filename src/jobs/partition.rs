@@ -10,6 +10,7 @@ use tracing::{info, warn};
 
 use crate::lake::manifest::Manifest;
 use crate::lake::store::Destination;
+use crate::lake::upload::Output;
 use crate::lake::write::{self, CallInfo, Encoded, Encoding};
 use crate::tables::normalize::{HeaderInfo, SchemaContract};
 use crate::tables::{Table, app_usage};
@@ -173,9 +174,11 @@ pub async fn write_app_usage(
 }
 
 /// Encodes `usage` as the `room_usage` partition `call` describes, on
-/// blocking threads (the CSV is read from the spooled body). The error is
+/// blocking threads (the CSV is read from the spooled body), for `dest`
+/// (on S3 the file goes up in parts while it is encoded). The error is
 /// one line naming the RequestId and, for bad data, the line and column.
 pub async fn encode_room_usage(
+    dest: &Destination,
     contract: SchemaContract,
     encoding: &Encoding,
     usage: &RoomUsage,
@@ -185,8 +188,13 @@ pub async fn encode_room_usage(
     let request_id = usage.request_id.clone();
     let fetched_at = usage.fetched_at;
     let encoding = encoding.clone();
+    let out = Output::for_path(
+        dest,
+        &dest.part_path(call.table, call.app_id, call.day),
+        &encoding.outputs,
+    );
     let encoded = tokio::task::spawn_blocking(move || {
-        write::encode(csv, contract, &request_id, fetched_at, &encoding)
+        write::encode(csv, contract, &request_id, fetched_at, &encoding, out)
     })
     .await
     .expect("the encoder does not panic")
@@ -212,7 +220,7 @@ pub async fn write_room_usage(
     usage: RoomUsage,
     call: &CallInfo,
 ) -> Result<Written, String> {
-    let encoded = encode_room_usage(contract, encoding, &usage, call)
+    let encoded = encode_room_usage(dest, contract, encoding, &usage, call)
         .await
         .map_err(Problem::message)?;
     commit(dest, call, encoded, usage.response_at, usage.body_bytes).await

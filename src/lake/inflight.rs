@@ -18,7 +18,7 @@ use crate::lake::lease::STATE_DIR;
 use crate::lake::store::{
     CREATE_PROBE, Destination, MANIFEST_FILE, PART_FILE, PREFLIGHT_PROBE, partition_of,
 };
-use crate::lake::write::INFLIGHT_SUFFIX;
+use crate::lake::upload::INFLIGHT_SUFFIX;
 use crate::tables::Table;
 
 const INFLIGHT_DIR: &str = "inflight";

@@ -8,6 +8,8 @@
 //! - [`lease`]: one writer per lake, a lease taken with a create-only write;
 //! - [`marker`]: whether a lake holds Tencent Cloud or simulated data;
 //! - [`raw`]: the raw zone, every API answer kept compressed, for `rebuild`;
+//! - [`upload`]: a built file into the store, in parts while it is built
+//!   on S3, visible only once whole;
 //! - [`mod@write`]: record batches → one zstd Parquet file → the store, then the
 //!   manifest, in an order that never shows a reader a partial file.
 //!
@@ -20,4 +22,5 @@ pub mod manifest;
 pub mod marker;
 pub mod raw;
 pub mod store;
+pub mod upload;
 pub mod write;

@@ -18,7 +18,8 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
 use crate::lake::store::{Destination, partition_of};
-use crate::lake::write::{self, WriteError};
+use crate::lake::upload;
+use crate::lake::write::WriteError;
 use crate::spool::{Digester, SpoolConfig, Spooled};
 use crate::tables::Table;
 
@@ -119,14 +120,9 @@ pub async fn put(
     compressed: Spooled,
 ) -> Result<(), WriteError> {
     dest.fences().check(app_id)?;
-    write::put_file(
-        dest,
-        path,
-        compressed,
-        write::MULTIPART_THRESHOLD,
-        write::PART_SIZE,
-    )
-    .await
+    // Not streamed while it is compressed: its name holds the RequestId,
+    // which the body gives only at its end.
+    Ok(upload::put(dest, path, compressed, None).await?)
 }
 
 /// Every raw object of `table` under `prefix` (the table's raw directory,

@@ -17,11 +17,10 @@ use std::io::Read;
 use std::time::Duration;
 
 use arrow_array::{Array, Int64Array, RecordBatch};
-use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -30,32 +29,11 @@ use sha2::{Digest, Sha256};
 
 use crate::lake::manifest::{self, BodyInfo, CheckInfo, DerivedInfo, FileInfo, Manifest};
 use crate::lake::store::{Destination, PART_FILE};
+use crate::lake::upload::{self, Output, Streamed, UploadError, store_err};
 use crate::spool::{SpoolConfig, SpoolWriter, Spooled};
 use crate::tables::Table;
 use crate::tables::normalize::{HeaderInfo, NormalizeError, Normalizer, SchemaContract};
 use crate::tables::schema;
-
-/// How a file being written on local disk is named until it is renamed
-/// into place: `_part-00000.parquet.inflight`, which no reader takes for
-/// data.
-pub const INFLIGHT_PREFIX: &str = "_";
-pub const INFLIGHT_SUFFIX: &str = ".inflight";
-
-/// `dir/_name.inflight` for `dir/name`.
-pub fn inflight_name(path: &Path) -> Path {
-    let mut parts: Vec<String> = path.parts().map(|p| p.as_ref().to_owned()).collect();
-    let name = parts.pop().unwrap_or_default();
-    parts.push(format!("{INFLIGHT_PREFIX}{name}{INFLIGHT_SUFFIX}"));
-    Path::from_iter(parts)
-}
-
-/// Files larger than this are uploaded in parts.
-pub const MULTIPART_THRESHOLD: usize = 32 * 1024 * 1024;
-/// Size of one uploaded part.
-pub const PART_SIZE: usize = 8 * 1024 * 1024;
-/// Parts being uploaded at once: with [`PART_SIZE`], what a multipart
-/// upload holds in memory.
-const PARTS_IN_FLIGHT: usize = 2;
 
 /// How a room day is encoded: rows per batch, where answers are spooled,
 /// and where the files the lake keeps are built.
@@ -102,20 +80,8 @@ pub enum WriteError {
     Normalize(#[from] NormalizeError),
     #[error("encoding Parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{action} {path}: {source}")]
-    Store {
-        action: &'static str,
-        path: String,
-        #[source]
-        source: object_store::Error,
-    },
+    #[error(transparent)]
+    Upload(#[from] UploadError),
     /// A figure for the manifest that JSON cannot hold (serde_json would
     /// write `null`): refused before anything is written.
     #[error("{what} is {value}, not a finite number; nothing was written")]
@@ -136,6 +102,9 @@ pub struct Encoded {
     pub sha256: String,
     /// Series → the day's total, for the manifest (see [`Manifest::totals`]).
     pub totals: BTreeMap<String, f64>,
+    /// The upload that followed the file while it was built (S3): the
+    /// commit completes it; dropped, it is aborted.
+    pub upload: Option<Streamed>,
 }
 
 /// Adds each `_seconds` column of `batch` to its series' total.
@@ -173,6 +142,7 @@ pub fn encode_batch(
         header,
         sha256: hex::encode(sink.sha256.finalize()),
         totals,
+        upload: None,
     })
 }
 
@@ -188,13 +158,14 @@ pub fn encode_batch(
 pub fn encode_stream(
     schema: arrow_schema::SchemaRef,
     properties: WriterProperties,
-    spool: &SpoolConfig,
+    out: Output,
     split: usize,
     mut next: impl FnMut() -> Result<Option<RecordBatch>, String>,
 ) -> Result<Encoded, WriteError> {
     use parquet::arrow::arrow_writer::ArrowColumnWriter;
+    let Output { writer, upload } = out;
     let sink: HashingSink<SpoolWriter> = HashingSink {
-        bytes: spool.writer(),
+        bytes: writer,
         sha256: Sha256::new(),
     };
     let row_group_rows = properties
@@ -266,7 +237,7 @@ pub fn encode_stream(
         }
     }
     file.into_inner()?
-        .into_encoded(rows, HeaderInfo::default(), BTreeMap::new())
+        .into_encoded(rows, HeaderInfo::default(), BTreeMap::new(), upload)
 }
 
 /// Hands the heap's free pages back to the system after a row group
@@ -351,6 +322,7 @@ impl HashingSink<SpoolWriter> {
         rows: u64,
         header: HeaderInfo,
         totals: BTreeMap<String, f64>,
+        upload: Option<Streamed>,
     ) -> Result<Encoded, WriteError> {
         let file = self
             .bytes
@@ -362,6 +334,7 @@ impl HashingSink<SpoolWriter> {
             header,
             sha256: hex::encode(self.sha256.finalize()),
             totals,
+            upload,
         })
     }
 }
@@ -397,6 +370,7 @@ pub fn encode<R: Read + Send>(
     request_id: &str,
     fetched_at: DateTime<Utc>,
     encoding: &Encoding,
+    out: Output,
 ) -> Result<Encoded, WriteError> {
     use parquet::arrow::arrow_writer::ArrowColumnWriter;
     /// What the parser hands the encoder, in order.
@@ -417,8 +391,9 @@ pub fn encode<R: Read + Send>(
     let header = normalizer.header().clone();
     let schema = normalizer.schema();
     let batch_rows = encoding.batch_rows.max(1);
+    let Output { writer, upload } = out;
     let sink: HashingSink<SpoolWriter> = HashingSink {
-        bytes: encoding.outputs.writer(),
+        bytes: writer,
         sha256: Sha256::new(),
     };
     let (mut file, factory) =
@@ -570,6 +545,7 @@ pub fn encode<R: Read + Send>(
         rows,
         header,
         totals.into_iter().map(|(s, t)| (s, t as f64)).collect(),
+        upload,
     )
 }
 
@@ -737,121 +713,6 @@ pub struct CallInfo {
     pub derived: Option<DerivedInfo>,
 }
 
-fn store_err(action: &'static str, path: &Path) -> impl FnOnce(object_store::Error) -> WriteError {
-    let path = path.to_string();
-    move |source| WriteError::Store {
-        action,
-        path,
-        source,
-    }
-}
-
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> WriteError {
-    let path = path.to_string();
-    move |source| WriteError::Io {
-        action,
-        path,
-        source,
-    }
-}
-
-/// Uploads `file` to `path`: one atomic PUT up to `threshold`, a multipart
-/// upload of `part_size` parts above it (visible only once completed, and
-/// aborted on failure so no part is left behind), read from the spool a
-/// part at a time.
-pub async fn put_file(
-    dest: &Destination,
-    path: &Path,
-    file: Spooled,
-    threshold: usize,
-    part_size: usize,
-) -> Result<(), WriteError> {
-    let store = dest.store();
-    let staging = inflight_name(path);
-    if let Some(local) = dest.local_path(&staging) {
-        // On local disk object_store writes `<name>#<n>` and renames it;
-        // a crash in between would leave that name, which Spark reads as
-        // data. So write a name a reader skips (leading `_`, not ending in
-        // `.parquet`), then rename it: one atomic rename(2).
-        match file {
-            Spooled::Memory(bytes) => {
-                store
-                    .put(&staging, PutPayload::from(bytes))
-                    .await
-                    .map_err(store_err("writing", &staging))?;
-            }
-            // A spooled file is linked into place when it was built on the
-            // lake's file system (else copied by the kernel,
-            // copy_file_range), and made durable before the rename.
-            file @ Spooled::File { .. } => {
-                let target = local.clone();
-                tokio::task::spawn_blocking(move || {
-                    if let Some(dir) = target.parent() {
-                        std::fs::create_dir_all(dir)?;
-                    }
-                    let copied = file.persist(&target);
-                    if copied.is_err() {
-                        // Nothing half-written stays behind.
-                        let _ = std::fs::remove_file(&target);
-                    }
-                    copied
-                })
-                .await
-                .expect("copying a file does not panic")
-                .map_err(io_err("writing", &staging))?;
-            }
-        };
-        if let Err(e) = store.rename(&staging, path).await {
-            let _ = std::fs::remove_file(&local);
-            return Err(store_err("renaming into place", path)(e));
-        }
-        return Ok(());
-    }
-    let len = file.len();
-    if len as usize <= threshold {
-        let payload = match file {
-            Spooled::Memory(bytes) => PutPayload::from(bytes),
-            file @ Spooled::File { .. } => PutPayload::from(
-                file.read_range(0, len as usize)
-                    .map_err(io_err("reading spooled", path))?,
-            ),
-        };
-        store
-            .put(path, payload)
-            .await
-            .map_err(store_err("writing", path))?;
-        return Ok(());
-    }
-    let upload = store
-        .put_multipart(path)
-        .await
-        .map_err(store_err("starting multipart upload of", path))?;
-    let mut writer = WriteMultipart::new_with_chunk_size(upload, part_size);
-    let mut offset = 0u64;
-    while offset < len {
-        let n = (part_size as u64).min(len - offset) as usize;
-        if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
-            let _ = writer.abort().await;
-            return Err(store_err("uploading part of", path)(e));
-        }
-        let part = match file.read_range(offset, n) {
-            Ok(p) => Bytes::from(p),
-            Err(e) => {
-                let _ = writer.abort().await;
-                return Err(io_err("reading spooled", path)(e));
-            }
-        };
-        writer.put(part);
-        offset += n as u64;
-    }
-    // `finish` aborts the upload itself when it fails, so no part is left.
-    writer
-        .finish()
-        .await
-        .map_err(store_err("completing multipart upload of", path))?;
-    Ok(())
-}
-
 /// Replaces the partition with `encoded` and its manifest (see the module
 /// docs for the order).
 pub async fn commit(
@@ -886,12 +747,12 @@ pub async fn commit(
     fenced()?;
     match store.delete(&manifest_path).await {
         Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-        Err(e) => return Err(store_err("deleting old manifest", &manifest_path)(e)),
+        Err(e) => return Err(store_err("deleting old manifest", &manifest_path)(e).into()),
     }
 
     let size = encoded.file.len();
     fenced()?;
-    put_file(dest, &part, encoded.file, MULTIPART_THRESHOLD, PART_SIZE).await?;
+    upload::put(dest, &part, encoded.file, encoded.upload).await?;
 
     let stale: Vec<Path> = store
         .list(Some(&dir))
@@ -903,7 +764,7 @@ pub async fn commit(
     for path in stale {
         match store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(store_err("deleting stale object", &path)(e)),
+            Err(e) => return Err(store_err("deleting stale object", &path)(e).into()),
         }
     }
 
@@ -946,6 +807,7 @@ pub async fn commit(
 mod tests {
     use super::*;
     use crate::tables::schema;
+    use bytes::Bytes;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     /// Two threads, row groups cut inside batches: the file reads back as
@@ -992,7 +854,7 @@ mod tests {
             let e = encode_stream(
                 schema.clone(),
                 props.clone(),
-                &SpoolConfig::default(),
+                Output::spooled(&SpoolConfig::default()),
                 split,
                 || Ok(given.next()),
             )
@@ -1031,9 +893,13 @@ mod tests {
             };
             assert_eq!(values(&read), values(&[batch(0, 2999)]), "split {split}");
         }
-        let e = encode_stream(schema.clone(), props, &SpoolConfig::default(), 1, || {
-            Ok(None)
-        })
+        let e = encode_stream(
+            schema.clone(),
+            props,
+            Output::spooled(&SpoolConfig::default()),
+            1,
+            || Ok(None),
+        )
         .unwrap();
         assert_eq!(e.rows, 0);
         let bytes = bytes::Bytes::from(e.file.to_vec().unwrap());
@@ -1049,6 +915,19 @@ mod tests {
         }
     }
 
+    /// `data` encoded as the room table, `batch_rows` at a time, in
+    /// memory or a spool file.
+    fn encode_csv(data: impl Read + Send, batch_rows: usize) -> Result<Encoded, WriteError> {
+        encode(
+            data,
+            SchemaContract::Evolve,
+            "req",
+            now(),
+            &enc(batch_rows),
+            Output::spooled(&SpoolConfig::default()),
+        )
+    }
+
     fn now() -> DateTime<Utc> {
         DateTime::from_timestamp(1_764_000_000, 123_456_000).unwrap()
     }
@@ -1056,14 +935,7 @@ mod tests {
     #[test]
     fn encodes_a_readable_zstd_file_without_partition_columns() {
         let data = "RoomId,Audio,SD,hd,FullHD,2K,4K\nr1,1,2,3,4,5,6\n007,0,0,0,0,0,9\n";
-        let e = encode(
-            data.as_bytes(),
-            SchemaContract::Evolve,
-            "req",
-            now(),
-            &enc(1024),
-        )
-        .unwrap();
+        let e = encode_csv(data.as_bytes(), 1024).unwrap();
         assert_eq!(e.rows, 2);
         let reader =
             ParquetRecordBatchReaderBuilder::try_new(Bytes::from(e.file.to_vec().unwrap()))
@@ -1105,14 +977,7 @@ mod tests {
             (data.as_str(), 3000),
             ("RoomId,Audio\n", 10),
         ] {
-            let e = encode(
-                data.as_bytes(),
-                SchemaContract::Evolve,
-                "req",
-                now(),
-                &enc(batch_rows),
-            )
-            .unwrap();
+            let e = encode_csv(data.as_bytes(), batch_rows).unwrap();
             let mut n = Normalizer::new(
                 data.as_bytes(),
                 SchemaContract::Evolve,
@@ -1141,14 +1006,7 @@ mod tests {
         for i in 0..rows {
             data.push_str(&format!("room_{i},{},{},0,0,0,0\n", i % 977, i % 13));
         }
-        let e = encode(
-            data.as_bytes(),
-            SchemaContract::Evolve,
-            "req",
-            now(),
-            &enc(4096),
-        )
-        .unwrap();
+        let e = encode_csv(data.as_bytes(), 4096).unwrap();
         assert_eq!(e.rows, rows as u64);
         let reader =
             ParquetRecordBatchReaderBuilder::try_new(Bytes::from(e.file.to_vec().unwrap()))
@@ -1174,15 +1032,9 @@ mod tests {
     #[test]
     fn a_bad_escape_in_the_body_fails_naming_the_line() {
         let body = br#"RoomId,Audio\nr1,1\nr2,2\ud800\n"#;
-        let err = encode(
-            crate::tencent::api::DataReader::new(&body[..]),
-            SchemaContract::Evolve,
-            "req",
-            now(),
-            &enc(1024),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = encode_csv(crate::tencent::api::DataReader::new(&body[..]), 1024)
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "CSV line 3: Response.Data: unpaired surrogate in \\u escape"
@@ -1191,7 +1043,7 @@ mod tests {
 
     #[test]
     fn zero_rows_still_make_a_file_with_the_full_schema() {
-        let e = encode(&b""[..], SchemaContract::Evolve, "req", now(), &enc(1024)).unwrap();
+        let e = encode_csv(&b""[..], 1024).unwrap();
         assert_eq!(e.rows, 0);
         let reader =
             ParquetRecordBatchReaderBuilder::try_new(Bytes::from(e.file.to_vec().unwrap()))
@@ -1224,14 +1076,7 @@ mod tests {
         let pdir = dir.path().join("room_usage/app_id=7/usage_date=2026-11-20");
         std::fs::create_dir_all(&pdir).unwrap();
         std::fs::write(pdir.join("part-00001.parquet"), b"stale").unwrap();
-        let e = encode(
-            &b"RoomId,Audio\nr,1\n"[..],
-            SchemaContract::Evolve,
-            "req",
-            now(),
-            &enc(8),
-        )
-        .unwrap();
+        let e = encode_csv(&b"RoomId,Audio\nr,1\n"[..], 8).unwrap();
         let m = commit(&dest, &call, e).await.unwrap();
         assert_eq!(m.rows, 1);
         let mut names: Vec<_> = std::fs::read_dir(&pdir)

@@ -21,6 +21,7 @@ use crate::jobs::derive::{Context, Derived, Inputs, Settings};
 use crate::jobs::partition::{self, Written};
 use crate::jobs::summary::{Partition, Summary};
 use crate::lake::manifest::DerivedInfo;
+use crate::lake::upload::Output;
 use crate::lake::write::{self, CallInfo};
 use crate::tables::Table;
 use crate::tables::cost;
@@ -117,13 +118,17 @@ impl Derived for Cost {
             // The reader (async, here) and the pricer and encoder (a
             // blocking thread) overlap; two batches in flight at most.
             let (tx, mut rx) = tokio::sync::mpsc::channel(1);
-            let spool = cx.encoding.outputs.clone();
+            let out = Output::for_path(
+                cx.dest,
+                &cx.dest.part_path(Table::Cost, p.app_id, p.usage_date),
+                &cx.encoding.outputs,
+            );
             let encoder = tokio::task::spawn_blocking(move || {
                 let mut totals = BTreeMap::new();
                 let encoded = write::encode_stream(
                     cost::file_schema(),
                     write::writer_properties_for(&cost::VARYING, &cost::WITH_STATISTICS),
-                    &spool,
+                    out,
                     cost::SPLIT,
                     || match rx.blocking_recv() {
                         None => Ok(None),
