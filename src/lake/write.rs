@@ -6,8 +6,10 @@
 //! 1. delete the old manifest, so a crash mid-way leaves the partition
 //!    "not exported" (and so re-fetched), never "final" with a stale record;
 //! 2. put `part-00000.parquet`: a single atomic PUT (or a multipart upload,
-//!    which becomes visible only when completed and is aborted on failure),
-//!    replacing the old file in place under the same key;
+//!    which becomes visible only when completed and is aborted on failure;
+//!    on S3 a big file's parts went up while it was encoded, and this step
+//!    sends the last one and completes it: see [`upload`]), replacing the
+//!    old file in place under the same key;
 //! 3. delete every other object in the partition directory (stale files of
 //!    older versions, leftovers of a killed upload);
 //! 4. put `_manifest.json`, which marks the partition done.
