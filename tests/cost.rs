@@ -358,6 +358,45 @@ fn a_changed_price_list_recomputes_cost_with_no_call_on_s3() {
     recomputes_with_no_call(dest);
 }
 
+/// A cost file bigger than an 8 MiB part, on S3: it goes up in parts
+/// while it is encoded, and lands whole: its manifest's size and SHA-256
+/// are the object's, and it has a row per room and priced series.
+#[test]
+fn a_cost_file_bigger_than_a_part_streams_to_s3_whole() {
+    let Some(dest) = TestDest::s3() else { return };
+    // About 12 MB of cost file (some 35 bytes a row, 2.2 rows a room).
+    const ROOMS: u64 = 150_000;
+    let sim = start_sim(trtc_usage::simulator::SimConfig {
+        rooms: ROOMS,
+        exact_rooms: true,
+        ..sim_config()
+    });
+    let day = days_ago(9);
+    let prices = price_file("prices-big.toml", 1.0, day);
+    let mut args = date_args(&[APP_A], day);
+    args.extend(["--prices".into(), prices.display().to_string()]);
+    let mut c = cmd(&sim, &dest);
+    c.env("RUST_LOG", "trtc_usage=debug");
+    let r = run(c, &args);
+    r.assert_code(0);
+    let streamed = r.stderr.lines().any(|l| {
+        l.contains("Uploading in parts while the file is written.") && l.contains("cost/")
+    });
+    assert!(
+        streamed,
+        "the cost file went up while encoded:\n{}",
+        r.stderr
+    );
+    let m = read_table_manifest(&dest, "cost", APP_A, day);
+    assert!(m.file.size > 8 * 1024 * 1024, "{} bytes", m.file.size);
+    let file = &objects(&dest)[&format!("cost/app_id={APP_A}/usage_date={day}/part-00000.parquet")];
+    assert_eq!(m.file.size, file.len() as u64);
+    assert_eq!(m.file.sha256, sha256_hex(file));
+    let (rows, _) = list_costs(&dest, APP_A, day);
+    assert_eq!(rows as u64, m.rows);
+    assert!(rows as u64 > ROOMS, "{rows} rows for {ROOMS} rooms");
+}
+
 #[test]
 fn a_bad_price_list_exits_2_before_any_call() {
     let sim = start_sim(sim_config());
