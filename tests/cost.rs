@@ -360,7 +360,7 @@ fn a_changed_price_list_recomputes_cost_with_no_call_on_s3() {
 
 /// A cost file bigger than an 8 MiB part, on S3: it goes up in parts
 /// while it is encoded, and lands whole: its manifest's size and SHA-256
-/// are the object's, and it has a row per room and priced series.
+/// are the object's, and its rows are the manifest's.
 #[test]
 fn a_cost_file_bigger_than_a_part_streams_to_s3_whole() {
     let Some(dest) = TestDest::s3() else { return };
