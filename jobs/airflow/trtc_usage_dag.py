@@ -108,7 +108,7 @@ with DAG(
             ],
             # Large answers and files wait in unnamed temporary files on
             # an emptyDir (about 59 MB per million rooms of one day);
-            # memory stays near 50-63 MiB whatever the day's size (README
+            # memory stays near 50-76 MiB whatever the day's size (README
             # "Performance").
             env_vars={"AWS_REGION": "us-east-1", "TRTC_SPOOL_DIR": "/spool"},
             volumes=[
