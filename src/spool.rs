@@ -565,13 +565,11 @@ pub enum Followed {
 /// The `len` bytes at `offset` of a followed spool's `file`.
 pub fn read_exact_at(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
     let mut out = vec![0u8; len];
-    let mut at = 0;
-    while at < len {
-        match file.read_at(&mut out[at..], offset + at as u64)? {
-            0 => return Err(short_file()),
-            n => at += n,
-        }
-    }
+    file.read_exact_at(&mut out, offset)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => short_file(),
+            _ => e,
+        })?;
     Ok(out)
 }
 

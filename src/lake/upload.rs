@@ -185,9 +185,9 @@ impl Streamed {
     }
 }
 
-/// A multipart upload's parts, sent in order from a spool file.
+/// A multipart upload's parts, sent in order; both the follower and
+/// [`put_file`] send theirs through it.
 struct Parts<'a> {
-    runtime: &'a tokio::runtime::Handle,
     store: &'a Arc<dyn ObjectStore>,
     path: &'a Path,
     part_size: usize,
@@ -197,35 +197,56 @@ struct Parts<'a> {
     offset: u64,
 }
 
-impl Parts<'_> {
-    /// Sends the bytes of `file` from what was sent up to `upto`, in
-    /// `part_size` parts (the last may be short).
-    fn send(&mut self, file: &std::fs::File, upto: u64) -> Result<(), UploadError> {
-        let (runtime, path) = (self.runtime, self.path);
+impl<'a> Parts<'a> {
+    fn new(store: &'a Arc<dyn ObjectStore>, path: &'a Path, part_size: usize) -> Self {
+        Self {
+            store,
+            path,
+            part_size,
+            upload: None,
+            offset: 0,
+        }
+    }
+
+    /// Sends the bytes from what was sent up to `upto`, in `part_size`
+    /// parts (the last may be short), each read with `read(offset, len)`
+    /// once a part's upload may begin ([`PARTS_IN_FLIGHT`] at once).
+    async fn send(
+        &mut self,
+        read: impl Fn(u64, usize) -> std::io::Result<Vec<u8>>,
+        upto: u64,
+    ) -> Result<(), UploadError> {
+        let path = self.path;
         while self.offset < upto {
             let n = (self.part_size as u64).min(upto - self.offset) as usize;
             let writer = match &mut self.upload {
                 Some(w) => w,
                 None => {
-                    let started = runtime
-                        .block_on(self.store.put_multipart(path))
+                    let started = self
+                        .store
+                        .put_multipart(path)
+                        .await
                         .map_err(store_err("starting multipart upload of", path))?;
-                    tracing::debug!(%path, "Uploading in parts while the file is written.");
                     self.upload
                         .insert(WriteMultipart::new_with_chunk_size(started, self.part_size))
                 }
             };
-            runtime
-                .block_on(writer.wait_for_capacity(PARTS_IN_FLIGHT))
+            writer
+                .wait_for_capacity(PARTS_IN_FLIGHT)
+                .await
                 .map_err(store_err("uploading part of", path))?;
-            let bytes =
-                read_exact_at(file, self.offset, n).map_err(io_err("reading spooled", path))?;
-            // The part's request becomes a task of the runtime's.
-            let _entered = runtime.enter();
+            let bytes = read(self.offset, n).map_err(io_err("reading spooled", path))?;
             writer.put(Bytes::from(bytes));
             self.offset += n as u64;
         }
         Ok(())
+    }
+}
+
+/// Aborts `upload`: nothing of it may stay (S3 then frees the parts).
+async fn abort(upload: WriteMultipart, path: &Path) {
+    if let Err(e) = upload.abort().await {
+        tracing::warn!(%path, error = %e, "Could not abort the multipart upload; the bucket's lifecycle rule removes its parts.");
     }
 }
 
@@ -241,31 +262,31 @@ fn follow_and_upload(
     decision: oneshot::Receiver<()>,
 ) -> Result<Sent, UploadError> {
     let part = part_size as u64;
-    let mut parts = Parts {
-        runtime,
-        store,
-        path,
-        part_size,
-        upload: None,
-        offset: 0,
-    };
+    let mut parts = Parts::new(store, path, part_size);
     let sent = loop {
         let at = parts.offset;
-        match tail.wait_past(at + part) {
+        let started = parts.upload.is_some();
+        let (file, upto, done) = match tail.wait_past(at + part) {
             // Every whole part the writer has written past.
             Followed::Grew { file, written } => {
-                if let Err(e) = parts.send(&file, at + (written - at - 1) / part * part) {
-                    break Err(e);
-                }
+                (file, at + (written - at - 1) / part * part, false)
             }
             Followed::Done {
                 file: Some(file),
                 len,
-            } if parts.upload.is_some() || len > part => {
-                break parts.send(&file, len).map(|()| Sent::Completed);
-            }
+            } if started || len > part => (file, len, true),
             Followed::Done { .. } => break Ok(Sent::Nothing),
             Followed::Abandoned => break Ok(Sent::Aborted),
+        };
+        let read = |offset, n| read_exact_at(&file, offset, n);
+        if let Err(e) = runtime.block_on(parts.send(read, upto)) {
+            break Err(e);
+        }
+        if !started && parts.upload.is_some() {
+            tracing::debug!(%path, "Uploading in parts while the file is written.");
+        }
+        if done {
+            break Ok(Sent::Completed);
         }
     };
     let Some(upload) = parts.upload else {
@@ -280,10 +301,7 @@ fn follow_and_upload(
             .map_err(store_err("uploading", path))?;
         return Ok(Sent::Completed);
     }
-    // Nothing of it may stay: abort (S3 then frees the parts).
-    if let Err(e) = runtime.block_on(upload.abort()) {
-        tracing::warn!(%path, error = %e, "Could not abort the multipart upload; the bucket's lifecycle rule removes its parts.");
-    }
+    runtime.block_on(abort(upload, path));
     sent.map(|_| Sent::Aborted)
 }
 
@@ -370,32 +388,24 @@ pub async fn put_file(
             .map_err(store_err("writing", path))?;
         return Ok(());
     }
-    let upload = store
-        .put_multipart(path)
-        .await
-        .map_err(store_err("starting multipart upload of", path))?;
-    let mut writer = WriteMultipart::new_with_chunk_size(upload, part_size);
-    let mut offset = 0u64;
-    while offset < len {
-        let n = (part_size as u64).min(len - offset) as usize;
-        if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
-            let _ = writer.abort().await;
-            return Err(store_err("uploading part of", path)(e));
+    let mut parts = Parts::new(store, path, part_size);
+    let sent = parts
+        .send(|offset, n| file.read_range(offset, n), len)
+        .await;
+    // None only when the upload could not begin: `sent` is that error.
+    let Some(upload) = parts.upload else {
+        return sent;
+    };
+    match sent {
+        // `finish` aborts the upload itself when it fails.
+        Ok(()) => upload
+            .finish()
+            .await
+            .map(drop)
+            .map_err(store_err("completing multipart upload of", path)),
+        Err(e) => {
+            abort(upload, path).await;
+            Err(e)
         }
-        let part = match file.read_range(offset, n) {
-            Ok(p) => Bytes::from(p),
-            Err(e) => {
-                let _ = writer.abort().await;
-                return Err(io_err("reading spooled", path)(e));
-            }
-        };
-        writer.put(part);
-        offset += n as u64;
     }
-    // `finish` aborts the upload itself when it fails, so no part is left.
-    writer
-        .finish()
-        .await
-        .map_err(store_err("completing multipart upload of", path))?;
-    Ok(())
 }
