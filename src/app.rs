@@ -48,6 +48,9 @@ async fn run_rebuild(args: &RebuildArgs, log_format: LogFormat) -> u8 {
         Ok(s) => s,
         Err(e) => return usage_error("rebuild", &e, log_format),
     };
+    if let Err(e) = scope.resolve_clock().await {
+        return usage_error("rebuild", &e, log_format);
+    }
     let priced = crate::jobs::config::rebuild_prices(args, &mut scope);
     let (prices, billing_accounts) = match priced {
         Ok(p) => p,
@@ -84,6 +87,9 @@ async fn run_status(args: &StatusArgs, log_format: LogFormat) -> u8 {
         Ok(s) => s,
         Err(e) => return usage_error("status", &e, log_format),
     };
+    if let Err(e) = scope.resolve_clock().await {
+        return usage_error("status", &e, log_format);
+    }
     // `cost` is shown by default when the lake has it.
     if args.range.tables.is_empty()
         && let Ok(held) = scope.dest.tables_held().await
@@ -129,7 +135,7 @@ fn usage_error(subcommand: &str, e: &dyn std::fmt::Display, log_format: LogForma
     for problem in e.to_string().lines() {
         let line = crate::cli::usage_line(problem, Some(subcommand));
         match log_format {
-            LogFormat::Text => eprintln!("{line}"),
+            LogFormat::Text => crate::logging::stderr_line(&line),
             LogFormat::Json => error!("{line}"),
         }
     }
@@ -165,9 +171,9 @@ fn stop_on_signals(token: CancellationToken) -> Arc<AtomicI32> {
             _ = term.recv() => ("SIGTERM", 15),
             _ = int.recv() => ("SIGINT", 2),
         };
-        eprintln!(
+        crate::logging::stderr_line(&format!(
             "trtc-usage: second stop request ({name}); exiting now. Rerun the same command to finish."
-        );
+        ));
         std::process::exit(128 + number);
     });
     signal
@@ -267,13 +273,12 @@ async fn run_export(args: &ExportArgs, log_format: LogFormat) -> u8 {
     if !problems.is_empty() {
         for p in &problems {
             match (&args.accounts.accounts, log_format) {
-                (Some(file), LogFormat::Text) => eprintln!(
-                    "{}",
-                    crate::cli::usage_line(
+                (Some(file), LogFormat::Text) => {
+                    crate::logging::stderr_line(&crate::cli::usage_line(
                         &format!("--accounts {}: {p}", file.display()),
-                        Some("export")
-                    )
-                ),
+                        Some("export"),
+                    ))
+                }
                 (Some(file), LogFormat::Json) => error!("--accounts {}: {p}", file.display()),
                 (None, _) => error!("{p}"),
             }
@@ -400,10 +405,10 @@ fn first_look(dest: &str, log_format: LogFormat) {
             checks_query = %checks,
             "Look at it: scripts/query \"<query>\" in this repository (DuckDB, installed on first use), or duckdb -c \"<query>\"."
         ),
-        LogFormat::Text => eprintln!(
+        LogFormat::Text => crate::logging::stderr_line(&format!(
             "\nLook at it (DuckDB, installed on first use; or duckdb -c \"…\" with your own):\n  \
              ./scripts/query \"{rooms}\"\n  ./scripts/query \"{checks}\""
-        ),
+        )),
     }
 }
 

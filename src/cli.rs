@@ -358,14 +358,11 @@ pub struct RangeArgs {
     #[arg(long, env = "TRTC_DEST", default_value = "./warehouse")]
     pub dest: String,
 
-    /// The API's clock, which defines a day (±HH:MM).
-    #[arg(
-        long,
-        env = "TRTC_UTC_OFFSET",
-        default_value = "+08:00",
-        allow_hyphen_values = true
-    )]
-    pub utc_offset: String,
+    /// The API's clock, which defines a day (±HH:MM); by default the
+    /// lake's (recorded at its first write), +08:00 for a lake with none.
+    /// Another than the lake's is refused.
+    #[arg(long, env = "TRTC_UTC_OFFSET", allow_hyphen_values = true)]
+    pub utc_offset: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

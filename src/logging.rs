@@ -41,6 +41,9 @@ pub fn init(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| StderrAboveBar)
+        // A closed stderr (`2>&1 | head`) must not end the run: the
+        // default reports a failed write with eprintln!, which panics.
+        .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let _ = match format {
         LogFormat::Text => builder.with_target(false).try_init(),
@@ -51,6 +54,15 @@ pub fn init(format: LogFormat) {
             .with_span_list(false)
             .try_init(),
     };
+}
+
+/// Writes `line` and a newline to stderr. A reader that went away (`2>&1 |
+/// head`) ends nothing but the output: no panic (as `eprintln!` would),
+/// the run goes on and its exit code stands.
+pub fn stderr_line(line: &str) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}").and_then(|()| err.flush());
 }
 
 #[cfg(test)]

@@ -43,14 +43,14 @@ fn main() -> std::process::ExitCode {
             } else {
                 trtc_usage::cli::clap_usage_line(&e, &args)
             };
-            eprintln!("{line}");
+            trtc_usage::logging::stderr_line(&line);
             return std::process::ExitCode::from(trtc_usage::app::EXIT_FATAL);
         }
     };
     let log_format = match cli.log_format() {
         Ok(f) => f,
         Err(problem) => {
-            eprintln!("{}", trtc_usage::cli::usage_line(&problem, None));
+            trtc_usage::logging::stderr_line(&trtc_usage::cli::usage_line(&problem, None));
             return std::process::ExitCode::from(trtc_usage::app::EXIT_FATAL);
         }
     };

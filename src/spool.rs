@@ -47,15 +47,16 @@ impl SpoolConfig {
     /// Spools for the files a local lake keeps (Parquet files, compressed
     /// raw answers), built as unnamed files in the lake's directory `dir`
     /// (created if need be): committing one is then a link, not a copy
-    /// (see [`Spooled::persist`]). `self` when `dir` cannot be made.
+    /// (see [`Spooled::persist`]).
+    ///
+    /// Nothing is created here: the directory is made by the first file
+    /// spilled into it, so a run refused before its first write (a usage
+    /// or credentials error) leaves no directory behind.
     pub fn in_lake(&self, dir: &Path) -> SpoolConfig {
-        match std::fs::create_dir_all(dir) {
-            Ok(()) => SpoolConfig {
-                dir: dir.to_owned(),
-                memory_limit: self.memory_limit,
-                in_lake: true,
-            },
-            Err(_) => self.clone(),
+        SpoolConfig {
+            dir: dir.to_owned(),
+            memory_limit: self.memory_limit,
+            in_lake: true,
         }
     }
 
@@ -140,6 +141,9 @@ impl SpoolWriter {
     }
 
     fn spill(&mut self) -> io::Result<()> {
+        if self.config.in_lake && !self.config.dir.exists() {
+            std::fs::create_dir_all(&self.config.dir).map_err(|e| self.named("creating", e))?;
+        }
         let file =
             tempfile::tempfile_in(&self.config.dir).map_err(|e| self.named("creating", e))?;
         tracing::debug!(

@@ -17,3 +17,4 @@ mod large_days;
 mod readers;
 mod s3;
 mod s3_faults;
+mod truth;

@@ -32,6 +32,9 @@ pub enum ConfigError {
     Plan(#[from] plan::PlanError),
     #[error(transparent)]
     Store(#[from] crate::lake::store::StoreError),
+    /// The lake's clock (or source) refuses the run.
+    #[error(transparent)]
+    Lake(#[from] crate::lake::marker::MarkerError),
     #[error("--summary-file {path}: cannot be written ({reason})")]
     SummaryFile { path: String, reason: String },
     #[error("--spool-dir {path}: cannot hold temporary files ({reason})")]
@@ -154,7 +157,11 @@ pub struct LakeScope {
     /// First and last day, inclusive.
     pub days: Option<(NaiveDate, NaiveDate)>,
     pub tables: Vec<Table>,
+    /// The API's clock: `--utc-offset`, else the lake's (see
+    /// [`LakeScope::resolve_clock`]).
     pub offset: FixedOffset,
+    /// `--utc-offset` as given (`None`: the lake's).
+    pub given_offset: Option<FixedOffset>,
     /// The accounts `--accounts`/`--account` select (none without them).
     pub accounts: Vec<accounts::Account>,
 }
@@ -179,9 +186,33 @@ impl LakeScope {
             app_ids: (!app_ids.is_empty()).then_some(app_ids),
             days,
             tables: tables_or_all(&args.tables),
-            offset: plan::parse_offset(&args.utc_offset).map_err(ConfigError::Offset)?,
+            offset: plan::default_offset(),
+            given_offset: args
+                .utc_offset
+                .as_deref()
+                .map(plan::parse_offset)
+                .transpose()
+                .map_err(ConfigError::Offset)?,
             accounts,
         })
+    }
+
+    /// Takes the lake's clock, or refuses `--utc-offset` when it is another
+    /// (one lake, one clock); +08:00 for a lake that records none. Reads
+    /// only.
+    pub async fn resolve_clock(&mut self) -> Result<(), ConfigError> {
+        match self.given_offset {
+            Some(given) => {
+                crate::lake::marker::check_clock(&self.dest, given).await?;
+                self.offset = given;
+            }
+            None => {
+                if let Some(c) = crate::lake::marker::clock(&self.dest).await? {
+                    self.offset = c.offset;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether `day` is in the range (always, with no range).
@@ -366,11 +397,28 @@ fn billing_by_app<'a>(
 /// Whether `url` may carry credentials: https anywhere, http only to
 /// loopback unless explicitly allowed.
 pub fn check_endpoint(raw: &str, allow_insecure: bool) -> Result<Url, ConfigError> {
+    // The endpoint as messages show it: a password in it is never printed.
+    let parsed = Url::parse(raw);
+    let shown = match &parsed {
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+            let mut u = u.clone();
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string().replacen("://", "://<user info>@", 1)
+        }
+        _ => raw.to_owned(),
+    };
     let fail = |reason: &str| ConfigError::Endpoint {
-        endpoint: raw.to_owned(),
+        endpoint: shown.clone(),
         reason: reason.to_owned(),
     };
-    let url = Url::parse(raw).map_err(|e| fail(&format!("not a URL ({e})")))?;
+    let url = parsed.map_err(|e| fail(&format!("not a URL ({e})")))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(fail(
+            "user info (user:password@) has no place in an endpoint; give the host only, \
+             and the keys in TENCENTCLOUD_SECRET_ID/TENCENTCLOUD_SECRET_KEY",
+        ));
+    }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(fail("no host"));
     }
@@ -559,5 +607,19 @@ mod tests {
         assert!(check_endpoint("ftp://x", true).is_err());
         assert!(check_endpoint("https://x/path", false).is_err());
         assert!(check_endpoint("not a url", false).is_err());
+    }
+
+    #[test]
+    fn an_endpoint_with_user_info_is_refused_without_showing_it() {
+        for raw in [
+            "https://u:s3cr3tpw@trtc.tencentcloudapi.com",
+            "https://s3cr3tpw@trtc.tencentcloudapi.com",
+            "http://u:s3cr3tpw@127.0.0.1:8300",
+        ] {
+            let e = check_endpoint(raw, true).unwrap_err().to_string();
+            assert!(e.contains("user info"), "{e}");
+            assert!(e.starts_with("--endpoint http"), "{e}");
+            assert!(!e.contains("s3cr3tpw"), "the password is never shown: {e}");
+        }
     }
 }

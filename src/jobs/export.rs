@@ -747,6 +747,12 @@ pub async fn run(
         error!(error = %e, "The destination is not usable; no API call was made.");
         return refuse(e.to_string());
     }
+    // One clock per lake: another offset is refused before any lease or
+    // write (the preflight's probe is gone again).
+    if let Err(e) = marker::check_clock(&cfg.dest, cfg.offset).await {
+        error!("{e}");
+        return refuse(e.to_string());
+    }
     let lease = match cfg.lease_ttl {
         None => None,
         Some(ttl) => {
@@ -759,7 +765,7 @@ pub async fn run(
             }
         }
     };
-    if let Err(e) = marker::claim(&cfg.dest, cfg.source).await {
+    if let Err(e) = marker::claim(&cfg.dest, cfg.source, cfg.offset).await {
         error!(error = %e, "The lake holds other data; no API call was made.");
         if let Some(lease) = lease {
             lease.release().await;

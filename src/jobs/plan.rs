@@ -143,6 +143,12 @@ pub fn app_request_for(app_id: u64, day: NaiveDate) -> AppUsageRequest {
 }
 
 /// Parses `±HH:MM` (also `Z` or `UTC`), the API's clock.
+/// The API's clock when neither the flag nor the lake says: Beijing time,
+/// the TRTC API's own.
+pub fn default_offset() -> FixedOffset {
+    FixedOffset::east_opt(8 * 3600).expect("+08:00")
+}
+
 pub fn parse_offset(s: &str) -> Result<FixedOffset, String> {
     let t = s.trim();
     if t.eq_ignore_ascii_case("z") || t.eq_ignore_ascii_case("utc") {

@@ -202,17 +202,20 @@ pub fn for_account(mode: Mode) -> Box<dyn Progress> {
 pub struct StderrAboveBar;
 
 impl Write for StderrAboveBar {
+    /// A line that cannot be written (stderr closed: `2>&1 | head`) is
+    /// dropped; the run goes on, as with a closed stdout.
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let bar = ACTIVE_BAR.lock().expect("bar lock").clone();
-        match bar {
-            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf))?,
-            None => std::io::stderr().write_all(buf)?,
-        }
+        let _ = match bar {
+            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf)),
+            None => std::io::stderr().write_all(buf),
+        };
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
+        let _ = std::io::stderr().flush();
+        Ok(())
     }
 }
 

@@ -1,13 +1,19 @@
-//! Where a lake's data comes from: `_trtc_usage/lake.json` says whether it
-//! was written from Tencent Cloud or from the bundled simulator (`demo`),
-//! so simulated rows can never land in a real lake, nor real ones in a
-//! demo's, by a stray `--dest` or `TRTC_DEST`.
+//! What a lake is: `_trtc_usage/lake.json` says whether it was written from
+//! Tencent Cloud or from the bundled simulator (`demo`), so simulated rows
+//! can never land in a real lake, nor real ones in a demo's, by a stray
+//! `--dest` or `TRTC_DEST`; and the lake's one clock, the API's UTC offset
+//! that defines its days, recorded at the first write (lakes written before
+//! 0.8 take it from their manifests), so no run mixes two clocks in it.
 
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
+use chrono::FixedOffset;
+
 use crate::lake::lease::STATE_DIR;
+use crate::lake::manifest;
 use crate::lake::store::Destination;
+use crate::tables::Table;
 
 pub const MARKER_FILE: &str = "lake.json";
 
@@ -35,6 +41,17 @@ struct Marker {
     source: Source,
     created_at: chrono::DateTime<chrono::Utc>,
     tool_version: String,
+    /// The API's clock (`+08:00`); absent in lakes written before 0.8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    utc_offset: Option<String>,
+}
+
+/// A lake's clock and where it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clock {
+    pub offset: FixedOffset,
+    /// `_trtc_usage/lake.json`, or the manifest it was taken from.
+    pub from: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,14 +64,141 @@ pub enum MarkerError {
         found: &'static str,
         writing: &'static str,
     },
+    #[error(
+        "{dest} keeps the API clock {lake} (recorded in {from}); this run's --utc-offset is \
+         {given}: one lake holds one clock, so pass --utc-offset {lake} (or unset \
+         TRTC_UTC_OFFSET), or give another --dest for days of {given}"
+    )]
+    Clock {
+        dest: String,
+        lake: FixedOffset,
+        from: String,
+        given: FixedOffset,
+    },
+    #[error(
+        "{dest} holds two API clocks, {a} ({a_from}) and {b} ({b_from}); one lake holds one \
+         clock: move one of them to another lake"
+    )]
+    TwoClocks {
+        dest: String,
+        a: FixedOffset,
+        a_from: String,
+        b: FixedOffset,
+        b_from: String,
+    },
     #[error("{path}: {reason}")]
     Store { path: String, reason: String },
 }
 
-/// Checks that the lake holds data of `source` (or none yet); then, if it
-/// has no marker, writes one. Call under the lease, before the first write.
-pub async fn claim(dest: &Destination, source: Source) -> Result<(), MarkerError> {
-    let path = dest.root().clone().join(STATE_DIR).join(MARKER_FILE);
+fn marker_path(dest: &Destination) -> object_store::path::Path {
+    dest.root().clone().join(STATE_DIR).join(MARKER_FILE)
+}
+
+async fn read_marker(dest: &Destination) -> Result<Option<Marker>, MarkerError> {
+    let path = marker_path(dest);
+    let store_err = |reason: String| MarkerError::Store {
+        path: dest.relative(&path).to_owned(),
+        reason,
+    };
+    match dest.store().get(&path).await {
+        Ok(got) => {
+            let bytes = got.bytes().await.map_err(|e| store_err(e.to_string()))?;
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| store_err(format!("not a marker this tool wrote: {e}")))
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(store_err(e.to_string())),
+    }
+}
+
+/// The lake's clock: the one `lake.json` records, else (a lake written
+/// before 0.8) the one its manifests record; `None` for a lake with
+/// neither (nothing written yet). Manifests of two clocks are refused.
+pub async fn clock(dest: &Destination) -> Result<Option<Clock>, MarkerError> {
+    if let Some(Marker {
+        utc_offset: Some(o),
+        ..
+    }) = read_marker(dest).await?
+    {
+        let offset = o.parse().map_err(|e| MarkerError::Store {
+            path: dest.relative(&marker_path(dest)).to_owned(),
+            reason: format!("utc_offset '{o}' is not a UTC offset ({e})"),
+        })?;
+        return Ok(Some(Clock {
+            offset,
+            from: format!("{STATE_DIR}/{MARKER_FILE}"),
+        }));
+    }
+    clock_of_manifests(dest).await
+}
+
+/// The clock of a lake written before 0.8: the first and the last
+/// manifest of every table (an older lake of two clocks is refused).
+async fn clock_of_manifests(dest: &Destination) -> Result<Option<Clock>, MarkerError> {
+    let mut found: Option<Clock> = None;
+    for table in Table::ALL {
+        let store_err = |e: manifest::ManifestError| MarkerError::Store {
+            path: table.name().to_owned(),
+            reason: e.to_string(),
+        };
+        let listed = manifest::list(dest, table).await.map_err(store_err)?;
+        let ends = [listed.first(), listed.last()];
+        for &(app, day) in ends.into_iter().flatten() {
+            let Some(m) = manifest::read(dest, table, app, day)
+                .await
+                .map_err(store_err)?
+            else {
+                continue;
+            };
+            let Ok(offset) = m.utc_offset.parse::<FixedOffset>() else {
+                continue;
+            };
+            let from = dest
+                .relative(&dest.manifest_path(table, app, day))
+                .to_owned();
+            match &found {
+                None => found = Some(Clock { offset, from }),
+                Some(c) if c.offset == offset => {}
+                Some(c) => {
+                    return Err(MarkerError::TwoClocks {
+                        dest: dest.display().to_owned(),
+                        a: c.offset,
+                        a_from: c.from.clone(),
+                        b: offset,
+                        b_from: from,
+                    });
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Refuses `offset` when the lake keeps another clock. Reads only.
+pub async fn check_clock(dest: &Destination, offset: FixedOffset) -> Result<(), MarkerError> {
+    match clock(dest).await? {
+        Some(c) if c.offset != offset => Err(MarkerError::Clock {
+            dest: dest.display().to_owned(),
+            lake: c.offset,
+            from: c.from,
+            given: offset,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Checks that the lake holds data of `source` (or none yet) and keeps the
+/// clock `offset` (or none yet); then, if its marker is missing or does not
+/// record the clock yet, writes one. Call under the lease, before the first
+/// write.
+pub async fn claim(
+    dest: &Destination,
+    source: Source,
+    offset: FixedOffset,
+) -> Result<(), MarkerError> {
+    check_clock(dest, offset).await?;
+    let path = marker_path(dest);
     let store_err = |reason: String| MarkerError::Store {
         path: dest.relative(&path).to_owned(),
         reason,
@@ -65,6 +209,19 @@ pub async fn claim(dest: &Destination, source: Source) -> Result<(), MarkerError
             let marker: Marker = serde_json::from_slice(&bytes)
                 .map_err(|e| store_err(format!("not a marker this tool wrote: {e}")))?;
             if marker.source == source {
+                if marker.utc_offset.is_none() {
+                    // A lake of 0.7 or before: its clock is recorded now
+                    // (checked against its manifests above).
+                    let marker = Marker {
+                        utc_offset: Some(offset.to_string()),
+                        ..marker
+                    };
+                    let body = serde_json::to_vec_pretty(&marker).expect("serializes");
+                    dest.store()
+                        .put(&path, body.into())
+                        .await
+                        .map_err(|e| store_err(e.to_string()))?;
+                }
                 return Ok(());
             }
             Err(MarkerError::Mixed {
@@ -78,6 +235,7 @@ pub async fn claim(dest: &Destination, source: Source) -> Result<(), MarkerError
                 source,
                 created_at: chrono::Utc::now(),
                 tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+                utc_offset: Some(offset.to_string()),
             };
             let body = PutPayload::from(serde_json::to_vec_pretty(&marker).expect("serializes"));
             let opts = PutOptions {
@@ -88,7 +246,7 @@ pub async fn claim(dest: &Destination, source: Source) -> Result<(), MarkerError
                 Ok(_) => Ok(()),
                 // Another run wrote one first: check it.
                 Err(object_store::Error::AlreadyExists { .. }) => {
-                    Box::pin(claim(dest, source)).await
+                    Box::pin(claim(dest, source, offset)).await
                 }
                 // A store with no create-only write (under --lease off).
                 Err(object_store::Error::NotImplemented { .. }) => dest

@@ -191,13 +191,24 @@ impl Destination {
             .map_err(|e| fail(e.to_string()))?
             .with_automatic_cleanup(true)
             .with_fsync(true);
-        let mut root = Path::default();
+        // Each missing component is taken as it is (`PathPart::parse`), not
+        // percent-encoded (`Path::join(&str)` would turn `音` or `%` into
+        // `%E9…`/`%25`, which LocalFileSystem writes to disk literally, a
+        // sibling directory of the one given).
+        let mut parts = Vec::with_capacity(missing.len());
         for part in &missing {
             let part = part
                 .to_str()
                 .ok_or_else(|| fail("the path is not valid UTF-8".into()))?;
-            root = root.join(part);
+            let part = object_store::path::PathPart::parse(part).map_err(|_| {
+                fail(format!(
+                    "'{part}' cannot name a directory that does not exist yet; \
+                     create the directory or give the path without it"
+                ))
+            })?;
+            parts.push(part);
         }
+        let root = Path::from_iter(parts);
         let local = missing.iter().fold(base, |p, part| p.join(part));
         Ok(Self {
             store: Arc::new(store),

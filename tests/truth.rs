@@ -1,0 +1,248 @@
+//! One clock, one place, one truth per lake (contract section 12): what a
+//! run is told never leaves the lake disagreeing with itself.
+
+use trtc_usage::simulator::SimConfig;
+
+use crate::util::*;
+
+/// The Python with DuckDB, when `scripts/test` provides it.
+fn duckdb_python() -> Option<String> {
+    provided_python("TRTC_TEST_PYTHON", "DuckDB")
+}
+
+/// Rows DuckDB reads from the room table under `dir`.
+fn duckdb_rooms(python: &str, dir: &std::path::Path) -> u64 {
+    let glob = format!("{}/room_usage/**/*.parquet", dir.display());
+    let out = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import duckdb,sys; print(duckdb.sql(\"SELECT count(*) FROM read_parquet(\" + repr(sys.argv[1]) + \", hive_partitioning = true)\").fetchall()[0][0])",
+        ])
+        .arg(glob)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "duckdb: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// Point 1: a local `--dest` is the path given, byte for byte, whatever
+/// its name, whether it exists or not; a `file://` URL is decoded once.
+#[test]
+fn a_local_dest_is_the_path_given_whatever_its_name() {
+    let sim = start_sim(sim_config());
+    let day = days_ago(10);
+    let python = duckdb_python();
+    let names = [
+        "音视频/trtc",
+        "ünï",
+        "my lake",
+        "50%off",
+        "a#b",
+        "why?",
+        "%E6%95%B0",
+    ];
+    for name in names {
+        for existing in [false, true] {
+            let base = tempfile::tempdir().unwrap();
+            let lake = base.path().join(name);
+            if existing {
+                std::fs::create_dir_all(&lake).unwrap();
+            }
+            let given = lake.to_str().unwrap();
+            let scratch = TestDest::local();
+            let mut args = date_args(&[APP_A], day);
+            args.extend(["--dest".into(), given.into()]);
+            run(cmd(&sim, &scratch), &args).assert_code(0);
+            let prefix = format!("{name}/");
+            let files = files_under(base.path());
+            assert!(
+                files.iter().all(|f| f.starts_with(&prefix)),
+                "{name} (existing: {existing}): everything under the path given, nothing beside it: {files:?}"
+            );
+            assert!(
+                files.contains(&format!(
+                    "{prefix}room_usage/app_id={APP_A}/usage_date={day}/_manifest.json"
+                )),
+                "{name}: {files:?}"
+            );
+            let s = run_sub(lake_cmd(&scratch), "status", &["--dest", given, "--verify"]);
+            s.assert_code(0);
+            s.assert_stdout_has(&["final"]);
+            std::fs::remove_dir_all(lake.join("room_usage")).unwrap();
+            run_sub(lake_cmd(&scratch), "rebuild", &["--dest", given]).assert_code(0);
+            assert_eq!(files_under(base.path()), files, "{name}: rebuilt in place");
+            if let Some(py) = &python {
+                let manifest = lake.join(format!(
+                    "room_usage/app_id={APP_A}/usage_date={day}/_manifest.json"
+                ));
+                let m: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(manifest).unwrap()).unwrap();
+                assert_eq!(
+                    duckdb_rooms(py, &lake),
+                    m["rows"].as_u64().unwrap(),
+                    "{name}: DuckDB reads it"
+                );
+            }
+        }
+    }
+    // A file:// URL is percent-decoded once: %E6%95%B0 is 数.
+    let base = tempfile::tempdir().unwrap();
+    let url = format!("file://{}/%E6%95%B0", base.path().display());
+    let scratch = TestDest::local();
+    let mut args = date_args(&[APP_A], day);
+    args.extend(["--dest".into(), url.clone()]);
+    run(cmd(&sim, &scratch), &args).assert_code(0);
+    let files = files_under(base.path());
+    assert!(files.iter().all(|f| f.starts_with("数/")), "{files:?}");
+    run_sub(lake_cmd(&scratch), "status", &["--dest", &url]).assert_code(0);
+}
+
+/// Point 2: one clock per lake. Another `--utc-offset` is refused before
+/// any call or write, naming both; `rebuild` and `status` take the lake's.
+fn one_clock_per_lake(dest: TestDest) {
+    // An API whose clock is UTC.
+    let sim = start_sim(SimConfig {
+        utc_offset: chrono::FixedOffset::east_opt(0).unwrap(),
+        ..sim_config()
+    });
+    let day = days_ago(10);
+    let mut utc = date_args(&[APP_A], day);
+    utc.extend(["--utc-offset".into(), "+00:00".into()]);
+    run(cmd(&sim, &dest), &utc).assert_code(0);
+    let before = objects(&dest);
+    let calls = sim.stats().total_requests();
+
+    // The default clock (+08:00) on a +00:00 lake: refused, nothing done.
+    let r = run(cmd(&sim, &dest), &date_args(&[APP_A], day));
+    r.assert_code(2);
+    r.assert_stderr_has(&["+00:00", "+08:00", "one clock", "_trtc_usage/lake.json"]);
+    assert_eq!(sim.stats().total_requests(), calls, "no call");
+    assert_eq!(objects(&dest), before, "nothing written");
+    let mut forced = date_args(&[APP_A], day);
+    forced.extend(["--force".into(), "--tables".into(), "room_usage".into()]);
+    run(cmd(&sim, &dest), &forced).assert_code(2);
+    assert_eq!(sim.stats().total_requests(), calls, "no call");
+
+    // rebuild and status without --utc-offset use the lake's.
+    delete_objects(&dest, "room_usage/");
+    run_sub(lake_cmd(&dest), "rebuild", &[] as &[&str]).assert_code(0);
+    assert_eq!(read_manifest(&dest, APP_A, day).utc_offset, "+00:00");
+    let s = run_sub(lake_cmd(&dest), "status", &["--verify"]);
+    s.assert_code(0);
+    let r = run_sub(lake_cmd(&dest), "rebuild", &["--utc-offset", "+08:00"]);
+    r.assert_code(2);
+    r.assert_stderr_has(&["+00:00", "+08:00"]);
+    run_sub(lake_cmd(&dest), "status", &["--utc-offset", "+08:00"]).assert_code(2);
+    assert_eq!(read_manifest(&dest, APP_A, day).utc_offset, "+00:00");
+
+    // A lake written before the clock was recorded: its manifests say.
+    put_object(
+        &dest,
+        "_trtc_usage/lake.json",
+        br#"{"source":"tencent_cloud","created_at":"2026-01-01T00:00:00Z","tool_version":"0.7.1"}"#
+            .to_vec(),
+    );
+    let r = run(cmd(&sim, &dest), &date_args(&[APP_A], day));
+    r.assert_code(2);
+    r.assert_stderr_has(&["+00:00", "+08:00", "_manifest.json"]);
+    assert_eq!(sim.stats().total_requests(), calls, "no call");
+    // The same clock is accepted, and recorded from then on.
+    run(cmd(&sim, &dest), &utc).assert_code(0);
+    let marker = objects(&dest)["_trtc_usage/lake.json"].clone();
+    let marker: serde_json::Value = serde_json::from_slice(&marker).unwrap();
+    assert_eq!(marker["utc_offset"], "+00:00");
+}
+
+on_every_destination!(one_clock_per_lake);
+
+/// Point 10: an endpoint with user info is refused and its password never
+/// printed.
+#[test]
+fn an_endpoint_with_user_info_is_refused_and_never_printed() {
+    let sim = start_sim(sim_config());
+    let dest = TestDest::local();
+    let endpoint = sim
+        .endpoint()
+        .replacen("http://", "http://someone:hunter2pw@", 1);
+    let mut c = cmd(&sim, &dest);
+    c.env("TRTC_ENDPOINT", &endpoint);
+    let r = run(c, &date_args(&[APP_A], days_ago(10)));
+    r.assert_code(2);
+    r.assert_stderr_has(&["--endpoint", "user info"]);
+    assert!(
+        !r.stderr.contains("hunter2pw") && !r.stdout.contains("hunter2pw"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(sim.stats().total_requests(), 0);
+}
+
+/// Point 11: a usage or credentials error writes nothing, not even the
+/// lake's directory.
+#[test]
+fn a_refused_export_leaves_no_directory() {
+    let base = tempfile::tempdir().unwrap();
+    let lake = base.path().join("warehouse");
+    let scratch = TestDest::local();
+    let mut c = lake_cmd(&scratch);
+    c.current_dir(base.path());
+    c.env_remove("TRTC_DEST");
+    // No credentials anywhere: refused before any call.
+    let r = run(c, &date_args(&[APP_A], days_ago(10)));
+    r.assert_code(2);
+    assert!(!lake.exists(), "no ./warehouse left behind");
+    assert_eq!(files_under(base.path()), Default::default());
+    // A usage error, likewise.
+    let mut c = lake_cmd(&scratch);
+    c.current_dir(base.path());
+    c.env_remove("TRTC_DEST");
+    run(c, &["--app-id", "1", "--date", "2026-13-01"]).assert_code(2);
+    assert!(!lake.exists());
+}
+
+/// `c` run with its stderr closed at once, as `2>&1 | head -1` leaves it
+/// (the reader gone); stdout read whole.
+fn run_with_stderr_closed(mut c: std::process::Command, args: &[String]) -> (i32, String) {
+    c.args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    drop(child.stderr.take()); // the reader went away
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Point 13: a closed stderr ends nothing: the run finishes, its leases
+/// are released, its exit code stands.
+#[test]
+fn a_closed_stderr_ends_nothing_and_leaves_no_lease() {
+    let sim = start_sim(sim_config());
+    let dest = TestDest::local();
+    let days: Vec<_> = days_ago(12).iter_days().take(3).collect();
+    let mut args = vec!["export".to_owned()];
+    args.extend(range_args(&[APP_A, APP_B], days[0], days[2]));
+    let (code, stdout) = run_with_stderr_closed(cmd(&sim, &dest), &args);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("ok"), "{stdout}");
+    let leases: Vec<_> = object_names(&dest)
+        .into_iter()
+        .filter(|n| n.starts_with("_trtc_usage/leases/"))
+        .collect();
+    assert!(leases.is_empty(), "{leases:?}");
+    assert_eq!(object_names(&dest), expected_layout(&[APP_A, APP_B], &days));
+    // rebuild likewise.
+    delete_objects(&dest, "room_usage/");
+    let (code, _) = run_with_stderr_closed(lake_cmd(&dest), &["rebuild".to_owned()]);
+    assert_eq!(code, 0);
+    assert_eq!(object_names(&dest), expected_layout(&[APP_A, APP_B], &days));
+    // A usage error with stderr closed: exit 2, no panic (101).
+    let (code, _) = run_with_stderr_closed(lake_cmd(&dest), &["export".into(), "--bogus".into()]);
+    assert_eq!(code, 2);
+}
