@@ -50,7 +50,9 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
-            .with_current_span(false)
+            // The account's span (`"span": {"account": …}`), so the lines
+            // of two accounts in one process can be told apart.
+            .with_current_span(true)
             .with_span_list(false)
             .try_init(),
     };

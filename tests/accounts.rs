@@ -13,6 +13,7 @@ use crate::util::*;
 on_every_destination!(
     two_processes_on_disjoint_apps_write_one_lake_at_once,
     a_killed_holders_leases_are_taken_over_after_the_ttl_and_no_other_app_is_touched,
+    a_held_app_stops_its_account_only,
 );
 
 const APP_C: u64 = 1_400_000_003;
@@ -470,4 +471,87 @@ fn each_accounts_billing_account_is_its_apps_cost_rows() {
             .collect();
         assert_eq!(ids.into_iter().collect::<Vec<_>>(), [want], "app {app}");
     }
+}
+
+/// A live lease of `app` held by another run, written as that run would.
+fn hold(dest: &TestDest, app: u64) {
+    let now = chrono::Utc::now();
+    let record = serde_json::json!({
+        "app_id": app,
+        "holder": {"host": "elsewhere", "pid": 1, "run_id": "another-run"},
+        "command": "export",
+        "taken_at": now,
+        "renewed_at": now,
+        "expires_at": now + chrono::Duration::hours(1),
+        "ttl_secs": 3600,
+        "tool_version": "0.7.1",
+    });
+    put_object(
+        dest,
+        &format!("_trtc_usage/leases/app_id={app}.json"),
+        serde_json::to_vec(&record).unwrap(),
+    );
+}
+
+/// Issue 31, point 7: an app held by another run (an `--app-id` backfill)
+/// stops its own account only; the other accounts of the run export their
+/// apps; the run exits 2 naming the held app.
+fn a_held_app_stops_its_account_only(dest: TestDest) {
+    let sim = sim_for_accounts(Duration::from_millis(INTERVAL_MS));
+    let file = accounts_file(&sim, &[("cn", &[APP_A]), ("intl", &[APP_B])]);
+    let days = days(1);
+    // The lake exists (another run is writing it).
+    run(cmd(&sim, &dest), &date_args(&[APP_C], days[0])).assert_code(0);
+    hold(&dest, APP_A);
+    let r = run(accounts_cmd(&sim, &dest, &file), &day_args(&days));
+    r.assert_code(2);
+    r.assert_stderr_has(&[
+        &format!("app {APP_A} of "),
+        "is being written by another run",
+    ]);
+    let names = object_names(&dest);
+    assert!(
+        names.contains(&format!(
+            "room_usage/app_id={APP_B}/usage_date={}/_manifest.json",
+            days[0]
+        )),
+        "the free account ran: {names:?}"
+    );
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains(&format!("app_id={APP_A}/"))),
+        "the held app is untouched: {names:?}"
+    );
+    assert!(
+        names.contains(&format!("_trtc_usage/leases/app_id={APP_A}.json")),
+        "the other run's lease stays"
+    );
+    assert!(
+        !names.contains(&format!("_trtc_usage/leases/app_id={APP_B}.json")),
+        "ours is released"
+    );
+}
+
+/// Issue 31, point 10: under `--log-format json`, each line of an
+/// account's work names the account (`"span": {"account": …}`).
+#[test]
+fn json_lines_of_several_accounts_name_their_account() {
+    let sim = sim_for_accounts(Duration::from_millis(INTERVAL_MS));
+    let dest = TestDest::local();
+    let file = accounts_file(&sim, &[("cn", &[APP_A]), ("intl", &[APP_B])]);
+    let mut c = accounts_cmd(&sim, &dest, &file);
+    c.env("TRTC_LOG_FORMAT", "json");
+    let r = run(c, &day_args(&days(1)));
+    r.assert_code(0);
+    let mut wrote = 0;
+    for line in r.stderr.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect(line);
+        if v["message"] == "Wrote partition." {
+            wrote += 1;
+            let want = if v["app_id"] == APP_A { "cn" } else { "intl" };
+            assert_eq!(v["span"]["account"], want, "{line}");
+        }
+    }
+    assert!(wrote >= 6, "{}", r.stderr);
 }

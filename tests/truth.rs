@@ -5,6 +5,8 @@ use trtc_usage::simulator::SimConfig;
 
 use crate::util::*;
 
+on_every_destination!(one_clock_per_lake);
+
 /// The Python with DuckDB, when `scripts/test` provides it.
 fn duckdb_python() -> Option<String> {
     provided_python("TRTC_TEST_PYTHON", "DuckDB")
@@ -156,8 +158,6 @@ fn one_clock_per_lake(dest: TestDest) {
     let marker: serde_json::Value = serde_json::from_slice(&marker).unwrap();
     assert_eq!(marker["utc_offset"], "+00:00");
 }
-
-on_every_destination!(one_clock_per_lake);
 
 /// Point 10: an endpoint with user info is refused and its password never
 /// printed.

@@ -140,6 +140,11 @@ pub fn load(path: &Path, allow_insecure: bool) -> Result<Vec<Account>, AccountsE
             Some(n) if !valid_name(n) => problem(format!(
                 "name '{n}' may hold only A-Z, a-z, 0-9, '_' and '-'"
             )),
+            // `--account N` is an index when N is all digits.
+            Some(n) if n.chars().all(|c| c.is_ascii_digit()) => problem(format!(
+                "name '{n}' is all digits, which --account reads as an index; \
+                 give it a letter (say 'account-{n}')"
+            )),
             _ => {}
         }
         let mut app_ids = Vec::new();
@@ -251,10 +256,13 @@ pub fn select(
         return Ok(accounts);
     };
     let names: Vec<&str> = accounts.iter().map(|a| a.name.as_str()).collect();
-    let found = accounts
-        .iter()
-        .position(|a| a.name == which)
-        .or_else(|| which.parse::<usize>().ok().filter(|i| *i < accounts.len()));
+    // All digits: an index (an Indexed Job's JOB_COMPLETION_INDEX), never
+    // a name (names are never all digits).
+    let found = if !which.is_empty() && which.chars().all(|c| c.is_ascii_digit()) {
+        which.parse::<usize>().ok().filter(|i| *i < accounts.len())
+    } else {
+        accounts.iter().position(|a| a.name == which)
+    };
     match found {
         Some(i) => Ok(vec![accounts[i].clone()]),
         None => Err(AccountsError {
@@ -356,6 +364,26 @@ billing_account_id = "100099"
             e,
             "--accounts f: --account 2: no such account; the file has 2 (cn-main, intl), by name or index 0..1"
         );
+    }
+
+    /// `--account 2` is index 2, not an account named "2": with names
+    /// that were all digits an Indexed Job exported one account twice and
+    /// another never (issue 31, point 8). Such names are refused.
+    #[test]
+    fn an_all_digit_account_is_an_index_and_names_are_never_all_digits() {
+        let e = load_str(
+            "[[account]]\nname='1'\napp_ids=[1]\ncredentials_file='x'\n\
+             [[account]]\nname='0'\napp_ids=[2]\ncredentials_file='y'\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.problems.len(), 2, "{e}");
+        assert!(e.problems[0].contains("name '1' is all digits"), "{e}");
+        let a = load_str(GOOD).unwrap();
+        let p = Path::new("f");
+        for (i, name) in ["cn-main", "intl"].into_iter().enumerate() {
+            let picked = select(p, a.clone(), Some(&i.to_string())).unwrap();
+            assert_eq!(picked[0].name, name);
+        }
     }
 
     #[test]

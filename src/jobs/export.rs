@@ -712,9 +712,10 @@ fn record(
 /// the credentials of `cfg.accounts[i]` (`None` only for a dry run).
 ///
 /// Before anything else, and before any API call: the destination's
-/// preflight (can we write there?), then the leases of every app of every
-/// account (is anyone else writing them?). A dry run writes nothing, so it
-/// does neither.
+/// preflight (can we write there?), the lake's clock and source; then each
+/// account takes the leases of its own apps (is anyone else writing
+/// them?), so an app held by another run stops its account only. A dry run
+/// writes nothing, so it does none of this.
 pub async fn run(
     cfg: &JobConfig,
     providers: Vec<Option<Provider>>,
@@ -753,6 +754,25 @@ pub async fn run(
         error!("{e}");
         return refuse(e.to_string());
     }
+    if let Err(e) = marker::claim(&cfg.dest, cfg.source, cfg.offset).await {
+        error!(error = %e, "The lake holds other data; no API call was made.");
+        return refuse(e.to_string());
+    }
+    accounts(cfg, providers, cancel, progress, started).await
+}
+
+/// One account's export under the leases of its apps: a held app stops
+/// this account only (the others of the run go on).
+async fn leased(
+    cfg: &JobConfig,
+    provider: Option<Provider>,
+    cancel: CancellationToken,
+    progress: &mut dyn Progress,
+    started: Instant,
+) -> Summary {
+    if cfg.dry_run {
+        return planned(cfg, provider, cancel, progress, started).await;
+    }
     let lease = match cfg.lease_ttl {
         None => None,
         Some(ttl) => {
@@ -760,25 +780,22 @@ pub async fn run(
                 Ok(lease) => Some(lease),
                 Err(e) => {
                     error!(error = %e, "Cannot take the apps' leases; no API call was made.");
-                    return refuse(e.to_string());
+                    let mut summary =
+                        Summary::new(cfg.app_ids.len() * cfg.days.len() * cfg.tables.len());
+                    summary.stop(Status::Fatal, Some(e.to_string()), all_partitions(cfg));
+                    summary.elapsed_secs = started.elapsed().as_secs_f64();
+                    return summary;
                 }
             }
         }
     };
-    if let Err(e) = marker::claim(&cfg.dest, cfg.source, cfg.offset).await {
-        error!(error = %e, "The lake holds other data; no API call was made.");
-        if let Some(lease) = lease {
-            lease.release().await;
-        }
-        return refuse(e.to_string());
-    }
     // What an earlier crash left in flight of these apps is cleaned before
     // anything is written (under their leases, so no other run is writing
     // them; other apps' may be another run's, in flight now).
     if let Err(e) = inflight::sweep(&cfg.dest, &cfg.app_ids).await {
         warn!(error = %e, "Cannot clean what an earlier run left in flight; the next run tries again.");
     }
-    let summary = accounts(cfg, providers, cancel, progress, started).await;
+    let summary = planned(cfg, provider, cancel, progress, started).await;
     match lease {
         Some(lease) => end_lease(lease, summary).await,
         None => summary,
@@ -799,7 +816,7 @@ async fn accounts(
         && one.name.is_none()
     {
         let provider = providers.into_iter().next().flatten();
-        return planned(cfg, provider, cancel, progress, started).await;
+        return leased(cfg, provider, cancel, progress, started).await;
     }
     use tracing::Instrument;
     let configs: Vec<JobConfig> = cfg.accounts.iter().map(|a| cfg.for_account(a)).collect();
@@ -817,7 +834,7 @@ async fn accounts(
                 let span = tracing::info_span!("account", account = %name);
                 let cancel = cancel.clone();
                 async move {
-                    let summary = planned(c, provider, cancel, display.as_mut(), started).await;
+                    let summary = leased(c, provider, cancel, display.as_mut(), started).await;
                     (name, summary)
                 }
                 .instrument(span)

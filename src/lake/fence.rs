@@ -152,9 +152,14 @@ impl Fences {
     }
 
     /// From now on, a write of app `app_id` asks its fence, and a write of
-    /// an app without one is refused.
+    /// an app without one is refused. The fences of apps installed before
+    /// (another account's leases, taken by the same run) stay.
     pub fn install_apps(&self, fences: HashMap<u64, Fence>) {
-        *self.0.write().expect("fences lock") = Installed::Apps(fences);
+        let mut installed = self.0.write().expect("fences lock");
+        match &mut *installed {
+            Installed::Apps(by_app) => by_app.extend(fences),
+            other => *other = Installed::Apps(fences),
+        }
     }
 
     /// Whether a partition of `app_id` may be written now.
@@ -213,8 +218,12 @@ mod tests {
             Instant::now(),
             CancellationToken::new(),
         );
-        fences.install_apps(HashMap::from([(1, f)]));
+        fences.install_apps(HashMap::from([(1, f.clone())]));
         assert!(fences.check(1).is_ok());
+        // A second lease of the same run (another account's apps) adds its
+        // apps; the first one's stay fenced.
+        fences.install_apps(HashMap::from([(3, f)]));
+        assert!(fences.check(1).is_ok() && fences.check(3).is_ok());
         assert!(
             fences
                 .check(2)
