@@ -267,9 +267,22 @@ async fn run_export(args: &ExportArgs, log_format: LogFormat) -> u8 {
         };
         match resolved {
             Ok(p) => providers.push(Some(p)),
-            Err(e) => problems.push(e),
+            Err(e) => {
+                providers.push(None);
+                problems.push((account, e));
+            }
         }
     }
+    // Keys are needed only for calls: a run with nothing to fetch (derived
+    // partitions to recompute, files to repair from the raw zone) goes on
+    // without them.
+    let mut needed = Vec::new();
+    for (account, problem) in problems {
+        if export::needs_calls(&cfg, account).await {
+            needed.push(problem);
+        }
+    }
+    let problems = needed;
     if !problems.is_empty() {
         for p in &problems {
             match (&args.accounts.accounts, log_format) {

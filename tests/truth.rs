@@ -5,7 +5,11 @@ use trtc_usage::simulator::SimConfig;
 
 use crate::util::*;
 
-on_every_destination!(one_clock_per_lake);
+on_every_destination!(
+    one_clock_per_lake,
+    a_damaged_derived_partition_is_recomputed_with_no_call,
+    a_repaired_input_has_its_derived_partitions_seen_to,
+);
 
 /// The Python with DuckDB, when `scripts/test` provides it.
 fn duckdb_python() -> Option<String> {
@@ -245,4 +249,133 @@ fn a_closed_stderr_ends_nothing_and_leaves_no_lease() {
     // A usage error with stderr closed: exit 2, no panic (101).
     let (code, _) = run_with_stderr_closed(lake_cmd(&dest), &["export".into(), "--bogus".into()]);
     assert_eq!(code, 2);
+}
+
+/// The example price list, which prices every series the simulator serves.
+fn example_prices() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/jobs/prices.example.toml").to_owned()
+}
+
+/// Replaces the object at `rel` with `bytes`.
+fn damage(dest: &TestDest, rel: &str, bytes: Vec<u8>) {
+    put_object(dest, rel, bytes);
+}
+
+fn part(table: &str, app: u64, day: chrono::NaiveDate) -> String {
+    format!("{table}/app_id={app}/usage_date={day}/part-00000.parquet")
+}
+
+/// Point 3: a damaged derived partition (a cost file gone, a checks file
+/// cut short, one of the right size with other bytes under `--verify`) is
+/// computed again by the next export, with no call and no Tencent
+/// credentials; then `status --verify` is clean.
+fn a_damaged_derived_partition_is_recomputed_with_no_call(dest: TestDest) {
+    let sim = start_sim(sim_config());
+    let day = days_ago(10);
+    let mut args = date_args(&[APP_A], day);
+    args.extend(["--prices".into(), example_prices()]);
+    run(cmd(&sim, &dest), &args).assert_code(0);
+    let calls = sim.stats().total_requests();
+    let good = objects(&dest);
+
+    delete_objects(&dest, &part("cost", APP_A, day));
+    let checks = part("checks", APP_A, day);
+    damage(&dest, &checks, good[&checks][..100].to_vec());
+    run_sub(lake_cmd(&dest), "status", &["--verify"]).assert_code(1);
+    // No credentials, no endpoint: nothing is fetched.
+    let r = run(lake_cmd(&dest), &args);
+    r.assert_code(0);
+    r.assert_stdout_has(&["2 written", "2 skipped", "0 calls"]);
+    assert_eq!(sim.stats().total_requests(), calls, "no call");
+    run_sub(lake_cmd(&dest), "status", &["--verify"]).assert_code(0);
+
+    // The right size, other bytes: only --verify sees it.
+    let cost = part("cost", APP_A, day);
+    let now = objects(&dest);
+    let mut flipped = now[&cost].clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0xff;
+    damage(&dest, &cost, flipped);
+    run(lake_cmd(&dest), &args).assert_stdout_has(&["0 written", "4 skipped"]);
+    let mut verify = args.clone();
+    verify.push("--verify".into());
+    let r = run(lake_cmd(&dest), &verify);
+    r.assert_code(0);
+    r.assert_stdout_has(&["1 written", "3 skipped"]);
+    run_sub(lake_cmd(&dest), "status", &["--verify"]).assert_code(0);
+    assert_eq!(sim.stats().total_requests(), calls, "no call");
+}
+
+/// Point 6: a room file repaired from the raw zone during an export has
+/// what is derived from it looked at in the same run: a damaged checks
+/// file recomputed, the cost still current counted as skipped; every
+/// planned partition is counted.
+fn a_repaired_input_has_its_derived_partitions_seen_to(dest: TestDest) {
+    let sim = start_sim(sim_config());
+    let day = days_ago(10);
+    let mut args = date_args(&[APP_A], day);
+    args.extend(["--prices".into(), example_prices()]);
+    run(cmd(&sim, &dest), &args).assert_code(0);
+    let calls = sim.stats().total_requests();
+    let good = objects(&dest);
+    let room = part("room_usage", APP_A, day);
+    let checks = part("checks", APP_A, day);
+    damage(&dest, &room, good[&room][..200].to_vec());
+    damage(&dest, &checks, good[&checks][..100].to_vec());
+    let r = run(lake_cmd(&dest), &args);
+    r.assert_code(0);
+    r.assert_stdout_has(&[
+        "2 written",
+        "2 skipped",
+        "0 failed of 4 partitions",
+        "0 calls",
+    ]);
+    r.assert_stderr_has(&["Rebuilt a damaged partition from the raw zone"]);
+    assert_eq!(sim.stats().total_requests(), calls);
+    run_sub(lake_cmd(&dest), "status", &["--verify"]).assert_code(0);
+    assert_eq!(objects(&dest)[&room], good[&room], "the same bytes again");
+}
+
+/// Point 10: `status` calls a derived partition final only when its inputs
+/// are: a check computed after the day settled, from a room answer fetched
+/// while it was still settling, is settling too.
+#[test]
+fn a_derived_partition_is_final_only_when_its_inputs_are() {
+    let sim = start_sim(sim_config());
+    let dest = TestDest::local();
+    let day = days_ago(10);
+    run(cmd(&sim, &dest), &date_args(&[APP_A], day)).assert_code(0);
+    // The room answer as if fetched at noon of the day itself.
+    let rel = format!("room_usage/app_id={APP_A}/usage_date={day}/_manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&objects(&dest)[&rel]).unwrap();
+    m["fetched_at"] = serde_json::json!(format!("{day}T04:00:00Z"));
+    put_object(&dest, &rel, serde_json::to_vec(&m).unwrap());
+    let s = run_sub(
+        lake_cmd(&dest),
+        "status",
+        &["--tables", "room_usage,checks", "--log-format", "json"],
+    );
+    s.assert_code(0);
+    let v: serde_json::Value = serde_json::from_str(s.stdout.trim()).unwrap();
+    let app = |table: &str| {
+        v["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == table)
+            .unwrap()["apps"][0]
+            .clone()
+    };
+    let day = serde_json::json!(day.to_string());
+    for table in ["room_usage", "checks"] {
+        let a = app(table);
+        assert!(
+            a["settling"].as_array().unwrap().contains(&day),
+            "{table}: {a}"
+        );
+        assert!(
+            !a["final"].as_array().unwrap().contains(&day),
+            "{table}: {a}"
+        );
+    }
 }

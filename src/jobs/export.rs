@@ -13,11 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use object_store::ObjectStoreExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::jobs::config::{ChecksMode, JobConfig};
+use crate::jobs::config::{AccountRun, ChecksMode, JobConfig};
 use crate::jobs::derive;
 use crate::jobs::partition::{self, Problem};
 use crate::jobs::plan;
@@ -93,24 +92,10 @@ impl Plan {
 /// (one metadata request), or, under `--verify`, its SHA-256 too (reads
 /// the file).
 async fn file_matches(cfg: &JobConfig, table: Table, p: Partition, m: &Manifest) -> bool {
-    if cfg.verify {
-        return match manifest::check_file(&cfg.dest, table, m).await {
-            None => true,
-            Some(problem) => {
-                warn!(%table, app_id = p.app_id, usage_date = %p.usage_date, problem = %problem, "A final partition's file does not match its manifest; repairing it.");
-                false
-            }
-        };
-    }
-    let path = cfg.dest.part_path(table, p.app_id, p.usage_date);
-    match cfg.dest.store().head(&path).await {
-        Ok(meta) if meta.size == m.file.size => true,
-        Ok(meta) => {
-            warn!(%table, app_id = p.app_id, usage_date = %p.usage_date, size = meta.size, manifest_size = m.file.size, "A final partition's file is not the size its manifest says; repairing it.");
-            false
-        }
-        Err(e) => {
-            warn!(%table, app_id = p.app_id, usage_date = %p.usage_date, error = %e, "A final partition's file is missing or unreadable; repairing it.");
+    match manifest::file_problem(&cfg.dest, table, m, cfg.verify).await {
+        None => true,
+        Some(problem) => {
+            warn!(%table, app_id = p.app_id, usage_date = %p.usage_date, problem = %problem, "A final partition's file does not match its manifest; repairing it.");
             false
         }
     }
@@ -123,11 +108,14 @@ enum Finality {
 }
 
 /// Rebuilds each damaged final partition from its newest raw answer, with
-/// no API call; returns those that could not be (to fetch again).
+/// no API call; returns those that could not be (to fetch again). A
+/// repaired partition's new manifest joins `manifests`, so what is derived
+/// from it is computed again in this run.
 async fn repair_from_raw(
     cfg: &JobConfig,
     damaged: Vec<(Table, Partition)>,
     summary: &mut Summary,
+    manifests: &mut HashMap<(Table, Partition), Manifest>,
 ) -> Vec<(Table, Partition)> {
     let mut fetch = Vec::new();
     for (table, p) in damaged {
@@ -158,6 +146,7 @@ async fn repair_from_raw(
             Ok(w) => {
                 info!(%table, app_id = p.app_id, usage_date = %p.usage_date, raw_object = %cfg.dest.relative(&object.path), "Rebuilt a damaged partition from the raw zone.");
                 summary.wrote(&w);
+                manifests.insert((table, p), w.manifest);
             }
             Err(e) => {
                 warn!(%table, app_id = p.app_id, usage_date = %p.usage_date, error = %e, "Cannot rebuild the damaged partition from the raw zone; fetching it again.");
@@ -249,35 +238,53 @@ pub async fn make_plan(cfg: &JobConfig) -> Plan {
         }
     }
     if cfg.dest.is_local() || !cfg.dry_run {
-        // Days whose inputs are all final: is each derived partition
-        // current? (16 manifests read at a time, as for the inputs.)
-        for d in cfg.derived() {
-            let table = d.table();
-            let ready: Vec<(Partition, derive::Inputs)> = all
-                .iter()
-                .filter_map(|&p| {
-                    derive::inputs_of(table, p, |t| plan.manifests.get(&(t, p))).map(|i| (p, i))
-                })
-                .collect();
-            let d = d.as_ref();
-            let current: Vec<(Partition, bool)> = futures::stream::iter(ready)
-                .map(|(p, inputs)| async move {
-                    let current = !cfg.force && derive::is_current(d, &cfg.dest, p, &inputs).await;
-                    (p, current)
-                })
-                .buffered(16)
-                .collect()
-                .await;
-            for (p, current) in current {
-                if current {
-                    plan.final_.push((table, p));
-                } else {
-                    plan.recheck.push((table, p));
-                }
+        classify_derived(cfg, &mut plan, &all, None).await;
+    }
+    plan
+}
+
+/// For each of `partitions` whose inputs are all final in `plan` (or only
+/// those that read `changed`): is each derived partition current (skipped
+/// as final) or to be computed again (`recheck`)? 16 manifests read at a
+/// time, as for the inputs.
+async fn classify_derived(
+    cfg: &JobConfig,
+    plan: &mut Plan,
+    partitions: &[Partition],
+    changed: Option<Table>,
+) {
+    for d in cfg.derived() {
+        let table = d.table();
+        if changed.is_some_and(|c| !table.inputs().contains(&c)) {
+            continue;
+        }
+        let ready: Vec<(Partition, derive::Inputs)> = partitions
+            .iter()
+            .filter_map(|&p| {
+                derive::inputs_of(table, p, |t| plan.manifests.get(&(t, p))).map(|i| (p, i))
+            })
+            .collect();
+        let d = d.as_ref();
+        let current: Vec<(Partition, bool)> = futures::stream::iter(ready)
+            .map(|(p, inputs)| async move {
+                let current =
+                    !cfg.force && derive::is_current(d, &cfg.dest, p, &inputs, cfg.verify).await;
+                (p, current)
+            })
+            .buffered(16)
+            .collect()
+            .await;
+        for (p, current) in current {
+            if plan.recheck.contains(&(table, p)) || plan.final_.contains(&(table, p)) {
+                continue;
+            }
+            if current {
+                plan.final_.push((table, p));
+            } else {
+                plan.recheck.push((table, p));
             }
         }
     }
-    plan
 }
 
 /// What a dry run shows: every partition and what a run would do with it,
@@ -802,6 +809,14 @@ async fn leased(
     }
 }
 
+/// Whether `account`'s part of the run must call the API: a partition of
+/// a fetched table that is not final. Recomputing derived partitions, or
+/// repairing files from the raw zone, needs no Tencent credentials. Reads
+/// manifests only.
+pub async fn needs_calls(cfg: &JobConfig, account: &AccountRun) -> bool {
+    !make_plan(&cfg.for_account(account)).await.todo.is_empty()
+}
+
 /// Every account of the run at once, each with its own pacers (TRTC's
 /// limits are per account) and its log lines, progress and summary under
 /// its name. Without `--accounts`, the one account as it always ran.
@@ -890,7 +905,17 @@ async fn planned(
     );
     if !plan.damaged.is_empty() {
         let damaged = std::mem::take(&mut plan.damaged);
-        for (table, p) in repair_from_raw(cfg, damaged, &mut summary).await {
+        let fetch = repair_from_raw(cfg, damaged.clone(), &mut summary, &mut plan.manifests).await;
+        // What is derived from a repaired partition: current, or computed
+        // again below (never left out of the run's count).
+        let counted = plan.final_.len();
+        for (table, p) in damaged.iter().filter(|d| !fetch.contains(d)) {
+            classify_derived(cfg, &mut plan, &[*p], Some(*table)).await;
+        }
+        for (table, _) in &plan.final_[counted..] {
+            summary.skipped(*table, 1);
+        }
+        for (table, p) in fetch {
             match plan.todo.iter_mut().find(|t| t.p == p) {
                 Some(t) if table == Table::RoomUsage => t.room = true,
                 Some(t) => t.app = true,
@@ -954,7 +979,22 @@ async fn planned(
         info!("Every planned partition is already final; nothing to fetch.");
         return finish(end_status(cfg.checks == ChecksMode::Fail, summary));
     }
-    let provider = provider.expect("credentials are resolved for a real run");
+    // Keys are found before the run; a run that had none is let through
+    // only when it had nothing to fetch (see [`needs_calls`]): a repair
+    // that could not use the raw zone still needs the API.
+    let Some(provider) = provider else {
+        summary.stop(
+            Status::Fatal,
+            Some(
+                "no Tencent credentials, and this run must call the API (a damaged partition \
+                 has no raw answer to rebuild it from): set TENCENTCLOUD_SECRET_ID and \
+                 TENCENTCLOUD_SECRET_KEY"
+                    .into(),
+            ),
+            plan.todo.iter().map(|t| t.p),
+        );
+        return finish(summary);
+    };
     info!(credentials = %provider.describe(), endpoint = %cfg.api.endpoint, "Using credentials.");
     let client = match Client::new(cfg.api.clone(), provider) {
         Ok(client) => Arc::new(client),

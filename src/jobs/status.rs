@@ -250,7 +250,7 @@ async fn table_status(cfg: &StatusConfig, table: Table) -> Result<TableStatus, S
     let read = futures::stream::iter(wanted)
         .map(|(app, day)| async move {
             if !done.contains(&(app, day)) {
-                return (app, day, (Ok(None), None, false));
+                return (app, day, (Ok(None), None, Inputs::Final));
             }
             let m = manifest::read(&scope.dest, table, app, day).await;
             let damage = match (&m, cfg.verify) {
@@ -258,8 +258,8 @@ async fn table_status(cfg: &StatusConfig, table: Table) -> Result<TableStatus, S
                 _ => None,
             };
             let stale = match &m {
-                Ok(Some(m)) => !inputs_are_current(scope, app, day, m).await,
-                _ => false,
+                Ok(Some(m)) => inputs_of(scope, app, day, m, cfg.settle).await,
+                _ => Inputs::Final,
             };
             (app, day, (m, damage, stale))
         })
@@ -287,8 +287,12 @@ async fn table_status(cfg: &StatusConfig, table: Table) -> Result<TableStatus, S
             s.failed_checks.push(day);
         }
         match m {
-            Ok(Some(_)) if stale => s.stale.push(day),
-            Ok(Some(m)) if plan::is_final(day, scope.offset, cfg.settle, m.fetched_at) => {
+            Ok(Some(_)) if stale == Inputs::Stale => s.stale.push(day),
+            // A derived partition is final only when its inputs are.
+            Ok(Some(m))
+                if stale == Inputs::Final
+                    && plan::is_final(day, scope.offset, cfg.settle, m.fetched_at) =>
+            {
                 s.final_days.push(day)
             }
             Ok(Some(_)) => s.settling.push(day),
@@ -314,15 +318,28 @@ async fn table_status(cfg: &StatusConfig, table: Table) -> Result<TableStatus, S
     })
 }
 
+/// Where a partition's inputs stand: a fetched partition has none (final).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Inputs {
+    /// Every input is in the lake with the answer the partition was
+    /// computed from, and final.
+    Final,
+    /// As `Final`, but an input is still settling: so is the partition.
+    Settling,
+    /// An input is gone or holds another answer now.
+    Stale,
+}
+
 /// Whether a derived partition was computed from the answers its input
 /// partitions hold now (each input's manifest there, with the RequestId it
-/// names); a fetched partition always is.
-async fn inputs_are_current(
+/// names), and whether those are final.
+async fn inputs_of(
     scope: &LakeScope,
     app: u64,
     day: NaiveDate,
     m: &manifest::Manifest,
-) -> bool {
+    settle: std::time::Duration,
+) -> Inputs {
     // Checks of 0.5 name their two inputs in `check` only.
     let inputs: Vec<(Table, String)> = match (&m.derived, &m.check) {
         (Some(d), _) => d
@@ -336,19 +353,24 @@ async fn inputs_are_current(
             (Table::RoomUsage, c.room_request_id.clone()),
             (Table::AppUsage, c.app_request_id.clone()),
         ],
-        (None, None) => return true,
+        (None, None) => return Inputs::Final,
     };
+    let mut state = Inputs::Final;
     for (table, request_id) in inputs {
         let now = manifest::read(&scope.dest, table, app, day)
             .await
             .ok()
-            .flatten()
-            .map(|m| m.request_id);
-        if now.as_deref() != Some(request_id.as_str()) {
-            return false;
+            .flatten();
+        match now {
+            Some(input) if input.request_id == request_id => {
+                if !plan::is_final(day, scope.offset, settle, input.fetched_at) {
+                    state = Inputs::Settling;
+                }
+            }
+            _ => return Inputs::Stale,
         }
     }
-    true
+    state
 }
 
 /// Reads the lake's state in scope.

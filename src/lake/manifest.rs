@@ -205,6 +205,30 @@ pub async fn check_file(dest: &Destination, table: Table, m: &Manifest) -> Optio
     })
 }
 
+/// What is wrong with a partition's file, if anything: under `verify`
+/// [`check_file`] (size and SHA-256, reading the file), else its size by
+/// one metadata request.
+pub async fn file_problem(
+    dest: &Destination,
+    table: Table,
+    m: &Manifest,
+    verify: bool,
+) -> Option<String> {
+    if verify {
+        return check_file(dest, table, m).await;
+    }
+    let path = dest.part_path(table, m.app_id, m.usage_date);
+    match dest.store().head(&path).await {
+        Ok(meta) if meta.size == m.file.size => None,
+        Ok(meta) => Some(format!(
+            "the file has {} bytes, its manifest says {}",
+            meta.size, m.file.size
+        )),
+        Err(object_store::Error::NotFound { .. }) => Some("the file is missing".into()),
+        Err(e) => Some(format!("the file cannot be read: {e}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

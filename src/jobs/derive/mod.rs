@@ -143,17 +143,30 @@ pub fn inputs_of<'m>(
         .filter(|i| i.values().all(|m| m.app_id == p.app_id))
 }
 
-/// Whether `d`'s partition `p` in the lake is current for `inputs`; a
-/// manifest that cannot be read is not.
+/// Whether `d`'s partition `p` in the lake is current for `inputs`: its
+/// manifest says it was computed from them with today's settings, and its
+/// file matches the manifest (its size; its SHA-256 too under `verify`).
+/// A manifest that cannot be read is not current; a damaged file is
+/// computed again.
 pub async fn is_current(
     d: &dyn Derived,
     dest: &Destination,
     p: Partition,
     inputs: &Inputs,
+    verify: bool,
 ) -> bool {
     let table = d.table();
     match manifest::read(dest, table, p.app_id, p.usage_date).await {
-        Ok(Some(m)) => d.is_current(&m, p, inputs),
+        Ok(Some(m)) if d.is_current(&m, p, inputs) => {
+            match manifest::file_problem(dest, table, &m, verify).await {
+                None => true,
+                Some(problem) => {
+                    warn!(%table, app_id = p.app_id, usage_date = %p.usage_date, problem = %problem, "A derived partition's file does not match its manifest; computing it again.");
+                    false
+                }
+            }
+        }
+        Ok(Some(_)) => false,
         Ok(None) => false,
         Err(e) => {
             warn!(%table, app_id = p.app_id, usage_date = %p.usage_date, error = %e, "Cannot read the manifest; computing the partition again.");
