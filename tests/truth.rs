@@ -9,6 +9,8 @@ on_every_destination!(
     one_clock_per_lake,
     a_damaged_derived_partition_is_recomputed_with_no_call,
     a_repaired_input_has_its_derived_partitions_seen_to,
+    rebuild_uses_the_answer_the_manifest_names_and_checks_it,
+    an_empty_answer_never_replaces_a_forgotten_days_rooms,
 );
 
 /// The Python with DuckDB, when `scripts/test` provides it.
@@ -333,7 +335,7 @@ fn a_repaired_input_has_its_derived_partitions_seen_to(dest: TestDest) {
     r.assert_stderr_has(&["Rebuilt a damaged partition from the raw zone"]);
     assert_eq!(sim.stats().total_requests(), calls);
     run_sub(lake_cmd(&dest), "status", &["--verify"]).assert_code(0);
-    assert_eq!(objects(&dest)[&room], good[&room], "the same bytes again");
+    assert!(objects(&dest)[&room] == good[&room], "the same bytes again");
 }
 
 /// Point 10: `status` calls a derived partition final only when its inputs
@@ -378,4 +380,133 @@ fn a_derived_partition_is_final_only_when_its_inputs_are() {
             "{table}: {a}"
         );
     }
+}
+
+/// The file name of a raw object's key.
+fn file_name(key: &str) -> &str {
+    key.rsplit('/').next().unwrap()
+}
+
+/// Point 5: `rebuild` uses the answer each manifest names, never another
+/// that lies beside it, and checks it: a body whose RequestId is not the
+/// one its name holds, or whose SHA-256 is not the manifest's, fails its
+/// partition naming the object, and the partition is left as it was.
+fn rebuild_uses_the_answer_the_manifest_names_and_checks_it(dest: TestDest) {
+    let sim = start_sim(sim_config());
+    let (d, e) = (days_ago(12), days_ago(11));
+    run(cmd(&sim, &dest), &range_args(&[APP_A], d, e)).assert_code(0);
+    let (d_key, d_body) = raw_objects(&dest, APP_A, d).remove(0);
+    let (e_key, e_body) = raw_objects(&dest, APP_A, e).remove(0);
+    let good = objects(&dest);
+    let room = part("room_usage", APP_A, d);
+    let d_dir = format!("_raw/room_usage/app_id={APP_A}/usage_date={d}");
+    let zstd = |body: &[u8]| zstd::stream::encode_all(body, 1).unwrap();
+    let rebuild_d = || {
+        run_sub(
+            lake_cmd(&dest),
+            "rebuild",
+            &[
+                "--start",
+                &d.to_string(),
+                "--end",
+                &d.to_string(),
+                "--tables",
+                "room_usage",
+            ],
+        )
+    };
+
+    // Another day's answer laid in D's directory, newer than D's own.
+    put_object(
+        &dest,
+        &format!("{d_dir}/{}", file_name(&e_key)),
+        good[&e_key].clone(),
+    );
+    rebuild_d().assert_code(0);
+    assert!(
+        objects(&dest)[&room] == good[&room],
+        "rebuilt from D's own answer"
+    );
+    assert_eq!(
+        read_manifest(&dest, APP_A, d).raw_object.as_deref(),
+        Some(d_key.as_str())
+    );
+
+    // The named object holds another answer: refused, naming it.
+    put_object(&dest, &d_key, zstd(&e_body));
+    let r = rebuild_d();
+    r.assert_code(1);
+    r.assert_stderr_has(&[&d_key, "RequestId", "not the one its name holds"]);
+    assert!(objects(&dest)[&room] == good[&room], "left as it was");
+
+    // The named object's RequestId is right but its rows were altered.
+    let altered = String::from_utf8(d_body.clone())
+        .unwrap()
+        .replacen(",1", ",9", 1);
+    assert_ne!(altered.as_bytes(), &d_body[..]);
+    put_object(&dest, &d_key, zstd(altered.as_bytes()));
+    let r = rebuild_d();
+    r.assert_code(1);
+    r.assert_stderr_has(&[&d_key, "SHA-256", "manifest"]);
+    assert!(objects(&dest)[&room] == good[&room], "left as it was");
+
+    // With no manifest, the newest answer is used; one whose name and
+    // body disagree is refused, naming it.
+    put_object(&dest, &d_key, good[&d_key].clone());
+    delete_objects(&dest, &format!("{d_dir}/{}", file_name(&e_key)));
+    let renamed = format!(
+        "{d_dir}/{}",
+        file_name(&e_key)
+            .replacen('_', "_f00d", 1)
+            .replacen("20", "29", 1)
+    );
+    put_object(&dest, &renamed, zstd(&d_body));
+    delete_objects(&dest, &format!("room_usage/app_id={APP_A}/usage_date={d}/"));
+    let r = rebuild_d();
+    r.assert_code(1);
+    r.assert_stderr_has(&[&renamed, "not the one its name holds"]);
+}
+
+/// Point 9: an answer with no rooms never replaces the rooms of a day
+/// older than the API keeps: exit 1 naming both RequestIds, the partition
+/// keeps its rows, the empty answer is kept raw, and `rebuild` keeps using
+/// the good one.
+fn an_empty_answer_never_replaces_a_forgotten_days_rooms(dest: TestDest) {
+    let sim = start_sim(sim_config());
+    let day = days_ago(100);
+    let args = date_args(&[APP_A], day);
+    run(cmd(&sim, &dest), &args).assert_code(0);
+    let good = read_manifest(&dest, APP_A, day);
+    assert!(good.rows > 0);
+    let room = part("room_usage", APP_A, day);
+    let before = objects(&dest)[&room].clone();
+    sim.inject(trtc_usage::simulator::FaultRule::next(
+        1,
+        trtc_usage::simulator::Fault::Data("RoomId,Audio,SD,hd,FullHD,2K,4K\n".into()),
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(2 * INTERVAL_MS));
+    let mut forced = args.clone();
+    forced.push("--force".into());
+    let r = run(cmd(&sim, &dest), &forced);
+    r.assert_code(1);
+    r.assert_stderr_has(&[&good.request_id, "with no rows", "keeps its rows"]);
+    assert_eq!(read_manifest(&dest, APP_A, day), good);
+    assert!(objects(&dest)[&room] == before, "the file is unchanged");
+    assert_eq!(
+        raw_objects(&dest, APP_A, day).len(),
+        2,
+        "the empty answer is kept"
+    );
+    run_sub(lake_cmd(&dest), "rebuild", &[] as &[&str]).assert_code(0);
+    assert_eq!(read_manifest(&dest, APP_A, day).request_id, good.request_id);
+    assert!(objects(&dest)[&room] == before, "the file is unchanged");
+    // A recent day may well be empty: no such guard there.
+    let recent = days_ago(10);
+    sim.inject(trtc_usage::simulator::FaultRule::next(
+        1,
+        trtc_usage::simulator::Fault::Data("RoomId,Audio,SD,hd,FullHD,2K,4K\n".into()),
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(2 * INTERVAL_MS));
+    run(cmd(&sim, &dest), &date_args(&[APP_A], recent)).assert_code(0);
+    assert_eq!(read_manifest(&dest, APP_A, recent).rows, 0);
 }

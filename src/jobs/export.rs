@@ -92,10 +92,24 @@ impl Plan {
 /// (one metadata request), or, under `--verify`, its SHA-256 too (reads
 /// the file).
 async fn file_matches(cfg: &JobConfig, table: Table, p: Partition, m: &Manifest) -> bool {
-    match manifest::file_problem(&cfg.dest, table, m, cfg.verify).await {
-        None => true,
-        Some(problem) => {
-            warn!(%table, app_id = p.app_id, usage_date = %p.usage_date, problem = %problem, "A final partition's file does not match its manifest; repairing it.");
+    if cfg.verify {
+        return match manifest::check_file(&cfg.dest, table, m).await {
+            None => true,
+            Some(problem) => {
+                warn!(%table, app_id = p.app_id, usage_date = %p.usage_date, problem = %problem, "A final partition's file does not match its manifest; repairing it.");
+                false
+            }
+        };
+    }
+    let path = cfg.dest.part_path(table, p.app_id, p.usage_date);
+    match object_store::ObjectStoreExt::head(cfg.dest.store().as_ref(), &path).await {
+        Ok(meta) if meta.size == m.file.size => true,
+        Ok(meta) => {
+            warn!(%table, app_id = p.app_id, usage_date = %p.usage_date, size = meta.size, manifest_size = m.file.size, "A final partition's file is not the size its manifest says; repairing it.");
+            false
+        }
+        Err(e) => {
+            warn!(%table, app_id = p.app_id, usage_date = %p.usage_date, error = %e, "A final partition's file is missing or unreadable; repairing it.");
             false
         }
     }
@@ -107,8 +121,9 @@ enum Finality {
     Damaged,
 }
 
-/// Rebuilds each damaged final partition from its newest raw answer, with
-/// no API call; returns those that could not be (to fetch again). A
+/// Rebuilds each damaged final partition from the raw answer its manifest
+/// names (else its newest), with no API call; returns those that could
+/// not be (to fetch again). A
 /// repaired partition's new manifest joins `manifests`, so what is derived
 /// from it is computed again in this run.
 async fn repair_from_raw(
@@ -119,15 +134,22 @@ async fn repair_from_raw(
 ) -> Vec<(Table, Partition)> {
     let mut fetch = Vec::new();
     for (table, p) in damaged {
-        let object = match raw::newest(&cfg.dest, table, p.app_id, p.usage_date).await {
-            Ok(Some(object)) => object,
+        // The answer the manifest names (checked), else the newest; with
+        // no raw answer at all, fetched again.
+        let source = match raw::newest(&cfg.dest, table, p.app_id, p.usage_date).await {
+            Ok(None) => Ok(None),
+            Ok(newest) => rebuild::source_of(&cfg.dest, table, p, newest).await,
+            Err(e) => Err(e.to_string()),
+        };
+        let source = match source {
+            Ok(Some(source)) => source,
             Ok(None) => {
                 warn!(%table, app_id = p.app_id, usage_date = %p.usage_date, "No raw answer to rebuild the damaged partition from; fetching it again.");
                 fetch.push((table, p));
                 continue;
             }
             Err(e) => {
-                warn!(%table, app_id = p.app_id, usage_date = %p.usage_date, error = %e, "Cannot list the raw answers of the damaged partition; fetching it again.");
+                warn!(%table, app_id = p.app_id, usage_date = %p.usage_date, error = %e, "Cannot read the raw answer of the damaged partition; fetching it again.");
                 fetch.push((table, p));
                 continue;
             }
@@ -139,12 +161,12 @@ async fn repair_from_raw(
             cfg.offset,
             table,
             p,
-            &object,
+            &source,
         )
         .await
         {
             Ok(w) => {
-                info!(%table, app_id = p.app_id, usage_date = %p.usage_date, raw_object = %cfg.dest.relative(&object.path), "Rebuilt a damaged partition from the raw zone.");
+                info!(%table, app_id = p.app_id, usage_date = %p.usage_date, raw_object = %cfg.dest.relative(&source.object.path), "Rebuilt a damaged partition from the raw zone.");
                 summary.wrote(&w);
                 manifests.insert((table, p), w.manifest);
             }
@@ -612,6 +634,9 @@ async fn export_partition<R: Call>(
         if let Some(body) = call.body.as_mut() {
             body.sha256 = sha256;
         }
+        if let Some(msg) = empty_answer_of_a_forgotten_day(cfg, table, p, &call, &encoded).await {
+            return PartitionResult::Failed(msg);
+        }
         let body_bytes = answer.body_bytes();
         match partition::commit(&cfg.dest, &call, encoded, answer.response_at(), body_bytes).await {
             Ok(w) => PartitionResult::Written(Box::new(w)),
@@ -621,6 +646,33 @@ async fn export_partition<R: Call>(
     .await;
     inflight::end(&cfg.dest, table, p.app_id, p.usage_date).await;
     result
+}
+
+/// Why an answer with no rows must not replace partition `p`: the day is
+/// older than the API keeps and the partition holds rows (the API forgot
+/// the day; the lake is its only memory). The answer stays in the raw
+/// zone. `None` when the answer may be written.
+async fn empty_answer_of_a_forgotten_day(
+    cfg: &JobConfig,
+    table: Table,
+    p: Partition,
+    call: &CallInfo,
+    encoded: &Encoded,
+) -> Option<String> {
+    if encoded.rows > 0 || !plan::is_forgotten(p.usage_date, cfg.offset, chrono::Utc::now()) {
+        return None;
+    }
+    let old = manifest::read(&cfg.dest, table, p.app_id, p.usage_date)
+        .await
+        .ok()
+        .flatten()
+        .filter(|m| m.rows > 0)?;
+    Some(format!(
+        "RequestId {} answers {} with no rows, but the partition holds {} rows from RequestId \
+         {}, and the API keeps only about 3 months: the partition keeps its rows (the empty \
+         answer is kept in the raw zone); delete the partition to accept an empty day",
+        call.request_id, p.usage_date, old.rows, old.request_id
+    ))
 }
 
 /// One `room_usage` partition.

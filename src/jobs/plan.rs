@@ -143,6 +143,13 @@ pub fn app_request_for(app_id: u64, day: NaiveDate) -> AppUsageRequest {
 }
 
 /// Parses `±HH:MM` (also `Z` or `UTC`), the API's clock.
+/// Whether `day` is older than the API keeps (about 3 months,
+/// [`RETENTION_DAYS`]) as of `now` in the API's clock `offset`: a fetch
+/// of it may find the data gone.
+pub fn is_forgotten(day: NaiveDate, offset: FixedOffset, now: DateTime<Utc>) -> bool {
+    day < today(now, offset) - ChronoDuration::days(RETENTION_DAYS)
+}
+
 /// The API's clock when neither the flag nor the lake says: Beijing time,
 /// the TRTC API's own.
 pub fn default_offset() -> FixedOffset {

@@ -1,7 +1,8 @@
 //! `rebuild`: rewrite partitions from the raw zone, with no API call and no
 //! Tencent credentials.
 //!
-//! Each partition is rebuilt from its newest raw answer through the same
+//! Each partition is rebuilt from the raw answer its manifest names (its
+//! SHA-256 and RequestId checked), else from its newest, through the same
 //! path as `export` ([`crate::jobs::partition`]), with the answer's own
 //! RequestId and `fetched_at`, so with the same version and settings the
 //! Parquet file is the same to the byte. A raw object that cannot be read
@@ -138,9 +139,54 @@ async fn work_for(cfg: &RebuildConfig, table: Table) -> Result<Vec<Work>, String
     Ok(work)
 }
 
+/// The raw answer partition `p` of `table` is rebuilt from, and the
+/// SHA-256 its body must have: the answer its manifest names (with the
+/// SHA-256 the manifest records), else `newest`, the newest the raw zone
+/// holds; `None` when there is neither. A named answer that is gone fails
+/// the partition, naming it: another answer would be other data.
+pub async fn source_of(
+    dest: &Destination,
+    table: Table,
+    p: Partition,
+    newest_given: Option<RawObject>,
+) -> Result<Option<Source>, String> {
+    let newest = |newest: Option<RawObject>| {
+        newest.map(|object| Source {
+            object,
+            sha256: None,
+        })
+    };
+    let m = manifest::read(dest, table, p.app_id, p.usage_date)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some(m) = m else {
+        return Ok(newest(newest_given));
+    };
+    let sha256 = m.body.as_ref().map(|b| b.sha256.clone());
+    match &m.raw_object {
+        Some(named) => RawObject::named(dest, table, p.app_id, p.usage_date, named)
+            .await
+            .map(|object| Some(Source { object, sha256 }))
+            .map_err(|e| e.to_string()),
+        // Exported with --raw off: its own answer was never kept.
+        None => Ok(newest(newest_given)),
+    }
+}
+
+/// The raw answer a partition is rebuilt from, and the SHA-256 its body
+/// must have (the one a manifest recorded), if any.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub object: RawObject,
+    pub sha256: Option<String>,
+}
+
 /// Rebuilds one partition of `table` (`room_usage` or `app_usage`) from
 /// `object`, a raw answer; `offset` is the API's clock. Shared with
-/// `export`, which repairs a damaged final partition this way.
+/// `export`, which repairs a damaged final partition this way. The body
+/// must be the answer the object's name says (its RequestId) and, given
+/// the source's `sha256`, the one a manifest recorded: otherwise nothing is written and
+/// the error names the object.
 pub async fn from_raw(
     dest: &Destination,
     contract: SchemaContract,
@@ -148,10 +194,10 @@ pub async fn from_raw(
     offset: FixedOffset,
     table: Table,
     p: Partition,
-    object: &RawObject,
+    source: &Source,
 ) -> Result<partition::Written, String> {
     inflight::begin(dest, table, p.app_id, p.usage_date).await?;
-    let written = from_raw_inner(dest, contract, encoding, offset, table, p, object).await;
+    let written = from_raw_inner(dest, contract, encoding, offset, table, p, source).await;
     inflight::end(dest, table, p.app_id, p.usage_date).await;
     written
 }
@@ -163,14 +209,32 @@ async fn from_raw_inner(
     offset: FixedOffset,
     table: Table,
     p: Partition,
-    object: &RawObject,
+    source: &Source,
 ) -> Result<partition::Written, String> {
+    let (object, expected_sha256) = (&source.object, source.sha256.as_deref());
     let key = dest.relative(&object.path).to_owned();
     // The manifest records the answer's SHA-256, as the export did.
     let (body, sha256) = raw::read(dest, object, &encoding.spool)
         .await
         .map_err(|e| e.to_string())?;
     let unreadable = |e: crate::tencent::api::ApiError| format!("raw object {key}: {e}");
+    // Once the body reads as an answer: is it the one its name says, and
+    // the one the partition's manifest records?
+    let named_for = |request_id: &str| {
+        if !object.is_named_for(request_id) {
+            return Err(format!(
+                "raw object {key}: its body's RequestId {request_id} is not the one its name \
+                 holds; it is not this answer (moved or replaced?), not rebuilt from it"
+            ));
+        }
+        match expected_sha256 {
+            Some(expected) if expected != sha256 => Err(format!(
+                "raw object {key}: its body's SHA-256 {sha256} is not {expected}, the one the \
+                 partition's manifest records; not rebuilt from it"
+            )),
+            _ => Ok(()),
+        }
+    };
     let written = match table {
         Table::RoomUsage => {
             let fetched_at = object.fetched_at;
@@ -181,6 +245,7 @@ async fn from_raw_inner(
             .await
             .expect("the scan does not panic")
             .map_err(unreadable)?;
+            named_for(&usage.request_id)?;
             let request = plan::request_for(p.app_id, p.usage_date);
             let call = partition::call_info(
                 table,
@@ -198,6 +263,7 @@ async fn from_raw_inner(
                 .to_vec()
                 .map_err(|e| format!("raw object {key}: reading it back: {e}"))?;
             let usage = AppUsage::from_body(body, object.fetched_at, &key).map_err(unreadable)?;
+            named_for(&usage.request_id)?;
             let request = plan::app_request_for(p.app_id, p.usage_date);
             let call = partition::call_info(
                 table,
@@ -219,20 +285,26 @@ async fn from_raw_inner(
     written.map_err(|e| format!("rebuilding from {key}: {e}"))
 }
 
+/// Rebuilds partition `p` from the answer its manifest names, else from
+/// `newest`.
 async fn rebuild_one(
     cfg: &RebuildConfig,
     table: Table,
     p: Partition,
-    object: &RawObject,
+    newest: &RawObject,
 ) -> Result<partition::Written, String> {
+    let dest = &cfg.scope.dest;
+    let Some(source) = source_of(dest, table, p, Some(newest.clone())).await? else {
+        unreachable!("a newest answer is given");
+    };
     from_raw(
-        &cfg.scope.dest,
+        dest,
         cfg.contract,
         &cfg.encoding,
         cfg.scope.offset,
         table,
         p,
-        object,
+        &source,
     )
     .await
 }

@@ -36,6 +36,61 @@ pub struct RawObject {
     pub size: u64,
 }
 
+impl RawObject {
+    /// The object a manifest names (`relative` to the lake's root), when
+    /// the raw zone holds it under `table`'s directory of that partition.
+    pub async fn named(
+        dest: &Destination,
+        table: Table,
+        app_id: u64,
+        day: NaiveDate,
+        relative: &str,
+    ) -> Result<RawObject, RawError> {
+        let unreadable = |reason: String| RawError::Unreadable {
+            path: relative.to_owned(),
+            reason,
+        };
+        let path = dest.resolve(relative);
+        let name = match partition_of(&path) {
+            Some((a, d, name))
+                if a == app_id
+                    && d == day
+                    && path
+                        .as_ref()
+                        .starts_with(dest.raw_table_dir(table).as_ref()) =>
+            {
+                name
+            }
+            _ => {
+                return Err(unreadable(format!(
+                    "the manifest of {table} app {app_id} {day} names it, but it is not a raw \
+                     answer of that partition"
+                )));
+            }
+        };
+        let fetched_at =
+            fetched_at_of(&name).ok_or_else(|| unreadable("not a raw object's name".into()))?;
+        match dest.store().head(&path).await {
+            Ok(meta) => Ok(RawObject {
+                path,
+                fetched_at,
+                size: meta.size,
+            }),
+            Err(object_store::Error::NotFound { .. }) => Err(unreadable(format!(
+                "the manifest of {table} app {app_id} {day} names it as the partition's answer, \
+                 but the raw zone no longer holds it"
+            ))),
+            Err(e) => Err(unreadable(e.to_string())),
+        }
+    }
+
+    /// Whether this object's name is the one the answer with `request_id`
+    /// fetched at its time is kept under.
+    pub fn is_named_for(&self, request_id: &str) -> bool {
+        self.path.filename() == Some(object_name(self.fetched_at, request_id).as_str())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RawError {
     #[error("listing {path}: {source}")]
