@@ -73,6 +73,7 @@ async fn run_rebuild(args: &RebuildArgs, log_format: LogFormat) -> u8 {
         lease_ttl: args.lease.ttl(),
         prices,
         billing_accounts,
+        kept_billing: Default::default(),
     };
     let cancel = CancellationToken::new();
     let signal = stop_on_signals(cancel.clone());

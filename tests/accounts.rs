@@ -471,6 +471,56 @@ fn each_accounts_billing_account_is_its_apps_cost_rows() {
             .collect();
         assert_eq!(ids.into_iter().collect::<Vec<_>>(), [want], "app {app}");
     }
+
+    // Issue 31, point 4: a rebuild of cost with a price list and no
+    // --accounts keeps each partition's billing account (the one its
+    // manifest records), never silently the price list's.
+    std::fs::write(
+        &prices,
+        format!(
+            "billing_account_id = \"100000000001\"\n{}",
+            list.replace("list = 1", "list = 2")
+        ),
+    )
+    .unwrap();
+    let r = run_sub(
+        lake_cmd(&dest),
+        "rebuild",
+        &[
+            "--tables",
+            "cost",
+            "--prices",
+            &prices.display().to_string(),
+        ],
+    );
+    r.assert_code(0);
+    r.assert_stdout_has(&["2 written"]);
+    let billing = |app: u64| {
+        read_table(&dest, "cost", app, days[0])
+            .iter()
+            .flat_map(|b| {
+                b.column_by_name("BillingAccountId")
+                    .unwrap()
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| v.unwrap().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect::<std::collections::BTreeSet<String>>()
+    };
+    assert_eq!(
+        billing(APP_B).into_iter().collect::<Vec<_>>(),
+        ["200000000002"]
+    );
+    assert_eq!(
+        billing(APP_A).into_iter().collect::<Vec<_>>(),
+        ["100000000001"]
+    );
+    let m = read_table_manifest(&dest, "cost", APP_B, days[0]);
+    assert_eq!(
+        m.derived.unwrap().settings["billing_account_id"],
+        "200000000002"
+    );
 }
 
 /// A live lease of `app` held by another run, written as that run would.

@@ -574,6 +574,7 @@ impl JobConfig {
                     .iter()
                     .map(|a| (&a.app_ids[..], a.billing_account_id.as_ref())),
             ),
+            kept_billing: Default::default(),
             offset: self.offset,
         };
         crate::jobs::derive::registry(&settings, &self.tables)

@@ -9,9 +9,11 @@
 //! fails its partition, naming the object; a partition in the range with no
 //! raw answer is reported and left as it is (exit 1).
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::{FixedOffset, NaiveDate};
+use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -52,6 +54,9 @@ pub struct RebuildConfig {
     pub prices: Option<std::sync::Arc<crate::tables::prices::PriceList>>,
     /// App → its account's own billing account (`--accounts`).
     pub billing_accounts: std::collections::BTreeMap<u64, String>,
+    /// Partition → the billing account its cost manifest records (read
+    /// by [`keep_billing`]).
+    pub kept_billing: std::collections::BTreeMap<Partition, String>,
 }
 
 impl RebuildConfig {
@@ -62,6 +67,7 @@ impl RebuildConfig {
             check_tolerance: self.check_tolerance,
             prices: self.prices.clone(),
             billing_accounts: self.billing_accounts.clone(),
+            kept_billing: self.kept_billing.clone(),
             offset: self.scope.offset,
         };
         let tables: Vec<Table> = self
@@ -512,12 +518,62 @@ pub async fn run(
     if let Err(e) = inflight::sweep(dest, &apps).await {
         warn!(error = %e, "Cannot clean what an earlier run left in flight; the next run tries again.");
     }
-    let summary = rebuild_all(cfg, plan, cancel, progress, summary).await;
+    let summary = match keep_billing(cfg).await {
+        Ok(kept_billing) => {
+            let cfg = RebuildConfig {
+                kept_billing,
+                ..cfg.clone()
+            };
+            rebuild_all(&cfg, plan, cancel, progress, summary).await
+        }
+        Err(e) => {
+            error!(error = %e, "Cannot read the cost table's manifests; nothing was rebuilt.");
+            let mut summary = summary;
+            summary.stop(Status::Fatal, Some(e), []);
+            summary
+        }
+    };
     let summary = match lease {
         Some(lease) => export::end_lease(lease, summary).await,
         None => summary,
     };
     finish(summary)
+}
+
+/// The billing account each cost partition in scope was computed for, as
+/// its manifest records it (16 manifests read at a time); nothing when
+/// the rebuild fills no `cost`.
+async fn keep_billing(cfg: &RebuildConfig) -> Result<BTreeMap<Partition, String>, String> {
+    if cfg.prices.is_none() || !cfg.scope.tables.contains(&Table::Cost) {
+        return Ok(BTreeMap::new());
+    }
+    let dest = &cfg.scope.dest;
+    let listed = manifest::list(dest, Table::Cost)
+        .await
+        .map_err(|e| e.to_string())?;
+    let in_scope = listed.into_iter().filter(|(a, d)| {
+        cfg.scope.covers(*d) && cfg.scope.app_ids.as_ref().is_none_or(|ids| ids.contains(a))
+    });
+    let read: Vec<_> = futures::stream::iter(in_scope)
+        .map(|(app_id, usage_date)| async move {
+            let m = manifest::read(dest, Table::Cost, app_id, usage_date).await;
+            (Partition { app_id, usage_date }, m)
+        })
+        .buffered(16)
+        .collect()
+        .await;
+    let mut kept = BTreeMap::new();
+    for (p, m) in read {
+        let billing = m
+            .map_err(|e| e.to_string())?
+            .and_then(|m| m.derived)
+            .and_then(|d| d.settings.get("billing_account_id").cloned())
+            .filter(|b| !b.is_empty());
+        if let Some(b) = billing {
+            kept.insert(p, b);
+        }
+    }
+    Ok(kept)
 }
 
 /// The rebuild after its preflight and lease.

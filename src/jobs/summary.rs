@@ -13,7 +13,7 @@ use crate::tables::checks;
 use crate::tencent::pacing::CallStats;
 
 /// One (app, day) partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Partition {
     pub app_id: u64,
     pub usage_date: NaiveDate,

@@ -35,6 +35,8 @@ pub struct Cost {
     prices: Arc<PriceList>,
     /// App → its account's own billing account.
     billing_accounts: BTreeMap<u64, String>,
+    /// Partition → the billing account its manifest records.
+    kept_billing: BTreeMap<Partition, String>,
     offset: FixedOffset,
 }
 
@@ -43,16 +45,20 @@ pub fn register(settings: &Settings) -> Option<Box<dyn Derived>> {
     Some(Box::new(Cost {
         prices: settings.prices.clone()?,
         billing_accounts: settings.billing_accounts.clone(),
+        kept_billing: settings.kept_billing.clone(),
         offset: settings.offset,
     }))
 }
 
 impl Cost {
-    /// The billing account of app `app_id`: its account's, else the price
-    /// list's (one of them is there: checked with the flags).
-    fn billing_account(&self, app_id: u64) -> Option<&str> {
+    /// The billing account of partition `p`: its account's (`--accounts`),
+    /// else the one the partition was computed for before (its manifest's),
+    /// else the price list's (one of them is there: checked with the
+    /// flags).
+    fn billing_account(&self, p: Partition) -> Option<&str> {
         self.billing_accounts
-            .get(&app_id)
+            .get(&p.app_id)
+            .or(self.kept_billing.get(&p))
             .or(self.prices.billing_account_id.as_ref())
             .map(String::as_str)
     }
@@ -68,9 +74,7 @@ impl Derived for Cost {
             ("prices_sha256".to_owned(), self.prices.sha256.clone()),
             (
                 "billing_account_id".to_owned(),
-                self.billing_account(p.app_id)
-                    .unwrap_or_default()
-                    .to_owned(),
+                self.billing_account(p).unwrap_or_default().to_owned(),
             ),
             ("utc_offset".to_owned(), self.offset.to_string()),
         ])
@@ -87,7 +91,7 @@ impl Derived for Cost {
         async move {
             let started = std::time::Instant::now();
             let room = &inputs[&Table::RoomUsage];
-            let billing_account_id = self.billing_account(p.app_id).ok_or_else(|| {
+            let billing_account_id = self.billing_account(p).ok_or_else(|| {
                 format!(
                     "no billing_account_id for app {} in {} or its account",
                     p.app_id, self.prices.path

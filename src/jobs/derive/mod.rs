@@ -42,6 +42,10 @@ pub struct Settings {
     /// when its account names its own (else the price list's).
     pub prices: Option<std::sync::Arc<crate::tables::prices::PriceList>>,
     pub billing_accounts: BTreeMap<u64, String>,
+    /// `cost`: the billing account each existing partition was computed
+    /// for (its manifest's), kept when no account names one: a rebuild
+    /// never silently swaps it for the price list's default.
+    pub kept_billing: BTreeMap<Partition, String>,
     /// The API's clock: a day's bounds.
     pub offset: chrono::FixedOffset,
 }
