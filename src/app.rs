@@ -91,17 +91,23 @@ async fn run_status(args: &StatusArgs, log_format: LogFormat) -> u8 {
     if let Err(e) = scope.resolve_clock().await {
         return usage_error("status", &e, log_format);
     }
-    // `cost` is shown by default when the lake has it.
-    if args.range.tables.is_empty()
-        && let Ok(held) = scope.dest.tables_held().await
-        && held.contains(&crate::tables::Table::Cost)
-    {
-        scope.tables.push(crate::tables::Table::Cost);
+    // `cost` is shown by default when the lake has it, or a run was asked
+    // to fill it (all its partitions may have failed).
+    let asked = crate::lake::marker::tables(&scope.dest)
+        .await
+        .unwrap_or_default();
+    if args.range.tables.is_empty() {
+        let held = scope.dest.tables_held().await.unwrap_or_default();
+        let cost = crate::tables::Table::Cost;
+        if held.contains(&cost) || asked.contains(&cost) {
+            scope.tables.push(cost);
+        }
     }
     let cfg = StatusConfig {
         scope,
         settle: args.settle,
         verify: args.verify,
+        asked,
     };
     match status::run(&cfg).await {
         Ok(report) => {

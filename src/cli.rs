@@ -160,7 +160,49 @@ pub fn clap_usage_line(e: &clap::Error, args: &[String]) -> String {
         }
         problem.push_str(&p);
     }
-    usage_line(&problem, sub)
+    usage_line(&name_the_environment(&problem, args), sub)
+}
+
+/// `problem` with each flag the user did not type, but set through its
+/// environment variable, named by that variable: `'--app-id <ID>'` becomes
+/// `TRTC_APP_IDS (the environment's --app-id)`, so the message names what
+/// was actually set.
+fn name_the_environment(problem: &str, args: &[String]) -> String {
+    let command = <Cli as clap::CommandFactory>::command();
+    let mut out = problem.to_owned();
+    for arg in command.get_subcommands().flat_map(|c| c.get_arguments()) {
+        let (Some(long), Some(env)) = (arg.get_long(), arg.get_env()) else {
+            continue;
+        };
+        let flag = format!("--{long}");
+        let typed = args
+            .iter()
+            .any(|a| *a == flag || a.starts_with(&format!("{flag}=")));
+        let env = env.to_string_lossy();
+        if typed || std::env::var_os(env.as_ref()).is_none() {
+            continue;
+        }
+        let quoted = format!("'{flag}");
+        while let Some(start) = out.find(&quoted) {
+            let rest = &out[start + 1..];
+            let Some(len) = rest.find('\'') else { break };
+            let end = start + 1 + len + 1;
+            if !rest[..len].starts_with(&flag)
+                || !matches!(rest[flag.len()..].chars().next(), Some(' ' | '\'' | '='))
+            {
+                break;
+            }
+            out.replace_range(start..end, &format!("{env} (the environment's {flag})"));
+        }
+    }
+    out
+}
+
+/// How a switch (`--force`, `--verify`, …) reads its environment
+/// variable: `1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off` (what a
+/// CronJob's env block writes), so `TRTC_FORCE=1` works.
+fn switch() -> clap::builder::BoolishValueParser {
+    clap::builder::BoolishValueParser::new()
 }
 
 /// `on` or `off`.
@@ -406,7 +448,7 @@ pub struct StatusArgs {
     pub settle: Duration,
 
     /// Recompute every file's SHA-256 against its manifest (reads every file); exit 1 on a mismatch.
-    #[arg(long, env = "TRTC_VERIFY")]
+    #[arg(long, env = "TRTC_VERIFY", value_parser = switch())]
     pub verify: bool,
 }
 
@@ -534,7 +576,7 @@ pub struct ExportArgs {
     pub app_min_interval: Duration,
 
     /// Re-export partitions that are already final.
-    #[arg(long, env = "TRTC_FORCE")]
+    #[arg(long, env = "TRTC_FORCE", value_parser = switch())]
     pub force: bool,
 
     /// How long after a day ends its data counts as final.
@@ -567,11 +609,11 @@ pub struct ExportArgs {
     pub spool: SpoolArgs,
 
     /// Before skipping a final partition, read its whole file and check its SHA-256 against the manifest (not only its size); a mismatch is repaired from the raw zone, else fetched again.
-    #[arg(long, env = "TRTC_VERIFY")]
+    #[arg(long, env = "TRTC_VERIFY", value_parser = switch())]
     pub verify: bool,
 
     /// Print the plan (partitions, calls, estimated time); no API call, nothing written.
-    #[arg(long, env = "TRTC_DRY_RUN")]
+    #[arg(long, env = "TRTC_DRY_RUN", value_parser = switch())]
     pub dry_run: bool,
 
     /// Attempts per call before its partition fails (the first included).
@@ -587,7 +629,7 @@ pub struct ExportArgs {
     pub request_timeout: Duration,
 
     /// Allow an http:// endpoint that is not a loopback address (credentials would travel in clear).
-    #[arg(long, env = "TRTC_ALLOW_INSECURE_ENDPOINT")]
+    #[arg(long, env = "TRTC_ALLOW_INSECURE_ENDPOINT", value_parser = switch())]
     pub allow_insecure_endpoint: bool,
 
     /// Also write the run summary as JSON to this file (for Airflow XCom, say).
@@ -599,7 +641,7 @@ pub struct ExportArgs {
     pub progress: Progress,
 
     /// Use the CVM instance role's temporary keys when no other credentials are found (as tccli's --use-cvm-role).
-    #[arg(long, env = "TRTC_USE_CVM_ROLE")]
+    #[arg(long, env = "TRTC_USE_CVM_ROLE", value_parser = switch())]
     pub use_cvm_role: bool,
 
     /// The CVM metadata service, for --use-cvm-role.

@@ -474,6 +474,18 @@ fn usage_without_a_price_fails_that_days_cost_naming_series_and_day() {
         "no cost file: {:?}",
         local_files(&dest)
     );
+    // Issue 31, point 12: status shows cost, although every cost partition
+    // failed, with the day missing.
+    let s = run_sub(lake_cmd(&dest), "status", &["--log-format", "json"]);
+    s.assert_code(0);
+    let v: serde_json::Value = serde_json::from_str(s.stdout.trim()).unwrap();
+    let cost = v["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["table"] == "cost")
+        .unwrap_or_else(|| panic!("status hides cost: {v}"));
+    assert_eq!(cost["apps"][0]["missing"][0], day.to_string(), "{cost}");
 }
 
 #[test]
@@ -625,4 +637,39 @@ fn recomputing_a_long_range_shows_progress_and_stops_on_sigterm() {
     run(cmd(&sim, &dest), &with(&b)).assert_code(0);
     assert_ne!(fingerprint(last), old, "the next run finishes it");
     assert_eq!(sim.stats().served, served, "still no call");
+}
+
+/// Issue 31, point 12: the cost error for an unpriced extra series
+/// ("add a [[price]] for extra_8k") can be followed: the price list takes
+/// `extra_<name>`, and the day is then priced, the extra series included.
+#[test]
+fn an_extra_series_is_priced_once_the_list_names_it() {
+    use trtc_usage::simulator::{Fault, FaultRule};
+    let sim = start_sim(sim_config());
+    let dest = TestDest::local();
+    let day = days_ago(9);
+    sim.inject(FaultRule::next(
+        1,
+        Fault::Data("RoomId,Audio,SD,hd,FullHD,2K,4K,8K\nr1,60,0,0,0,0,0,120\n".into()),
+    ));
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/jobs/prices.example.toml"
+    ))
+    .unwrap();
+    let prices = tmp_path("prices-8k.toml");
+    std::fs::write(&prices, &example).unwrap();
+    let mut args = date_args(&[APP_A], day);
+    args.extend(["--prices".into(), prices.display().to_string()]);
+    let r = run(cmd(&sim, &dest), &args);
+    r.assert_code(1);
+    r.assert_stderr_has(&["series extra_8k has usage", "add a [[price]] for extra_8k"]);
+    std::fs::write(
+        &prices,
+        format!("{example}\n[[price]]\nseries = \"extra_8k\"\nlist = 100\n"),
+    )
+    .unwrap();
+    run(lake_cmd(&dest), &args).assert_code(0);
+    let m = read_table_manifest(&dest, "cost", APP_A, day);
+    assert_eq!(m.rows, 2, "audio and extra_8k of room r1");
 }

@@ -173,7 +173,8 @@ fn bad_credentials_stop_the_run_and_write_nothing(dest: TestDest) {
     );
     assert!(object_names(&dest).is_empty(), "nothing written");
     r.assert_stderr_has(&["AuthFailure.SignatureFailure", "RequestId"]);
-    r.assert_stdout_has(&["fatal error", "2 failed, 5 not attempted"]);
+    // 2 apps × 3 days × 3 tables: 2 failed, the 16 others not attempted.
+    r.assert_stdout_has(&["fatal error", "2 failed, 16 not attempted of 18 partitions"]);
 }
 
 fn unknown_app_fails_only_that_app(dest: TestDest) {

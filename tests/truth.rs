@@ -510,3 +510,39 @@ fn an_empty_answer_never_replaces_a_forgotten_days_rooms(dest: TestDest) {
     run(cmd(&sim, &dest), &date_args(&[APP_A], recent)).assert_code(0);
     assert_eq!(read_manifest(&dest, APP_A, recent).rows, 0);
 }
+
+/// Point 12 (and issue 35): a flag set through its environment variable is
+/// named by that variable in errors, and switches read 1/0 from it.
+#[test]
+fn errors_name_the_environment_variable_set_and_switches_read_1_and_0() {
+    let sim = start_sim(sim_config());
+    let dest = TestDest::local();
+    let accounts = tmp_path("accounts-env.toml");
+    std::fs::write(
+        &accounts,
+        "[[account]]\nname = \"a\"\napp_ids = [1]\ncredentials_file = \"x\"\n",
+    )
+    .unwrap();
+    let mut c = cmd(&sim, &dest);
+    c.env("TRTC_APP_IDS", "1400000001");
+    let r = run(c, &["--accounts", accounts.to_str().unwrap()]);
+    r.assert_code(2);
+    r.assert_stderr_has(&["TRTC_APP_IDS (the environment's --app-id)"]);
+    let mut c = cmd(&sim, &dest);
+    c.env("TRTC_FORCE", "maybe");
+    let r = run(c, &date_args(&[APP_A], days_ago(10)));
+    r.assert_code(2);
+    r.assert_stderr_has(&["TRTC_FORCE (the environment's --force)"]);
+    // 1 and 0, as a CronJob's env block writes them.
+    let day = days_ago(10);
+    run(cmd(&sim, &dest), &date_args(&[APP_A], day)).assert_code(0);
+    let calls = sim.stats().total_requests();
+    let mut c = cmd(&sim, &dest);
+    c.env("TRTC_FORCE", "0");
+    run(c, &date_args(&[APP_A], day)).assert_stdout_has(&["0 written"]);
+    assert_eq!(sim.stats().total_requests(), calls, "0: not forced");
+    std::thread::sleep(std::time::Duration::from_millis(2 * INTERVAL_MS));
+    let mut c = cmd(&sim, &dest);
+    c.env("TRTC_FORCE", "1");
+    run(c, &date_args(&[APP_A], day)).assert_stdout_has(&["3 written"]);
+}

@@ -91,9 +91,20 @@ pub fn load(path: &Path, allow_insecure: bool) -> Result<Vec<Account>, AccountsE
     };
     let text =
         std::fs::read_to_string(path).map_err(|e| fail(vec![format!("cannot be read ({e})")]))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| fail(vec![format!("not TOML ({})", e.message().trim())]))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let line = e
+            .span()
+            .map(|s| format!("line {}: ", text[..s.start].matches('\n').count() + 1))
+            .unwrap_or_default();
+        let hint = match text.lines().any(|l| l.trim() == "[account]") {
+            true => "; each account is an [[account]] table (two brackets)",
+            false => "",
+        };
+        fail(vec![format!(
+            "{line}not TOML ({}){hint}",
+            e.message().trim()
+        )])
+    })?;
     let mut problems = Vec::new();
     for key in table.keys().filter(|k| k.as_str() != "account") {
         problems.push(format!(
@@ -188,7 +199,13 @@ pub fn load(path: &Path, allow_insecure: bool) -> Result<Vec<Account>, AccountsE
                 token: token_env,
             }),
             (None, None, Some(file)) if token_env.is_none() => {
-                Some(CredentialSource::File(PathBuf::from(file)))
+                // A relative path is the accounts file's neighbour, as a
+                // ConfigMap mounts them, wherever the job is started.
+                let file = PathBuf::from(file);
+                Some(CredentialSource::File(match path.parent() {
+                    Some(dir) if file.is_relative() => dir.join(file),
+                    _ => file,
+                }))
             }
             (None, None, Some(_)) => {
                 problem("'token_env' goes with 'secret_id_env' and 'secret_key_env'; a credentials_file holds its own token".into());
@@ -224,6 +241,12 @@ pub fn load(path: &Path, allow_insecure: bool) -> Result<Vec<Account>, AccountsE
             problem(format!("region '{r}' is not one of {}", REGIONS.join(", ")));
         }
         let billing_account_id = string("billing_account_id", &mut problem);
+        if let Some(p) = billing_account_id
+            .as_deref()
+            .and_then(|b| crate::tables::prices::id_problem("billing_account_id", b))
+        {
+            problem(p);
+        }
         if let (Some(name), Some(credentials)) = (name, credentials) {
             if accounts.iter().any(|a: &Account| a.name == name) {
                 problems.push(format!("{label}: the name '{name}' is given twice"));
@@ -386,6 +409,37 @@ billing_account_id = "100099"
         }
     }
 
+    /// Issue 31, point 12; issue 35: a relative credentials_file is the
+    /// accounts file's neighbour; `[account]` for `[[account]]` is named,
+    /// with its line; a billing id with a newline is refused.
+    #[test]
+    fn relative_credentials_files_bracket_typos_and_billing_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("accounts.toml");
+        std::fs::write(
+            &path,
+            "[[account]]\nname='a'\napp_ids=[1]\ncredentials_file='keys/a.ini'\n",
+        )
+        .unwrap();
+        let a = load(&path, false).unwrap();
+        assert_eq!(
+            a[0].credentials,
+            CredentialSource::File(dir.path().join("keys/a.ini"))
+        );
+        let e = load_str(
+            "[account]\nname='a'\napp_ids=[1]\ncredentials_file='x'\n[account]\nname='b'\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("line 5") && e.contains("[[account]]"), "{e}");
+        let e = load_str(
+            "[[account]]\nname='a'\napp_ids=[1]\ncredentials_file='x'\nbilling_account_id=\"1\\n2\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("control character"), "{e}");
+    }
+
     #[test]
     fn every_problem_is_a_line_of_its_own() {
         let e = load_str(
@@ -438,7 +492,7 @@ app_ids = []
             dup.problems[0].contains("the name 'a' is given twice"),
             "{dup}"
         );
-        assert!(load_str("not toml [").unwrap_err().problems[0].starts_with("not TOML"));
+        assert!(load_str("not toml [").unwrap_err().problems[0].starts_with("line 1: not TOML"));
     }
 
     #[test]

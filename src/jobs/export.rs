@@ -813,7 +813,7 @@ pub async fn run(
         error!("{e}");
         return refuse(e.to_string());
     }
-    if let Err(e) = marker::claim(&cfg.dest, cfg.source, cfg.offset).await {
+    if let Err(e) = marker::claim(&cfg.dest, cfg.source, cfg.offset, &cfg.tables).await {
         error!(error = %e, "The lake holds other data; no API call was made.");
         return refuse(e.to_string());
     }

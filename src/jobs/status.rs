@@ -23,6 +23,9 @@ pub struct StatusConfig {
     pub scope: LakeScope,
     pub settle: Duration,
     pub verify: bool,
+    /// The tables runs were asked to fill (`lake.json`): a derived one is
+    /// expected wherever its inputs are, so its failed days show missing.
+    pub asked: Vec<Table>,
 }
 
 /// A partition whose file does not match its manifest.
@@ -192,7 +195,21 @@ async fn table_status(cfg: &StatusConfig, table: Table) -> Result<TableStatus, S
     let raws = raw::list(&scope.dest, table, scope.app_ids.as_deref())
         .await
         .map_err(|e| e.to_string())?;
-    let found = done.iter().copied().chain(raws.keys().copied());
+    let mut expected = Vec::new();
+    if !table.is_fetched() && cfg.asked.contains(&table) {
+        for &input in table.inputs() {
+            expected.extend(
+                manifest::list(&scope.dest, input)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+    }
+    let found = done
+        .iter()
+        .copied()
+        .chain(raws.keys().copied())
+        .chain(expected);
     let found: Vec<(u64, NaiveDate)> = found
         .filter(|(a, d)| {
             scope.covers(*d) && scope.app_ids.as_ref().is_none_or(|ids| ids.contains(a))

@@ -331,8 +331,13 @@ impl Summary {
             s = self.skipped_final,
             f = self.failed.len(),
         );
-        if !self.not_attempted.is_empty() {
-            s.push_str(&format!(", {} not attempted", self.not_attempted.len()));
+        // In partitions, as "of N partitions" is: every planned partition
+        // is written, skipped, failed or not attempted.
+        let not_attempted = self
+            .planned
+            .saturating_sub(self.written + self.skipped_final + self.failed.len());
+        if not_attempted > 0 && self.status != Status::DryRun {
+            s.push_str(&format!(", {not_attempted} not attempted"));
         }
         s.push_str(&format!(" of {} partitions", self.planned));
         if self.checks.passed + self.checks.failed > 0 {

@@ -44,6 +44,10 @@ struct Marker {
     /// The API's clock (`+08:00`); absent in lakes written before 0.8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     utc_offset: Option<String>,
+    /// Every table a run was asked to fill, so `status` shows one even when
+    /// all its partitions failed (0.8 on).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    tables: Vec<String>,
 }
 
 /// A lake's clock and where it was read.
@@ -175,6 +179,20 @@ async fn clock_of_manifests(dest: &Destination) -> Result<Option<Clock>, MarkerE
     Ok(found)
 }
 
+/// The tables runs were asked to fill in this lake (as `lake.json` records
+/// them; none before 0.8).
+pub async fn tables(dest: &Destination) -> Result<Vec<Table>, MarkerError> {
+    Ok(read_marker(dest)
+        .await?
+        .map(|m| {
+            m.tables
+                .iter()
+                .filter_map(|t| Table::from_name(t))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
 /// Refuses `offset` when the lake keeps another clock. Reads only.
 pub async fn check_clock(dest: &Destination, offset: FixedOffset) -> Result<(), MarkerError> {
     match clock(dest).await? {
@@ -196,6 +214,7 @@ pub async fn claim(
     dest: &Destination,
     source: Source,
     offset: FixedOffset,
+    tables: &[Table],
 ) -> Result<(), MarkerError> {
     check_clock(dest, offset).await?;
     let path = marker_path(dest);
@@ -209,11 +228,19 @@ pub async fn claim(
             let marker: Marker = serde_json::from_slice(&bytes)
                 .map_err(|e| store_err(format!("not a marker this tool wrote: {e}")))?;
             if marker.source == source {
-                if marker.utc_offset.is_none() {
+                let mut names = marker.tables.clone();
+                for t in tables {
+                    if !names.iter().any(|n| n == t.name()) {
+                        names.push(t.name().to_owned());
+                    }
+                }
+                if marker.utc_offset.is_none() || names != marker.tables {
                     // A lake of 0.7 or before: its clock is recorded now
-                    // (checked against its manifests above).
+                    // (checked against its manifests above); and a table
+                    // this lake never had.
                     let marker = Marker {
                         utc_offset: Some(offset.to_string()),
+                        tables: names,
                         ..marker
                     };
                     let body = serde_json::to_vec_pretty(&marker).expect("serializes");
@@ -236,6 +263,7 @@ pub async fn claim(
                 created_at: chrono::Utc::now(),
                 tool_version: env!("CARGO_PKG_VERSION").to_owned(),
                 utc_offset: Some(offset.to_string()),
+                tables: tables.iter().map(|t| t.name().to_owned()).collect(),
             };
             let body = PutPayload::from(serde_json::to_vec_pretty(&marker).expect("serializes"));
             let opts = PutOptions {
@@ -246,7 +274,7 @@ pub async fn claim(
                 Ok(_) => Ok(()),
                 // Another run wrote one first: check it.
                 Err(object_store::Error::AlreadyExists { .. }) => {
-                    Box::pin(claim(dest, source, offset)).await
+                    Box::pin(claim(dest, source, offset, tables)).await
                 }
                 // A store with no create-only write (under --lease off).
                 Err(object_store::Error::NotImplemented { .. }) => dest

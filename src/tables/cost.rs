@@ -16,7 +16,6 @@ use arrow_array::{
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use chrono::{Datelike, FixedOffset, NaiveDate, TimeZone};
 
-use crate::tables::checks::KNOWN_SERIES;
 use crate::tables::prices::{Price, PriceList};
 use crate::tables::schema;
 
@@ -202,9 +201,9 @@ impl Day {
             billing_account_id,
             billing_account_name: prices.billing_account_name.clone(),
             room_request_id,
-            prices: KNOWN_SERIES
-                .iter()
-                .filter_map(|s| prices.price(s, day).map(|p| ((*s).to_owned(), p.clone())))
+            prices: prices
+                .series()
+                .filter_map(|s| prices.price(s, day).map(|p| (s.to_owned(), p.clone())))
                 .collect(),
         }
     }

@@ -104,7 +104,56 @@ struct RawPrice {
     series: String,
     list: f64,
     contracted: Option<f64>,
-    from: Option<String>,
+    from: Option<Day>,
+}
+
+/// `from`, as a string (`"2026-01-01"`) or a TOML date (`2026-01-01`).
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Day {
+    Text(String),
+    Toml(toml::value::Datetime),
+}
+
+impl Day {
+    /// The day, or the value as given (for the error).
+    fn parse(&self) -> Result<NaiveDate, String> {
+        match self {
+            Day::Text(s) => s.parse().map_err(|_| format!("\"{s}\"")),
+            Day::Toml(dt) => match (dt.date, dt.time) {
+                (Some(d), None) => {
+                    NaiveDate::from_ymd_opt(d.year.into(), d.month.into(), d.day.into())
+                        .ok_or_else(|| dt.to_string())
+                }
+                _ => Err(dt.to_string()),
+            },
+        }
+    }
+}
+
+/// Whether `series` can be priced: a known one, or `extra_<name>`, the
+/// series of an extra column of the room CSV (`8K` → `extra_8k`).
+fn priceable(series: &str) -> bool {
+    KNOWN_SERIES.contains(&series)
+        || series.strip_prefix("extra_").is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        })
+}
+
+/// What is wrong with a billing account id or name, if anything.
+pub fn id_problem(what: &str, value: &str) -> Option<String> {
+    if value.trim().is_empty() {
+        Some(format!("{what} is empty"))
+    } else if value.chars().any(char::is_control) {
+        Some(format!(
+            "{what} {value:?} holds a control character (a newline?)"
+        ))
+    } else {
+        None
+    }
 }
 
 impl PriceList {
@@ -136,12 +185,19 @@ impl PriceList {
                 raw.currency
             )));
         }
-        if raw
+        if let Some(problem) = raw
             .billing_account_id
             .as_deref()
-            .is_some_and(|s| s.trim().is_empty())
+            .and_then(|v| id_problem("billing_account_id", v))
         {
-            problems.push(at("billing_account_id is empty".into()));
+            problems.push(at(problem));
+        }
+        // An empty name is as good as none; a control character is not.
+        if let Some(name) = raw.billing_account_name.as_deref()
+            && !name.trim().is_empty()
+            && let Some(problem) = id_problem("billing_account_name", name)
+        {
+            problems.push(at(problem));
         }
         if raw.price.is_empty() {
             problems.push(at("no [[price]] entry".into()));
@@ -149,9 +205,10 @@ impl PriceList {
         let mut prices: BTreeMap<String, Vec<Price>> = BTreeMap::new();
         for (i, p) in raw.price.iter().enumerate() {
             let here = format!("[[price]] #{} ({})", i + 1, p.series);
-            if !KNOWN_SERIES.contains(&p.series.as_str()) {
+            if !priceable(&p.series) {
                 problems.push(at(format!(
-                    "{here}: unknown series \"{}\"; series: {}",
+                    "{here}: unknown series \"{}\"; series: {}, or extra_<name> for an extra \
+                     column of the room CSV (8K → extra_8k)",
                     p.series,
                     KNOWN_SERIES.join(", ")
                 )));
@@ -162,17 +219,15 @@ impl PriceList {
             for (name, v) in given.into_iter().filter_map(|(n, v)| Some((n, v?))) {
                 if !v.is_finite() {
                     problems.push(at(format!("{here}: {name} = {v} is not a finite number")));
-                } else if v < 0.0 {
+                } else if v.is_sign_negative() {
                     problems.push(at(format!("{here}: {name} = {v} is negative")));
                 }
             }
-            let from = match p.from.as_deref().map(|s| (s, s.parse::<NaiveDate>())) {
+            let from = match p.from.as_ref().map(Day::parse) {
                 None => None,
-                Some((_, Ok(d))) => Some(d),
-                Some((s, Err(_))) => {
-                    problems.push(at(format!(
-                        "{here}: from = \"{s}\" is not a day (YYYY-MM-DD)"
-                    )));
+                Some(Ok(d)) => Some(d),
+                Some(Err(s)) => {
+                    problems.push(at(format!("{here}: from = {s} is not a day (YYYY-MM-DD)")));
                     continue;
                 }
             };
@@ -213,6 +268,11 @@ impl PriceList {
             billing_account_name: raw.billing_account_name.filter(|s| !s.trim().is_empty()),
             prices,
         })
+    }
+
+    /// Every series the list prices (known ones and `extra_<name>`).
+    pub fn series(&self) -> impl Iterator<Item = &str> {
+        self.prices.keys().map(String::as_str)
     }
 
     /// The price of `series` on `day`: the newest entry not after it.
@@ -336,6 +396,38 @@ from = "May 1"
             e.iter().all(|l| l.starts_with("--prices p.toml: ")),
             "{all}"
         );
+    }
+
+    /// Issue 31, point 12: `from` as a TOML date; an extra series priced
+    /// (the cost error's advice, "add a [[price]] for extra_8k", can be
+    /// followed); -0.0 and a billing id with a newline refused.
+    #[test]
+    fn toml_dates_extra_series_negative_zero_and_control_characters() {
+        let p = parse(
+            "currency = \"EUR\"\nbilling_account_id = \"1\"\n[[price]]\nseries = \"audio\"\nlist = 1\n[[price]]\nseries = \"audio\"\nlist = 2\nfrom = 2026-05-01\n[[price]]\nseries = \"extra_8k\"\nlist = 99\n",
+        )
+        .unwrap();
+        let d = |s: &str| s.parse::<NaiveDate>().unwrap();
+        assert_eq!(
+            p.price("audio", d("2026-05-01")).unwrap().list_per_1000,
+            2.0
+        );
+        assert_eq!(
+            p.price("extra_8k", d("2026-05-01")).unwrap().list_per_1000,
+            99.0
+        );
+        let e = parse(
+            "currency = \"EUR\"\nbilling_account_id = \"1\\n\"\n[[price]]\nseries = \"audio\"\nlist = -0.0\nfrom = 2026-05-01T10:00:00\n[[price]]\nseries = \"extra_\"\nlist = 1\n",
+        )
+        .unwrap_err();
+        for want in [
+            "billing_account_id \"1\\n\" holds a control character",
+            "list = -0 is negative",
+            "from = 2026-05-01T10:00:00 is not a day",
+            "unknown series \"extra_\"",
+        ] {
+            assert!(e.iter().any(|p| p.contains(want)), "{want}: {e:?}");
+        }
     }
 
     #[test]
