@@ -6,7 +6,8 @@
 //! - [`inflight`]: intents, so the next run cleans what a crash left;
 //! - [`fence`]: a run writes only while its lease is surely its own;
 //! - [`lease`]: one writer per lake, a lease taken with a create-only write;
-//! - [`marker`]: whether a lake holds Tencent Cloud or simulated data;
+//! - [`marker`]: `lake.json`: whether a lake holds Tencent Cloud or
+//!   simulated data, its one clock, the tables runs fill;
 //! - [`raw`]: the raw zone, every API answer kept compressed, for `rebuild`;
 //! - [`upload`]: a built file into the store, in parts while it is built
 //!   on S3, visible only once whole;
