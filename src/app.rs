@@ -119,9 +119,20 @@ async fn run_status(args: &StatusArgs, log_format: LogFormat) -> u8 {
                 )),
             }
             if report.has_damage() {
-                error!(
-                    "Verification failed: some files do not match their manifests, checks are stale, or raw answers are gone (listed above); rerun the export (files are rebuilt from the raw zone or fetched again, stale checks recomputed)."
+                // The fix the lake takes: a demo's lake refuses an export.
+                let simulated = matches!(
+                    crate::lake::marker::source(&cfg.scope.dest).await,
+                    Ok(Some(crate::lake::marker::Source::Simulator))
                 );
+                if simulated {
+                    error!(
+                        "Verification failed: some files do not match their manifests, checks are stale, or raw answers are gone (listed above); this is a demo's lake: run `trtc-usage rebuild` on it (files are rebuilt from the raw zone), or run the demo again."
+                    );
+                } else {
+                    error!(
+                        "Verification failed: some files do not match their manifests, checks are stale, or raw answers are gone (listed above); rerun the export (files are rebuilt from the raw zone or fetched again, stale and damaged derived partitions recomputed)."
+                    );
+                }
                 EXIT_PARTITIONS_FAILED
             } else {
                 EXIT_OK
@@ -321,6 +332,10 @@ fn sim_config(s: &SimSettings) -> SimConfig {
 }
 
 async fn run_simulator(args: SimulatorArgs) -> u8 {
+    if let (None, Some(part)) = (&args.dump_csv, &args.dump_partition) {
+        let e = format!("--dump-partition {part} needs --dump-csv PATH (where to write it)");
+        return usage_error("simulator", &e, LogFormat::Text);
+    }
     if let (Some(path), Some(part)) = (&args.dump_csv, &args.dump_partition) {
         let parsed = part.split_once(':').and_then(|(a, d)| {
             Some((a.parse::<u64>().ok()?, d.parse::<chrono::NaiveDate>().ok()?))

@@ -484,8 +484,23 @@ fn parse_positive_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn parse_date(s: &str) -> Result<NaiveDate, String> {
-    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
-        .map_err(|_| format!("'{s}' is not a date like 2026-11-20 (YYYY-MM-DD)"))
+    let t = s.trim();
+    NaiveDate::parse_from_str(t, "%Y-%m-%d").map_err(|_| {
+        // The right shape, but no such day (2026-11-31, 2026-02-29).
+        let shaped = t.len() == 10
+            && t.char_indices().all(|(i, c)| {
+                if i == 4 || i == 7 {
+                    c == '-'
+                } else {
+                    c.is_ascii_digit()
+                }
+            });
+        if shaped {
+            format!("there is no day {t} (the month has fewer days, or there is no such month)")
+        } else {
+            format!("'{s}' is not a date like 2026-11-20 (YYYY-MM-DD)")
+        }
+    })
 }
 
 fn parse_app_id(s: &str) -> Result<u64, String> {

@@ -190,7 +190,10 @@ fn a_dry_run_creates_nothing_and_connects_nowhere() {
         .output()
         .is_err()
     {
-        eprintln!("note: strace is not installed; skipping the no-connection check");
+        crate::util::skip_note(
+            "strace-cli",
+            "strace is not installed: the no-connection check is skipped",
+        );
         return;
     }
     let trace = parent.path().join("trace");

@@ -217,7 +217,10 @@ impl Tmpfs {
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            eprintln!("note: cannot mount a tmpfs here (not root?); skipping the full-spool test");
+            crate::util::skip_note(
+                "tmpfs",
+                "cannot mount a tmpfs here (not root?): the full-spool test is skipped",
+            );
             return None;
         }
         Some(Tmpfs(dir))

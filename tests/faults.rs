@@ -617,7 +617,10 @@ fn a_kill_at_every_rename_leaves_nothing_behind() {
         .output()
         .is_err()
     {
-        eprintln!("note: strace is not installed; skipping the kill-at-rename test");
+        crate::util::skip_note(
+            "strace-faults",
+            "strace is not installed: the kill-at-rename test is skipped",
+        );
         return;
     }
     let sim = start_sim(sim_config());

@@ -12,6 +12,7 @@ mod credentials;
 mod edges;
 mod export;
 mod faults;
+mod first_hour;
 mod lake;
 mod large_days;
 mod readers;

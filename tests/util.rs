@@ -103,7 +103,11 @@ impl TestDest {
                 std::env::var_os("CI").is_none(),
                 "CI must run the S3 tests: set TRTC_TEST_S3_ENDPOINT (scripts/test does)"
             );
-            eprintln!("note: TRTC_TEST_S3_ENDPOINT is not set; skipping the S3 variant");
+            skip_note(
+                "S3",
+                "TRTC_TEST_S3_ENDPOINT is not set: the S3 variants of the tests are skipped \
+                 (./scripts/test starts an S3 server and runs them)",
+            );
             return None;
         }
         Some(TestDest::S3 {
@@ -786,8 +790,24 @@ pub fn provided_python(var: &str, what: &str) -> Option<String> {
                 std::env::var_os("CI").is_none(),
                 "CI must run the {what} tests (scripts/test sets {var})"
             );
-            eprintln!("note: {var} is not set; skipping the {what} check (run scripts/test)");
+            skip_note(
+                what,
+                &format!(
+                    "{var} is not set: the {what} checks are skipped (./scripts/test provides it)"
+                ),
+            );
             None
         }
+    }
+}
+
+/// Says once per group, on the real stderr (a plain `cargo test` captures
+/// only the print macros, so a note printed with them was never seen),
+/// that a group of tests is skipped, and why.
+pub fn skip_note(group: &str, why: &str) {
+    use std::io::Write;
+    static SAID: std::sync::Mutex<BTreeSet<String>> = std::sync::Mutex::new(BTreeSet::new());
+    if SAID.lock().unwrap().insert(group.to_owned()) {
+        let _ = writeln!(std::io::stderr(), "skipped: {why}");
     }
 }

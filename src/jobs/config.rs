@@ -68,6 +68,11 @@ pub enum ConfigError {
         who: String,
         or_account: &'static str,
     },
+    #[error(
+        "--account {0} (or TRTC_ACCOUNT) picks one account of an accounts file: give --accounts \
+         FILE (env TRTC_ACCOUNTS) too, or drop it"
+    )]
+    AccountWithoutAccounts(String),
     #[error("--tables {given}: cost needs a price list; give --prices FILE (env TRTC_PRICES)")]
     CostWithoutPrices { given: String },
 }
@@ -124,6 +129,10 @@ pub fn selected_accounts(
     allow_insecure_endpoint: bool,
 ) -> Result<Option<Vec<accounts::Account>>, ConfigError> {
     let Some(file) = &args.accounts else {
+        // Never silently ignored: it picks one account of a file.
+        if let Some(account) = &args.account {
+            return Err(ConfigError::AccountWithoutAccounts(account.clone()));
+        }
         return Ok(None);
     };
     let all = accounts::load(file, allow_insecure_endpoint)?;

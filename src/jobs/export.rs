@@ -754,9 +754,16 @@ fn record(
             summary.fail(table, p, msg);
         }
         PartitionResult::Fatal(msg) => {
-            error!(%table, app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "Fatal API error; stopping the run.");
-            summary.fail(table, p, msg.clone());
-            *step = Step::Fatal(msg);
+            // The other call of the step met it too (its keys refused, as
+            // both calls are signed alike): one line says it.
+            if matches!(step, Step::Fatal(_)) {
+                debug!(%table, app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "The step's other call failed fatally too.");
+                summary.fail(table, p, msg);
+            } else {
+                error!(%table, app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "Fatal API error; stopping the run.");
+                summary.fail(table, p, msg.clone());
+                *step = Step::Fatal(msg);
+            }
         }
         PartitionResult::Cancelled => {
             if !matches!(step, Step::Fatal(_)) {
@@ -785,15 +792,24 @@ pub async fn run(
     for w in &cfg.warnings {
         warn!("{w}.");
     }
-    if cfg.dry_run {
-        return accounts(cfg, providers, cancel, progress, started).await;
-    }
     let refuse = |msg: String| {
         let mut summary = Summary::new(cfg.app_ids.len() * cfg.days.len() * cfg.tables.len());
         summary.stop(Status::Fatal, Some(msg), all_partitions(cfg));
         summary.elapsed_secs = started.elapsed().as_secs_f64();
         summary
     };
+    if cfg.dry_run {
+        // What the real run would refuse (another source, another clock),
+        // the dry run refuses too; on a local lake, where reading costs no
+        // request.
+        if cfg.dest.is_local()
+            && let Err(e) = marker::check(&cfg.dest, cfg.source, cfg.offset).await
+        {
+            error!("{e}");
+            return refuse(e.to_string());
+        }
+        return accounts(cfg, providers, cancel, progress, started).await;
+    }
     let preflight = tokio::select! {
         r = cfg.dest.preflight() => r,
         _ = cancel.cancelled() => {

@@ -55,7 +55,7 @@ pub struct RebuildConfig {
     /// App → its account's own billing account (`--accounts`).
     pub billing_accounts: std::collections::BTreeMap<u64, String>,
     /// Partition → the billing account its cost manifest records (read
-    /// by [`keep_billing`]).
+    /// by `keep_billing`).
     pub kept_billing: std::collections::BTreeMap<Partition, String>,
 }
 

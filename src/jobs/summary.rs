@@ -191,7 +191,8 @@ impl Summary {
     /// stop over failed partitions, those over failed checks).
     pub(crate) fn of_accounts(runs: Vec<(String, Summary)>) -> Summary {
         let mut all = Summary::new(0);
-        all.status = Status::Ok;
+        // The least of statuses: every account's dry run is the run's.
+        all.status = Status::DryRun;
         for (name, s) in runs {
             all.status = worst(all.status, s.status);
             all.planned += s.planned;
@@ -316,8 +317,10 @@ impl Summary {
             out.push('\n');
         }
         out.push_str(&self.line_of("trtc-usage"));
-        if !self.accounts.is_empty() {
-            out.push_str(&format!(" ({} accounts)", self.accounts.len()));
+        match self.accounts.len() {
+            0 => {}
+            1 => out.push_str(" (1 account)"),
+            n => out.push_str(&format!(" ({n} accounts)")),
         }
         out
     }
@@ -356,5 +359,32 @@ impl Summary {
             elapsed = self.elapsed_secs,
         ));
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 35: accounts' dry runs are the run's dry run (the total said
+    /// "ok"), and one account is "1 account".
+    #[test]
+    fn a_dry_run_of_accounts_is_a_dry_run_and_one_account_is_singular() {
+        let dry = || {
+            let mut s = Summary::new(3);
+            s.status = Status::DryRun;
+            s
+        };
+        let all = Summary::of_accounts(vec![("a".into(), dry()), ("b".into(), dry())]);
+        assert_eq!(all.status, Status::DryRun);
+        let line = all.line();
+        assert!(line.lines().all(|l| l.contains(": dry run:")), "{line}");
+        assert!(line.ends_with("(2 accounts)"), "{line}");
+        let one = Summary::of_accounts(vec![("a".into(), dry())]);
+        assert!(one.line().ends_with("(1 account)"), "{}", one.line());
+        let mut ok = Summary::new(3);
+        ok.status = Status::Ok;
+        let mixed = Summary::of_accounts(vec![("a".into(), ok), ("b".into(), dry())]);
+        assert_eq!(mixed.status, Status::Ok);
     }
 }

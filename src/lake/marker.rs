@@ -179,6 +179,12 @@ async fn clock_of_manifests(dest: &Destination) -> Result<Option<Clock>, MarkerE
     Ok(found)
 }
 
+/// Where the lake's data comes from, as `lake.json` says (none: nothing
+/// written yet, or a lake of 0.4 or before).
+pub async fn source(dest: &Destination) -> Result<Option<Source>, MarkerError> {
+    Ok(read_marker(dest).await?.map(|m| m.source))
+}
+
 /// The tables runs were asked to fill in this lake (as `lake.json` records
 /// them; none before 0.8).
 pub async fn tables(dest: &Destination) -> Result<Vec<Table>, MarkerError> {
@@ -204,6 +210,25 @@ pub async fn check_clock(dest: &Destination, offset: FixedOffset) -> Result<(), 
         }),
         _ => Ok(()),
     }
+}
+
+/// What [`claim`] would refuse, reading only: a lake of another source or
+/// another clock. For a dry run, which must say what the real run would do.
+pub async fn check(
+    dest: &Destination,
+    source: Source,
+    offset: FixedOffset,
+) -> Result<(), MarkerError> {
+    if let Some(marker) = read_marker(dest).await?
+        && marker.source != source
+    {
+        return Err(MarkerError::Mixed {
+            dest: dest.display().to_owned(),
+            found: marker.source.describe(),
+            writing: source.describe(),
+        });
+    }
+    check_clock(dest, offset).await
 }
 
 /// Checks that the lake holds data of `source` (or none yet) and keeps the

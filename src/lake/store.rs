@@ -38,6 +38,16 @@ pub enum StoreError {
         source: Box<object_store::Error>,
     },
     #[error(
+        "--dest {dest}: no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+         (and AWS_ENDPOINT for MinIO, COS or R2: docs/s3.md); without them the instance \
+         metadata service was asked, and failed: {source}"
+    )]
+    NoAwsCredentials {
+        dest: String,
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    #[error(
         "--dest {dest} holds the 0.1 layout (app_id=... directly under it); this version keeps \
          tables under it, so move the partitions into room_usage/ ({how}) and run again"
     )]
@@ -69,6 +79,9 @@ pub struct Destination {
     /// The leases this run holds over the lake: every partition write asks
     /// them first (see [`crate::lake::fence`]). Clones share them.
     fences: Fences,
+    /// An S3 destination whose environment names no AWS credentials (the
+    /// instance metadata service is asked): a failed preflight says so.
+    no_aws_keys: bool,
 }
 
 impl std::fmt::Debug for Destination {
@@ -128,6 +141,20 @@ pub fn s3_retry() -> object_store::RetryConfig {
     }
 }
 
+/// Whether the environment gives object_store any AWS credentials other
+/// than the instance metadata service (keys, a web identity, a container's
+/// credentials endpoint).
+fn aws_credentials_in_env() -> bool {
+    [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
+}
+
 /// The name of the preflight's probe objects, under `_trtc_usage/`.
 pub const PREFLIGHT_PROBE: &str = "preflight-";
 /// The lease's probe of create-only writes, under [`STATE_DIR`].
@@ -158,6 +185,7 @@ impl Destination {
                 display: dest.to_owned(),
                 local: None,
                 fences: Fences::default(),
+                no_aws_keys: !aws_credentials_in_env(),
             });
         }
         if dest.contains("://") && !dest.starts_with("file://") {
@@ -216,6 +244,7 @@ impl Destination {
             display: dest.to_owned(),
             local: Some(local),
             fences: Fences::default(),
+            no_aws_keys: false,
         })
     }
 
@@ -250,6 +279,7 @@ impl Destination {
             display: display.to_owned(),
             local: None,
             fences: Fences::default(),
+            no_aws_keys: false,
         }
     }
 
@@ -409,7 +439,14 @@ impl Destination {
         listing
             .try_next()
             .await
-            .map_err(|e| err("listing", &self.root, e))?;
+            .map_err(|e| match self.no_aws_keys {
+                // The likeliest cause, named with its fix.
+                true => StoreError::NoAwsCredentials {
+                    dest: self.display.clone(),
+                    source: Box::new(e),
+                },
+                false => err("listing", &self.root, e),
+            })?;
         drop(listing);
         // Under the job's own directory, which readers never look in; a
         // probe a crash leaves there is removed by the next run's sweep.
