@@ -245,12 +245,29 @@ fn report(summary: &Summary, log_format: LogFormat, summary_file: Option<&std::p
 }
 
 async fn run_job(cfg: JobConfig, providers: Vec<Option<Provider>>, log_format: LogFormat) -> u8 {
+    let started = Utc::now();
     let cancel = CancellationToken::new();
     let signal = stop_on_signals(cancel.clone());
     let mut progress = progress::for_mode(cfg.progress, log_format);
     let summary = export::run(&cfg, providers, cancel, progress.as_mut()).await;
     report(&summary, log_format, cfg.summary_file.as_deref());
-    exit_code(&summary, signal.load(Ordering::SeqCst))
+    let code = exit_code(&summary, signal.load(Ordering::SeqCst));
+    // Success, failure or a stop: monitoring hears of every real run.
+    if !cfg.dry_run {
+        let run = crate::jobs::metrics::Run {
+            started,
+            ended: Utc::now(),
+            exit_code: code,
+        };
+        crate::jobs::metrics::report(
+            &summary,
+            &run,
+            cfg.pushgateway.as_ref(),
+            cfg.metrics_file.as_deref(),
+        )
+        .await;
+    }
+    code
 }
 
 async fn run_export(args: &ExportArgs, log_format: LogFormat) -> u8 {

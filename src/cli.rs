@@ -651,6 +651,14 @@ pub struct ExportArgs {
     #[arg(long, env = "TRTC_SUMMARY_FILE")]
     pub summary_file: Option<std::path::PathBuf>,
 
+    /// Push the run's metrics to this Prometheus Pushgateway when it ends (group job=trtc_usage, account = the account name, or default).
+    #[arg(long, value_name = "URL", env = "TRTC_PUSHGATEWAY")]
+    pub pushgateway: Option<String>,
+
+    /// Write the run's metrics to this file, atomically, for node_exporter's textfile collector (a .prom file).
+    #[arg(long, value_name = "PATH", env = "TRTC_METRICS_FILE")]
+    pub metrics_file: Option<std::path::PathBuf>,
+
     /// Progress display.
     #[arg(long, env = "TRTC_PROGRESS", value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,

@@ -99,7 +99,12 @@ with DAG(
                 Secret("env", None, "trtc-usage-accounts"),
                 Secret("env", None, "trtc-usage-s3"),
             ],
-            env_vars={"AWS_REGION": "us-east-1", "TRTC_SPOOL_DIR": "/spool"},
+            env_vars={
+                "AWS_REGION": "us-east-1",
+                "TRTC_SPOOL_DIR": "/spool",
+                # The run's metrics, for the alert rules in jobs/prometheus/:
+                # "TRTC_PUSHGATEWAY": "http://pushgateway.monitoring:9091",
+            },
             volumes=[
                 k8s.V1Volume(
                     name="spool", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="1Gi")

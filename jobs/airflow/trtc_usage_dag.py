@@ -110,7 +110,12 @@ with DAG(
             # an emptyDir (about 59 MB per million rooms of one day);
             # memory stays near 50-76 MiB whatever the day's size (README
             # "Performance").
-            env_vars={"AWS_REGION": "us-east-1", "TRTC_SPOOL_DIR": "/spool"},
+            env_vars={
+                "AWS_REGION": "us-east-1",
+                "TRTC_SPOOL_DIR": "/spool",
+                # The run's metrics, for the alert rules in jobs/prometheus/:
+                # "TRTC_PUSHGATEWAY": "http://pushgateway.monitoring:9091",
+            },
             volumes=[
                 k8s.V1Volume(
                     name="spool", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="1Gi")

@@ -28,6 +28,8 @@ pub enum ConfigError {
     Endpoint { endpoint: String, reason: String },
     #[error("--utc-offset {0}")]
     Offset(String),
+    #[error("--pushgateway {url}: {reason}")]
+    Pushgateway { url: String, reason: String },
     #[error(transparent)]
     Plan(#[from] plan::PlanError),
     #[error(transparent)]
@@ -327,6 +329,10 @@ pub struct JobConfig {
     pub verify: bool,
     /// The price list (`--prices`): `cost` is filled with it.
     pub prices: Option<Arc<PriceList>>,
+    /// Where the run's metrics go when it ends (`--pushgateway`).
+    pub pushgateway: Option<Url>,
+    /// And the textfile collector's file (`--metrics-file`).
+    pub metrics_file: Option<std::path::PathBuf>,
 }
 
 /// The tables an export fills: `--tables` (or the default ones, and
@@ -401,6 +407,22 @@ fn billing_by_app<'a>(
         .filter_map(|(apps, billing)| Some((apps, billing?)))
         .flat_map(|(apps, b)| apps.iter().map(move |app| (*app, b.clone())))
         .collect()
+}
+
+/// `--pushgateway`: an http(s) URL with a host (its path is kept: a
+/// gateway behind a prefix).
+fn check_pushgateway(raw: &str) -> Result<Url, ConfigError> {
+    let fail = |reason: &str| ConfigError::Pushgateway {
+        url: raw.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let url = Url::parse(raw).map_err(|e| fail(&format!("not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(fail(
+            "give an http:// or https:// URL with a host, like http://pushgateway:9091",
+        ));
+    }
+    Ok(url)
 }
 
 /// Whether `url` may carry credentials: https anywhere, http only to
@@ -550,6 +572,12 @@ impl JobConfig {
             encoding,
             raw_level,
             summary_file: args.summary_file.clone(),
+            pushgateway: args
+                .pushgateway
+                .as_deref()
+                .map(check_pushgateway)
+                .transpose()?,
+            metrics_file: args.metrics_file.clone(),
             progress: args.progress,
             tables: export_tables(&args.tables, args.checks.checks, prices.is_some())?,
             checks: args.checks.checks,

@@ -870,11 +870,31 @@ async fn leased(
     if let Err(e) = inflight::sweep(&cfg.dest, &cfg.app_ids).await {
         warn!(error = %e, "Cannot clean what an earlier run left in flight; the next run tries again.");
     }
-    let summary = planned(cfg, provider, cancel, progress, started).await;
+    let mut summary = planned(cfg, provider, cancel, progress, started).await;
+    summary.oldest_not_final = oldest_not_final(cfg, &summary, chrono::Utc::now());
     match lease {
         Some(lease) => end_lease(lease, summary).await,
         None => summary,
     }
+}
+
+/// The oldest day of the run's range that is not final after it: one with
+/// a partition failed or not attempted, or one still settling (its data
+/// may still change, so a later run fetches it again).
+fn oldest_not_final(
+    cfg: &JobConfig,
+    summary: &Summary,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<chrono::NaiveDate> {
+    cfg.days
+        .iter()
+        .copied()
+        .filter(|&d| {
+            !plan::is_final(d, cfg.offset, cfg.settle, now)
+                || summary.failed.iter().any(|f| f.usage_date == d)
+                || summary.not_attempted.iter().any(|p| p.usage_date == d)
+        })
+        .min()
 }
 
 /// Whether `account`'s part of the run must call the API: a partition of
@@ -1136,8 +1156,8 @@ async fn planned(
                 break;
             }
         };
-        summary.calls.add(&room_stats);
-        summary.calls.add(&app_stats);
+        summary.action_calls(crate::tencent::api::ACTION, &room_stats);
+        summary.action_calls(crate::tencent::app_usage::ACTION, &app_stats);
         let mut step = Step::Go;
         let room = room_result.and_then(|r| {
             record(

@@ -161,6 +161,16 @@ pub struct Summary {
     /// rebuild), for the progress display.
     #[serde(skip)]
     pub steps_done: usize,
+    /// The calls by API action (`DescribeTrtcRoomUsage`, …), for metrics.
+    #[serde(skip)]
+    pub calls_by_action: BTreeMap<String, CallStats>,
+    /// The oldest day of the run's range that is not final after it (a
+    /// partition failed, not attempted, or still settling), for metrics.
+    #[serde(skip)]
+    pub oldest_not_final: Option<NaiveDate>,
+    /// With several accounts: each one's own summary, for its metrics.
+    #[serde(skip)]
+    pub per_account: Vec<(String, Summary)>,
 }
 
 impl Summary {
@@ -183,7 +193,19 @@ impl Summary {
             steps_done: 0,
             plan: None,
             accounts: Vec::new(),
+            calls_by_action: BTreeMap::new(),
+            oldest_not_final: None,
+            per_account: Vec::new(),
         }
+    }
+
+    /// Counts `stats` as calls of `action` too.
+    pub(crate) fn action_calls(&mut self, action: &str, stats: &CallStats) {
+        self.calls.add(stats);
+        self.calls_by_action
+            .entry(action.to_owned())
+            .or_default()
+            .add(stats);
     }
 
     /// The summary of a run of several accounts, side by side: each one's
@@ -214,6 +236,16 @@ impl Summary {
             all.checks.failed += s.checks.failed;
             all.failed_checks.extend(s.failed_checks.iter().cloned());
             all.calls.add(&s.calls);
+            for (action, stats) in &s.calls_by_action {
+                all.calls_by_action
+                    .entry(action.clone())
+                    .or_default()
+                    .add(stats);
+            }
+            all.oldest_not_final = match (all.oldest_not_final, s.oldest_not_final) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             all.elapsed_secs = all.elapsed_secs.max(s.elapsed_secs);
             if all.fatal_error.is_none() {
                 all.fatal_error = s
@@ -228,7 +260,7 @@ impl Summary {
             };
             all.accounts.push(AccountSummary {
                 line: s.line_of(&format!("trtc-usage [account {name}]")),
-                account: name,
+                account: name.clone(),
                 status: s.status,
                 planned: s.planned,
                 written: s.written,
@@ -242,8 +274,9 @@ impl Summary {
                 retries: s.calls.retries,
                 throttles: s.calls.throttles,
                 elapsed_secs: s.elapsed_secs,
-                fatal_error: s.fatal_error,
+                fatal_error: s.fatal_error.clone(),
             });
+            all.per_account.push((name, s));
         }
         all
     }

@@ -111,6 +111,22 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// What failed the attempt, as a metrics label: the API's error code,
+    /// or `http_<status>`, `timeout`, `network`, `unreadable`, `spool`,
+    /// `bad_data`, `credentials`.
+    pub fn outcome(&self) -> String {
+        match self {
+            ApiError::Service { code, .. } => code.clone(),
+            ApiError::Http { status, .. } => format!("http_{status}"),
+            ApiError::Timeout { .. } => "timeout".into(),
+            ApiError::Transport { .. } => "network".into(),
+            ApiError::Body { .. } => "unreadable".into(),
+            ApiError::Spool(_) => "spool".into(),
+            ApiError::BadData { .. } => "bad_data".into(),
+            ApiError::Credentials(_) => "credentials".into(),
+        }
+    }
+
     /// Decides retry versus stop, by error code only (Tencent says the
     /// message text changes).
     pub fn class(&self) -> ErrorClass {

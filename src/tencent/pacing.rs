@@ -205,7 +205,7 @@ impl Default for Backoff {
 }
 
 /// Counters of what the calls cost, for the run summary.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CallStats {
     /// HTTP attempts made.
     pub calls: u64,
@@ -213,6 +213,11 @@ pub struct CallStats {
     pub retries: u64,
     /// Attempts answered with a rate-limit error.
     pub throttles: u64,
+    /// Attempts that failed, by what failed them: the API's error code
+    /// (`InternalError`), `http_<status>`, `timeout`, `network`,
+    /// `unreadable` (the metrics' outcome label).
+    #[serde(skip)]
+    pub errors: std::collections::BTreeMap<String, u64>,
     /// Time spent waiting for the pacer or a backoff.
     #[serde(skip)]
     pub waited: Duration,
@@ -224,6 +229,9 @@ impl CallStats {
         self.calls += other.calls;
         self.retries += other.retries;
         self.throttles += other.throttles;
+        for (code, n) in &other.errors {
+            *self.errors.entry(code.clone()).or_default() += n;
+        }
         self.waited = self.waited.max(other.waited);
     }
 }
@@ -321,6 +329,7 @@ impl PacedClient {
                 Ok(usage) => return Ok(usage),
                 Err(e) => e,
             };
+            *stats.errors.entry(error.outcome()).or_default() += 1;
             let class = error.class();
             let retry_wait = match class {
                 ErrorClass::Throttled => {
