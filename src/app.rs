@@ -249,9 +249,32 @@ async fn run_job(cfg: JobConfig, providers: Vec<Option<Provider>>, log_format: L
     let cancel = CancellationToken::new();
     let signal = stop_on_signals(cancel.clone());
     let mut progress = progress::for_mode(cfg.progress, log_format);
+    let lineage = cfg.lineage.as_ref().filter(|_| !cfg.dry_run);
+    let cx = crate::jobs::lineage::Context {
+        dest: &cfg.dest,
+        endpoint: &cfg.api.endpoint,
+        tables: &cfg.tables,
+    };
+    // Lineage that cannot be sent is one warning, and no more tries.
+    let mut lineage_ok = true;
+    if let Some(l) = lineage
+        && let Err(e) = l.send(&l.event("START", started, &cx, None)).await
+    {
+        warn!("{e}; no more lineage events this run");
+        lineage_ok = false;
+    }
     let summary = export::run(&cfg, providers, cancel, progress.as_mut()).await;
     report(&summary, log_format, cfg.summary_file.as_deref());
     let code = exit_code(&summary, signal.load(Ordering::SeqCst));
+    if let Some(l) = lineage.filter(|_| lineage_ok) {
+        let kind = crate::jobs::lineage::end_kind(summary.status);
+        if let Err(e) = l
+            .send(&l.event(kind, Utc::now(), &cx, Some(&summary)))
+            .await
+        {
+            warn!("{e}");
+        }
+    }
     // Success, failure or a stop: monitoring hears of every real run.
     if !cfg.dry_run {
         let run = crate::jobs::metrics::Run {

@@ -496,7 +496,7 @@ fn parse_date(s: &str) -> Result<NaiveDate, String> {
                 }
             });
         if shaped {
-            format!("there is no day {t} (the month has fewer days, or there is no such month)")
+            format!("there is no day {t} in the calendar (YYYY-MM-DD: no such month, or the month has fewer days)")
         } else {
             format!("'{s}' is not a date like 2026-11-20 (YYYY-MM-DD)")
         }
@@ -658,6 +658,23 @@ pub struct ExportArgs {
     /// Write the run's metrics to this file, atomically, for node_exporter's textfile collector (a .prom file).
     #[arg(long, value_name = "PATH", env = "TRTC_METRICS_FILE")]
     pub metrics_file: Option<std::path::PathBuf>,
+
+    /// Send the run's OpenLineage events (START, then COMPLETE, FAIL or ABORT) to this URL (POSTed to its /api/v1/lineage).
+    #[arg(long, value_name = "URL", env = "TRTC_OPENLINEAGE_URL")]
+    pub openlineage_url: Option<String>,
+
+    /// Append the run's OpenLineage events to this file, one JSON object a line.
+    #[arg(long, value_name = "PATH", env = "TRTC_OPENLINEAGE_FILE")]
+    pub openlineage_file: Option<std::path::PathBuf>,
+
+    /// The OpenLineage namespace of the job.
+    #[arg(
+        long,
+        value_name = "NAMESPACE",
+        env = "TRTC_OPENLINEAGE_NAMESPACE",
+        default_value = "trtc-usage"
+    )]
+    pub openlineage_namespace: String,
 
     /// Progress display.
     #[arg(long, env = "TRTC_PROGRESS", value_enum, default_value_t = Progress::Auto)]

@@ -15,6 +15,7 @@ mod faults;
 mod first_hour;
 mod lake;
 mod large_days;
+mod lineage;
 mod metrics;
 mod readers;
 mod s3;

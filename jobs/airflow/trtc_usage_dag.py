@@ -115,6 +115,10 @@ with DAG(
                 "TRTC_SPOOL_DIR": "/spool",
                 # The run's metrics, for the alert rules in jobs/prometheus/:
                 # "TRTC_PUSHGATEWAY": "http://pushgateway.monitoring:9091",
+                # Lineage: the job's events, under this task's run (needs
+                # apache-airflow-providers-openlineage; docs/operations.md):
+                # "TRTC_OPENLINEAGE_URL": "http://marquez:5000",
+                # "OPENLINEAGE_PARENT_ID": "{{ macros.OpenLineageProviderPlugin.lineage_parent_id(task_instance) }}",
             },
             volumes=[
                 k8s.V1Volume(

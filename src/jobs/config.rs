@@ -30,6 +30,10 @@ pub enum ConfigError {
     Offset(String),
     #[error("--pushgateway {url}: {reason}")]
     Pushgateway { url: String, reason: String },
+    #[error(
+        "--openlineage-url {url}: give an http:// or https:// URL with a host, like http://marquez:5000"
+    )]
+    Lineage { url: String },
     #[error(transparent)]
     Plan(#[from] plan::PlanError),
     #[error(transparent)]
@@ -333,6 +337,8 @@ pub struct JobConfig {
     pub pushgateway: Option<Url>,
     /// And the textfile collector's file (`--metrics-file`).
     pub metrics_file: Option<std::path::PathBuf>,
+    /// Where the run's OpenLineage events go, if anywhere.
+    pub lineage: Option<crate::jobs::lineage::Lineage>,
 }
 
 /// The tables an export fills: `--tables` (or the default ones, and
@@ -407,6 +413,50 @@ fn billing_by_app<'a>(
         .filter_map(|(apps, billing)| Some((apps, billing?)))
         .flat_map(|(apps, b)| apps.iter().map(move |app| (*app, b.clone())))
         .collect()
+}
+
+/// Where the run's OpenLineage events go (`--openlineage-url`,
+/// `--openlineage-file`), with the parent run `OPENLINEAGE_PARENT_ID`
+/// names; `None` without either flag. A parent that cannot be read is a
+/// warning.
+fn lineage(
+    args: &ExportArgs,
+    warnings: &mut Vec<String>,
+) -> Result<Option<crate::jobs::lineage::Lineage>, ConfigError> {
+    use crate::jobs::lineage::{Lineage, Parent};
+    if args.openlineage_url.is_none() && args.openlineage_file.is_none() {
+        return Ok(None);
+    }
+    let url = match args.openlineage_url.as_deref() {
+        None => None,
+        Some(raw) => {
+            let url = Url::parse(raw)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+            Some(url.ok_or_else(|| ConfigError::Lineage {
+                url: raw.to_owned(),
+            })?)
+        }
+    };
+    let parent = match std::env::var("OPENLINEAGE_PARENT_ID") {
+        Ok(v) if !v.trim().is_empty() => {
+            let parent = Parent::parse(v.trim());
+            if parent.is_none() {
+                warnings.push(format!(
+                    "OPENLINEAGE_PARENT_ID '{v}' is not <namespace>/<job>/<run id>; the events name no parent run"
+                ));
+            }
+            parent
+        }
+        _ => None,
+    };
+    Ok(Some(Lineage {
+        url,
+        file: args.openlineage_file.clone(),
+        namespace: args.openlineage_namespace.clone(),
+        run_id: uuid::Uuid::new_v4().to_string(),
+        parent,
+    }))
 }
 
 /// `--pushgateway`: an http(s) URL with a host (its path is kept: a
@@ -488,7 +538,8 @@ impl JobConfig {
             Some((start, end)) => DaySpec::Range { start, end },
             None => DaySpec::Lookback(args.lookback_days),
         };
-        let (days, warnings) = plan::plan_days(&spec, offset, now)?;
+        let (days, mut warnings) = plan::plan_days(&spec, offset, now)?;
+        let lineage = lineage(args, &mut warnings)?;
         let endpoint = check_endpoint(&args.endpoint, args.allow_insecure_endpoint)?;
         let raw_level = (args.raw == Switch::On).then_some(RAW_ZSTD_LEVEL);
         let api = |endpoint: Url, region: &str| ApiConfig {
@@ -578,6 +629,7 @@ impl JobConfig {
                 .map(check_pushgateway)
                 .transpose()?,
             metrics_file: args.metrics_file.clone(),
+            lineage,
             progress: args.progress,
             tables: export_tables(&args.tables, args.checks.checks, prices.is_some())?,
             checks: args.checks.checks,

@@ -16,6 +16,7 @@ pub mod accounts;
 pub mod config;
 pub mod derive;
 pub mod export;
+pub mod lineage;
 pub mod metrics;
 pub mod partition;
 pub mod plan;

@@ -75,6 +75,17 @@ impl Table {
         self.inputs().is_empty()
     }
 
+    /// The table's columns in its Parquet files (extra CSV columns, which
+    /// a day may add, aside).
+    pub fn file_schema(self) -> arrow_schema::SchemaRef {
+        match self {
+            Table::RoomUsage => schema::file_schema(&[]),
+            Table::AppUsage => app_usage::file_schema(&[]),
+            Table::Checks => checks::file_schema(),
+            Table::Cost => cost::file_schema(),
+        }
+    }
+
     /// The table named `name`, if any.
     pub fn from_name(name: &str) -> Option<Table> {
         Table::ALL.into_iter().find(|t| t.name() == name)
