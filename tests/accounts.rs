@@ -456,9 +456,9 @@ fn each_accounts_billing_account_is_its_apps_cost_rows() {
     )
     .unwrap();
     run(accounts_cmd(&sim, &dest, &file), &args).assert_code(0);
-    for (app, want) in [(APP_A, "100000000001"), (APP_B, "200000000002")] {
-        let batches = read_table(&dest, "cost", app, days[0]);
-        let ids: std::collections::BTreeSet<String> = batches
+    // The billing accounts of an app's cost rows.
+    let billing = |app: u64| {
+        read_table(&dest, "cost", app, days[0])
             .iter()
             .flat_map(|b| {
                 b.column_by_name("BillingAccountId")
@@ -468,8 +468,14 @@ fn each_accounts_billing_account_is_its_apps_cost_rows() {
                     .map(|v| v.unwrap().to_owned())
                     .collect::<Vec<_>>()
             })
-            .collect();
-        assert_eq!(ids.into_iter().collect::<Vec<_>>(), [want], "app {app}");
+            .collect::<std::collections::BTreeSet<String>>()
+    };
+    for (app, want) in [(APP_A, "100000000001"), (APP_B, "200000000002")] {
+        assert_eq!(
+            billing(app).into_iter().collect::<Vec<_>>(),
+            [want],
+            "app {app}"
+        );
     }
 
     // Issue 31, point 4: a rebuild of cost with a price list and no
@@ -495,19 +501,6 @@ fn each_accounts_billing_account_is_its_apps_cost_rows() {
     );
     r.assert_code(0);
     r.assert_stdout_has(&["2 written"]);
-    let billing = |app: u64| {
-        read_table(&dest, "cost", app, days[0])
-            .iter()
-            .flat_map(|b| {
-                b.column_by_name("BillingAccountId")
-                    .unwrap()
-                    .as_string::<i32>()
-                    .iter()
-                    .map(|v| v.unwrap().to_owned())
-                    .collect::<Vec<_>>()
-            })
-            .collect::<std::collections::BTreeSet<String>>()
-    };
     assert_eq!(
         billing(APP_B).into_iter().collect::<Vec<_>>(),
         ["200000000002"]

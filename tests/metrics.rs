@@ -5,32 +5,11 @@
 use crate::util::*;
 
 fn pushgateway() -> Option<String> {
-    tool("TRTC_TEST_PUSHGATEWAY", "Pushgateway")
+    provided_python("TRTC_TEST_PUSHGATEWAY", "Pushgateway")
 }
 
 fn promtool() -> Option<String> {
-    tool("TRTC_TEST_PROMTOOL", "promtool")
-}
-
-/// What `scripts/test` provides in `var`; `None` (the test skips) outside
-/// it, never under CI.
-fn tool(var: &str, what: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) => Some(v),
-        Err(_) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must run the {what} tests (scripts/test sets {var})"
-            );
-            skip_note(
-                what,
-                &format!(
-                    "{var} is not set: the {what} tests are skipped (./scripts/test provides it)"
-                ),
-            );
-            None
-        }
-    }
+    provided_python("TRTC_TEST_PROMTOOL", "promtool")
 }
 
 /// The value of the sample of `metric` whose labels include every one of

@@ -780,8 +780,9 @@ pub fn exists(dest: &TestDest, rel: &str) -> bool {
     })
 }
 
-/// The Python that `scripts/test` provides in `var` (with DuckDB, pyspark
-/// or focus-validator); `None` (the test skips) outside it, never under CI.
+/// The tool that `scripts/test` provides in `var` (a Python with DuckDB,
+/// pyspark or focus-validator; the Pushgateway's URL; promtool); `None`
+/// (the test skips, said once) outside it, never under CI.
 pub fn provided_python(var: &str, what: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(p) => Some(p),

@@ -241,48 +241,39 @@ pub async fn claim(
     offset: FixedOffset,
     tables: &[Table],
 ) -> Result<(), MarkerError> {
-    check_clock(dest, offset).await?;
+    // Another source or another clock is refused, reading only.
+    check(dest, source, offset).await?;
     let path = marker_path(dest);
     let store_err = |reason: String| MarkerError::Store {
         path: dest.relative(&path).to_owned(),
         reason,
     };
-    match dest.store().get(&path).await {
-        Ok(got) => {
-            let bytes = got.bytes().await.map_err(|e| store_err(e.to_string()))?;
-            let marker: Marker = serde_json::from_slice(&bytes)
-                .map_err(|e| store_err(format!("not a marker this tool wrote: {e}")))?;
-            if marker.source == source {
-                let mut names = marker.tables.clone();
-                for t in tables {
-                    if !names.iter().any(|n| n == t.name()) {
-                        names.push(t.name().to_owned());
-                    }
+    match read_marker(dest).await? {
+        Some(marker) => {
+            let mut names = marker.tables.clone();
+            for t in tables {
+                if !names.iter().any(|n| n == t.name()) {
+                    names.push(t.name().to_owned());
                 }
-                if marker.utc_offset.is_none() || names != marker.tables {
-                    // A lake of 0.7 or before: its clock is recorded now
-                    // (checked against its manifests above); and a table
-                    // this lake never had.
-                    let marker = Marker {
-                        utc_offset: Some(offset.to_string()),
-                        tables: names,
-                        ..marker
-                    };
-                    let body = serde_json::to_vec_pretty(&marker).expect("serializes");
-                    dest.store()
-                        .put(&path, body.into())
-                        .await
-                        .map_err(|e| store_err(e.to_string()))?;
-                }
-                return Ok(());
             }
-            Err(MarkerError::Mixed {
-                dest: dest.display().to_owned(),
-                found: marker.source.describe(),
-                writing: source.describe(),
-            })
+            if marker.utc_offset.is_none() || names != marker.tables {
+                // A lake of 0.7 or before: its clock is recorded now
+                // (checked against its manifests above); and a table this
+                // lake never had.
+                let marker = Marker {
+                    utc_offset: Some(offset.to_string()),
+                    tables: names,
+                    ..marker
+                };
+                let body = serde_json::to_vec_pretty(&marker).expect("serializes");
+                dest.store()
+                    .put(&path, body.into())
+                    .await
+                    .map_err(|e| store_err(e.to_string()))?;
+            }
+            Ok(())
         }
-        Err(object_store::Error::NotFound { .. }) => {
+        None => {
             let marker = Marker {
                 source,
                 created_at: chrono::Utc::now(),
@@ -311,6 +302,5 @@ pub async fn claim(
                 Err(e) => Err(store_err(e.to_string())),
             }
         }
-        Err(e) => Err(store_err(e.to_string())),
     }
 }
