@@ -11,24 +11,6 @@ fn python() -> Option<String> {
     provided_python("TRTC_TEST_PYTHON", "DuckDB")
 }
 
-fn duckdb_read(python: &str, dir: &str) -> serde_json::Value {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/read_with_duckdb.py"
-    );
-    let out = std::process::Command::new(python)
-        .arg(script)
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "duckdb: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[test]
 fn duckdb_reads_the_contract_types_and_the_simulators_totals() {
     let Some(py) = python() else { return };

@@ -812,3 +812,24 @@ pub fn skip_note(group: &str, why: &str) {
         let _ = writeln!(std::io::stderr(), "skipped: {why}");
     }
 }
+
+/// What DuckDB reads of the lake at `dir`, as the README says to read it
+/// (`tests/data/read_with_duckdb.py`): the column types, each partition's
+/// rows and totals, the room ids.
+pub fn duckdb_read(python: &str, dir: &str) -> serde_json::Value {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/read_with_duckdb.py"
+    );
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "duckdb: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

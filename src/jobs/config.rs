@@ -28,12 +28,13 @@ pub enum ConfigError {
     Endpoint { endpoint: String, reason: String },
     #[error("--utc-offset {0}")]
     Offset(String),
-    #[error("--pushgateway {url}: {reason}")]
-    Pushgateway { url: String, reason: String },
-    #[error(
-        "--openlineage-url {url}: give an http:// or https:// URL with a host, like http://marquez:5000"
-    )]
-    Lineage { url: String },
+    /// `--pushgateway`, `--openlineage-url`: not an http(s) URL with a host.
+    #[error("{flag} {url}: {reason}")]
+    HttpUrl {
+        flag: &'static str,
+        url: String,
+        reason: String,
+    },
     #[error(transparent)]
     Plan(#[from] plan::PlanError),
     #[error(transparent)]
@@ -234,6 +235,12 @@ impl LakeScope {
     pub fn covers(&self, day: NaiveDate) -> bool {
         self.days.is_none_or(|(s, e)| s <= day && day <= e)
     }
+
+    /// Whether partition (`app`, `day`) is in scope: its app (every app,
+    /// with none named) and its day.
+    pub fn holds(&self, &(app, day): &(u64, NaiveDate)) -> bool {
+        self.covers(day) && self.app_ids.as_ref().is_none_or(|ids| ids.contains(&app))
+    }
 }
 
 /// The app ids in the order given; one given twice is a usage error.
@@ -427,17 +434,11 @@ fn lineage(
     if args.openlineage_url.is_none() && args.openlineage_file.is_none() {
         return Ok(None);
     }
-    let url = match args.openlineage_url.as_deref() {
-        None => None,
-        Some(raw) => {
-            let url = Url::parse(raw)
-                .ok()
-                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
-            Some(url.ok_or_else(|| ConfigError::Lineage {
-                url: raw.to_owned(),
-            })?)
-        }
-    };
+    let url = args
+        .openlineage_url
+        .as_deref()
+        .map(|raw| http_url("--openlineage-url", raw, "http://marquez:5000"))
+        .transpose()?;
     let parent = match std::env::var("OPENLINEAGE_PARENT_ID") {
         Ok(v) if !v.trim().is_empty() => {
             let parent = Parent::parse(v.trim());
@@ -459,18 +460,19 @@ fn lineage(
     }))
 }
 
-/// `--pushgateway`: an http(s) URL with a host (its path is kept: a
-/// gateway behind a prefix).
-fn check_pushgateway(raw: &str) -> Result<Url, ConfigError> {
-    let fail = |reason: &str| ConfigError::Pushgateway {
+/// `flag`'s value: an http(s) URL with a host (its path is kept: a
+/// service behind a prefix); the error shows `example`.
+fn http_url(flag: &'static str, raw: &str, example: &str) -> Result<Url, ConfigError> {
+    let fail = |reason: String| ConfigError::HttpUrl {
+        flag,
         url: raw.to_owned(),
-        reason: reason.to_owned(),
+        reason,
     };
-    let url = Url::parse(raw).map_err(|e| fail(&format!("not a URL ({e})")))?;
+    let url = Url::parse(raw).map_err(|e| fail(format!("not a URL ({e})")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
-        return Err(fail(
-            "give an http:// or https:// URL with a host, like http://pushgateway:9091",
-        ));
+        return Err(fail(format!(
+            "give an http:// or https:// URL with a host, like {example}"
+        )));
     }
     Ok(url)
 }
@@ -626,7 +628,7 @@ impl JobConfig {
             pushgateway: args
                 .pushgateway
                 .as_deref()
-                .map(check_pushgateway)
+                .map(|raw| http_url("--pushgateway", raw, "http://pushgateway:9091"))
                 .transpose()?,
             metrics_file: args.metrics_file.clone(),
             lineage,

@@ -92,27 +92,21 @@ impl Plan {
 /// (one metadata request), or, under `--verify`, its SHA-256 too (reads
 /// the file).
 async fn file_matches(cfg: &JobConfig, table: Table, p: Partition, m: &Manifest) -> bool {
-    if cfg.verify {
-        return match manifest::check_file(&cfg.dest, table, m).await {
-            None => true,
-            Some(problem) => {
-                warn!(%table, app_id = p.app_id, usage_date = %p.usage_date, problem = %problem, "A final partition's file does not match its manifest; repairing it.");
-                false
-            }
-        };
-    }
-    let path = cfg.dest.part_path(table, p.app_id, p.usage_date);
-    match object_store::ObjectStoreExt::head(cfg.dest.store().as_ref(), &path).await {
-        Ok(meta) if meta.size == m.file.size => true,
-        Ok(meta) => {
-            warn!(%table, app_id = p.app_id, usage_date = %p.usage_date, size = meta.size, manifest_size = m.file.size, "A final partition's file is not the size its manifest says; repairing it.");
-            false
+    let Some(problem) = manifest::file_problem(&cfg.dest, table, m, cfg.verify).await else {
+        return true;
+    };
+    match (&problem, cfg.verify) {
+        (_, true) => {
+            warn!(%table, app_id = p.app_id, usage_date = %p.usage_date, problem = %problem, "A final partition's file does not match its manifest; repairing it.");
         }
-        Err(e) => {
-            warn!(%table, app_id = p.app_id, usage_date = %p.usage_date, error = %e, "A final partition's file is missing or unreadable; repairing it.");
-            false
+        (manifest::FileProblem::Size { size, manifest }, false) => {
+            warn!(%table, app_id = p.app_id, usage_date = %p.usage_date, size, manifest_size = manifest, "A final partition's file is not the size its manifest says; repairing it.");
+        }
+        (_, false) => {
+            warn!(%table, app_id = p.app_id, usage_date = %p.usage_date, error = %problem, "A final partition's file is missing or unreadable; repairing it.");
         }
     }
+    false
 }
 
 enum Finality {
@@ -792,12 +786,7 @@ pub async fn run(
     for w in &cfg.warnings {
         warn!("{w}.");
     }
-    let refuse = |msg: String| {
-        let mut summary = Summary::new(cfg.app_ids.len() * cfg.days.len() * cfg.tables.len());
-        summary.stop(Status::Fatal, Some(msg), all_partitions(cfg));
-        summary.elapsed_secs = started.elapsed().as_secs_f64();
-        summary
-    };
+    let refuse = |msg: String| refused(cfg, msg, started);
     if cfg.dry_run {
         // What the real run would refuse (another source, another clock),
         // the dry run refuses too; on a local lake, where reading costs no
@@ -823,17 +812,22 @@ pub async fn run(
         error!(error = %e, "The destination is not usable; no API call was made.");
         return refuse(e.to_string());
     }
-    // One clock per lake: another offset is refused before any lease or
-    // write (the preflight's probe is gone again).
-    if let Err(e) = marker::check_clock(&cfg.dest, cfg.offset).await {
-        error!("{e}");
-        return refuse(e.to_string());
-    }
+    // One source and one clock per lake: another is refused before any
+    // lease or write (the preflight's probe is gone again).
     if let Err(e) = marker::claim(&cfg.dest, cfg.source, cfg.offset, &cfg.tables).await {
-        error!(error = %e, "The lake holds other data; no API call was made.");
+        error!(error = %e, "The lake refuses this run; no API call was made.");
         return refuse(e.to_string());
     }
     accounts(cfg, providers, cancel, progress, started).await
+}
+
+/// The summary of a run (or an account's part of it) refused before its
+/// first call: fatal, `msg`, every planned partition not attempted.
+fn refused(cfg: &JobConfig, msg: String, started: Instant) -> Summary {
+    let mut summary = Summary::new(cfg.app_ids.len() * cfg.days.len() * cfg.tables.len());
+    summary.stop(Status::Fatal, Some(msg), all_partitions(cfg));
+    summary.elapsed_secs = started.elapsed().as_secs_f64();
+    summary
 }
 
 /// One account's export under the leases of its apps: a held app stops
@@ -855,11 +849,7 @@ async fn leased(
                 Ok(lease) => Some(lease),
                 Err(e) => {
                     error!(error = %e, "Cannot take the apps' leases; no API call was made.");
-                    let mut summary =
-                        Summary::new(cfg.app_ids.len() * cfg.days.len() * cfg.tables.len());
-                    summary.stop(Status::Fatal, Some(e.to_string()), all_partitions(cfg));
-                    summary.elapsed_secs = started.elapsed().as_secs_f64();
-                    return summary;
+                    return refused(cfg, e.to_string(), started);
                 }
             }
         }

@@ -27,7 +27,7 @@ use crate::jobs::progress::Progress;
 use crate::jobs::summary::{Partition, Status, Summary};
 use crate::lake::inflight;
 use crate::lake::lease::Lease;
-use crate::lake::manifest;
+use crate::lake::manifest::{self, Manifest};
 use crate::lake::raw::{self, RawObject};
 use crate::lake::store::Destination;
 use crate::tables::Table;
@@ -93,9 +93,7 @@ enum Work {
 /// holds (a manifest) whose raw answers are gone.
 async fn work_for(cfg: &RebuildConfig, table: Table) -> Result<Vec<Work>, String> {
     let scope = &cfg.scope;
-    let in_scope = |(a, d): &(u64, NaiveDate)| {
-        scope.covers(*d) && scope.app_ids.as_ref().is_none_or(|ids| ids.contains(a))
-    };
+    let in_scope = |p: &(u64, NaiveDate)| scope.holds(p);
     let listing = raw::list(&scope.dest, table, scope.app_ids.as_deref())
         .await
         .map_err(|e| e.to_string())?;
@@ -154,28 +152,31 @@ pub async fn source_of(
     dest: &Destination,
     table: Table,
     p: Partition,
-    newest_given: Option<RawObject>,
+    newest: Option<RawObject>,
 ) -> Result<Option<Source>, String> {
-    let newest = |newest: Option<RawObject>| {
-        newest.map(|object| Source {
-            object,
-            sha256: None,
-        })
-    };
     let m = manifest::read(dest, table, p.app_id, p.usage_date)
         .await
         .map_err(|e| e.to_string())?;
-    let Some(m) = m else {
-        return Ok(newest(newest_given));
-    };
-    let sha256 = m.body.as_ref().map(|b| b.sha256.clone());
-    match &m.raw_object {
-        Some(named) => RawObject::named(dest, table, p.app_id, p.usage_date, named)
+    match m {
+        Some(Manifest {
+            raw_object: Some(named),
+            body,
+            ..
+        }) => RawObject::named(dest, table, p.app_id, p.usage_date, &named)
             .await
-            .map(|object| Some(Source { object, sha256 }))
+            .map(|object| {
+                Some(Source {
+                    object,
+                    sha256: body.map(|b| b.sha256),
+                })
+            })
             .map_err(|e| e.to_string()),
-        // Exported with --raw off: its own answer was never kept.
-        None => Ok(newest(newest_given)),
+        // No manifest, or one exported with --raw off (its own answer was
+        // never kept): the newest.
+        _ => Ok(newest.map(|object| Source {
+            object,
+            sha256: None,
+        })),
     }
 }
 
@@ -300,9 +301,9 @@ async fn rebuild_one(
     newest: &RawObject,
 ) -> Result<partition::Written, String> {
     let dest = &cfg.scope.dest;
-    let Some(source) = source_of(dest, table, p, Some(newest.clone())).await? else {
-        unreachable!("a newest answer is given");
-    };
+    let source = source_of(dest, table, p, Some(newest.clone()))
+        .await?
+        .expect("a newest answer is given");
     from_raw(
         dest,
         cfg.contract,
@@ -369,9 +370,7 @@ async fn plan_rebuild(cfg: &RebuildConfig) -> Result<RebuildPlan, String> {
         }
         derived_candidates.extend(
             days.into_iter()
-                .filter(|(a, d)| {
-                    scope.covers(*d) && scope.app_ids.as_ref().is_none_or(|ids| ids.contains(a))
-                })
+                .filter(|p| scope.holds(p))
                 .map(|(app_id, usage_date)| (table, Partition { app_id, usage_date })),
         );
     }
@@ -551,9 +550,7 @@ async fn keep_billing(cfg: &RebuildConfig) -> Result<BTreeMap<Partition, String>
     let listed = manifest::list(dest, Table::Cost)
         .await
         .map_err(|e| e.to_string())?;
-    let in_scope = listed.into_iter().filter(|(a, d)| {
-        cfg.scope.covers(*d) && cfg.scope.app_ids.as_ref().is_none_or(|ids| ids.contains(a))
-    });
+    let in_scope = listed.into_iter().filter(|p| cfg.scope.holds(p));
     let read: Vec<_> = futures::stream::iter(in_scope)
         .map(|(app_id, usage_date)| async move {
             let m = manifest::read(dest, Table::Cost, app_id, usage_date).await;

@@ -210,11 +210,7 @@ async fn table_status(cfg: &StatusConfig, table: Table) -> Result<TableStatus, S
         .copied()
         .chain(raws.keys().copied())
         .chain(expected);
-    let found: Vec<(u64, NaiveDate)> = found
-        .filter(|(a, d)| {
-            scope.covers(*d) && scope.app_ids.as_ref().is_none_or(|ids| ids.contains(a))
-        })
-        .collect();
+    let found: Vec<(u64, NaiveDate)> = found.filter(|p| scope.holds(p)).collect();
     let (start, end) = match scope.days {
         Some(range) => range,
         None => match (
@@ -271,7 +267,9 @@ async fn table_status(cfg: &StatusConfig, table: Table) -> Result<TableStatus, S
             }
             let m = manifest::read(&scope.dest, table, app, day).await;
             let damage = match (&m, cfg.verify) {
-                (Ok(Some(m)), true) => manifest::check_file(&scope.dest, table, m).await,
+                (Ok(Some(m)), true) => manifest::file_problem(&scope.dest, table, m, true)
+                    .await
+                    .map(|p| p.to_string()),
                 _ => None,
             };
             let stale = match &m {

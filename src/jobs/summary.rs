@@ -199,6 +199,14 @@ impl Summary {
         }
     }
 
+    /// Planned partitions neither written, skipped nor failed: in
+    /// partitions, as "of N partitions" is (`not_attempted` lists (app,
+    /// day)s).
+    pub fn partitions_not_attempted(&self) -> usize {
+        self.planned
+            .saturating_sub(self.written + self.skipped_final + self.failed.len())
+    }
+
     /// Counts `stats` as calls of `action` too.
     pub(crate) fn action_calls(&mut self, action: &str, stats: &CallStats) {
         self.calls.add(stats);
@@ -367,11 +375,7 @@ impl Summary {
             s = self.skipped_final,
             f = self.failed.len(),
         );
-        // In partitions, as "of N partitions" is: every planned partition
-        // is written, skipped, failed or not attempted.
-        let not_attempted = self
-            .planned
-            .saturating_sub(self.written + self.skipped_final + self.failed.len());
+        let not_attempted = self.partitions_not_attempted();
         if not_attempted > 0 && self.status != Status::DryRun {
             s.push_str(&format!(", {not_attempted} not attempted"));
         }

@@ -175,58 +175,84 @@ pub async fn list(
         .collect())
 }
 
-/// What is wrong with a partition's file, if anything: missing, unreadable,
-/// or not the size and SHA-256 its manifest records (reads the whole file).
-pub async fn check_file(dest: &Destination, table: Table, m: &Manifest) -> Option<String> {
+/// What is wrong with a partition's file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileProblem {
+    Missing,
+    Unreadable(String),
+    /// Not the size its manifest says.
+    Size {
+        size: u64,
+        manifest: u64,
+    },
+    /// The size, but not the SHA-256 its manifest says.
+    Sha256 {
+        sha256: String,
+        manifest: String,
+    },
+}
+
+impl std::fmt::Display for FileProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileProblem::Missing => write!(f, "the file is missing"),
+            FileProblem::Unreadable(e) => write!(f, "the file cannot be read: {e}"),
+            FileProblem::Size { size, manifest } => {
+                write!(f, "the file has {size} bytes, its manifest says {manifest}")
+            }
+            FileProblem::Sha256 { sha256, manifest } => {
+                write!(
+                    f,
+                    "the file's SHA-256 {sha256} is not the manifest's {manifest}"
+                )
+            }
+        }
+    }
+}
+
+/// What is wrong with a partition's file, if anything: missing,
+/// unreadable, or not the size its manifest records (one metadata
+/// request); under `verify`, not its SHA-256 either (reads the whole file).
+pub async fn file_problem(
+    dest: &Destination,
+    table: Table,
+    m: &Manifest,
+    verify: bool,
+) -> Option<FileProblem> {
     use sha2::Digest;
     let path = dest.part_path(table, m.app_id, m.usage_date);
+    let unreadable = |e: object_store::Error| match e {
+        object_store::Error::NotFound { .. } => FileProblem::Missing,
+        e => FileProblem::Unreadable(e.to_string()),
+    };
+    let wrong_size = |size: u64| {
+        (size != m.file.size).then_some(FileProblem::Size {
+            size,
+            manifest: m.file.size,
+        })
+    };
+    if !verify {
+        return match dest.store().head(&path).await {
+            Ok(meta) => wrong_size(meta.size),
+            Err(e) => Some(unreadable(e)),
+        };
+    }
     let bytes = match dest.store().get(&path).await {
         Ok(r) => r.bytes().await,
         Err(e) => Err(e),
     };
     let bytes = match bytes {
         Ok(b) => b,
-        Err(object_store::Error::NotFound { .. }) => return Some("the file is missing".into()),
-        Err(e) => return Some(format!("the file cannot be read: {e}")),
+        Err(e) => return Some(unreadable(e)),
     };
-    if bytes.len() as u64 != m.file.size {
-        return Some(format!(
-            "the file has {} bytes, its manifest says {}",
-            bytes.len(),
-            m.file.size
-        ));
+    if let Some(problem) = wrong_size(bytes.len() as u64) {
+        return Some(problem);
     }
-    let sha = hex::encode(sha2::Sha256::digest(&bytes));
-    (sha != m.file.sha256).then(|| {
-        format!(
-            "the file's SHA-256 {sha} is not the manifest's {}",
-            m.file.sha256
-        )
+    let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
+    (sha256 != m.file.sha256).then(|| FileProblem::Sha256 {
+        sha256,
+        manifest: m.file.sha256.clone(),
     })
-}
-
-/// What is wrong with a partition's file, if anything: under `verify`
-/// [`check_file`] (size and SHA-256, reading the file), else its size by
-/// one metadata request.
-pub async fn file_problem(
-    dest: &Destination,
-    table: Table,
-    m: &Manifest,
-    verify: bool,
-) -> Option<String> {
-    if verify {
-        return check_file(dest, table, m).await;
-    }
-    let path = dest.part_path(table, m.app_id, m.usage_date);
-    match dest.store().head(&path).await {
-        Ok(meta) if meta.size == m.file.size => None,
-        Ok(meta) => Some(format!(
-            "the file has {} bytes, its manifest says {}",
-            meta.size, m.file.size
-        )),
-        Err(object_store::Error::NotFound { .. }) => Some("the file is missing".into()),
-        Err(e) => Some(format!("the file cannot be read: {e}")),
-    }
 }
 
 #[cfg(test)]

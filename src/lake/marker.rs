@@ -120,10 +120,18 @@ async fn read_marker(dest: &Destination) -> Result<Option<Marker>, MarkerError> 
 /// before 0.8) the one its manifests record; `None` for a lake with
 /// neither (nothing written yet). Manifests of two clocks are refused.
 pub async fn clock(dest: &Destination) -> Result<Option<Clock>, MarkerError> {
+    clock_of(dest, read_marker(dest).await?.as_ref()).await
+}
+
+/// The clock of the lake whose `lake.json` reads `marker`.
+async fn clock_of(
+    dest: &Destination,
+    marker: Option<&Marker>,
+) -> Result<Option<Clock>, MarkerError> {
     if let Some(Marker {
         utc_offset: Some(o),
         ..
-    }) = read_marker(dest).await?
+    }) = marker
     {
         let offset = o.parse().map_err(|e| MarkerError::Store {
             path: dest.relative(&marker_path(dest)).to_owned(),
@@ -201,7 +209,15 @@ pub async fn tables(dest: &Destination) -> Result<Vec<Table>, MarkerError> {
 
 /// Refuses `offset` when the lake keeps another clock. Reads only.
 pub async fn check_clock(dest: &Destination, offset: FixedOffset) -> Result<(), MarkerError> {
-    match clock(dest).await? {
+    refuse_clock(dest, clock(dest).await?, offset)
+}
+
+fn refuse_clock(
+    dest: &Destination,
+    clock: Option<Clock>,
+    offset: FixedOffset,
+) -> Result<(), MarkerError> {
+    match clock {
         Some(c) if c.offset != offset => Err(MarkerError::Clock {
             dest: dest.display().to_owned(),
             lake: c.offset,
@@ -212,14 +228,15 @@ pub async fn check_clock(dest: &Destination, offset: FixedOffset) -> Result<(), 
     }
 }
 
-/// What [`claim`] would refuse, reading only: a lake of another source or
-/// another clock. For a dry run, which must say what the real run would do.
-pub async fn check(
+/// What the lake whose `lake.json` reads `marker` refuses: data of another
+/// source, or another clock.
+async fn refusal(
     dest: &Destination,
+    marker: Option<&Marker>,
     source: Source,
     offset: FixedOffset,
 ) -> Result<(), MarkerError> {
-    if let Some(marker) = read_marker(dest).await?
+    if let Some(marker) = marker
         && marker.source != source
     {
         return Err(MarkerError::Mixed {
@@ -228,27 +245,38 @@ pub async fn check(
             writing: source.describe(),
         });
     }
-    check_clock(dest, offset).await
+    refuse_clock(dest, clock_of(dest, marker).await?, offset)
+}
+
+/// What [`claim`] would refuse, reading only: a lake of another source or
+/// another clock. For a dry run, which must say what the real run would do.
+pub async fn check(
+    dest: &Destination,
+    source: Source,
+    offset: FixedOffset,
+) -> Result<(), MarkerError> {
+    refusal(dest, read_marker(dest).await?.as_ref(), source, offset).await
 }
 
 /// Checks that the lake holds data of `source` (or none yet) and keeps the
-/// clock `offset` (or none yet); then, if its marker is missing or does not
-/// record the clock yet, writes one. Call under the lease, before the first
-/// write.
+/// clock `offset` (or none yet), from one read of its marker; then, if the
+/// marker is missing or does not record the clock or a table of `tables`
+/// yet, writes it. Call after the preflight, before any lease or write.
 pub async fn claim(
     dest: &Destination,
     source: Source,
     offset: FixedOffset,
     tables: &[Table],
 ) -> Result<(), MarkerError> {
-    // Another source or another clock is refused, reading only.
-    check(dest, source, offset).await?;
+    let marker = read_marker(dest).await?;
+    // Another source or another clock is refused before anything is written.
+    refusal(dest, marker.as_ref(), source, offset).await?;
     let path = marker_path(dest);
     let store_err = |reason: String| MarkerError::Store {
         path: dest.relative(&path).to_owned(),
         reason,
     };
-    match read_marker(dest).await? {
+    match marker {
         Some(marker) => {
             let mut names = marker.tables.clone();
             for t in tables {
