@@ -265,7 +265,8 @@ async fn run_job(cfg: JobConfig, providers: Vec<Option<Provider>>, log_format: L
     }
     let summary = export::run(&cfg, providers, cancel, progress.as_mut()).await;
     report(&summary, log_format, cfg.summary_file.as_deref());
-    let code = exit_code(&summary, signal.load(Ordering::SeqCst));
+    let signal = signal.load(Ordering::SeqCst);
+    let code = exit_code(&summary, signal);
     if let Some(l) = lineage.filter(|_| lineage_ok) {
         let kind = crate::jobs::lineage::end_kind(summary.status);
         if let Err(e) = l
@@ -280,11 +281,11 @@ async fn run_job(cfg: JobConfig, providers: Vec<Option<Provider>>, log_format: L
         let run = crate::jobs::metrics::Run {
             started,
             ended: Utc::now(),
-            exit_code: code,
         };
         crate::jobs::metrics::report(
             &summary,
             &run,
+            |s| exit_code(s, signal),
             cfg.pushgateway.as_ref(),
             cfg.metrics_file.as_deref(),
         )

@@ -12,6 +12,20 @@ fn promtool() -> Option<String> {
     provided_python("TRTC_TEST_PROMTOOL", "promtool")
 }
 
+/// An accounts file of two accounts named `a` (app A) and `b` (app B), both
+/// with the simulator's SecretId, `b`'s SecretKey in `b_key_env`.
+fn two_accounts(a: &str, b: &str, b_key_env: &str) -> std::path::PathBuf {
+    let file = tmp_path("accounts-metrics.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[account]]\nname = \"{a}\"\napp_ids = [{APP_A}]\nsecret_id_env = \"TENCENTCLOUD_SECRET_ID\"\nsecret_key_env = \"TENCENTCLOUD_SECRET_KEY\"\n\n[[account]]\nname = \"{b}\"\napp_ids = [{APP_B}]\nsecret_id_env = \"TENCENTCLOUD_SECRET_ID\"\nsecret_key_env = \"{b_key_env}\"\n"
+        ),
+    )
+    .unwrap();
+    file
+}
+
 /// The value of the sample of `metric` whose labels include every one of
 /// `labels`, in exposition `text`.
 fn sample(text: &str, metric: &str, labels: &[&str]) -> Option<f64> {
@@ -184,14 +198,7 @@ fn each_account_is_a_group_of_its_own() {
     let dest = TestDest::local();
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let (a, b) = (format!("a-{suffix}"), format!("b-{suffix}"));
-    let accounts = tmp_path("accounts-metrics.toml");
-    std::fs::write(
-        &accounts,
-        format!(
-            "[[account]]\nname = \"{a}\"\napp_ids = [{APP_A}]\nsecret_id_env = \"TENCENTCLOUD_SECRET_ID\"\nsecret_key_env = \"TENCENTCLOUD_SECRET_KEY\"\n\n[[account]]\nname = \"{b}\"\napp_ids = [{APP_B}]\nsecret_id_env = \"TENCENTCLOUD_SECRET_ID\"\nsecret_key_env = \"TENCENTCLOUD_SECRET_KEY\"\n"
-        ),
-    )
-    .unwrap();
+    let accounts = two_accounts(&a, &b, "TENCENTCLOUD_SECRET_KEY");
     let file = tmp_path("accounts.prom");
     let day = days_ago(10).to_string();
     run(
@@ -289,4 +296,72 @@ fn the_alert_rules_pass_promtools_unit_tests() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// Two accounts, one whose keys are refused: each group carries its own
+/// account's exit status, and the account that succeeded records its
+/// success (the run's worst status must not stand for every account).
+#[test]
+fn each_account_reports_its_own_exit_status() {
+    let Some(gateway) = pushgateway() else { return };
+    let sim = start_sim(sim_config());
+    let dest = TestDest::local();
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let (good, bad) = (format!("good-{suffix}"), format!("bad-{suffix}"));
+    let accounts = two_accounts(&good, &bad, "WRONG_KEY");
+    let file = tmp_path("accounts-exit.prom");
+    let mut c = cmd(&sim, &dest);
+    c.env("WRONG_KEY", "not-the-key");
+    let day = days_ago(10).to_string();
+    run(
+        c,
+        &[
+            "--accounts",
+            accounts.to_str().unwrap(),
+            "--date",
+            &day,
+            "--pushgateway",
+            &gateway,
+            "--metrics-file",
+            file.to_str().unwrap(),
+        ],
+    )
+    .assert_code(2);
+    let scraped = scrape(&gateway);
+    let good_group = format!("account=\"{good}\"");
+    let bad_group = format!("account=\"{bad}\"");
+    assert_eq!(
+        sample(&scraped, "trtc_usage_last_run_exit_code", &[&good_group]),
+        Some(0.0),
+        "{scraped}"
+    );
+    assert_eq!(
+        sample(&scraped, "trtc_usage_last_run_exit_code", &[&bad_group]),
+        Some(2.0)
+    );
+    assert!(
+        sample(
+            &scraped,
+            "trtc_usage_last_success_timestamp_seconds",
+            &[&good_group]
+        )
+        .is_some()
+    );
+    assert!(
+        sample(
+            &scraped,
+            "trtc_usage_last_success_timestamp_seconds",
+            &[&bad_group]
+        )
+        .is_none()
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains(&format!("trtc_usage_last_run_exit_code{{{good_group}}} 0")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("trtc_usage_last_run_exit_code{{{bad_group}}} 2")),
+        "{text}"
+    );
 }

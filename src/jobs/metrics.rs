@@ -29,15 +29,14 @@ pub const DEFAULT_ACCOUNT: &str = "default";
 /// run no more than this.
 pub const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// When the run started and ended, and how.
+/// When the run started and ended.
 #[derive(Debug, Clone, Copy)]
 pub struct Run {
     pub started: DateTime<Utc>,
     pub ended: DateTime<Utc>,
-    pub exit_code: u8,
 }
 
-/// Whether the run succeeded: every partition exported (exit 0), or
+/// Whether a run succeeded: every partition exported (exit 0), or
 /// exported with rooms that do not add up under `--checks fail` (exit 3;
 /// failing checks have an alert of their own).
 pub fn is_success(exit_code: u8) -> bool {
@@ -45,6 +44,7 @@ pub fn is_success(exit_code: u8) -> bool {
 }
 
 type Labels = Vec<(String, String)>;
+type GaugeF = Gauge<f64, std::sync::atomic::AtomicU64>;
 
 fn seconds(t: DateTime<Utc>) -> f64 {
     t.timestamp_micros() as f64 / 1e6
@@ -56,157 +56,200 @@ fn day_seconds(d: NaiveDate) -> f64 {
 }
 
 /// A gauge family registered under `trtc_usage_<name>`.
-fn family(
-    registry: &mut Registry,
-    name: &str,
-    help: &str,
-) -> Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>> {
-    let f = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+fn family(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, GaugeF> {
+    let f = Family::<Labels, GaugeF>::default();
     registry.register(name, help, f.clone());
     f
 }
 
-fn set(
-    f: &Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
-    labels: &[(&str, &str)],
-    v: f64,
-) {
-    let labels: Labels = labels
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    f.get_or_create(&labels).set(v);
+/// One group of a run: its account label (none in a Pushgateway group,
+/// whose path names the account), its summary, its exit status.
+pub struct Group<'a> {
+    pub account: Option<&'a str>,
+    pub summary: &'a Summary,
+    pub exit_code: u8,
 }
 
-/// The exposition text of one account group's `summary`; `account`, when
-/// given, is a label on every metric (the textfile collector's file holds
-/// every account, where a Pushgateway has a group each).
-pub fn render(summary: &Summary, run: &Run, account: Option<&str>) -> String {
-    let mut registry = match account {
-        Some(a) => Registry::with_prefix_and_labels(
-            "trtc_usage",
-            [("account".into(), a.to_owned().into())].into_iter(),
-        ),
-        None => Registry::with_prefix("trtc_usage"),
-    };
-    let one = |r: &mut Registry, name: &str, help: &str, v: f64| {
-        set(&family(r, name, help), &[], v);
-    };
-    one(
-        &mut registry,
-        "last_run_start_timestamp_seconds",
-        "When the last run started (Unix seconds)",
-        seconds(run.started),
-    );
-    one(
-        &mut registry,
-        "last_run_end_timestamp_seconds",
-        "When the last run ended (Unix seconds)",
-        seconds(run.ended),
-    );
-    one(
-        &mut registry,
-        "last_run_exit_code",
-        "The last run's exit status: 0 ok, 1 partitions failed, 2 fatal, 3 checks failed, 130/143 stopped",
-        f64::from(run.exit_code),
-    );
-    if is_success(run.exit_code) {
-        one(
-            &mut registry,
-            "last_success_timestamp_seconds",
-            "When a run last ended with every partition exported (exit 0 or 3), in Unix seconds; a failed run leaves it as it was",
-            seconds(run.ended),
+/// Every metric, registered once; each group adds its samples.
+struct Families {
+    start: Family<Labels, GaugeF>,
+    end: Family<Labels, GaugeF>,
+    exit_code: Family<Labels, GaugeF>,
+    /// Registered only when a group succeeded: a family a push carries
+    /// replaces the gateway's, so a failed run must not carry it at all.
+    success: Option<Family<Labels, GaugeF>>,
+    partitions: Family<Labels, GaugeF>,
+    rows: Family<Labels, GaugeF>,
+    bytes: Family<Labels, GaugeF>,
+    not_attempted: Family<Labels, GaugeF>,
+    calls: Family<Labels, GaugeF>,
+    throttled: Family<Labels, GaugeF>,
+    retries: Family<Labels, GaugeF>,
+    checks_failed: Family<Labels, GaugeF>,
+    oldest_not_final: Family<Labels, GaugeF>,
+}
+
+impl Families {
+    fn register(registry: &mut Registry, any_success: bool) -> Self {
+        let start = family(
+            registry,
+            "last_run_start_timestamp_seconds",
+            "When the last run started (Unix seconds)",
         );
-    }
-    let partitions = family(
-        &mut registry,
-        "last_run_partitions",
-        "Partitions of the last run, by table and outcome (written, skipped: already final, failed)",
-    );
-    let rows = family(
-        &mut registry,
-        "last_run_rows",
-        "Rows written by the last run, by table",
-    );
-    let bytes = family(
-        &mut registry,
-        "last_run_bytes",
-        "Bytes written by the last run, by table",
-    );
-    for (table, c) in &summary.tables {
-        let t = table.name();
-        set(
-            &partitions,
-            &[("table", t), ("outcome", "written")],
-            c.written as f64,
+        let end = family(
+            registry,
+            "last_run_end_timestamp_seconds",
+            "When the last run ended (Unix seconds)",
         );
-        set(
-            &partitions,
-            &[("table", t), ("outcome", "skipped")],
-            c.skipped_final as f64,
+        let exit_code = family(
+            registry,
+            "last_run_exit_code",
+            "The last run's exit status: 0 ok, 1 partitions failed, 2 fatal, 3 checks failed, 130/143 stopped",
         );
-        set(
-            &partitions,
-            &[("table", t), ("outcome", "failed")],
-            c.failed as f64,
-        );
-        set(&rows, &[("table", t)], c.rows as f64);
-        set(&bytes, &[("table", t)], c.bytes as f64);
-    }
-    let counted = summary.written + summary.skipped_final + summary.failed.len();
-    one(
-        &mut registry,
-        "last_run_partitions_not_attempted",
-        "Partitions the last run planned but did not attempt (it stopped early)",
-        summary.planned.saturating_sub(counted) as f64,
-    );
-    let calls = family(
-        &mut registry,
-        "last_run_api_calls",
-        "API attempts of the last run, by action and outcome: ok, or what failed the attempt (the API's error code, http_<status>, timeout, network, unreadable)",
-    );
-    let throttled = family(
-        &mut registry,
-        "last_run_api_throttled",
-        "API attempts of the last run answered with a rate-limit error, by action",
-    );
-    let retries = family(
-        &mut registry,
-        "last_run_api_retries",
-        "API attempts of the last run that were retries, by action",
-    );
-    for (action, s) in &summary.calls_by_action {
-        let failed: u64 = s.errors.values().sum();
-        set(
-            &calls,
-            &[("action", action), ("outcome", "ok")],
-            s.calls.saturating_sub(failed) as f64,
-        );
-        for (code, n) in &s.errors {
-            set(&calls, &[("action", action), ("outcome", code)], *n as f64);
+        let success = any_success.then(|| {
+            family(
+                registry,
+                "last_success_timestamp_seconds",
+                "When a run last ended with every partition exported (exit 0 or 3), in Unix seconds; a failed run leaves it as it was",
+            )
+        });
+        Families {
+            start,
+            end,
+            exit_code,
+            success,
+            partitions: family(
+                registry,
+                "last_run_partitions",
+                "Partitions of the last run, by table and outcome (written, skipped: already final, failed)",
+            ),
+            rows: family(
+                registry,
+                "last_run_rows",
+                "Rows written by the last run, by table",
+            ),
+            bytes: family(
+                registry,
+                "last_run_bytes",
+                "Bytes written by the last run, by table",
+            ),
+            not_attempted: family(
+                registry,
+                "last_run_partitions_not_attempted",
+                "Partitions the last run planned but did not attempt (it stopped early)",
+            ),
+            calls: family(
+                registry,
+                "last_run_api_calls",
+                "API attempts of the last run, by action and outcome: ok, or what failed the attempt (the API's error code, http_<status>, timeout, network, unreadable)",
+            ),
+            throttled: family(
+                registry,
+                "last_run_api_throttled",
+                "API attempts of the last run answered with a rate-limit error, by action",
+            ),
+            retries: family(
+                registry,
+                "last_run_api_retries",
+                "API attempts of the last run that were retries, by action",
+            ),
+            checks_failed: family(
+                registry,
+                "last_run_checks_failed",
+                "(app, day)s whose rooms did not add up to the app's figure in the last run",
+            ),
+            oldest_not_final: family(
+                registry,
+                "last_run_oldest_not_final_day_timestamp_seconds",
+                "The oldest day of the last run's range that is not final (failed, not attempted or still settling), as its 00:00 UTC in Unix seconds; 0 when every day is final",
+            ),
         }
-        set(&throttled, &[("action", action)], s.throttles as f64);
-        set(&retries, &[("action", action)], s.retries as f64);
     }
-    one(
-        &mut registry,
-        "last_run_checks_failed",
-        "(app, day)s whose rooms did not add up to the app's figure in the last run",
-        summary.checks.failed as f64,
-    );
-    one(
-        &mut registry,
-        "last_run_oldest_not_final_day_timestamp_seconds",
-        "The oldest day of the last run's range that is not final (failed, not attempted or still settling), as its 00:00 UTC in Unix seconds; 0 when every day is final",
-        summary.oldest_not_final.map_or(0.0, day_seconds),
-    );
+
+    /// `group`'s samples.
+    fn add(&self, group: &Group<'_>, run: &Run) {
+        let set = |f: &Family<Labels, GaugeF>, labels: &[(&str, &str)], v: f64| {
+            let labels: Labels = group
+                .account
+                .map(|a| ("account", a))
+                .into_iter()
+                .chain(labels.iter().copied())
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            f.get_or_create(&labels).set(v);
+        };
+        let s = group.summary;
+        set(&self.start, &[], seconds(run.started));
+        set(&self.end, &[], seconds(run.ended));
+        set(&self.exit_code, &[], f64::from(group.exit_code));
+        if let Some(success) = &self.success
+            && is_success(group.exit_code)
+        {
+            set(success, &[], seconds(run.ended));
+        }
+        for (table, c) in &s.tables {
+            let t = table.name();
+            for (outcome, n) in [
+                ("written", c.written),
+                ("skipped", c.skipped_final),
+                ("failed", c.failed),
+            ] {
+                set(
+                    &self.partitions,
+                    &[("table", t), ("outcome", outcome)],
+                    n as f64,
+                );
+            }
+            set(&self.rows, &[("table", t)], c.rows as f64);
+            set(&self.bytes, &[("table", t)], c.bytes as f64);
+        }
+        set(
+            &self.not_attempted,
+            &[],
+            s.partitions_not_attempted() as f64,
+        );
+        for (action, c) in &s.calls_by_action {
+            let failed: u64 = c.errors.values().sum();
+            set(
+                &self.calls,
+                &[("action", action), ("outcome", "ok")],
+                c.calls.saturating_sub(failed) as f64,
+            );
+            for (code, n) in &c.errors {
+                set(
+                    &self.calls,
+                    &[("action", action), ("outcome", code)],
+                    *n as f64,
+                );
+            }
+            set(&self.throttled, &[("action", action)], c.throttles as f64);
+            set(&self.retries, &[("action", action)], c.retries as f64);
+        }
+        set(&self.checks_failed, &[], s.checks.failed as f64);
+        set(
+            &self.oldest_not_final,
+            &[],
+            s.oldest_not_final.map_or(0.0, day_seconds),
+        );
+    }
+}
+
+/// The exposition text of `groups` (one for a Pushgateway group; every
+/// account, each labelled, for the textfile collector's file).
+pub fn render(groups: &[Group<'_>], run: &Run) -> String {
+    let mut registry = Registry::with_prefix("trtc_usage");
+    let any_success = groups.iter().any(|g| is_success(g.exit_code));
+    let families = Families::register(&mut registry, any_success);
+    for group in groups {
+        families.add(group, run);
+    }
     let mut text = String::new();
     encode(&mut text, &registry).expect("writing to a String cannot fail");
     text
 }
 
 /// The account groups of a run: one per account with `--accounts`, else
-/// `default`.
+/// `default`; each with its own summary.
 pub fn groups(summary: &Summary) -> Vec<(&str, &Summary)> {
     if summary.per_account.is_empty() {
         vec![(DEFAULT_ACCOUNT, summary)]
@@ -266,19 +309,31 @@ pub fn write_file(path: &std::path::Path, text: &str) -> Result<(), String> {
 }
 
 /// Reports `summary` to where the flags say: every account group pushed
-/// to the Pushgateway, and the file written. A failure is one warning
+/// to the Pushgateway, and the file written, each group with the exit
+/// status `exit_code` gives its own summary (an account that succeeded
+/// beside one that failed records its success). A failure is one warning
 /// line each and changes nothing else.
 pub async fn report(
     summary: &Summary,
     run: &Run,
+    exit_code: impl Fn(&Summary) -> u8,
     pushgateway: Option<&url::Url>,
     metrics_file: Option<&std::path::Path>,
 ) {
+    let groups: Vec<(&str, &Summary, u8)> = groups(summary)
+        .into_iter()
+        .map(|(account, s)| (account, s, exit_code(s)))
+        .collect();
     if let Some(url) = pushgateway {
         match reqwest::Client::builder().timeout(PUSH_TIMEOUT).build() {
             Ok(client) => {
-                for (account, s) in groups(summary) {
-                    if let Err(e) = push(&client, url, account, render(s, run, None)).await {
+                for &(account, summary, exit_code) in &groups {
+                    let group = Group {
+                        account: None,
+                        summary,
+                        exit_code,
+                    };
+                    if let Err(e) = push(&client, url, account, render(&[group], run)).await {
                         tracing::warn!("{e}");
                     }
                 }
@@ -287,76 +342,39 @@ pub async fn report(
         }
     }
     if let Some(path) = metrics_file {
-        let text: String = match summary.per_account.is_empty() {
-            true => render(summary, run, None),
-            false => {
-                let parts: Vec<String> = groups(summary)
-                    .into_iter()
-                    .map(|(a, s)| render(s, run, Some(a)))
-                    .collect();
-                merge(&parts)
-            }
-        };
-        if let Err(e) = write_file(path, &text) {
+        // One account: no label, as a run without --accounts has always
+        // written; several: each labelled.
+        let labelled = !summary.per_account.is_empty();
+        let groups: Vec<Group<'_>> = groups
+            .iter()
+            .map(|&(account, summary, exit_code)| Group {
+                account: labelled.then_some(account),
+                summary,
+                exit_code,
+            })
+            .collect();
+        if let Err(e) = write_file(path, &render(&groups, run)) {
             tracing::warn!("{e}");
         }
     }
-}
-
-/// Several renders as one exposition: each metric's HELP and TYPE once,
-/// its samples from every part, one `# EOF`.
-fn merge(parts: &[String]) -> String {
-    let mut order: Vec<String> = Vec::new();
-    let mut by_metric: std::collections::BTreeMap<String, (Vec<String>, Vec<String>)> =
-        Default::default();
-    for part in parts {
-        let mut current = String::new();
-        for line in part.lines() {
-            if line == "# EOF" {
-                continue;
-            }
-            if let Some(rest) = line
-                .strip_prefix("# HELP ")
-                .or_else(|| line.strip_prefix("# TYPE "))
-            {
-                current = rest.split(' ').next().unwrap_or_default().to_owned();
-                let entry = by_metric.entry(current.clone()).or_insert_with(|| {
-                    order.push(current.clone());
-                    (Vec::new(), Vec::new())
-                });
-                if !entry.0.iter().any(|l| l == line) {
-                    entry.0.push(line.to_owned());
-                }
-            } else if !line.is_empty() {
-                by_metric
-                    .entry(current.clone())
-                    .or_default()
-                    .1
-                    .push(line.to_owned());
-            }
-        }
-    }
-    let mut out = String::new();
-    for name in order {
-        let (head, samples) = &by_metric[&name];
-        for l in head.iter().chain(samples) {
-            out.push_str(l);
-            out.push('\n');
-        }
-    }
-    out.push_str("# EOF\n");
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn run(exit_code: u8) -> Run {
+    fn run() -> Run {
         let t = "2026-12-04T01:00:00Z".parse().unwrap();
         Run {
             started: t,
             ended: t + chrono::Duration::seconds(90),
+        }
+    }
+
+    fn group<'a>(account: Option<&'a str>, summary: &'a Summary, exit_code: u8) -> Group<'a> {
+        Group {
+            account,
+            summary,
             exit_code,
         }
     }
@@ -364,13 +382,13 @@ mod tests {
     #[test]
     fn a_failed_run_carries_no_last_success() {
         let s = Summary::new(3);
-        let ok = render(&s, &run(0), None);
+        let ok = render(&[group(None, &s, 0)], &run());
         assert!(
             ok.contains("trtc_usage_last_success_timestamp_seconds 1796346090"),
             "{ok}"
         );
         assert!(ok.contains("trtc_usage_last_run_exit_code 0"), "{ok}");
-        let failed = render(&s, &run(1), None);
+        let failed = render(&[group(None, &s, 1)], &run());
         assert!(!failed.contains("last_success"), "{failed}");
         assert!(
             failed.contains("trtc_usage_last_run_partitions_not_attempted 3"),
@@ -378,14 +396,13 @@ mod tests {
         );
     }
 
+    /// Several accounts in one file: each metric named once, each account
+    /// labelled, with its own exit status; the last success only for the
+    /// account that succeeded.
     #[test]
     fn several_accounts_in_one_file_name_each_once() {
         let s = Summary::new(1);
-        let parts = [
-            render(&s, &run(0), Some("a")),
-            render(&s, &run(2), Some("b")),
-        ];
-        let text = merge(&parts);
+        let text = render(&[group(Some("a"), &s, 0), group(Some("b"), &s, 2)], &run());
         assert_eq!(
             text.matches("# TYPE trtc_usage_last_run_exit_code gauge")
                 .count(),
@@ -398,6 +415,14 @@ mod tests {
         );
         assert!(
             text.contains("trtc_usage_last_run_exit_code{account=\"b\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("trtc_usage_last_success_timestamp_seconds{account=\"a\"}"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("trtc_usage_last_success_timestamp_seconds{account=\"b\"}"),
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
