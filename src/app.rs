@@ -96,9 +96,10 @@ async fn run_status(args: &StatusArgs, log_format: LogFormat) -> u8 {
     let asked = crate::lake::marker::tables(&scope.dest)
         .await
         .unwrap_or_default();
-    if args.range.tables.is_empty() {
+    let all = args.range.tables.contains(&crate::cli::TableArg::All);
+    if args.range.tables.is_empty() || all {
         let held = scope.dest.tables_held().await.unwrap_or_default();
-        let cost = crate::tables::Table::Cost;
+        let cost = crate::tables::Table::COST;
         if held.contains(&cost) || asked.contains(&cost) {
             scope.tables.push(cost);
         }
@@ -554,7 +555,7 @@ async fn run_demo(args: DemoArgs, log_format: LogFormat) -> u8 {
         )
         .expect("the example price list is valid"),
     ));
-    cfg.tables.push(crate::tables::Table::Cost);
+    cfg.tables.push(crate::tables::Table::COST);
     info!(
         endpoint = %format!("http://{addr}"),
         apps = args.apps,
@@ -589,7 +590,7 @@ mod tests {
         s.status = Status::Interrupted;
         assert_eq!(exit_code(&s, 15), EXIT_OK, "nothing left, nothing failed");
         s.failed.push(crate::jobs::summary::Failure {
-            table: crate::tables::Table::RoomUsage,
+            table: crate::tables::Table::ROOM_USAGE,
             app_id: 1,
             usage_date: "2026-11-20".parse().unwrap(),
             error: "x".into(),

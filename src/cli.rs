@@ -68,11 +68,7 @@ impl Cli {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+pub use crate::logging::LogFormat;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -212,25 +208,32 @@ pub enum Switch {
     Off,
 }
 
-/// Parses one table name of `--tables`.
-pub fn parse_table(s: &str) -> Result<Table, String> {
-    let name = s.trim();
-    Table::from_name(name).ok_or_else(|| {
-        let known: Vec<_> = Table::ALL.iter().map(|t| t.name()).collect();
-        format!("'{name}' is not a table; tables: {}", known.join(", "))
-    })
+/// One name of `--tables`: a table, or `all` (every table; `cost` only
+/// with a price list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableArg {
+    All,
+    One(Table),
 }
 
-/// What a failed reconciliation does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Checks {
-    /// A warning line per failing (app, day), and a count in the summary.
-    Warn,
-    /// As warn, and exit 3 once everything is written.
-    Fail,
-    /// No `checks` table.
-    Off,
+/// Parses one name of `--tables`.
+pub fn parse_table(s: &str) -> Result<TableArg, String> {
+    let name = s.trim();
+    if name == "all" {
+        return Ok(TableArg::All);
+    }
+    crate::jobs::table_named(name)
+        .map(TableArg::One)
+        .ok_or_else(|| {
+            let known: Vec<_> = crate::jobs::all_tables().iter().map(|t| t.name()).collect();
+            format!(
+                "'{name}' is not a table; tables: {}, or all",
+                known.join(", ")
+            )
+        })
 }
+
+pub use crate::jobs::config::ChecksMode as Checks;
 
 /// Parses `1%`, `0.5%` or `2` (percent) into a fraction: 0.01, 0.005, 0.02.
 pub fn parse_tolerance(s: &str) -> Result<f64, String> {
@@ -392,9 +395,9 @@ pub struct RangeArgs {
     #[command(flatten)]
     pub days: DayArgs,
 
-    /// Which tables, comma separated: room_usage, app_usage, checks, cost (default: the first three; cost too when the lake has it (status) or with --prices (rebuild)).
+    /// Which tables, comma separated: room_usage, app_usage, checks, cost, recording_usage, transcoding_usage, relay_usage, or all (default: the first three; cost too when the lake has it (status) or with --prices (rebuild)).
     #[arg(long, env = "TRTC_TABLES", value_delimiter = ',', value_parser = parse_table)]
-    pub tables: Vec<Table>,
+    pub tables: Vec<TableArg>,
 
     /// The lake: a local path, file://…, or s3://bucket/prefix.
     #[arg(long, env = "TRTC_DEST", default_value = "./warehouse")]
@@ -529,17 +532,7 @@ impl Region {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Progress {
-    /// A bar on a terminal, periodic log lines otherwise.
-    Auto,
-    /// Always the bar.
-    Bar,
-    /// Always log lines.
-    Log,
-    /// Neither.
-    Off,
-}
+pub use crate::jobs::progress::Mode as Progress;
 
 #[derive(Debug, Clone, Args)]
 pub struct ExportArgs {
@@ -586,7 +579,7 @@ pub struct ExportArgs {
     #[arg(long, env = "TRTC_MIN_INTERVAL", default_value = "15s", value_parser = parse_duration)]
     pub min_interval: Duration,
 
-    /// Spacing between DescribeTrtcUsage calls (its own limit: 5 a second).
+    /// Spacing between the calls of each usage API but the room one (DescribeTrtcUsage and the other meters, each paced on its own: 5 a second each).
     #[arg(long, env = "TRTC_APP_MIN_INTERVAL", default_value = "200ms", value_parser = parse_duration)]
     pub app_min_interval: Duration,
 
@@ -606,9 +599,9 @@ pub struct ExportArgs {
     #[arg(long, env = "TRTC_RAW", value_enum, default_value_t = Switch::On)]
     pub raw: Switch,
 
-    /// Which tables to fill, comma separated: room_usage, app_usage, checks, cost (default: the first three, and cost with --prices; checks needs room_usage and app_usage, cost needs room_usage).
+    /// Which tables to fill, comma separated: room_usage, app_usage, checks, cost, recording_usage, transcoding_usage, relay_usage, or all (every table; cost only with --prices). Default: the first three, and cost with --prices; checks needs room_usage and app_usage, cost needs room_usage.
     #[arg(long, env = "TRTC_TABLES", value_delimiter = ',', value_parser = parse_table)]
-    pub tables: Vec<Table>,
+    pub tables: Vec<TableArg>,
 
     /// A price list you own (TOML): also fill the FOCUS `cost` table, an estimate of what each room cost.
     #[arg(long, env = "TRTC_PRICES", value_name = "FILE")]

@@ -19,6 +19,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod clock;
 pub mod jobs;
 pub mod lake;
 pub mod logging;

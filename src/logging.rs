@@ -7,8 +7,14 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::LogFormat;
 use crate::jobs::progress::StderrAboveBar;
+
+/// How log lines look (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 /// Targets that never log below `info`.
 pub const CAPPED: [&str; 10] = [

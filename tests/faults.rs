@@ -440,9 +440,19 @@ fn kill_9_at_random_points_then_rerun_gives_the_full_dataset(dest: TestDest) {
         "1s".into(),
     ]);
     let mut rng = fastrand::Rng::with_seed(42);
-    for _ in 0..6 {
-        let (mut child, _lines) = spawn_run(&sim, &dest, &args);
-        std::thread::sleep(Duration::from_millis(rng.u64(20..400)));
+    for i in 0..6 {
+        let (mut child, lines) = spawn_run(&sim, &dest, &args);
+        // Killed at a random point of its work, which starts once it holds
+        // its leases (however long a loaded machine takes to get there);
+        // the last one soon after, well before its 12 paced calls are
+        // done, so the next run must take its lease over.
+        for line in lines.iter() {
+            if line.contains("Took the leases") {
+                break;
+            }
+        }
+        let after = if i == 5 { 0..50 } else { 0..400 };
+        std::thread::sleep(Duration::from_millis(rng.u64(after)));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         assert_consistent(&dest);

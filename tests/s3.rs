@@ -63,7 +63,7 @@ fn preflight_error_does_not_show_the_s3_secret() {
 /// lands is byte-identical.
 fn multipart_round_trip(dest: Destination) {
     use std::io::Write;
-    let path = dest.part_path(trtc_usage::tables::Table::RoomUsage, 1, days_ago(3));
+    let path = dest.part_path(trtc_usage::tables::Table::ROOM_USAGE, 1, days_ago(3));
     let bytes: Vec<u8> = (0..(11 * 1024 * 1024)).map(|i| (i % 251) as u8).collect();
     let spool_dir = tempfile::tempdir().unwrap();
     let spool = trtc_usage::spool::SpoolConfig {

@@ -623,7 +623,7 @@ impl Streaming {
     fn start() -> Option<Self> {
         let (dest, proxy) = s3_dest_and_proxy()?;
         let lake = dest.open_at(&proxy.server.url());
-        let path = lake.part_path(trtc_usage::tables::Table::RoomUsage, APP_A, days_ago(3));
+        let path = lake.part_path(trtc_usage::tables::Table::ROOM_USAGE, APP_A, days_ago(3));
         let spool_dir = tempfile::tempdir().unwrap();
         Some(Streaming {
             dest,

@@ -9,7 +9,10 @@
 //! file; `jobs/accounts.example.toml` is a commented one.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+
+use url::Url;
 
 use crate::tencent::credentials::{self, Credentials, Env, Secret};
 
@@ -91,20 +94,7 @@ pub fn load(path: &Path, allow_insecure: bool) -> Result<Vec<Account>, AccountsE
     };
     let text =
         std::fs::read_to_string(path).map_err(|e| fail(vec![format!("cannot be read ({e})")]))?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        let line = e
-            .span()
-            .map(|s| format!("line {}: ", text[..s.start].matches('\n').count() + 1))
-            .unwrap_or_default();
-        let hint = match text.lines().any(|l| l.trim() == "[account]") {
-            true => "; each account is an [[account]] table (two brackets)",
-            false => "",
-        };
-        fail(vec![format!(
-            "{line}not TOML ({}){hint}",
-            e.message().trim()
-        )])
-    })?;
+    let table = parse_toml(&text).map_err(|e| fail(vec![e]))?;
     let mut problems = Vec::new();
     for key in table.keys().filter(|k| k.as_str() != "account") {
         problems.push(format!(
@@ -137,14 +127,7 @@ pub fn load(path: &Path, allow_insecure: bool) -> Result<Vec<Account>, AccountsE
         for key in t.keys().filter(|k| !KEYS.contains(&k.as_str())) {
             problem(format!("unknown key '{key}' (known: {})", KEYS.join(", ")));
         }
-        let string = |key: &str, problem: &mut dyn FnMut(String)| match t.get(key) {
-            None => None,
-            Some(toml::Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
-            Some(_) => {
-                problem(format!("'{key}' must be a non-empty string"));
-                None
-            }
-        };
+        let string = |key: &str, problem: &mut dyn FnMut(String)| string_of(t, key, problem);
         let name = string("name", &mut problem);
         match &name {
             None if !t.contains_key("name") => problem("no 'name'".into()),
@@ -158,26 +141,7 @@ pub fn load(path: &Path, allow_insecure: bool) -> Result<Vec<Account>, AccountsE
             )),
             _ => {}
         }
-        let mut app_ids = Vec::new();
-        match t.get("app_ids") {
-            None => problem("no 'app_ids'".into()),
-            Some(toml::Value::Array(ids)) if !ids.is_empty() => {
-                for id in ids {
-                    match id.as_integer() {
-                        Some(n) if n > 0 => {
-                            let n = n as u64;
-                            if app_ids.contains(&n) {
-                                problem(format!("app id {n} is listed twice"));
-                            } else {
-                                app_ids.push(n);
-                            }
-                        }
-                        _ => problem(format!("app id {id} is not a positive integer")),
-                    }
-                }
-            }
-            Some(_) => problem("'app_ids' must be a non-empty list of app ids".into()),
-        }
+        let app_ids = app_ids_of(t, &mut problem);
         for &app in &app_ids {
             let me = name.clone().unwrap_or_else(|| format!("#{i}"));
             if let Some(other) = owner.get(&app) {
@@ -188,49 +152,10 @@ pub fn load(path: &Path, allow_insecure: bool) -> Result<Vec<Account>, AccountsE
                 owner.insert(app, me);
             }
         }
-        let id_env = string("secret_id_env", &mut problem);
-        let key_env = string("secret_key_env", &mut problem);
-        let token_env = string("token_env", &mut problem);
-        let file = string("credentials_file", &mut problem);
-        let credentials = match (id_env, key_env, file) {
-            (Some(secret_id), Some(secret_key), None) => Some(CredentialSource::Env {
-                secret_id,
-                secret_key,
-                token: token_env,
-            }),
-            (None, None, Some(file)) if token_env.is_none() => {
-                // A relative path is the accounts file's neighbour, as a
-                // ConfigMap mounts them, wherever the job is started.
-                let file = PathBuf::from(file);
-                Some(CredentialSource::File(match path.parent() {
-                    Some(dir) if file.is_relative() => dir.join(file),
-                    _ => file,
-                }))
-            }
-            (None, None, Some(_)) => {
-                problem("'token_env' goes with 'secret_id_env' and 'secret_key_env'; a credentials_file holds its own token".into());
-                None
-            }
-            (None, None, None) => {
-                problem("no credentials: give 'secret_id_env' and 'secret_key_env' (names of environment variables), or 'credentials_file'".into());
-                None
-            }
-            (_, _, Some(_)) => {
-                problem("give either 'secret_id_env' and 'secret_key_env', or 'credentials_file', not both".into());
-                None
-            }
-            (Some(_), None, None) => {
-                problem("'secret_id_env' without 'secret_key_env'".into());
-                None
-            }
-            (None, Some(_), None) => {
-                problem("'secret_key_env' without 'secret_id_env'".into());
-                None
-            }
-        };
+        let credentials = credentials_of(t, path, &mut problem);
         let endpoint = string("endpoint", &mut problem);
         if let Some(e) = &endpoint
-            && let Err(err) = crate::jobs::config::check_endpoint(e, allow_insecure)
+            && let Err(err) = check_endpoint(e, allow_insecure)
         {
             problem(err.to_string().replacen("--endpoint", "endpoint", 1));
         }
@@ -265,6 +190,111 @@ pub fn load(path: &Path, allow_insecure: bool) -> Result<Vec<Account>, AccountsE
         Ok(accounts)
     } else {
         Err(fail(problems))
+    }
+}
+
+/// The file's text as TOML; the error names the line, and the likely slip.
+fn parse_toml(text: &str) -> Result<toml::Table, String> {
+    text.parse().map_err(|e: toml::de::Error| {
+        let line = e
+            .span()
+            .map(|s| format!("line {}: ", text[..s.start].matches('\n').count() + 1))
+            .unwrap_or_default();
+        let hint = match text.lines().any(|l| l.trim() == "[account]") {
+            true => "; each account is an [[account]] table (two brackets)",
+            false => "",
+        };
+        format!("{line}not TOML ({}){hint}", e.message().trim())
+    })
+}
+
+/// The string at `key`, trimmed; a problem when it is there but not a
+/// non-empty string.
+fn string_of(t: &toml::Table, key: &str, problem: &mut dyn FnMut(String)) -> Option<String> {
+    match t.get(key) {
+        None => None,
+        Some(toml::Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        Some(_) => {
+            problem(format!("'{key}' must be a non-empty string"));
+            None
+        }
+    }
+}
+
+/// An account's `app_ids`, each a positive integer, once.
+fn app_ids_of(t: &toml::Table, problem: &mut dyn FnMut(String)) -> Vec<u64> {
+    let mut app_ids = Vec::new();
+    match t.get("app_ids") {
+        None => problem("no 'app_ids'".into()),
+        Some(toml::Value::Array(ids)) if !ids.is_empty() => {
+            for id in ids {
+                match id.as_integer() {
+                    Some(n) if n > 0 => {
+                        let n = n as u64;
+                        if app_ids.contains(&n) {
+                            problem(format!("app id {n} is listed twice"));
+                        } else {
+                            app_ids.push(n);
+                        }
+                    }
+                    _ => problem(format!("app id {id} is not a positive integer")),
+                }
+            }
+        }
+        Some(_) => problem("'app_ids' must be a non-empty list of app ids".into()),
+    }
+    app_ids
+}
+
+/// Where an account's keys come from: two environment variables (and a
+/// token's), or a credentials file (relative to the accounts file).
+fn credentials_of(
+    t: &toml::Table,
+    path: &Path,
+    problem: &mut dyn FnMut(String),
+) -> Option<CredentialSource> {
+    let id_env = string_of(t, "secret_id_env", problem);
+    let key_env = string_of(t, "secret_key_env", problem);
+    let token_env = string_of(t, "token_env", problem);
+    let file = string_of(t, "credentials_file", problem);
+    match (id_env, key_env, file) {
+        (Some(secret_id), Some(secret_key), None) => Some(CredentialSource::Env {
+            secret_id,
+            secret_key,
+            token: token_env,
+        }),
+        (None, None, Some(file)) if token_env.is_none() => {
+            // A relative path is the accounts file's neighbour, as a
+            // ConfigMap mounts them, wherever the job is started.
+            let file = PathBuf::from(file);
+            Some(CredentialSource::File(match path.parent() {
+                Some(dir) if file.is_relative() => dir.join(file),
+                _ => file,
+            }))
+        }
+        (None, None, Some(_)) => {
+            problem("'token_env' goes with 'secret_id_env' and 'secret_key_env'; a credentials_file holds its own token".into());
+            None
+        }
+        (None, None, None) => {
+            problem("no credentials: give 'secret_id_env' and 'secret_key_env' (names of environment variables), or 'credentials_file'".into());
+            None
+        }
+        (_, _, Some(_)) => {
+            problem(
+                "give either 'secret_id_env' and 'secret_key_env', or 'credentials_file', not both"
+                    .into(),
+            );
+            None
+        }
+        (Some(_), None, None) => {
+            problem("'secret_id_env' without 'secret_key_env'".into());
+            None
+        }
+        (None, Some(_), None) => {
+            problem("'secret_key_env' without 'secret_id_env'".into());
+            None
+        }
     }
 }
 
@@ -336,6 +366,69 @@ pub fn credentials(
         CredentialSource::File(path) => {
             credentials::from_profile(path).map_err(|e| fail(e.to_string()))
         }
+    }
+}
+
+/// An endpoint that must not be used (`--endpoint`, or an account's).
+#[derive(Debug, thiserror::Error)]
+#[error("--endpoint {endpoint}: {reason}")]
+pub struct EndpointError {
+    pub endpoint: String,
+    pub reason: String,
+}
+
+/// Whether `url` may carry credentials: https anywhere, http only to
+/// loopback unless explicitly allowed.
+pub fn check_endpoint(raw: &str, allow_insecure: bool) -> Result<Url, EndpointError> {
+    // The endpoint as messages show it: a password in it is never printed.
+    let parsed = Url::parse(raw);
+    let shown = match &parsed {
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+            let mut u = u.clone();
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string().replacen("://", "://<user info>@", 1)
+        }
+        _ => raw.to_owned(),
+    };
+    let fail = |reason: &str| EndpointError {
+        endpoint: shown.clone(),
+        reason: reason.to_owned(),
+    };
+    let url = parsed.map_err(|e| fail(&format!("not a URL ({e})")))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(fail(
+            "user info (user:password@) has no place in an endpoint; give the host only, \
+             and the keys in TENCENTCLOUD_SECRET_ID/TENCENTCLOUD_SECRET_KEY",
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(fail("no host"));
+    }
+    if url.path() != "/" || url.query().is_some() {
+        return Err(fail(
+            "give the host only, like https://trtc.tencentcloudapi.com",
+        ));
+    }
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+                Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                None => false,
+            };
+            if loopback || allow_insecure {
+                Ok(url)
+            } else {
+                Err(fail(
+                    "http:// to a non-loopback host would send credentials in clear; use https:// \
+                     or pass --allow-insecure-endpoint",
+                ))
+            }
+        }
+        other => Err(fail(&format!("unsupported scheme {other}://"))),
     }
 }
 

@@ -2,14 +2,14 @@
 //! cross-flag check made here, before any API call. Components never see
 //! raw flags.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use url::Url;
 
-use crate::cli::{AccountsArgs, ExportArgs, Progress, RangeArgs, Switch};
+use crate::cli::{AccountsArgs, ExportArgs, Progress, RangeArgs, Switch, TableArg};
 use crate::jobs::accounts;
+pub use crate::jobs::accounts::check_endpoint;
 use crate::jobs::plan::{self, DaySpec};
 use crate::lake::store::Destination;
 use crate::lake::write::Encoding;
@@ -24,8 +24,8 @@ use crate::tencent::pacing::RetryPolicy;
 /// A usage or configuration error: exit 2, before any API call.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("--endpoint {endpoint}: {reason}")]
-    Endpoint { endpoint: String, reason: String },
+    #[error(transparent)]
+    Endpoint(#[from] crate::jobs::accounts::EndpointError),
     #[error("--utc-offset {0}")]
     Offset(String),
     /// `--pushgateway`, `--openlineage-url`: not an http(s) URL with a host.
@@ -118,9 +118,9 @@ pub fn load_prices(
 pub fn tables_with_prices(given: &[Table], prices: bool) -> Result<Vec<Table>, ConfigError> {
     let mut tables = tables_or_all(given);
     if given.is_empty() && prices {
-        tables.push(Table::Cost);
+        tables.push(Table::COST);
     }
-    if tables.contains(&Table::Cost) && !prices {
+    if tables.contains(&Table::COST) && !prices {
         let given: Vec<&str> = given.iter().map(|t| t.name()).collect();
         return Err(ConfigError::CostWithoutPrices {
             given: given.join(","),
@@ -162,7 +162,16 @@ pub struct AccountRun {
 }
 
 /// What a failed check does (`--checks`).
-pub use crate::cli::Checks as ChecksMode;
+/// What a failed reconciliation does (`--checks`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChecksMode {
+    /// A warning line per failing (app, day), and a count in the summary.
+    Warn,
+    /// As warn, and exit 3 once everything is written.
+    Fail,
+    /// No `checks` table.
+    Off,
+}
 
 /// What `rebuild` and `status` cover, checked: the lake, the apps and days
 /// (each `None` for "all the lake has"), the tables, the API's clock.
@@ -198,10 +207,10 @@ impl LakeScope {
             return Err(ConfigError::EndBeforeStart { start, end });
         }
         Ok(Self {
-            dest: Destination::open(&args.dest)?,
+            dest: Destination::open(&args.dest)?.knowing(&crate::jobs::all_tables()),
             app_ids: (!app_ids.is_empty()).then_some(app_ids),
             days,
-            tables: tables_or_all(&args.tables),
+            tables: tables_or_all(&named_tables(&args.tables, false)),
             offset: plan::default_offset(),
             given_offset: args
                 .utc_offset
@@ -281,12 +290,29 @@ pub fn check_spool(spool: &crate::spool::SpoolConfig) -> Result<(), ConfigError>
     })
 }
 
+/// `--tables` as given, `all` made every table (`cost` only when a price
+/// list is given).
+pub fn named_tables(given: &[TableArg], prices: bool) -> Vec<Table> {
+    let mut out = Vec::new();
+    for arg in given {
+        match arg {
+            TableArg::One(t) => out.push(*t),
+            TableArg::All => out.extend(
+                crate::jobs::all_tables()
+                    .into_iter()
+                    .filter(|t| *t != Table::COST || prices),
+            ),
+        }
+    }
+    out
+}
+
 /// `--tables` as given, each once, or the default tables (all but `cost`).
 pub fn tables_or_all(given: &[Table]) -> Vec<Table> {
     if given.is_empty() {
         return Table::DEFAULT.to_vec();
     }
-    Table::ALL
+    crate::jobs::all_tables()
         .into_iter()
         .filter(|t| given.contains(t))
         .collect()
@@ -373,7 +399,7 @@ fn export_tables(
         }
     }
     if checks == ChecksMode::Off {
-        tables.retain(|t| *t != Table::Checks);
+        tables.retain(|t| *t != Table::CHECKS);
     }
     Ok(tables)
 }
@@ -407,7 +433,8 @@ pub fn rebuild_prices(
             .iter()
             .map(|a| (&a.app_ids[..], a.billing_account_id.as_ref())),
     );
-    scope.tables = tables_with_prices(&args.range.tables, prices.is_some())?;
+    let given = named_tables(&args.range.tables, prices.is_some());
+    scope.tables = tables_with_prices(&given, prices.is_some())?;
     Ok((prices, billing))
 }
 
@@ -477,61 +504,6 @@ fn http_url(flag: &'static str, raw: &str, example: &str) -> Result<Url, ConfigE
     Ok(url)
 }
 
-/// Whether `url` may carry credentials: https anywhere, http only to
-/// loopback unless explicitly allowed.
-pub fn check_endpoint(raw: &str, allow_insecure: bool) -> Result<Url, ConfigError> {
-    // The endpoint as messages show it: a password in it is never printed.
-    let parsed = Url::parse(raw);
-    let shown = match &parsed {
-        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
-            let mut u = u.clone();
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.to_string().replacen("://", "://<user info>@", 1)
-        }
-        _ => raw.to_owned(),
-    };
-    let fail = |reason: &str| ConfigError::Endpoint {
-        endpoint: shown.clone(),
-        reason: reason.to_owned(),
-    };
-    let url = parsed.map_err(|e| fail(&format!("not a URL ({e})")))?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(fail(
-            "user info (user:password@) has no place in an endpoint; give the host only, \
-             and the keys in TENCENTCLOUD_SECRET_ID/TENCENTCLOUD_SECRET_KEY",
-        ));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(fail("no host"));
-    }
-    if url.path() != "/" || url.query().is_some() {
-        return Err(fail(
-            "give the host only, like https://trtc.tencentcloudapi.com",
-        ));
-    }
-    match url.scheme() {
-        "https" => Ok(url),
-        "http" => {
-            let loopback = match url.host() {
-                Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-                Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-                None => false,
-            };
-            if loopback || allow_insecure {
-                Ok(url)
-            } else {
-                Err(fail(
-                    "http:// to a non-loopback host would send credentials in clear; use https:// \
-                     or pass --allow-insecure-endpoint",
-                ))
-            }
-        }
-        other => Err(fail(&format!("unsupported scheme {other}://"))),
-    }
-}
-
 impl JobConfig {
     /// Checks `args` as of `now`.
     pub fn from_args(args: &ExportArgs, now: DateTime<Utc>) -> Result<Self, ConfigError> {
@@ -586,7 +558,7 @@ impl JobConfig {
             .map(|a| (a.name.clone(), a.billing_account_id.is_some()))
             .collect();
         let prices = load_prices(args.prices.as_deref(), &named)?;
-        let dest = Destination::open(&args.dest)?;
+        let dest = Destination::open(&args.dest)?.knowing(&crate::jobs::all_tables());
         if !args.dry_run {
             check_summary_file(args.summary_file.as_deref())?;
             check_spool(&args.spool.config())?;
@@ -633,7 +605,11 @@ impl JobConfig {
             metrics_file: args.metrics_file.clone(),
             lineage,
             progress: args.progress,
-            tables: export_tables(&args.tables, args.checks.checks, prices.is_some())?,
+            tables: export_tables(
+                &named_tables(&args.tables, prices.is_some()),
+                args.checks.checks,
+                prices.is_some(),
+            )?,
             checks: args.checks.checks,
             check_tolerance: args.checks.check_tolerance,
             app_min_interval: args.app_min_interval,
@@ -674,6 +650,26 @@ impl JobConfig {
     /// The offset as written in manifests, e.g. `+08:00`.
     pub fn offset_label(&self) -> String {
         self.offset.to_string()
+    }
+
+    /// Where and how this run writes fetched partitions.
+    pub fn fetch_context(&self) -> crate::jobs::fetch::Context<'_> {
+        crate::jobs::fetch::Context {
+            dest: &self.dest,
+            contract: self.contract,
+            encoding: &self.encoding,
+            offset: self.offset,
+            raw_level: self.raw_level,
+        }
+    }
+
+    /// Where and how this run writes derived partitions.
+    pub fn derive_context(&self) -> crate::jobs::derive::Context<'_> {
+        crate::jobs::derive::Context {
+            dest: &self.dest,
+            utc_offset: self.offset_label(),
+            encoding: &self.encoding,
+        }
     }
 }
 

@@ -97,11 +97,10 @@ pub fn dataset_of(dest: &Destination, table: Table) -> (String, String) {
 
 /// The API action a fetched table calls.
 fn action_of(table: Table) -> Option<&'static str> {
-    match table {
-        Table::RoomUsage => Some(crate::tencent::api::ACTION),
-        Table::AppUsage => Some(crate::tencent::app_usage::ACTION),
-        _ => None,
-    }
+    crate::jobs::fetch::registry()
+        .iter()
+        .find(|f| f.table() == table)
+        .map(|f| f.action())
 }
 
 fn schema_facet(table: Table) -> Value {
@@ -263,7 +262,7 @@ mod tests {
         let store = std::sync::Arc::new(object_store::memory::InMemory::new());
         let d = Destination::from_store(store, "lake/v1".into(), "s3://bkt/lake/v1");
         assert_eq!(
-            dataset_of(&d, Table::RoomUsage),
+            dataset_of(&d, Table::ROOM_USAGE),
             ("s3://bkt".to_owned(), "lake/v1/room_usage".to_owned())
         );
     }

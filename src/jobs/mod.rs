@@ -16,11 +16,28 @@ pub mod accounts;
 pub mod config;
 pub mod derive;
 pub mod export;
+pub mod fetch;
 pub mod lineage;
 pub mod metrics;
 pub mod partition;
 pub mod plan;
+pub mod planner;
 pub mod progress;
 pub mod rebuild;
 pub mod status;
 pub mod summary;
+
+/// Every table of the lake: the fetched ones ([`fetch::registry`]), then
+/// the derived ones ([`derive::registry`]), in the order a run fills them.
+pub fn all_tables() -> Vec<crate::tables::Table> {
+    fetch::registry()
+        .iter()
+        .map(|f| f.table())
+        .chain(derive::tables())
+        .collect()
+}
+
+/// The table named `name`, if there is one.
+pub fn table_named(name: &str) -> Option<crate::tables::Table> {
+    all_tables().into_iter().find(|t| t.name() == name)
+}

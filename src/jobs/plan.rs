@@ -6,9 +6,6 @@
 
 use chrono::{DateTime, Duration as ChronoDuration, FixedOffset, NaiveDate, NaiveTime, Utc};
 
-use crate::tencent::api::RoomUsageRequest;
-use crate::tencent::app_usage::AppUsageRequest;
-
 /// The first day the API has data for.
 pub const FIRST_DAY: NaiveDate = match NaiveDate::from_ymd_opt(2023, 4, 1) {
     Some(d) => d,
@@ -123,26 +120,6 @@ pub fn wall_time(calls: usize, interval: std::time::Duration) -> std::time::Dura
     interval.saturating_mul(calls.saturating_sub(1).min(u32::MAX as usize) as u32)
 }
 
-/// The request for one whole day: `D 00:00` to `D 23:59`.
-pub fn request_for(app_id: u64, day: NaiveDate) -> RoomUsageRequest {
-    RoomUsageRequest {
-        sdk_app_id: app_id,
-        start_time: format!("{day} 00:00"),
-        end_time: format!("{day} 23:59"),
-    }
-}
-
-/// The `DescribeTrtcUsage` request for one day: `StartTime = EndTime = D`,
-/// which the API answers in 5-minute buckets.
-pub fn app_request_for(app_id: u64, day: NaiveDate) -> AppUsageRequest {
-    AppUsageRequest {
-        start_time: day.to_string(),
-        end_time: day.to_string(),
-        sdk_app_id: app_id,
-    }
-}
-
-/// Parses `±HH:MM` (also `Z` or `UTC`), the API's clock.
 /// Whether `day` is older than the API keeps (about 3 months,
 /// [`RETENTION_DAYS`]) as of `now` in the API's clock `offset`: a fetch
 /// of it may find the data gone.
@@ -348,14 +325,6 @@ mod tests {
             std::time::Duration::ZERO,
             t("2026-11-20T15:00:00Z")
         ));
-    }
-
-    #[test]
-    fn requests_cover_the_whole_day() {
-        let r = request_for(1400000001, d("2026-11-20"));
-        assert_eq!(r.start_time, "2026-11-20 00:00");
-        assert_eq!(r.end_time, "2026-11-20 23:59");
-        assert_eq!(r.sdk_app_id, 1400000001);
     }
 
     #[test]

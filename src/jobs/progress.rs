@@ -9,8 +9,21 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing::info;
 
-use crate::cli::{LogFormat, Progress as Mode};
 use crate::jobs::summary::Summary;
+use crate::logging::LogFormat;
+
+/// Where progress shows (`--progress`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// A bar on a terminal, periodic log lines otherwise.
+    Auto,
+    /// Always the bar.
+    Bar,
+    /// Always log lines.
+    Log,
+    /// Neither.
+    Off,
+}
 
 /// Receives the run's progress.
 pub trait Progress: Send {

@@ -12,29 +12,24 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use chrono::{FixedOffset, NaiveDate};
+use chrono::NaiveDate;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::cli::Progress as ProgressMode;
 use crate::jobs::config::{ChecksMode, LakeScope};
 use crate::jobs::derive::{self, Derived};
-use crate::jobs::export;
+use crate::jobs::fetch::{self, Fetched};
 use crate::jobs::partition;
-use crate::jobs::plan;
+use crate::jobs::progress::Mode as ProgressMode;
 use crate::jobs::progress::Progress;
-use crate::jobs::summary::{Partition, Status, Summary};
+use crate::jobs::summary::{Partition, Status, Summary, end_lease, end_status};
 use crate::lake::inflight;
 use crate::lake::lease::Lease;
-use crate::lake::manifest::{self, Manifest};
+use crate::lake::manifest;
 use crate::lake::raw::{self, RawObject};
-use crate::lake::store::Destination;
 use crate::tables::Table;
 use crate::tables::normalize::SchemaContract;
-use crate::tencent::api::RoomUsage;
-use crate::tencent::app_usage::AppUsage;
-use crate::tencent::pacing::Call;
 
 /// Everything a rebuild needs, checked.
 #[derive(Debug, Clone)]
@@ -75,15 +70,28 @@ impl RebuildConfig {
             .tables
             .iter()
             .copied()
-            .filter(|t| *t != Table::Checks || self.checks != ChecksMode::Off)
+            .filter(|t| *t != Table::CHECKS || self.checks != ChecksMode::Off)
             .collect();
         derive::registry(&settings, &tables)
     }
+
+    /// Where and how fetched partitions are rewritten (no raw zone is
+    /// written: the answers are already there).
+    pub fn fetch_context(&self) -> fetch::Context<'_> {
+        fetch::Context {
+            dest: &self.scope.dest,
+            contract: self.contract,
+            encoding: &self.encoding,
+            offset: self.scope.offset,
+            raw_level: None,
+        }
+    }
 }
 
-/// One partition to rebuild, or one that cannot be.
+/// One partition to rebuild (from the newest answer of each of its
+/// calls), or one that cannot be.
 enum Work {
-    From(Partition, RawObject),
+    From(Partition, Vec<RawObject>),
     NoRaw(Partition),
 }
 
@@ -91,8 +99,8 @@ enum Work {
 /// its newest, and those without one: where the scope names apps and days,
 /// every partition of the range; with no range, every partition the lake
 /// holds (a manifest) whose raw answers are gone.
-async fn work_for(cfg: &RebuildConfig, table: Table) -> Result<Vec<Work>, String> {
-    let scope = &cfg.scope;
+async fn work_for(cfg: &RebuildConfig, f: &dyn Fetched) -> Result<Vec<Work>, String> {
+    let (scope, table) = (&cfg.scope, f.table());
     let in_scope = |p: &(u64, NaiveDate)| scope.holds(p);
     let listing = raw::list(&scope.dest, table, scope.app_ids.as_deref())
         .await
@@ -131,9 +139,13 @@ async fn work_for(cfg: &RebuildConfig, table: Table) -> Result<Vec<Work>, String
     for &usage_date in &days {
         for &app_id in &apps {
             let p = Partition { app_id, usage_date };
-            match listing.get(&(app_id, usage_date)).and_then(|o| o.last()) {
-                Some(newest) => work.push(Work::From(p, newest.clone())),
-                None if scope.days.is_some() || held.contains(&(app_id, usage_date)) => {
+            let objects = listing.get(&(app_id, usage_date));
+            match objects.and_then(|o| fetch::newest_of(f, o)) {
+                Some(newest) => work.push(Work::From(p, newest)),
+                None if objects.is_some()
+                    || scope.days.is_some()
+                    || held.contains(&(app_id, usage_date)) =>
+                {
                     work.push(Work::NoRaw(p))
                 }
                 None => {}
@@ -143,177 +155,19 @@ async fn work_for(cfg: &RebuildConfig, table: Table) -> Result<Vec<Work>, String
     Ok(work)
 }
 
-/// The raw answer partition `p` of `table` is rebuilt from, and the
-/// SHA-256 its body must have: the answer its manifest names (with the
-/// SHA-256 the manifest records), else `newest`, the newest the raw zone
-/// holds; `None` when there is neither. A named answer that is gone fails
-/// the partition, naming it: another answer would be other data.
-pub async fn source_of(
-    dest: &Destination,
-    table: Table,
-    p: Partition,
-    newest: Option<RawObject>,
-) -> Result<Option<Source>, String> {
-    let m = manifest::read(dest, table, p.app_id, p.usage_date)
-        .await
-        .map_err(|e| e.to_string())?;
-    match m {
-        Some(Manifest {
-            raw_object: Some(named),
-            body,
-            ..
-        }) => RawObject::named(dest, table, p.app_id, p.usage_date, &named)
-            .await
-            .map(|object| {
-                Some(Source {
-                    object,
-                    sha256: body.map(|b| b.sha256),
-                })
-            })
-            .map_err(|e| e.to_string()),
-        // No manifest, or one exported with --raw off (its own answer was
-        // never kept): the newest.
-        _ => Ok(newest.map(|object| Source {
-            object,
-            sha256: None,
-        })),
-    }
-}
-
-/// The raw answer a partition is rebuilt from, and the SHA-256 its body
-/// must have (the one a manifest recorded), if any.
-#[derive(Debug, Clone)]
-pub struct Source {
-    pub object: RawObject,
-    pub sha256: Option<String>,
-}
-
-/// Rebuilds one partition of `table` (`room_usage` or `app_usage`) from
-/// `object`, a raw answer; `offset` is the API's clock. Shared with
-/// `export`, which repairs a damaged final partition this way. The body
-/// must be the answer the object's name says (its RequestId) and, given
-/// the source's `sha256`, the one a manifest recorded: otherwise nothing is written and
-/// the error names the object.
-pub async fn from_raw(
-    dest: &Destination,
-    contract: SchemaContract,
-    encoding: &crate::lake::write::Encoding,
-    offset: FixedOffset,
-    table: Table,
-    p: Partition,
-    source: &Source,
-) -> Result<partition::Written, String> {
-    inflight::begin(dest, table, p.app_id, p.usage_date).await?;
-    let written = from_raw_inner(dest, contract, encoding, offset, table, p, source).await;
-    inflight::end(dest, table, p.app_id, p.usage_date).await;
-    written
-}
-
-async fn from_raw_inner(
-    dest: &Destination,
-    contract: SchemaContract,
-    encoding: &crate::lake::write::Encoding,
-    offset: FixedOffset,
-    table: Table,
-    p: Partition,
-    source: &Source,
-) -> Result<partition::Written, String> {
-    let (object, expected_sha256) = (&source.object, source.sha256.as_deref());
-    let key = dest.relative(&object.path).to_owned();
-    // The manifest records the answer's SHA-256, as the export did.
-    let (body, sha256) = raw::read(dest, object, &encoding.spool)
-        .await
-        .map_err(|e| e.to_string())?;
-    let unreadable = |e: crate::tencent::api::ApiError| format!("raw object {key}: {e}");
-    // Once the body reads as an answer: is it the one its name says, and
-    // the one the partition's manifest records?
-    let named_for = |request_id: &str| {
-        if !object.is_named_for(request_id) {
-            return Err(format!(
-                "raw object {key}: its body's RequestId {request_id} is not the one its name \
-                 holds; it is not this answer (moved or replaced?), not rebuilt from it"
-            ));
-        }
-        match expected_sha256 {
-            Some(expected) if expected != sha256 => Err(format!(
-                "raw object {key}: its body's SHA-256 {sha256} is not {expected}, the one the \
-                 partition's manifest records; not rebuilt from it"
-            )),
-            _ => Ok(()),
-        }
-    };
-    let written = match table {
-        Table::RoomUsage => {
-            let fetched_at = object.fetched_at;
-            let origin = key.clone();
-            let usage = tokio::task::spawn_blocking(move || {
-                RoomUsage::from_spooled(body, fetched_at, &origin)
-            })
-            .await
-            .expect("the scan does not panic")
-            .map_err(unreadable)?;
-            named_for(&usage.request_id)?;
-            let request = plan::request_for(p.app_id, p.usage_date);
-            let call = partition::call_info(
-                table,
-                p,
-                &usage,
-                request.window(),
-                offset.to_string(),
-                Some(key.clone()),
-                sha256,
-            );
-            partition::write_room_usage(dest, contract, encoding, usage, &call).await
-        }
-        Table::AppUsage => {
-            let body = body
-                .to_vec()
-                .map_err(|e| format!("raw object {key}: reading it back: {e}"))?;
-            let usage = AppUsage::from_body(body, object.fetched_at, &key).map_err(unreadable)?;
-            named_for(&usage.request_id)?;
-            let request = plan::app_request_for(p.app_id, p.usage_date);
-            let call = partition::call_info(
-                table,
-                p,
-                &usage,
-                request.window(),
-                offset.to_string(),
-                Some(key.clone()),
-                sha256,
-            );
-            partition::write_app_usage(dest, contract, offset, usage, &call).await
-        }
-        derived => {
-            return Err(format!(
-                "{derived} has no raw zone: it is computed from other tables"
-            ));
-        }
-    };
-    written.map_err(|e| format!("rebuilding from {key}: {e}"))
-}
-
-/// Rebuilds partition `p` from the answer its manifest names, else from
-/// `newest`.
+/// Rebuilds partition `p` of `f` from the answers its manifest names,
+/// else from `newest`.
 async fn rebuild_one(
     cfg: &RebuildConfig,
-    table: Table,
+    f: &dyn Fetched,
     p: Partition,
-    newest: &RawObject,
+    newest: &[RawObject],
 ) -> Result<partition::Written, String> {
     let dest = &cfg.scope.dest;
-    let source = source_of(dest, table, p, Some(newest.clone()))
+    let sources = fetch::sources_of(dest, f, p, Some(newest.to_vec()))
         .await?
-        .expect("a newest answer is given");
-    from_raw(
-        dest,
-        cfg.contract,
-        &cfg.encoding,
-        cfg.scope.offset,
-        table,
-        p,
-        &source,
-    )
-    .await
+        .expect("the newest answers are given");
+    f.rebuild(&cfg.fetch_context(), p, &sources).await
 }
 
 /// What a rebuild will do: partitions of the fetched tables to rewrite
@@ -322,7 +176,7 @@ async fn rebuild_one(
 /// (every one with an input partition or a partition of its own). Known
 /// before any lease is taken: the leases are those of the apps it names.
 struct RebuildPlan {
-    work: Vec<(Table, Work)>,
+    work: Vec<(&'static dyn Fetched, Work)>,
     derived_candidates: Vec<(Table, Partition)>,
 }
 
@@ -349,8 +203,10 @@ impl RebuildPlan {
 async fn plan_rebuild(cfg: &RebuildConfig) -> Result<RebuildPlan, String> {
     let scope = &cfg.scope;
     let mut work = Vec::new();
-    for &table in scope.tables.iter().filter(|t| t.is_fetched()) {
-        work.extend(work_for(cfg, table).await?.into_iter().map(|w| (table, w)));
+    for &f in fetch::registry() {
+        if scope.tables.contains(&f.table()) {
+            work.extend(work_for(cfg, f).await?.into_iter().map(|w| (f, w)));
+        }
     }
     let mut derived_candidates = Vec::new();
     for d in cfg.derived() {
@@ -533,7 +389,7 @@ pub async fn run(
         }
     };
     let summary = match lease {
-        Some(lease) => export::end_lease(lease, summary).await,
+        Some(lease) => end_lease(lease, summary).await,
         None => summary,
     };
     finish(summary)
@@ -543,17 +399,17 @@ pub async fn run(
 /// its manifest records it (16 manifests read at a time); nothing when
 /// the rebuild fills no `cost`.
 async fn keep_billing(cfg: &RebuildConfig) -> Result<BTreeMap<Partition, String>, String> {
-    if cfg.prices.is_none() || !cfg.scope.tables.contains(&Table::Cost) {
+    if cfg.prices.is_none() || !cfg.scope.tables.contains(&Table::COST) {
         return Ok(BTreeMap::new());
     }
     let dest = &cfg.scope.dest;
-    let listed = manifest::list(dest, Table::Cost)
+    let listed = manifest::list(dest, Table::COST)
         .await
         .map_err(|e| e.to_string())?;
     let in_scope = listed.into_iter().filter(|p| cfg.scope.holds(p));
     let read: Vec<_> = futures::stream::iter(in_scope)
         .map(|(app_id, usage_date)| async move {
-            let m = manifest::read(dest, Table::Cost, app_id, usage_date).await;
+            let m = manifest::read(dest, Table::COST, app_id, usage_date).await;
             (Partition { app_id, usage_date }, m)
         })
         .buffered(16)
@@ -595,7 +451,8 @@ async fn rebuild_all(
     progress.start(plan.len(), "partitions", Duration::ZERO);
     let mut rebuilt = Vec::new();
     let mut work = plan.into_iter();
-    while let Some((table, w)) = work.next() {
+    while let Some((f, w)) = work.next() {
+        let table = f.table();
         if cancel.is_cancelled() {
             let left = std::iter::once(&w).chain(work.as_slice().iter().map(|(_, w)| w));
             let left: Vec<Partition> = left
@@ -616,7 +473,7 @@ async fn rebuild_all(
                 error!(table = %table, app_id = p.app_id, usage_date = %p.usage_date, error = %msg, "Partition has no raw response; left as it is.");
                 summary.fail(table, p, msg);
             }
-            Work::From(p, object) => match rebuild_one(cfg, table, p, &object).await {
+            Work::From(p, objects) => match rebuild_one(cfg, f, p, &objects).await {
                 Ok(w) => {
                     summary.wrote(&w);
                     rebuilt.push((table, p));
@@ -667,5 +524,5 @@ async fn rebuild_all(
         progress.finish();
     }
     let fail_on_checks = cfg.checks == ChecksMode::Fail;
-    export::end_status(fail_on_checks, summary)
+    end_status(fail_on_checks, summary)
 }

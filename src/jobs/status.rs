@@ -283,47 +283,8 @@ async fn table_status(cfg: &StatusConfig, table: Table) -> Result<TableStatus, S
         .await;
     for (app, day, (m, damage, stale)) in read {
         let s = statuses.get_mut(&app).expect("every app has an entry");
-        if let Ok(Some(m)) = &m
-            && let Some(object) = &m.raw_object
-            && !raws.get(&(app, day)).is_some_and(|objects| {
-                objects
-                    .iter()
-                    .any(|o| scope.dest.relative(&o.path) == object)
-            })
-        {
-            s.raw_missing.push(day);
-        }
-
-        if let Ok(Some(m)) = &m
-            && m.check
-                .as_ref()
-                .is_some_and(|c| !c.failed_series.is_empty())
-        {
-            s.failed_checks.push(day);
-        }
-        match m {
-            Ok(Some(_)) if stale == Inputs::Stale => s.stale.push(day),
-            // A derived partition is final only when its inputs are.
-            Ok(Some(m))
-                if stale == Inputs::Final
-                    && plan::is_final(day, scope.offset, cfg.settle, m.fetched_at) =>
-            {
-                s.final_days.push(day)
-            }
-            Ok(Some(_)) => s.settling.push(day),
-            Ok(None) if raws.contains_key(&(app, day)) => s.failed.push(day),
-            Ok(None) => s.missing.push(day),
-            Err(e) => s.damaged.push(Damaged {
-                usage_date: day,
-                problem: e.to_string(),
-            }),
-        }
-        if let Some(problem) = damage {
-            s.damaged.push(Damaged {
-                usage_date: day,
-                problem,
-            });
-        }
+        let kept = raws.get(&(app, day)).map_or(&[][..], |o| &o[..]);
+        record_day(cfg, s, day, m, damage, stale, kept);
     }
     Ok(TableStatus {
         table: table.name().into(),
@@ -331,6 +292,68 @@ async fn table_status(cfg: &StatusConfig, table: Table) -> Result<TableStatus, S
         end: Some(end),
         apps: statuses.into_values().collect(),
     })
+}
+
+/// What day `day` of an app's partitions is, from its manifest `m`, the
+/// damage `--verify` found, where its inputs stand and the raw answers
+/// `kept` for it.
+fn record_day(
+    cfg: &StatusConfig,
+    s: &mut AppStatus,
+    day: NaiveDate,
+    m: Result<Option<manifest::Manifest>, manifest::ManifestError>,
+    damage: Option<String>,
+    stale: Inputs,
+    kept: &[raw::RawObject],
+) {
+    let scope = &cfg.scope;
+    // Every raw answer the manifest names must still be there (one per
+    // call of a partition of several).
+    if let Ok(Some(m)) = &m {
+        let named = m.calls.iter().filter_map(|c| c.raw_object.as_ref());
+        let named: Vec<&String> = match m.calls.is_empty() {
+            true => m.raw_object.iter().collect(),
+            false => named.collect(),
+        };
+        let held = |object: &&String| {
+            kept.iter()
+                .any(|o| scope.dest.relative(&o.path) == **object)
+        };
+        if !named.iter().all(held) {
+            s.raw_missing.push(day);
+        }
+    }
+
+    if let Ok(Some(m)) = &m
+        && m.check
+            .as_ref()
+            .is_some_and(|c| !c.failed_series.is_empty())
+    {
+        s.failed_checks.push(day);
+    }
+    match m {
+        Ok(Some(_)) if stale == Inputs::Stale => s.stale.push(day),
+        // A derived partition is final only when its inputs are.
+        Ok(Some(m))
+            if stale == Inputs::Final
+                && plan::is_final(day, scope.offset, cfg.settle, m.fetched_at) =>
+        {
+            s.final_days.push(day)
+        }
+        Ok(Some(_)) => s.settling.push(day),
+        Ok(None) if !kept.is_empty() => s.failed.push(day),
+        Ok(None) => s.missing.push(day),
+        Err(e) => s.damaged.push(Damaged {
+            usage_date: day,
+            problem: e.to_string(),
+        }),
+    }
+    if let Some(problem) = damage {
+        s.damaged.push(Damaged {
+            usage_date: day,
+            problem,
+        });
+    }
 }
 
 /// Where a partition's inputs stand: a fetched partition has none (final).
@@ -360,13 +383,13 @@ async fn inputs_of(
         (Some(d), _) => d
             .inputs
             .iter()
-            .map(|(t, r)| (Table::from_name(t), r.clone()))
+            .map(|(t, r)| (crate::jobs::table_named(t), r.clone()))
             .map(|(t, r)| t.map(|t| (t, r)))
             .collect::<Option<_>>()
             .unwrap_or_default(),
         (None, Some(c)) => vec![
-            (Table::RoomUsage, c.room_request_id.clone()),
-            (Table::AppUsage, c.app_request_id.clone()),
+            (Table::ROOM_USAGE, c.room_request_id.clone()),
+            (Table::APP_USAGE, c.app_request_id.clone()),
         ],
         (None, None) => return Inputs::Final,
     };

@@ -3,6 +3,7 @@
 //! `--summary-file`. Shared by the jobs and the progress display, below both.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use chrono::NaiveDate;
 use serde::Serialize;
@@ -152,7 +153,7 @@ pub struct Summary {
     pub fatal_error: Option<String>,
     /// `--dry-run`: what a run would do.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub plan: Option<crate::jobs::export::PlanReport>,
+    pub plan: Option<PlanReport>,
     /// With `--accounts`: each account's own counts (the fields above are
     /// their sums, and the worst status).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -396,6 +397,139 @@ impl Summary {
             elapsed = self.elapsed_secs,
         ));
         s
+    }
+}
+
+/// Releases `lease`; a run that lost it mid-way ends as a fatal error.
+pub(crate) async fn end_lease(lease: crate::lake::lease::Lease, mut summary: Summary) -> Summary {
+    if let Some(why) = lease.lost() {
+        summary.status = Status::Fatal;
+        summary.fatal_error = Some(why);
+    }
+    lease.release().await;
+    summary
+}
+
+/// The run's final status: failed partitions (exit 1) win over failed
+/// checks under `--checks fail` (exit 3).
+pub(crate) fn end_status(fail_on_checks: bool, mut summary: Summary) -> Summary {
+    if summary.status == Status::Ok && !summary.failed.is_empty() {
+        summary.status = Status::PartitionsFailed;
+    }
+    if summary.status == Status::Ok && fail_on_checks && summary.checks.failed > 0 {
+        summary.status = Status::ChecksFailed;
+    }
+    summary
+}
+
+/// What a dry run shows: every partition and what a run would do with it,
+/// the calls per API and the wall time they take. On stdout: as text lines
+/// before the summary, or inside the one JSON summary under `--log-format
+/// json`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlanReport {
+    pub dest: String,
+    pub apps: usize,
+    pub days: usize,
+    pub tables: Vec<Table>,
+    pub partitions: Vec<PlannedPartition>,
+    /// Each API's calls, as `<table>_calls` with the table's `_usage` left
+    /// out (`room_calls`, `app_calls`, `recording_calls`, …).
+    #[serde(flatten)]
+    pub calls: BTreeMap<String, usize>,
+    /// Each API's interval, as `<table>_interval_ms` likewise.
+    #[serde(flatten)]
+    pub intervals_ms: BTreeMap<String, u64>,
+    /// The slowest API's wall time (`(calls − 1) × interval`): the APIs
+    /// are called side by side, the others inside its waits. Retries come
+    /// on top.
+    pub estimated_secs: u64,
+    /// Each API's calls for the text form: the action, its calls, its
+    /// interval, the table's short name.
+    #[serde(skip)]
+    pub apis: Vec<(&'static str, usize, u64, String)>,
+    /// Whether the lake's manifests were read to find final partitions
+    /// (not on S3: a dry run makes no request).
+    pub finality_checked: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlannedPartition {
+    pub table: Table,
+    pub app_id: u64,
+    pub usage_date: chrono::NaiveDate,
+    /// `fetch`, `skip` (final), `repair` (final, but its file does not match
+    /// its manifest), `check` (recomputed from final inputs, no call).
+    pub action: &'static str,
+}
+
+impl PlanReport {
+    /// Two accounts' plans as one: their partitions and calls; the time
+    /// of the longer, since accounts run side by side.
+    pub fn merge(mut self, other: PlanReport) -> PlanReport {
+        self.apps += other.apps;
+        self.partitions.extend(other.partitions);
+        for (k, n) in other.calls {
+            *self.calls.entry(k).or_default() += n;
+        }
+        for (mine, theirs) in self.apis.iter_mut().zip(other.apis) {
+            mine.1 += theirs.1;
+        }
+        self.estimated_secs = self.estimated_secs.max(other.estimated_secs);
+        self.finality_checked &= other.finality_checked;
+        self
+    }
+
+    /// The text form, one line per partition.
+    pub fn render(&self) -> String {
+        let tables: Vec<&str> = self.tables.iter().map(|t| t.name()).collect();
+        let mut out = format!(
+            "Plan: {} app(s) × {} day(s) × {} table(s) ({}) into {}\n",
+            self.apps,
+            self.days,
+            self.tables.len(),
+            tables.join(", "),
+            self.dest
+        );
+        for p in &self.partitions {
+            let why = match p.action {
+                "skip" => "  (final)",
+                "repair" => {
+                    "  (final, but its file does not match its manifest: from the raw zone, else fetched)"
+                }
+                _ => "",
+            };
+            out.push_str(&format!(
+                "  {:<6} {}/app_id={}/usage_date={}{why}\n",
+                p.action, p.table, p.app_id, p.usage_date
+            ));
+        }
+        if !self.finality_checked {
+            out.push_str("  (final partitions are not looked up on S3 in a dry run, which makes no request; a real run skips them)\n");
+        }
+        let fmt = |ms: u64| humantime::format_duration(Duration::from_millis(ms)).to_string();
+        let each: Vec<String> = self
+            .apis
+            .iter()
+            .map(|(action, n, ms, _)| format!("{n} {action} call(s) at one per {}", fmt(*ms)))
+            .collect();
+        // The others are made while the slowest API's calls wait.
+        let slowest = self
+            .apis
+            .iter()
+            .max_by_key(|(_, n, ms, _)| (n.saturating_sub(1) as u64).saturating_mul(*ms));
+        let inside = match slowest {
+            Some((_, _, _, short)) if self.apis.len() > 1 => {
+                format!(" (made while the {short} calls wait)")
+            }
+            _ => String::new(),
+        };
+        out.push_str(&format!(
+            "{}{inside}: about {} (plus retries).\n",
+            each.join(" and "),
+            humantime::format_duration(Duration::from_secs(self.estimated_secs))
+        ));
+        out
     }
 }
 

@@ -46,7 +46,7 @@ pub async fn begin(
     let path = intent_path(dest, table, app_id, day);
     let body = serde_json::json!({
         "pid": std::process::id(),
-        "started_at": crate::tencent::api::now_micros(),
+        "started_at": crate::clock::now_micros(),
     });
     dest.store()
         .put(&path, PutPayload::from(body.to_string()))
@@ -227,7 +227,7 @@ pub async fn sweep(dest: &Destination, apps: &[u64]) -> Result<usize, String> {
             .nth_back(3)
             .map(|p| p.as_ref().to_owned())
             .unwrap_or_default();
-        let Some(table) = Table::from_name(&table_name) else {
+        let Some(table) = dest.table_named(&table_name) else {
             continue;
         };
         let removed = clean_dir(dest, &dest.partition_dir(table, app_id, day), false).await?

@@ -440,7 +440,7 @@ impl Lease {
         // The fence counts from before the leases are written: their
         // expiry, on any clock, lies later.
         let started = Instant::now();
-        let now = crate::tencent::api::now_micros();
+        let now = crate::clock::now_micros();
         honour_legacy(dest, now).await?;
         let ttl_chrono = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
         let record = Record {
@@ -641,7 +641,7 @@ async fn renew(
     ttl: Duration,
 ) -> Result<(), Renewal> {
     let mine = record.lock().expect("lease lock").clone();
-    let now = crate::tencent::api::now_micros();
+    let now = crate::clock::now_micros();
     let mut next = mine.clone();
     next.renewed_at = now;
     next.expires_at = now

@@ -64,6 +64,19 @@ pub struct BodyInfo {
     pub sha256: String,
 }
 
+/// One of the calls a partition of several was built from
+/// (`recording_usage`: one per `MixType`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// Which call: its raw object's name carries it too (`single`).
+    pub label: String,
+    pub request_id: String,
+    pub fetched_at: DateTime<Utc>,
+    pub body: BodyInfo,
+    /// Relative to the lake's root; `None` under `--raw off`.
+    pub raw_object: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format_version: u32,
@@ -90,6 +103,10 @@ pub struct Manifest {
     /// The raw object the partition was built from, relative to the lake's
     /// root; `None` under `--raw off`.
     pub raw_object: Option<String>,
+    /// Every call of a partition built from several (the first is also
+    /// `request_id`, `body` and `raw_object` above); empty for one call.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<CallRecord>,
     /// The answer's column names (the CSV header, `UsageKey`), as they came.
     pub columns_found: Vec<String>,
     /// Known columns the CSV lacked (written as nulls).
@@ -289,6 +306,7 @@ mod tests {
             },
             body: None,
             raw_object: None,
+            calls: Vec::new(),
             columns_found: vec![],
             missing_columns: vec![],
             extra_columns: vec![],

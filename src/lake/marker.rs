@@ -149,7 +149,7 @@ async fn clock_of(
 /// manifest of every table (an older lake of two clocks is refused).
 async fn clock_of_manifests(dest: &Destination) -> Result<Option<Clock>, MarkerError> {
     let mut found: Option<Clock> = None;
-    for table in Table::ALL {
+    for &table in dest.known_tables() {
         let store_err = |e: manifest::ManifestError| MarkerError::Store {
             path: table.name().to_owned(),
             reason: e.to_string(),
@@ -201,7 +201,7 @@ pub async fn tables(dest: &Destination) -> Result<Vec<Table>, MarkerError> {
         .map(|m| {
             m.tables
                 .iter()
-                .filter_map(|t| Table::from_name(t))
+                .filter_map(|t| dest.table_named(t))
                 .collect()
         })
         .unwrap_or_default())

@@ -34,6 +34,10 @@ pub struct RawObject {
     pub path: Path,
     pub fetched_at: DateTime<Utc>,
     pub size: u64,
+    /// Which of a partition's calls it answers, when the partition takes
+    /// more than one (`recording_usage`: `single` or `multi`, the call's
+    /// `MixType`, which the answer does not say); empty for one call.
+    pub label: String,
 }
 
 impl RawObject {
@@ -70,11 +74,13 @@ impl RawObject {
         };
         let fetched_at =
             fetched_at_of(&name).ok_or_else(|| unreadable("not a raw object's name".into()))?;
+        let label = label_of(&name).to_owned();
         match dest.store().head(&path).await {
             Ok(meta) => Ok(RawObject {
                 path,
                 fetched_at,
                 size: meta.size,
+                label,
             }),
             Err(object_store::Error::NotFound { .. }) => Err(unreadable(format!(
                 "the manifest of {table} app {app_id} {day} names it as the partition's answer, \
@@ -87,7 +93,7 @@ impl RawObject {
     /// Whether this object's name is the one the answer with `request_id`
     /// fetched at its time is kept under.
     pub fn is_named_for(&self, request_id: &str) -> bool {
-        self.path.filename() == Some(object_name(self.fetched_at, request_id).as_str())
+        self.path.filename() == Some(object_name(self.fetched_at, &self.label, request_id).as_str())
     }
 }
 
@@ -106,14 +112,16 @@ pub enum RawError {
 /// The longest RequestId a raw object's name holds as it is.
 const MAX_NAMED_ID: usize = 64;
 
-/// `<fetched_at>_<RequestId>.json.zst`. A RequestId is a UUID, kept as it
+/// `<fetched_at>_<RequestId>.json.zst`, or `<fetched_at>_<label>_<RequestId>.json.zst`
+/// for one of a partition's several calls (`label` is the call's, e.g. its
+/// `MixType`: letters and digits only). A RequestId is a UUID, kept as it
 /// is; one longer than 64 characters, or with a character that is not safe
 /// in a key, is named by its first 32 safe characters (others become `-`)
 /// and 16 hex digits of its SHA-256, so the name stays within every
 /// store's limits (255 bytes on local disk) and still tells RequestIds
 /// apart. The name is for sorting and people: the RequestId itself is read
 /// from the body, and the manifest and the rows keep it whole.
-pub fn object_name(fetched_at: DateTime<Utc>, request_id: &str) -> String {
+pub fn object_name(fetched_at: DateTime<Utc>, label: &str, request_id: &str) -> String {
     let safe_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
     let id = if request_id.len() <= MAX_NAMED_ID && request_id.chars().all(safe_char) {
         request_id.to_owned()
@@ -126,7 +134,21 @@ pub fn object_name(fetched_at: DateTime<Utc>, request_id: &str) -> String {
         let digest = <sha2::Sha256 as sha2::Digest>::digest(request_id.as_bytes());
         format!("{prefix}-{}", &hex::encode(digest)[..16])
     };
-    format!("{}_{id}{SUFFIX}", fetched_at.format(TIME_FORMAT))
+    let label = if label.is_empty() {
+        String::new()
+    } else {
+        format!("{label}_")
+    };
+    format!("{}_{label}{id}{SUFFIX}", fetched_at.format(TIME_FORMAT))
+}
+
+/// The label a raw object's name carries (empty when it has none). A
+/// RequestId never holds `_` in a name, so a second `_` ends a label.
+pub fn label_of(name: &str) -> &str {
+    name.strip_suffix(SUFFIX)
+        .and_then(|n| n.split_once('_'))
+        .and_then(|(_, rest)| rest.split_once('_'))
+        .map_or("", |(label, _)| label)
 }
 
 /// The `fetched_at` a raw object's name records.
@@ -137,17 +159,19 @@ pub fn fetched_at_of(name: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.and_utc())
 }
 
-/// Where the answer fetched at `fetched_at` with `request_id` is kept.
+/// Where the answer to the call `label` fetched at `fetched_at` with
+/// `request_id` is kept.
 pub fn path_for(
     dest: &Destination,
     table: Table,
     app_id: u64,
     day: NaiveDate,
     fetched_at: DateTime<Utc>,
+    label: &str,
     request_id: &str,
 ) -> Path {
     dest.raw_dir(table, app_id, day)
-        .join(object_name(fetched_at, request_id))
+        .join(object_name(fetched_at, label, request_id))
 }
 
 /// What the lake keeps of an answer's body, in one pass over it: its
@@ -203,10 +227,12 @@ async fn list_under(
         let Some(fetched_at) = fetched_at_of(&name) else {
             continue; // not a raw object of ours
         };
+        let label = label_of(&name).to_owned();
         out.entry((app, day)).or_default().push(RawObject {
             path: m.location,
             fetched_at,
             size: m.size,
+            label,
         });
     }
     for objects in out.values_mut() {
@@ -237,17 +263,16 @@ pub async fn list(
     }
 }
 
-/// The newest raw object of one partition, listing that partition only.
-pub async fn newest(
+/// The raw objects of one partition, oldest first, listing that
+/// partition only.
+pub async fn list_partition(
     dest: &Destination,
     table: Table,
     app_id: u64,
     day: NaiveDate,
-) -> Result<Option<RawObject>, RawError> {
+) -> Result<Vec<RawObject>, RawError> {
     let mut all = list_under(dest, &dest.raw_dir(table, app_id, day)).await?;
-    Ok(all
-        .remove(&(app_id, day))
-        .and_then(|mut objects| objects.pop()))
+    Ok(all.remove(&(app_id, day)).unwrap_or_default())
 }
 
 /// The body kept in `object`, decompressed into a spool (a large day's
@@ -299,29 +324,39 @@ mod tests {
     #[test]
     fn names_sort_by_time_and_give_back_the_time() {
         let t = DateTime::from_timestamp_micros(1_763_600_000_123_456).unwrap();
-        let name = object_name(t, "8c5f0e2a-1b2c-4d3e-9f00-aabbccddeeff");
+        let name = object_name(t, "", "8c5f0e2a-1b2c-4d3e-9f00-aabbccddeeff");
         assert_eq!(
             name,
             "20251120T005320.123456Z_8c5f0e2a-1b2c-4d3e-9f00-aabbccddeeff.json.zst"
         );
         assert_eq!(fetched_at_of(&name), Some(t));
-        let later = object_name(t + chrono::Duration::microseconds(1), "0");
+        let later = object_name(t + chrono::Duration::microseconds(1), "", "0");
         assert!(later > name);
         // Odd: a readable prefix and a digest, so "a/b" and "a-b" differ.
-        let odd = object_name(t, "a/b c");
+        let odd = object_name(t, "", "a/b c");
         let odd = odd.split_once('_').unwrap().1;
         assert!(
             odd.starts_with("a-b-c-") && odd.len() == "a-b-c-".len() + 16 + 9,
             "{odd}"
         );
-        assert_ne!(object_name(t, "a/b c"), object_name(t, "a-b-c"));
+        assert_ne!(object_name(t, "", "a/b c"), object_name(t, "", "a-b-c"));
         // Long: within any store's name limit, and still apart.
         let long = "R".repeat(300);
-        let name = object_name(t, &long);
+        let name = object_name(t, "", &long);
         assert!(name.len() < 100, "{name}");
         assert_eq!(fetched_at_of(&name), Some(t));
-        assert_ne!(name, object_name(t, &format!("{long}x")));
+        assert_ne!(name, object_name(t, "", &format!("{long}x")));
         assert_eq!(fetched_at_of("x.json.zst"), None);
+        // A labelled call's answer: the label between time and RequestId.
+        let single = object_name(t, "single", "8c5f0e2a-1b2c");
+        assert_eq!(
+            single,
+            "20251120T005320.123456Z_single_8c5f0e2a-1b2c.json.zst"
+        );
+        assert_eq!(fetched_at_of(&single), Some(t));
+        assert_eq!(label_of(&single), "single");
+        assert_eq!(label_of(&name), "");
+        assert_eq!(label_of(&object_name(t, "", "a/b c")), "");
     }
 
     #[tokio::test]
@@ -347,7 +382,7 @@ mod tests {
         let t1 = DateTime::from_timestamp_micros(1_763_600_000_000_001).unwrap();
         let t2 = DateTime::from_timestamp_micros(1_763_600_000_000_002).unwrap();
         for t in [t2, t1] {
-            let path = path_for(&dest, Table::RoomUsage, 7, day, t, "r");
+            let path = path_for(&dest, Table::ROOM_USAGE, 7, day, t, "", "r");
             put(&dest, 1, &path, Spooled::Memory(compressed.clone()))
                 .await
                 .unwrap();
@@ -358,7 +393,7 @@ mod tests {
             b"",
         )
         .unwrap();
-        let all = list(&dest, Table::RoomUsage, None).await.unwrap();
+        let all = list(&dest, Table::ROOM_USAGE, None).await.unwrap();
         let objects = &all[&(7, day)];
         assert_eq!(objects.len(), 2);
         assert_eq!(objects[1].fetched_at, t2, "newest last");
@@ -370,7 +405,7 @@ mod tests {
         assert!(back.as_memory().is_none(), "spooled to a file");
         assert_eq!(back.to_vec().unwrap(), body);
         assert!(
-            list(&dest, Table::RoomUsage, Some(&[8]))
+            list(&dest, Table::ROOM_USAGE, Some(&[8]))
                 .await
                 .unwrap()
                 .is_empty()

@@ -82,7 +82,20 @@ pub struct Destination {
     /// An S3 destination whose environment names no AWS credentials (the
     /// instance metadata service is asked): a failed preflight says so.
     no_aws_keys: bool,
+    /// The tables the program knows (its registries'), so the lake can
+    /// tell a table's directory, an intent's table or a marker's list
+    /// from a name: see [`Destination::knowing`].
+    tables: Arc<[Table]>,
 }
+
+/// The tables a destination knows until the jobs tell it theirs
+/// ([`Destination::knowing`]).
+const BUILT_IN: &[Table] = &[
+    Table::ROOM_USAGE,
+    Table::APP_USAGE,
+    Table::CHECKS,
+    Table::COST,
+];
 
 impl std::fmt::Debug for Destination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -186,6 +199,7 @@ impl Destination {
                 local: None,
                 fences: Fences::default(),
                 no_aws_keys: !aws_credentials_in_env(),
+                tables: Arc::from(BUILT_IN),
             });
         }
         if dest.contains("://") && !dest.starts_with("file://") {
@@ -245,6 +259,7 @@ impl Destination {
             local: Some(local),
             fences: Fences::default(),
             no_aws_keys: false,
+            tables: Arc::from(BUILT_IN),
         })
     }
 
@@ -280,6 +295,7 @@ impl Destination {
             local: None,
             fences: Fences::default(),
             no_aws_keys: false,
+            tables: Arc::from(BUILT_IN),
         }
     }
 
@@ -371,6 +387,23 @@ impl Destination {
         Ok(())
     }
 
+    /// The destination, knowing `tables` (every table the program has):
+    /// without it only the default ones are recognized by name.
+    pub fn knowing(mut self, tables: &[Table]) -> Self {
+        self.tables = Arc::from(tables);
+        self
+    }
+
+    /// The known table named `name`.
+    pub fn table_named(&self, name: &str) -> Option<Table> {
+        Table::named(&self.tables, name)
+    }
+
+    /// Every table the program knows.
+    pub fn known_tables(&self) -> &[Table] {
+        &self.tables
+    }
+
     /// Whether the destination holds a lake at all: a table, the raw zone
     /// or the job's own directory at its root. A mistyped `--dest` holds
     /// none.
@@ -378,7 +411,7 @@ impl Destination {
         // A 0.1 lake (`app_id=…` at the root) is a lake: the layout check
         // refuses it with its own message.
         Ok(self.root_directories().await?.iter().any(|n| {
-            Table::from_name(n).is_some()
+            self.table_named(n).is_some()
                 || n == "_raw"
                 || n == STATE_DIR
                 || n.starts_with("app_id=")
@@ -391,7 +424,7 @@ impl Destination {
             .root_directories()
             .await?
             .iter()
-            .filter_map(|n| Table::from_name(n))
+            .filter_map(|n| self.table_named(n))
             .collect())
     }
 
@@ -477,15 +510,15 @@ mod tests {
         let d = Destination::open(dir.path().to_str().unwrap()).unwrap();
         let day: NaiveDate = "2026-11-20".parse().unwrap();
         assert_eq!(
-            d.relative(&d.part_path(Table::RoomUsage, 1400000001, day)),
+            d.relative(&d.part_path(Table::ROOM_USAGE, 1400000001, day)),
             "room_usage/app_id=1400000001/usage_date=2026-11-20/part-00000.parquet"
         );
         assert_eq!(
-            d.manifest_path(Table::RoomUsage, 1400000001, day).as_ref(),
+            d.manifest_path(Table::ROOM_USAGE, 1400000001, day).as_ref(),
             "room_usage/app_id=1400000001/usage_date=2026-11-20/_manifest.json"
         );
         assert_eq!(
-            d.raw_dir(Table::RoomUsage, 1400000001, day).as_ref(),
+            d.raw_dir(Table::ROOM_USAGE, 1400000001, day).as_ref(),
             "_raw/room_usage/app_id=1400000001/usage_date=2026-11-20"
         );
     }
@@ -514,7 +547,7 @@ mod tests {
     fn relative_and_resolve_are_inverse_under_a_prefix() {
         let store = Arc::new(object_store::memory::InMemory::new());
         let d = Destination::from_store(store, Path::from("lake/v2"), "s3://b/lake/v2");
-        let p = d.raw_dir(Table::RoomUsage, 7, "2026-11-20".parse().unwrap());
+        let p = d.raw_dir(Table::ROOM_USAGE, 7, "2026-11-20".parse().unwrap());
         let rel = d.relative(&p);
         assert_eq!(rel, "_raw/room_usage/app_id=7/usage_date=2026-11-20");
         assert_eq!(d.resolve(rel), p);
@@ -568,7 +601,7 @@ mod tests {
                 .unwrap_or(dir.path().canonicalize().unwrap().join("a/b/lake"))
         );
         assert_eq!(
-            d.relative(&d.part_path(Table::RoomUsage, 1, "2026-11-20".parse().unwrap())),
+            d.relative(&d.part_path(Table::ROOM_USAGE, 1, "2026-11-20".parse().unwrap())),
             "room_usage/app_id=1/usage_date=2026-11-20/part-00000.parquet"
         );
     }

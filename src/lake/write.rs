@@ -709,6 +709,8 @@ pub struct CallInfo {
     pub body: Option<BodyInfo>,
     /// The raw object, relative to the lake's root.
     pub raw_object: Option<String>,
+    /// Every call, when the partition was built from several.
+    pub calls: Vec<crate::lake::manifest::CallRecord>,
     /// What a `checks` partition compared.
     pub check: Option<CheckInfo>,
     /// What a derived partition was computed from.
@@ -788,6 +790,7 @@ pub async fn commit(
         },
         body: call.body.clone(),
         raw_object: call.raw_object.clone(),
+        calls: call.calls.clone(),
         columns_found: encoded.header.columns_found.clone(),
         missing_columns: encoded.header.missing.clone(),
         extra_columns: encoded.header.extra_columns(),
@@ -1033,10 +1036,25 @@ mod tests {
 
     #[test]
     fn a_bad_escape_in_the_body_fails_naming_the_line() {
-        let body = br#"RoomId,Audio\nr1,1\nr2,2\ud800\n"#;
-        let err = encode_csv(crate::tencent::api::DataReader::new(&body[..]), 1024)
-            .unwrap_err()
-            .to_string();
+        // What the API client's reader of `Data` does at a bad escape:
+        // the good text, then an error naming the field.
+        struct Unescaped(Option<&'static [u8]>);
+        impl std::io::Read for Unescaped {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                match self.0.take() {
+                    Some(text) => {
+                        buf[..text.len()].copy_from_slice(text);
+                        Ok(text.len())
+                    }
+                    None => Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "Response.Data: unpaired surrogate in \\u escape",
+                    )),
+                }
+            }
+        }
+        let body = std::io::BufReader::new(Unescaped(Some(b"RoomId,Audio\nr1,1\nr2,2")));
+        let err = encode_csv(body, 1024).unwrap_err().to_string();
         assert_eq!(
             err,
             "CSV line 3: Response.Data: unpaired surrogate in \\u escape"
@@ -1059,7 +1077,7 @@ mod tests {
         let dest = Destination::open(dir.path().to_str().unwrap()).unwrap();
         let day: NaiveDate = "2026-11-20".parse().unwrap();
         let call = CallInfo {
-            table: Table::RoomUsage,
+            table: Table::ROOM_USAGE,
             app_id: 7,
             day,
             request_id: "req".into(),
@@ -1072,6 +1090,7 @@ mod tests {
                 sha256: "00".into(),
             }),
             raw_object: None,
+            calls: Vec::new(),
             check: None,
             derived: None,
         };
@@ -1090,7 +1109,7 @@ mod tests {
         let bytes = std::fs::read(pdir.join("part-00000.parquet")).unwrap();
         assert_eq!(m.file.size, bytes.len() as u64);
         assert_eq!(m.file.sha256, hex::encode(Sha256::digest(&bytes)));
-        let back = manifest::read(&dest, Table::RoomUsage, 7, day)
+        let back = manifest::read(&dest, Table::ROOM_USAGE, 7, day)
             .await
             .unwrap()
             .unwrap();

@@ -1,5 +1,8 @@
-//! The bundled TRTC API simulator: `DescribeTrtcRoomUsage` and
-//! `DescribeTrtcUsage` over the real wire protocol on a local address.
+//! The bundled TRTC API simulator: `DescribeTrtcRoomUsage`,
+//! `DescribeTrtcUsage` and the other usage meters over the real wire
+//! protocol on a local address, each API served from its own module
+//! (`room.rs`, `usage.rs`, `meters.rs`); this one verifies, paces, injects
+//! faults and counts, alike for all.
 //!
 //! It verifies TC3-HMAC-SHA256 signatures and timestamps the way the real
 //! service does, enforces each API's minimum interval per SecretId
@@ -9,6 +12,9 @@
 //! the README demo and the benchmarks all run against it.
 
 pub mod data;
+mod meters;
+mod room;
+mod usage;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,7 +25,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -77,6 +83,8 @@ pub enum Api {
     Room,
     /// `DescribeTrtcUsage`.
     App,
+    /// Another meter, by its action (`DescribeRelayUsage`).
+    Meter(&'static str),
 }
 
 /// When a fault applies: to calls matching the app and day (any when
@@ -128,7 +136,8 @@ impl FaultRule {
 pub struct SimConfig {
     /// Minimum interval between admitted room calls of one SecretId.
     pub interval: Duration,
-    /// The same for `DescribeTrtcUsage` (the real limit: 5 a second).
+    /// The same for `DescribeTrtcUsage`, and for each other meter on its
+    /// own (the real limit: 5 a second each).
     pub app_interval: Duration,
     /// The code answered when called too fast.
     pub throttle_code: String,
@@ -167,7 +176,7 @@ impl Default for SimConfig {
     }
 }
 
-/// What the simulator saw of `DescribeTrtcUsage`.
+/// What the simulator saw of `DescribeTrtcUsage` (or another meter).
 #[derive(Debug, Default, Clone)]
 pub struct AppStats {
     pub requests: u64,
@@ -200,12 +209,19 @@ pub struct SimStats {
     /// (both APIs).
     pub body_sha256: HashMap<String, String>,
     pub app: AppStats,
+    /// The other meters', by action.
+    pub meters: HashMap<&'static str, AppStats>,
 }
 
 impl SimStats {
-    /// Requests of either API.
+    /// Requests of every API.
     pub fn total_requests(&self) -> u64 {
-        self.requests + self.app.requests
+        self.requests + self.app.requests + self.meters.values().map(|m| m.requests).sum::<u64>()
+    }
+
+    /// What the simulator saw of `action`, a meter's (empty if none came).
+    pub fn meter(&self, action: &str) -> AppStats {
+        self.meters.get(action).cloned().unwrap_or_default()
     }
 }
 
@@ -221,6 +237,16 @@ struct Inner {
 type Shared = Arc<Mutex<Inner>>;
 
 impl Inner {
+    /// The counters of `api`, when it is not the room API (whose are
+    /// [`SimStats`]'s own).
+    fn usage_stats(&mut self, api: Api) -> Option<&mut AppStats> {
+        match api {
+            Api::Room => None,
+            Api::App => Some(&mut self.stats.app),
+            Api::Meter(action) => Some(self.stats.meters.entry(action).or_default()),
+        }
+    }
+
     fn shared(config: SimConfig) -> Shared {
         Arc::new(Mutex::new(Inner {
             config,
@@ -434,10 +460,6 @@ fn authenticate(
     Ok(parsed.secret_id)
 }
 
-fn parse_time(s: &str) -> Option<NaiveDateTime> {
-    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").ok()
-}
-
 fn take_fault(
     config: &mut SimConfig,
     api: Api,
@@ -456,135 +478,37 @@ fn take_fault(
     Some(rule.fault.clone())
 }
 
+/// Which API `action` is, if the simulator serves it.
+fn api_of(action: Option<&str>) -> Option<Api> {
+    match action? {
+        crate::tencent::room_usage::ACTION => Some(Api::Room),
+        crate::tencent::app_usage::ACTION => Some(Api::App),
+        other => meters::find(other).map(|(action, _)| Api::Meter(action)),
+    }
+}
+
 async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let arrived = Instant::now();
-    let api = match header(&headers, "x-tc-action") {
-        Some(crate::tencent::api::ACTION) => Api::Room,
-        Some(crate::tencent::app_usage::ACTION) => Api::App,
-        _ => {
-            let mut inner = shared.lock().expect("sim lock");
-            inner.stats.requests += 1;
-            let now = Utc::now() + chrono::Duration::seconds(inner.config.clock_offset_secs);
-            return api_error(
-                now,
-                "InvalidAction",
-                "Only DescribeTrtcRoomUsage and DescribeTrtcUsage are simulated.",
-            );
-        }
-    };
-    let (now, fault, outcome) = {
+    let Some(api) = api_of(header(&headers, "x-tc-action")) else {
         let mut inner = shared.lock().expect("sim lock");
-        match api {
-            Api::Room => inner.stats.requests += 1,
-            Api::App => inner.stats.app.requests += 1,
-        }
+        inner.stats.requests += 1;
         let now = Utc::now() + chrono::Duration::seconds(inner.config.clock_offset_secs);
-        if header(&headers, "x-tc-version") != Some(crate::tencent::api::VERSION) {
-            return api_error(now, "InvalidParameter", "X-TC-Version must be 2019-07-22.");
-        }
-        match header(&headers, "x-tc-region") {
-            Some("ap-guangzhou" | "ap-singapore") => {}
-            _ => return api_error(now, "UnsupportedRegion", "The region is not supported."),
-        }
-        let secret_id = match authenticate(&inner.config, &headers, &body, now) {
-            Ok(id) => id,
-            Err((code, message)) => {
-                inner.stats.auth_failures += 1;
-                return api_error(now, code, message);
-            }
-        };
-        let interval = match api {
-            Api::Room => inner.config.interval,
-            Api::App => inner.config.app_interval,
-        };
-        let key = (secret_id.clone(), api);
-        if let Some(last) = inner.last_admitted.get(&key)
-            && arrived.duration_since(*last) < interval
-        {
-            match api {
-                Api::Room => inner.stats.throttled += 1,
-                Api::App => inner.stats.app.throttled += 1,
-            }
-            let code = inner.config.throttle_code.clone();
-            return api_error(now, &code, "The API was called too often.");
-        }
-        inner.last_admitted.insert(key, arrived);
-        match api {
-            Api::Room => {
-                inner.stats.secret_ids.push(secret_id);
-                inner.stats.admitted_at.push(arrived);
-            }
-            Api::App => inner.stats.app.admitted_at.push(arrived),
-        }
-        let parsed = match api {
-            Api::Room => serde_json::from_slice::<crate::tencent::api::RoomUsageRequest>(&body)
-                .map(|r| {
-                    let start = parse_time(&r.start_time);
-                    (
-                        r.sdk_app_id,
-                        start.map(|s| s.date()),
-                        Request::Room(r, start),
-                    )
-                }),
-            Api::App => serde_json::from_slice::<crate::tencent::app_usage::AppUsageRequest>(&body)
-                .map(|r| {
-                    let day = parse_day(&r.start_time);
-                    (r.sdk_app_id, day, Request::App(r))
-                }),
-        };
-        let (app_id, day, request) = match parsed {
-            Ok(p) => p,
-            Err(e) => {
-                return api_error(now, "InvalidParameter", &format!("Bad request body: {e}"));
-            }
-        };
-        let fault = take_fault(&mut inner.config, api, Some(app_id), day);
-        let outcome = match request {
-            Request::Room(r, start) => evaluate(&inner.config, &r, start),
-            Request::App(r) => evaluate_app(&mut inner, &r),
-        };
-        (now, fault, outcome)
+        return api_error(
+            now,
+            "InvalidAction",
+            "The simulator does not serve this action.",
+        );
+    };
+    let (now, fault, outcome) = match admit(&shared, api, &headers, &body, arrived) {
+        Ok(admitted) => admitted,
+        Err(refused) => return *refused,
     };
     let outcome = match fault {
         None => outcome,
-        Some(Fault::ApiError(code)) => {
-            return api_error(now, &code, "Injected by the simulator.");
-        }
-        Some(Fault::Http(status)) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-            return (status, "<html><body><h1>502 Bad Gateway</h1></body></html>").into_response();
-        }
-        Some(Fault::NotJson) => {
-            return (StatusCode::OK, "<html>maintenance</html>").into_response();
-        }
-        Some(Fault::DropConnection) => {
-            let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
-                Ok(Bytes::from_static(b"{\"Response\": {\"Data\": \"RoomId,Au")),
-                Err(std::io::Error::other("connection dropped by the simulator")),
-            ];
-            let mut resp = Response::new(Body::from_stream(futures::stream::iter(chunks)));
-            resp.headers_mut()
-                .insert("content-type", HeaderValue::from_static("application/json"));
-            return resp;
-        }
-        Some(Fault::Delay(d)) => {
-            tokio::time::sleep(d).await;
-            outcome
-        }
-        Some(Fault::Data(csv)) => outcome.map(|(app, day, _)| (app, day, Answer::Room(csv))),
-        Some(Fault::App(f)) => outcome.map(|(app, day, answer)| match answer {
-            Answer::App(mut usage) => {
-                alter(&mut usage, &f);
-                (app, day, Answer::App(usage))
-            }
-            other => (app, day, other),
-        }),
-        Some(Fault::Body(bytes)) => {
-            let mut resp = (StatusCode::OK, bytes).into_response();
-            resp.headers_mut()
-                .insert("content-type", HeaderValue::from_static("application/json"));
-            return resp;
-        }
+        Some(fault) => match faulty(fault, now, outcome).await {
+            Ok(outcome) => outcome,
+            Err(response) => return response,
+        },
     };
     match outcome {
         Err((code, message)) => api_error(now, code, &message),
@@ -607,20 +531,15 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
             {
                 let mut inner = shared.lock().expect("sim lock");
                 inner.stats.body_sha256.insert(request_id, sha);
-                match api {
-                    Api::Room => {
+                match inner.usage_stats(api) {
+                    Some(s) => {
+                        s.served += 1;
+                        *s.served_by_partition.entry((app, day)).or_default() += 1;
+                    }
+                    None => {
                         inner.stats.served += 1;
                         *inner
                             .stats
-                            .served_by_partition
-                            .entry((app, day))
-                            .or_default() += 1;
-                    }
-                    Api::App => {
-                        inner.stats.app.served += 1;
-                        *inner
-                            .stats
-                            .app
                             .served_by_partition
                             .entry((app, day))
                             .or_default() += 1;
@@ -632,10 +551,139 @@ async fn handle(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
     }
 }
 
-/// A parsed request of either API.
-enum Request {
-    Room(crate::tencent::api::RoomUsageRequest, Option<NaiveDateTime>),
-    App(crate::tencent::app_usage::AppUsageRequest),
+/// Verifies, paces and answers a request of `api`: the simulator's clock,
+/// the fault to inject (if any) and the answer; `Err` is the response to a
+/// request refused (version, region, signature, rate, body).
+fn admit(
+    shared: &Shared,
+    api: Api,
+    headers: &HeaderMap,
+    body: &[u8],
+    arrived: Instant,
+) -> Result<(DateTime<Utc>, Option<Fault>, Outcome), Box<Response>> {
+    let mut inner = shared.lock().expect("sim lock");
+    match inner.usage_stats(api) {
+        Some(s) => s.requests += 1,
+        None => inner.stats.requests += 1,
+    }
+    let now = Utc::now() + chrono::Duration::seconds(inner.config.clock_offset_secs);
+    if header(headers, "x-tc-version") != Some(crate::tencent::api::VERSION) {
+        return Err(Box::new(api_error(
+            now,
+            "InvalidParameter",
+            "X-TC-Version must be 2019-07-22.",
+        )));
+    }
+    match header(headers, "x-tc-region") {
+        Some("ap-guangzhou" | "ap-singapore") => {}
+        _ => {
+            return Err(Box::new(api_error(
+                now,
+                "UnsupportedRegion",
+                "The region is not supported.",
+            )));
+        }
+    }
+    let secret_id = match authenticate(&inner.config, headers, body, now) {
+        Ok(id) => id,
+        Err((code, message)) => {
+            inner.stats.auth_failures += 1;
+            return Err(Box::new(api_error(now, code, message)));
+        }
+    };
+    // Each API its own limit, per SecretId.
+    let interval = match api {
+        Api::Room => inner.config.interval,
+        Api::App | Api::Meter(_) => inner.config.app_interval,
+    };
+    let key = (secret_id.clone(), api);
+    if let Some(last) = inner.last_admitted.get(&key)
+        && arrived.duration_since(*last) < interval
+    {
+        match inner.usage_stats(api) {
+            Some(s) => s.throttled += 1,
+            None => inner.stats.throttled += 1,
+        }
+        let code = inner.config.throttle_code.clone();
+        return Err(Box::new(api_error(
+            now,
+            &code,
+            "The API was called too often.",
+        )));
+    }
+    inner.last_admitted.insert(key, arrived);
+    match inner.usage_stats(api) {
+        Some(s) => s.admitted_at.push(arrived),
+        None => {
+            inner.stats.secret_ids.push(secret_id);
+            inner.stats.admitted_at.push(arrived);
+        }
+    }
+    let bad_body = |e: serde_json::Error| {
+        Box::new(api_error(
+            now,
+            "InvalidParameter",
+            &format!("Bad request body: {e}"),
+        ))
+    };
+    let (fault, outcome) = match api {
+        Api::Room => {
+            let (app_id, day, request) = room::parse(body).map_err(bad_body)?;
+            let fault = take_fault(&mut inner.config, api, Some(app_id), day);
+            (fault, room::evaluate(&inner.config, &request))
+        }
+        Api::App | Api::Meter(_) => {
+            let (app_id, day, request) = usage::parse(body).map_err(bad_body)?;
+            let fault = take_fault(&mut inner.config, api, Some(app_id), day);
+            let series = match api {
+                Api::Meter(action) => meters::find(action).expect("a served meter").1,
+                _ => usage::app_series,
+            };
+            (fault, usage::evaluate(&mut inner, &request, series))
+        }
+    };
+    Ok((now, fault, outcome))
+}
+
+/// Applies `fault` to an answer: the answer to send instead (`Err`), or
+/// the answer altered.
+async fn faulty(fault: Fault, now: DateTime<Utc>, outcome: Outcome) -> Result<Outcome, Response> {
+    match fault {
+        Fault::ApiError(code) => Err(api_error(now, &code, "Injected by the simulator.")),
+        Fault::Http(status) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            Err((status, "<html><body><h1>502 Bad Gateway</h1></body></html>").into_response())
+        }
+        Fault::NotJson => Err((StatusCode::OK, "<html>maintenance</html>").into_response()),
+        Fault::DropConnection => {
+            let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+                Ok(Bytes::from_static(b"{\"Response\": {\"Data\": \"RoomId,Au")),
+                Err(std::io::Error::other("connection dropped by the simulator")),
+            ];
+            let mut resp = Response::new(Body::from_stream(futures::stream::iter(chunks)));
+            resp.headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/json"));
+            Err(resp)
+        }
+        Fault::Delay(d) => {
+            tokio::time::sleep(d).await;
+            Ok(outcome)
+        }
+        Fault::Data(csv) => Ok(outcome.map(|(app, day, _)| (app, day, Answer::Room(csv)))),
+        Fault::App(f) => Ok(outcome.map(|(app, day, answer)| match answer {
+            Answer::App(mut usage) => {
+                alter(&mut usage, &f);
+                (app, day, Answer::App(usage))
+            }
+            other => (app, day, other),
+        })),
+        Fault::Body(bytes) => {
+            let mut resp = (StatusCode::OK, bytes).into_response();
+            resp.headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/json"));
+            Err(resp)
+        }
+    }
 }
 
 /// The data of an answer, before its envelope.
@@ -645,13 +693,9 @@ enum Answer {
 }
 
 /// `UsageKey` and `UsageList` as JSON, so faults can bend them.
-struct AppAnswer {
+pub(crate) struct AppAnswer {
     keys: Vec<serde_json::Value>,
     list: Vec<serde_json::Value>,
-}
-
-fn parse_day(s: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
 }
 
 /// Applies `fault` to a served app answer.
@@ -714,117 +758,6 @@ fn alter(usage: &mut AppAnswer, fault: &AppFault) {
     }
 }
 
-/// The answer to a well-formed, authenticated, admitted app request: one
-/// day's 288 buckets, adding up to the rooms the room API serves.
-fn evaluate_app(
-    inner: &mut Inner,
-    request: &crate::tencent::app_usage::AppUsageRequest,
-) -> Outcome {
-    let (Some(start), Some(end)) = (parse_day(&request.start_time), parse_day(&request.end_time))
-    else {
-        return Err((
-            "InvalidParameter.TimeFormat",
-            "StartTime and EndTime must look like 2023-01-06.".into(),
-        ));
-    };
-    if end < start || (end - start).num_days() > 30 {
-        return Err((
-            "InvalidParameter.QueryScaleOversize",
-            "The span must be at most 31 days.".into(),
-        ));
-    }
-    if end != start {
-        return Err((
-            "InvalidParameter",
-            "The simulator answers one day at a time (5-minute buckets).".into(),
-        ));
-    }
-    let config = &inner.config;
-    if let Some(apps) = &config.apps
-        && !apps.contains(&request.sdk_app_id)
-    {
-        return Err((
-            "InvalidParameter.SdkAppId",
-            format!("SdkAppId {} does not exist.", request.sdk_app_id),
-        ));
-    }
-    let day = start;
-    let today = Utc::now().with_timezone(&config.utc_offset).date_naive();
-    let (rooms, exact) = (config.rooms, config.exact_rooms);
-    let totals = if day >= today {
-        [0; 6]
-    } else {
-        *inner
-            .totals
-            .entry((request.sdk_app_id, day))
-            .or_insert_with(|| data::totals_for(request.sdk_app_id, day, rooms, exact))
-    };
-    let offset = inner.config.utc_offset;
-    let midnight = offset
-        .from_local_datetime(&day.and_hms_opt(0, 0, 0).expect("midnight"))
-        .single()
-        .expect("a fixed offset has one midnight");
-    let list = data::buckets(totals)
-        .into_iter()
-        .enumerate()
-        .map(|(i, values)| {
-            let t = midnight + chrono::Duration::minutes(5 * i as i64);
-            json!({
-                "TimeKey": t.format("%Y-%m-%d %H:%M:%S").to_string(),
-                "TimeStampKey": t.timestamp(),
-                "UsageValue": values,
-            })
-        })
-        .collect();
-    let keys = data::USAGE_KEY.iter().map(|k| json!(k)).collect();
-    Ok((
-        request.sdk_app_id,
-        day,
-        Answer::App(AppAnswer { keys, list }),
-    ))
-}
-
+/// What a request is answered with: the app, the day and the data, or
+/// an API error.
 type Outcome = Result<(u64, NaiveDate, Answer), (&'static str, String)>;
-
-/// The answer to a well-formed, authenticated, admitted request.
-fn evaluate(
-    config: &SimConfig,
-    request: &crate::tencent::api::RoomUsageRequest,
-    start: Option<NaiveDateTime>,
-) -> Outcome {
-    let (Some(start), Some(end)) = (start, parse_time(&request.end_time)) else {
-        return Err((
-            "InvalidParameter.TimeFormat",
-            "StartTime and EndTime must look like 2023-01-06 00:00.".into(),
-        ));
-    };
-    if end < start || end - start > chrono::Duration::hours(24) {
-        return Err((
-            "InvalidParameter.QueryTimeRange",
-            "The window must be at most 24 hours.".into(),
-        ));
-    }
-    let first = NaiveDate::from_ymd_opt(2023, 4, 1).expect("valid");
-    if start.date() < first {
-        return Err((
-            "InvalidParameter.StartTime",
-            "Data exists from 2023-04-01 only.".into(),
-        ));
-    }
-    if let Some(apps) = &config.apps
-        && !apps.contains(&request.sdk_app_id)
-    {
-        return Err((
-            "FailedOperation.SdkAppIdNotExist",
-            format!("SdkAppId {} does not exist.", request.sdk_app_id),
-        ));
-    }
-    let day = start.date();
-    let today = Utc::now().with_timezone(&config.utc_offset).date_naive();
-    let csv = if day >= today {
-        String::new()
-    } else {
-        data::csv_for(request.sdk_app_id, day, config.rooms, config.exact_rooms)
-    };
-    Ok((request.sdk_app_id, day, Answer::Room(csv)))
-}

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use arrow_array::builder::Float64Builder;
 use arrow_array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 
+use crate::tables::buckets::{self, UsageList};
 use crate::tables::normalize::{HeaderInfo, SchemaContract};
 use crate::tables::schema::{self, FETCHED_AT, REQUEST_ID};
-use crate::tencent::app_usage::AppUsage;
 
 pub const INTERVAL_START: &str = "interval_start";
 pub const MINUTES: &str = "_minutes";
@@ -141,48 +141,30 @@ fn map_keys(
     Ok((targets, header))
 }
 
-/// A bucket's start in UTC: `TimeStampKey`, else `TimeKey` in the API's clock.
 fn bucket_start(
     time_key: &str,
     time_stamp_key: Option<i64>,
     offset: FixedOffset,
 ) -> Result<DateTime<Utc>, AppUsageError> {
-    let bad = |reason: String| AppUsageError::BadTime {
-        bucket: time_key.to_owned(),
-        reason,
-    };
-    if let Some(ts) = time_stamp_key {
-        return DateTime::from_timestamp(ts, 0)
-            .ok_or_else(|| bad(format!("TimeStampKey {ts} is not a time")));
-    }
-    let local = NaiveDateTime::parse_from_str(time_key.trim(), "%Y-%m-%d %H:%M:%S")
-        .or_else(|_| NaiveDateTime::parse_from_str(time_key.trim(), "%Y-%m-%d %H:%M"))
-        .map_err(|_| {
-            bad("TimeKey is not YYYY-MM-DD HH:MM:SS and there is no TimeStampKey".into())
-        })?;
-    offset
-        .from_local_datetime(&local)
-        .single()
-        .map(|t| t.with_timezone(&Utc))
-        .ok_or_else(|| bad("TimeKey is not a time in the API's clock".into()))
+    buckets::bucket_start(time_key, time_stamp_key, offset).map_err(|reason| {
+        AppUsageError::BadTime {
+            bucket: time_key.to_owned(),
+            reason,
+        }
+    })
 }
 
 /// Builds the day's rows from `usage`, an answer for `day` in the API's
 /// clock `offset`.
 pub fn normalize(
-    usage: &AppUsage,
+    usage: &UsageList,
     day: NaiveDate,
     offset: FixedOffset,
     contract: SchemaContract,
 ) -> Result<Normalized, AppUsageError> {
     let (targets, header) = map_keys(&usage.usage_key, contract)?;
     let columns = MINUTE_COLUMNS.len() + header.extras.len();
-    let day_start = offset
-        .from_local_datetime(&day.and_hms_opt(0, 0, 0).expect("midnight"))
-        .single()
-        .expect("a fixed offset has one midnight")
-        .with_timezone(&Utc);
-    let day_end = day_start + chrono::Duration::days(1);
+    let (day_start, day_end) = buckets::day_bounds(day, offset);
     let n = usage.buckets.len();
     let mut starts = Vec::with_capacity(n);
     let mut values: Vec<Float64Builder> = (0..columns)
@@ -281,7 +263,7 @@ pub fn normalize(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tencent::app_usage::Bucket;
+    use crate::tables::buckets::Bucket;
     use arrow_array::Array;
 
     fn bj() -> FixedOffset {
@@ -292,13 +274,10 @@ mod tests {
         "2026-11-20".parse().unwrap()
     }
 
-    fn usage(keys: &[&str], buckets: Vec<Bucket>) -> AppUsage {
-        AppUsage {
+    fn usage(keys: &[&str], buckets: Vec<Bucket>) -> UsageList {
+        UsageList {
             request_id: "req-a".into(),
             fetched_at: DateTime::from_timestamp(1_764_000_000, 0).unwrap(),
-            body_bytes: 0,
-            body: std::sync::Arc::new(crate::spool::Spooled::Memory(Vec::new())),
-            response_at: std::time::Instant::now(),
             usage_key: keys.iter().map(|k| (*k).to_owned()).collect(),
             buckets,
         }

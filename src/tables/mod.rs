@@ -14,81 +14,136 @@
 //! Nothing here does I/O beyond reading the bytes it is handed.
 
 pub mod app_usage;
+pub mod buckets;
 pub mod checks;
 pub mod cost;
+pub mod meter;
 pub mod normalize;
 pub mod prices;
 pub mod records;
 pub mod schema;
 
-/// A table of the lake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Table {
-    /// Seconds per room and day, from `DescribeTrtcRoomUsage`.
-    RoomUsage,
-    /// Minutes per 5-minute bucket, from `DescribeTrtcUsage`.
-    AppUsage,
-    /// Whether the rooms add up to the app's figure; no API of its own.
-    Checks,
-    /// What the rooms cost at the user's prices, as FOCUS rows; no API of
-    /// its own, and only with `--prices`.
-    Cost,
+/// A table of the lake: its name (its directory under the lake's root and
+/// under `_raw/`), the tables it is computed from (none for a table fetched
+/// from an API) and its Arrow schema. A value, not a variant: each table's
+/// module defines its own (`room_usage`'s is [`Table::ROOM_USAGE`], a
+/// meter's is in its module of `jobs::fetch`), and the jobs list them in
+/// their registries, so no `match` anywhere names every table. Two tables
+/// are the same when their names are.
+#[derive(Clone, Copy)]
+pub struct Table {
+    name: &'static str,
+    inputs: &'static [Table],
+    schema: fn() -> arrow_schema::SchemaRef,
 }
 
 impl Table {
-    /// Every table, in the order a run fills them.
-    pub const ALL: [Table; 4] = [
-        Table::RoomUsage,
-        Table::AppUsage,
-        Table::Checks,
-        Table::Cost,
-    ];
+    /// A table filled from an API's answers.
+    pub const fn fetched(name: &'static str, schema: fn() -> arrow_schema::SchemaRef) -> Self {
+        Self {
+            name,
+            inputs: &[],
+            schema,
+        }
+    }
 
-    /// The tables a run fills when `--tables` does not say: all but
-    /// `cost`, which needs a price list (`--prices` adds it).
-    pub const DEFAULT: [Table; 3] = [Table::RoomUsage, Table::AppUsage, Table::Checks];
+    /// A table computed from `inputs`' partitions of the same (app, day).
+    pub const fn derived(
+        name: &'static str,
+        inputs: &'static [Table],
+        schema: fn() -> arrow_schema::SchemaRef,
+    ) -> Self {
+        Self {
+            name,
+            inputs,
+            schema,
+        }
+    }
+
+    /// Seconds per room and day, from `DescribeTrtcRoomUsage`.
+    pub const ROOM_USAGE: Table = Table::fetched("room_usage", || schema::file_schema(&[]));
+    /// Minutes per 5-minute bucket, from `DescribeTrtcUsage`.
+    pub const APP_USAGE: Table = Table::fetched("app_usage", || app_usage::file_schema(&[]));
+    /// Whether the rooms add up to the app's figure; no API of its own.
+    pub const CHECKS: Table = Table::derived(
+        "checks",
+        &[Table::ROOM_USAGE, Table::APP_USAGE],
+        checks::file_schema,
+    );
+    /// What the rooms cost at the user's prices, as FOCUS rows; no API of
+    /// its own, and only with `--prices`.
+    pub const COST: Table = Table::derived("cost", &[Table::ROOM_USAGE], cost::file_schema);
+
+    /// The tables a run fills when `--tables` does not say: all but the
+    /// opt-in ones (`cost` needs a price list, `--prices` adds it; the
+    /// other meters need permissions an older key may lack).
+    pub const DEFAULT: [Table; 3] = [Table::ROOM_USAGE, Table::APP_USAGE, Table::CHECKS];
 
     /// The table's directory name under the lake's root (and under `_raw/`).
     pub fn name(self) -> &'static str {
-        match self {
-            Table::RoomUsage => "room_usage",
-            Table::AppUsage => "app_usage",
-            Table::Checks => "checks",
-            Table::Cost => "cost",
-        }
+        self.name
     }
 
     /// The tables a derived table is computed from; none for a table
     /// filled from an API answer.
     pub fn inputs(self) -> &'static [Table] {
-        match self {
-            Table::RoomUsage | Table::AppUsage => &[],
-            Table::Checks => &[Table::RoomUsage, Table::AppUsage],
-            Table::Cost => &[Table::RoomUsage],
-        }
+        self.inputs
     }
 
     /// Whether the table is filled from an API answer (and so has a raw
     /// zone); a derived table (`checks`) is computed from others.
     pub fn is_fetched(self) -> bool {
-        self.inputs().is_empty()
+        self.inputs.is_empty()
     }
 
     /// The table's columns in its Parquet files (extra CSV columns, which
     /// a day may add, aside).
     pub fn file_schema(self) -> arrow_schema::SchemaRef {
-        match self {
-            Table::RoomUsage => schema::file_schema(&[]),
-            Table::AppUsage => app_usage::file_schema(&[]),
-            Table::Checks => checks::file_schema(),
-            Table::Cost => cost::file_schema(),
-        }
+        (self.schema)()
     }
 
-    /// The table named `name`, if any.
-    pub fn from_name(name: &str) -> Option<Table> {
-        Table::ALL.into_iter().find(|t| t.name() == name)
+    /// The table of `known` named `name`, if any.
+    pub fn named(known: &[Table], name: &str) -> Option<Table> {
+        known.iter().copied().find(|t| t.name == name)
+    }
+}
+
+impl PartialEq for Table {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for Table {}
+
+impl std::hash::Hash for Table {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl PartialOrd for Table {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// By name, so a summary lists tables alike on every run.
+impl Ord for Table {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.name.cmp(other.name)
+    }
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl serde::Serialize for Table {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name)
     }
 }
 

@@ -8,7 +8,9 @@
 //!   body;
 //! - [`scan`]: the streaming scan that finds `Data` and `RequestId` in a
 //!   body as it arrives;
-//! - [`app_usage`]: the `DescribeTrtcUsage` request and its parsed answer;
+//! - [`usage`]: the answer every usage API but the room one gives
+//!   (`UsageKey`, `UsageList`), parsed by key;
+//! - [`app_usage`]: the `DescribeTrtcUsage` request;
 //! - [`pacing`]: the rate limit and bounded, classified retries around every
 //!   attempt.
 //!
@@ -20,5 +22,7 @@ pub mod app_usage;
 pub mod credentials;
 pub mod error;
 pub mod pacing;
+pub mod room_usage;
 pub mod scan;
 pub mod signer;
+pub mod usage;

@@ -24,8 +24,7 @@ use tracing::{debug, warn};
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::tencent::api::{ApiError, Client, ErrorClass, RoomUsage, RoomUsageRequest};
-use crate::tencent::app_usage::{AppUsage, AppUsageRequest};
+use crate::tencent::api::{ApiError, Client, ErrorClass};
 
 /// What every successful answer carries, whichever API gave it.
 pub trait Answer {
@@ -42,36 +41,11 @@ pub trait Answer {
     fn take_digest(&self) -> Option<crate::tencent::api::EarlyDigest>;
 }
 
-/// Both answers keep these in fields of the same names.
-macro_rules! answer_fields {
-    ($($t:ty),*) => {$(
-        impl Answer for $t {
-            fn request_id(&self) -> &str {
-                &self.request_id
-            }
-            fn fetched_at(&self) -> chrono::DateTime<chrono::Utc> {
-                self.fetched_at
-            }
-            fn body_bytes(&self) -> usize {
-                self.body_bytes
-            }
-            fn spooled_body(&self) -> std::sync::Arc<crate::spool::Spooled> {
-                self.body.clone()
-            }
-            fn response_at(&self) -> std::time::Instant {
-                self.response_at
-            }
-            fn take_digest(&self) -> Option<crate::tencent::api::EarlyDigest> {
-                <$t>::take_digest(self)
-            }
-        }
-    )*};
-}
-answer_fields!(RoomUsage, AppUsage);
-
 /// A request one of the APIs answers: what to log it as, and one attempt.
-pub trait Call {
-    type Answer: Answer;
+pub trait Call: Send + Sync {
+    type Answer: Answer + Send + Sync;
+    /// The API's action, as sent in `X-TC-Action`.
+    fn action(&self) -> &'static str;
     fn app_id(&self) -> u64;
     /// The day asked for, `YYYY-MM-DD`.
     fn day(&self) -> &str;
@@ -81,44 +55,6 @@ pub trait Call {
         &'a self,
         client: &'a Client,
     ) -> impl Future<Output = Result<Self::Answer, ApiError>> + Send + 'a;
-}
-
-impl Call for RoomUsageRequest {
-    type Answer = RoomUsage;
-    fn app_id(&self) -> u64 {
-        self.sdk_app_id
-    }
-    fn day(&self) -> &str {
-        self.start_time.get(..10).unwrap_or(&self.start_time)
-    }
-    fn window(&self) -> (&str, &str) {
-        (&self.start_time, &self.end_time)
-    }
-    fn attempt<'a>(
-        &'a self,
-        client: &'a Client,
-    ) -> impl Future<Output = Result<RoomUsage, ApiError>> + Send + 'a {
-        client.describe_room_usage(self)
-    }
-}
-
-impl Call for AppUsageRequest {
-    type Answer = AppUsage;
-    fn app_id(&self) -> u64 {
-        self.sdk_app_id
-    }
-    fn day(&self) -> &str {
-        &self.start_time
-    }
-    fn window(&self) -> (&str, &str) {
-        (&self.start_time, &self.end_time)
-    }
-    fn attempt<'a>(
-        &'a self,
-        client: &'a Client,
-    ) -> impl Future<Output = Result<AppUsage, ApiError>> + Send + 'a {
-        client.describe_app_usage(self)
-    }
 }
 
 /// Spaces API calls at least `interval` apart, measured from the end of one

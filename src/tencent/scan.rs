@@ -5,7 +5,7 @@
 //! `RequestId` may come before or after `Data` (Tencent's examples show
 //! both), so the body is spooled (see [`crate::spool`]) and scanned as it
 //! goes by; the CSV is then read from the spool, from the offsets found
-//! here, by [`crate::tencent::api::DataReader`], which decodes the string's
+//! here, by [`DataReader`], which decodes the string's
 //! escapes.
 //!
 //! The scan accepts exactly the bodies `serde_json` parses into a value,
@@ -24,6 +24,7 @@
 //! and the CSV reader can name the line and column it lies on. The answer
 //! is refused either way.
 
+use std::io::BufRead;
 use std::ops::Range;
 
 /// The most bytes kept of one value (`RequestId`, `Error`), or of one number
@@ -707,6 +708,206 @@ impl Scanner {
     }
 }
 
+/// Reads the text of a JSON string literal's contents (the bytes between
+/// the quotes, as they are on the wire), unescaping and checking it as it
+/// goes: a bad escape or a raw control character is an error naming
+/// `Response.Data`.
+#[derive(Debug)]
+pub struct DataReader<R: BufRead> {
+    inner: R,
+    /// A decoded character that did not fit in the caller's buffer.
+    pending: [u8; 4],
+    pending_at: usize,
+    pending_len: usize,
+    /// An error found after good text was handed over, for the next read.
+    failed: Option<String>,
+}
+
+/// The longest escape: a surrogate pair, `\uD83D\uDE00`.
+const MAX_ESCAPE: usize = 12;
+
+/// Decodes the escape at the start of `r` (which begins with a backslash):
+/// the character and the bytes it took, or `None` when `r` ends before the
+/// escape can be told.
+fn decode_escape(r: &[u8]) -> Result<Option<(char, usize)>, String> {
+    // Exactly four hex digits, as JSON says (`from_str_radix` alone would
+    // take a sign: `\u+041`).
+    let hex4 = |b: &[u8]| -> Result<u32, String> {
+        b.iter()
+            .try_fold(0u32, |v, &d| Some(v << 4 | (d as char).to_digit(16)?))
+            .ok_or_else(|| format!("bad \\u escape {:?}", String::from_utf8_lossy(b)))
+    };
+    let Some(&e) = r.get(1) else {
+        return Ok(None);
+    };
+    if let Some(b) = simple_escape(e) {
+        return Ok(Some((char::from(b), 2)));
+    }
+    match e {
+        b'u' => {
+            let Some(h) = r.get(2..6) else {
+                return Ok(None);
+            };
+            let hi = hex4(h)?;
+            if !(0xD800..0xDC00).contains(&hi) {
+                return char::from_u32(hi)
+                    .map(|c| Some((c, 6)))
+                    .ok_or_else(|| "unpaired surrogate in \\u escape".to_owned());
+            }
+            let Some(next) = r.get(6..8) else {
+                return Ok(None);
+            };
+            if next != b"\\u" {
+                return Err("unpaired surrogate in \\u escape".into());
+            }
+            let Some(l) = r.get(8..12) else {
+                return Ok(None);
+            };
+            let lo = hex4(l)?;
+            if !(0xDC00..0xE000).contains(&lo) {
+                return Err("unpaired surrogate in \\u escape".into());
+            }
+            let code = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+            char::from_u32(code)
+                .map(|c| Some((c, 12)))
+                .ok_or_else(|| "invalid \\u escape".to_owned())
+        }
+        other => Err(format!("bad escape \\{}", other as char)),
+    }
+}
+
+fn invalid_data(e: String) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("Response.Data: {e}"),
+    )
+}
+
+impl<R: BufRead> DataReader<R> {
+    /// `escaped` reads the literal's contents without its quotes.
+    pub fn new(escaped: R) -> Self {
+        Self {
+            inner: escaped,
+            pending: [0; 4],
+            pending_at: 0,
+            pending_len: 0,
+            failed: None,
+        }
+    }
+
+    /// Decodes the escape the input is at, consuming it; the escape may
+    /// straddle the input's buffers.
+    fn escape(&mut self) -> std::io::Result<Result<char, String>> {
+        let buf = self.inner.fill_buf()?;
+        match decode_escape(buf) {
+            Ok(Some((c, used))) => {
+                self.inner.consume(used);
+                return Ok(Ok(c));
+            }
+            Ok(None) => {}
+            Err(e) => return Ok(Err(e)),
+        }
+        // The escape runs past this buffer: gather it.
+        let mut tmp = [0u8; MAX_ESCAPE];
+        let mut have = buf.len();
+        tmp[..have].copy_from_slice(buf);
+        self.inner.consume(have);
+        loop {
+            let buf = self.inner.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(Err("truncated escape".into()));
+            }
+            let extra = buf.len().min(MAX_ESCAPE - have);
+            tmp[have..have + extra].copy_from_slice(&buf[..extra]);
+            match decode_escape(&tmp[..have + extra]) {
+                Ok(Some((c, used))) => {
+                    self.inner.consume(used - have);
+                    return Ok(Ok(c));
+                }
+                Ok(None) => {
+                    self.inner.consume(extra);
+                    have += extra;
+                }
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+    }
+}
+
+impl<R: BufRead> std::io::Read for DataReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(e) = &self.failed {
+            return Err(invalid_data(e.clone()));
+        }
+        let mut n = 0;
+        while n < out.len() && self.pending_at < self.pending_len {
+            out[n] = self.pending[self.pending_at];
+            self.pending_at += 1;
+            n += 1;
+        }
+        while n < out.len() {
+            let buf = self.inner.fill_buf()?;
+            if buf.is_empty() {
+                break;
+            }
+            // Copy the run up to the next escape, looking no further than
+            // the caller's buffer reaches.
+            let window = &buf[..buf.len().min(out.len() - n)];
+            let mut run = memchr::memchr(b'\\', window).unwrap_or(window.len());
+            let control = first_control(&window[..run]);
+            if let Some(at) = control {
+                run = at;
+            }
+            if run > 0 {
+                out[n..n + run].copy_from_slice(&window[..run]);
+                n += run;
+                self.inner.consume(run);
+                continue;
+            }
+            // The escapes of one byte (every CSV line ends in `\n`) are
+            // decoded here, without the general path.
+            if control.is_none()
+                && let Some(&e) = buf.get(1)
+                && let Some(b) = simple_escape(e)
+            {
+                out[n] = b;
+                n += 1;
+                self.inner.consume(2);
+                continue;
+            }
+            let decoded = if control.is_some() {
+                Err("a control character that is not escaped".to_owned())
+            } else {
+                self.escape()?
+            };
+            let c = match decoded {
+                Ok(c) => c,
+                // Hand over the good text first, so the error comes with
+                // the parser positioned at the line that holds it.
+                Err(e) if n > 0 => {
+                    self.failed = Some(e);
+                    return Ok(n);
+                }
+                Err(e) => {
+                    self.failed = Some(e.clone());
+                    return Err(invalid_data(e));
+                }
+            };
+            let mut bytes = [0u8; 4];
+            let len = c.encode_utf8(&mut bytes).len();
+            let fit = len.min(out.len() - n);
+            out[n..n + fit].copy_from_slice(&bytes[..fit]);
+            n += fit;
+            if fit < len {
+                self.pending = bytes;
+                self.pending_at = fit;
+                self.pending_len = len;
+            }
+        }
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -791,7 +992,7 @@ mod tests {
             DataValue::String(r) => {
                 let text = &body[r.start as usize..r.end as usize];
                 let mut out = Vec::new();
-                match crate::tencent::api::DataReader::new(text).read_to_end(&mut out) {
+                match DataReader::new(text).read_to_end(&mut out) {
                     Ok(_) => match String::from_utf8(out) {
                         Ok(s) => Data::Text(s),
                         Err(e) => Data::Undecodable(e.to_string()),
@@ -1234,6 +1435,110 @@ mod tests {
                     String::from_utf8_lossy(body)
                 );
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod data_reader_tests {
+    use super::*;
+    use std::io::Read;
+
+    /// Reads the literal's text through buffers of `chunk` bytes, so a
+    /// decoded character can straddle two reads.
+    fn unescape(json_literal: &str, chunk: usize) -> std::io::Result<String> {
+        let inner = &json_literal.as_bytes()[1..json_literal.len() - 1];
+        let mut reader = DataReader::new(inner);
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; chunk];
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn agrees_with_serde_json_whatever_the_read_size() {
+        for s in [
+            r#""""#,
+            r#""RoomId,Audio\ntest_room,1\n""#,
+            r#""a\"b\\c\/d\b\f\r\t""#,
+            r#""\u672a\u547d\u540d 房间""#,
+            r#""\ud83d\ude00 emoji""#,
+            r#""plain""#,
+        ] {
+            let want: String = serde_json::from_str(s).unwrap();
+            for chunk in [1, 2, 3, 5, 64 * 1024] {
+                assert_eq!(
+                    unescape(s, chunk).unwrap(),
+                    want,
+                    "{s} in {chunk}-byte reads"
+                );
+            }
+        }
+    }
+
+    /// The same, with the input's own buffer `capacity` bytes long, so an
+    /// escape can straddle two of the input's buffers.
+    fn unescape_buffered(json_literal: &str, capacity: usize) -> std::io::Result<String> {
+        let inner = &json_literal.as_bytes()[1..json_literal.len() - 1];
+        let mut reader = DataReader::new(std::io::BufReader::with_capacity(capacity, inner));
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out)?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn escapes_straddling_the_inputs_buffers_decode_the_same() {
+        for s in [
+            r#""ab\ncd\"e\\f""#,
+            r#""x\u672a\u547d\u540d""#,
+            r#""\ud83d\ude00\ud83d\ude00 emoji""#,
+        ] {
+            let want: String = serde_json::from_str(s).unwrap();
+            for capacity in 1..14 {
+                assert_eq!(
+                    unescape_buffered(s, capacity).unwrap(),
+                    want,
+                    "{s} {capacity}"
+                );
+            }
+        }
+        for capacity in 1..14 {
+            let e = unescape_buffered(r#""ab\ud83dxyzxyzxyz""#, capacity).unwrap_err();
+            assert!(e.to_string().contains("unpaired surrogate"), "{e}");
+            let e = unescape_buffered(r#""ab\u12""#, capacity).unwrap_err();
+            assert!(
+                e.to_string().contains("truncated escape"),
+                "{capacity}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_raw_control_character_is_refused_after_the_good_text() {
+        let inner = b"RoomId\\nr1\n";
+        let mut reader = DataReader::new(&inner[..]);
+        let mut buf = [0u8; 64];
+        let n = reader.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"RoomId\nr1");
+        let e = reader.read(&mut buf).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Response.Data: a control character that is not escaped"
+        );
+    }
+
+    #[test]
+    fn rejects_broken_escapes_naming_the_field() {
+        for s in [r#""\ud800 alone""#, r#""\x""#, r#""\u12""#, r#""\udc00""#] {
+            let e = unescape(s, 64).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{s}");
+            assert!(e.to_string().starts_with("Response.Data: "), "{e}");
         }
     }
 }

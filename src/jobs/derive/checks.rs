@@ -30,7 +30,7 @@ pub fn register(settings: &Settings) -> Option<Box<dyn Derived>> {
 
 impl Derived for Checks {
     fn table(&self) -> Table {
-        Table::Checks
+        Table::CHECKS
     }
 
     fn settings(&self, _p: Partition) -> BTreeMap<String, String> {
@@ -49,8 +49,8 @@ impl Derived for Checks {
         }
         let request_id = |t| inputs.get(&t).map(|m| m.request_id.as_str());
         existing.check.as_ref().is_some_and(|c| {
-            Some(c.room_request_id.as_str()) == request_id(Table::RoomUsage)
-                && Some(c.app_request_id.as_str()) == request_id(Table::AppUsage)
+            Some(c.room_request_id.as_str()) == request_id(Table::ROOM_USAGE)
+                && Some(c.app_request_id.as_str()) == request_id(Table::APP_USAGE)
                 && c.tolerance == self.tolerance
         })
     }
@@ -64,7 +64,7 @@ impl Derived for Checks {
         summary: &'a mut Summary,
     ) -> BoxFuture<'a, Result<Option<Written>, String>> {
         async move {
-            let (room, app) = (&inputs[&Table::RoomUsage], &inputs[&Table::AppUsage]);
+            let (room, app) = (&inputs[&Table::ROOM_USAGE], &inputs[&Table::APP_USAGE]);
             if room.totals.is_empty() {
                 // A manifest of 0.2 (format 2) records no totals: comparing
                 // would count the rooms as 0. `rebuild --tables room_usage`
@@ -123,7 +123,7 @@ async fn write_checks(
         checked_at,
     );
     let call = CallInfo {
-        table: Table::Checks,
+        table: Table::CHECKS,
         app_id: room.app_id,
         day: room.usage_date,
         request_id: String::new(),
@@ -133,6 +133,7 @@ async fn write_checks(
         utc_offset: cx.utc_offset.clone(),
         body: None,
         raw_object: None,
+        calls: Vec::new(),
         check: Some(CheckInfo {
             room_request_id: room.request_id.clone(),
             app_request_id: app.request_id.clone(),

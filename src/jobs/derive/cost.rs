@@ -66,7 +66,7 @@ impl Cost {
 
 impl Derived for Cost {
     fn table(&self) -> Table {
-        Table::Cost
+        Table::COST
     }
 
     fn settings(&self, p: Partition) -> BTreeMap<String, String> {
@@ -90,14 +90,14 @@ impl Derived for Cost {
     ) -> BoxFuture<'a, Result<Option<Written>, String>> {
         async move {
             let started = std::time::Instant::now();
-            let room = &inputs[&Table::RoomUsage];
+            let room = &inputs[&Table::ROOM_USAGE];
             let billing_account_id = self.billing_account(p).ok_or_else(|| {
                 format!(
                     "no billing_account_id for app {} in {} or its account",
                     p.app_id, self.prices.path
                 )
             })?;
-            let path = cx.dest.part_path(Table::RoomUsage, p.app_id, p.usage_date);
+            let path = cx.dest.part_path(Table::ROOM_USAGE, p.app_id, p.usage_date);
             let shown = cx.dest.relative(&path).to_owned();
             let unreadable = |e: parquet::errors::ParquetError| format!("reading {shown}: {e}");
             let reader = StoreReader {
@@ -124,7 +124,7 @@ impl Derived for Cost {
             let (tx, mut rx) = tokio::sync::mpsc::channel(1);
             let out = Output::for_path(
                 cx.dest,
-                &cx.dest.part_path(Table::Cost, p.app_id, p.usage_date),
+                &cx.dest.part_path(Table::COST, p.app_id, p.usage_date),
                 &cx.encoding.outputs,
             );
             let encoder = tokio::task::spawn_blocking(move || {
@@ -160,7 +160,7 @@ impl Derived for Cost {
                 .expect("the cost encoder does not panic")
                 .map_err(|e| format!("{}: {e}", p.usage_date))?;
             let call = CallInfo {
-                table: Table::Cost,
+                table: Table::COST,
                 app_id: p.app_id,
                 day: p.usage_date,
                 request_id: String::new(),
@@ -170,6 +170,7 @@ impl Derived for Cost {
                 utc_offset: cx.utc_offset.clone(),
                 body: None,
                 raw_object: None,
+                calls: Vec::new(),
                 check: None,
                 derived: Some(info),
             };

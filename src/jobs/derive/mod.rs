@@ -94,12 +94,28 @@ pub trait Derived: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<Written>, String>>;
 }
 
+/// How the run's settings make a derived table (`None` when they do not:
+/// no `cost` without a price list).
+type Register = fn(&Settings) -> Option<Box<dyn Derived>>;
+
+/// Every derived table, in the order a run computes them. Adding a table
+/// is one line here.
+const REGISTRY: [(Table, Register); 2] = [
+    (Table::CHECKS, checks::register),
+    (Table::COST, cost::register),
+];
+
+/// Every derived table.
+pub fn tables() -> impl Iterator<Item = Table> {
+    REGISTRY.iter().map(|(t, _)| *t)
+}
+
 /// Every derived table the run fills, as its settings make it.
 pub fn registry(settings: &Settings, tables: &[Table]) -> Vec<Box<dyn Derived>> {
-    let all: [Option<Box<dyn Derived>>; 2] = [checks::register(settings), cost::register(settings)];
-    all.into_iter()
-        .flatten()
-        .filter(|d| tables.contains(&d.table()))
+    REGISTRY
+        .iter()
+        .filter(|(t, _)| tables.contains(t))
+        .filter_map(|(_, register)| register(settings))
         .collect()
 }
 
@@ -113,7 +129,14 @@ pub fn info<D: Derived + ?Sized>(d: &D, p: Partition, inputs: &Inputs) -> Derive
         h.update(s.as_bytes());
     };
     field(d.table().name());
-    for (table, m) in inputs {
+    // In the table's order of its inputs (a fingerprint must not change
+    // with how tables sort).
+    let ordered = d
+        .table()
+        .inputs()
+        .iter()
+        .filter_map(|t| inputs.get(t).map(|m| (t, m)));
+    for (table, m) in ordered {
         field(table.name());
         field(&m.request_id);
         field(&m.file.sha256);
