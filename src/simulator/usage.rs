@@ -20,6 +20,9 @@ pub(crate) struct UsageBody {
     pub end_time: String,
     #[serde(rename = "SdkAppId")]
     pub sdk_app_id: u64,
+    /// `DescribeRecordingUsage`'s.
+    #[serde(rename = "MixType", default)]
+    pub mix_type: Option<String>,
 }
 
 fn parse_day(s: &str) -> Option<NaiveDate> {

@@ -22,6 +22,7 @@ pub mod app_usage;
 pub mod credentials;
 pub mod error;
 pub mod pacing;
+pub mod recording_usage;
 pub mod room_usage;
 pub mod scan;
 pub mod signer;

@@ -16,6 +16,7 @@
 
 pub mod app_usage;
 pub mod meter;
+pub mod recording_usage;
 pub mod room_usage;
 
 use std::time::Duration;
@@ -43,7 +44,11 @@ use crate::tencent::pacing::{Answer, Call, CallError, CallStats, PacedClient};
 /// Every fetched table, in the order a step makes its calls and a summary
 /// lists them. Adding a table is one line here.
 pub fn registry() -> &'static [&'static dyn Fetched] {
-    &[&room_usage::RoomUsage, &app_usage::AppUsage]
+    &[
+        &room_usage::RoomUsage,
+        &app_usage::AppUsage,
+        &recording_usage::RECORDING_USAGE,
+    ]
 }
 
 /// Where and how a fetched partition is written.
