@@ -6,10 +6,13 @@
 //! line of [`METERS`].
 
 use crate::simulator::usage::{Keyed, Series, UsageBody};
-use crate::tencent::recording_usage;
+use crate::tencent::{mix_transcoding_usage, recording_usage};
 
 /// Every meter the simulator serves: its action, its series.
-pub(crate) const METERS: [(&str, Series); 1] = [(recording_usage::ACTION, recording)];
+pub(crate) const METERS: [(&str, Series); 2] = [
+    (recording_usage::ACTION, recording),
+    (mix_transcoding_usage::ACTION, transcoding),
+];
 
 /// The series of `action`, if the simulator serves it.
 pub(crate) fn find(action: &str) -> Option<(&'static str, Series)> {
@@ -34,4 +37,11 @@ fn recording(r: &UsageBody) -> Result<Keyed, (&'static str, String)> {
             "MixType must be single or multi.".into(),
         )),
     }
+}
+
+/// `DescribeMixTranscodingUsage`.
+fn transcoding(_: &UsageBody) -> Result<Keyed, (&'static str, String)> {
+    Ok((vec!["AudioTranscoding", "SD", "HD", "FullHD"], |b| {
+        b[..4].iter().map(|m| share(*m, 0.3)).collect()
+    }))
 }

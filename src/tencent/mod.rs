@@ -21,6 +21,7 @@ pub mod api;
 pub mod app_usage;
 pub mod credentials;
 pub mod error;
+pub mod mix_transcoding_usage;
 pub mod pacing;
 pub mod recording_usage;
 pub mod room_usage;

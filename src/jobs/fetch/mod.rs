@@ -18,6 +18,7 @@ pub mod app_usage;
 pub mod meter;
 pub mod recording_usage;
 pub mod room_usage;
+pub mod transcoding_usage;
 
 use std::time::Duration;
 
@@ -48,6 +49,7 @@ pub fn registry() -> &'static [&'static dyn Fetched] {
         &room_usage::RoomUsage,
         &app_usage::AppUsage,
         &recording_usage::RECORDING_USAGE,
+        &transcoding_usage::TRANSCODING_USAGE,
     ]
 }
 
