@@ -6,12 +6,13 @@
 //! line of [`METERS`].
 
 use crate::simulator::usage::{Keyed, Series, UsageBody};
-use crate::tencent::{mix_transcoding_usage, recording_usage};
+use crate::tencent::{mix_transcoding_usage, recording_usage, relay_usage};
 
 /// Every meter the simulator serves: its action, its series.
-pub(crate) const METERS: [(&str, Series); 2] = [
+pub(crate) const METERS: [(&str, Series); 3] = [
     (recording_usage::ACTION, recording),
     (mix_transcoding_usage::ACTION, transcoding),
+    (relay_usage::ACTION, relay),
 ];
 
 /// The series of `action`, if the simulator serves it.
@@ -43,5 +44,12 @@ fn recording(r: &UsageBody) -> Result<Keyed, (&'static str, String)> {
 fn transcoding(_: &UsageBody) -> Result<Keyed, (&'static str, String)> {
     Ok((vec!["AudioTranscoding", "SD", "HD", "FullHD"], |b| {
         b[..4].iter().map(|m| share(*m, 0.3)).collect()
+    }))
+}
+
+/// `DescribeRelayUsage`.
+fn relay(_: &UsageBody) -> Result<Keyed, (&'static str, String)> {
+    Ok((vec!["AudioRelay", "VideoRelay"], |b| {
+        vec![share(b[0], 0.2), share(b[1..].iter().sum(), 0.2)]
     }))
 }

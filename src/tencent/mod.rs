@@ -24,6 +24,7 @@ pub mod error;
 pub mod mix_transcoding_usage;
 pub mod pacing;
 pub mod recording_usage;
+pub mod relay_usage;
 pub mod room_usage;
 pub mod scan;
 pub mod signer;

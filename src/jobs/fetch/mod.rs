@@ -17,6 +17,7 @@
 pub mod app_usage;
 pub mod meter;
 pub mod recording_usage;
+pub mod relay_usage;
 pub mod room_usage;
 pub mod transcoding_usage;
 
@@ -50,6 +51,7 @@ pub fn registry() -> &'static [&'static dyn Fetched] {
         &app_usage::AppUsage,
         &recording_usage::RECORDING_USAGE,
         &transcoding_usage::TRANSCODING_USAGE,
+        &relay_usage::RELAY_USAGE,
     ]
 }
 
