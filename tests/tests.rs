@@ -16,6 +16,7 @@ mod first_hour;
 mod lake;
 mod large_days;
 mod lineage;
+mod meters;
 mod metrics;
 mod readers;
 mod s3;

@@ -129,6 +129,12 @@ impl FaultRule {
         self.api = Api::App;
         self
     }
+
+    /// The same rule, for `api`'s calls instead.
+    pub fn on(mut self, api: Api) -> Self {
+        self.api = api;
+        self
+    }
 }
 
 /// How the simulator behaves.
