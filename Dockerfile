@@ -14,7 +14,7 @@ RUN cargo build --release --locked \
     && cp target/release/trtc-usage /trtc-usage
 
 FROM debian:bookworm-slim
-ARG VERSION=0.8.0
+ARG VERSION=0.9.0
 LABEL org.opencontainers.image.title="trtc-usage" \
       org.opencontainers.image.description="Tencent Cloud TRTC per-room usage to Hive-partitioned Parquet" \
       org.opencontainers.image.version="${VERSION}" \

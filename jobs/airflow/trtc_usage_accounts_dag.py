@@ -43,7 +43,7 @@ from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
 ACCOUNTS = ["cn-main", "cn-games", "intl"]
 ACCOUNTS_FILE = "/etc/trtc/accounts.toml"
 DEST = "s3://lake/trtc-usage"
-IMAGE = "registry.example.com/data/trtc-usage:0.8.0"
+IMAGE = "registry.example.com/data/trtc-usage:0.9.0"
 POOL = "trtc_accounts"
 RUNNER = os.environ.get("TRTC_USAGE_AIRFLOW_RUNNER", "kubernetes")
 

@@ -46,7 +46,7 @@ from airflow.providers.standard.sensors.time_delta import TimeDeltaSensor
 
 APP_IDS = "1400000001,1400000002"
 DEST = "s3://lake/trtc-usage"
-IMAGE = "registry.example.com/data/trtc-usage:0.8.0"
+IMAGE = "registry.example.com/data/trtc-usage:0.9.0"
 POOL = "trtc_api"
 RUNNER = os.environ.get("TRTC_USAGE_AIRFLOW_RUNNER", "kubernetes")
 
