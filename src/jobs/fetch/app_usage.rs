@@ -10,14 +10,14 @@ use crate::lake::write::{self, CallInfo, Encoded};
 use crate::spool::Spooled;
 use crate::tables::{self, Table};
 use crate::tencent::api::ApiError;
-use crate::tencent::app_usage::{ACTION, AppUsageRequest};
-use crate::tencent::usage::Usage;
+use crate::tencent::app_usage::{self, ACTION};
+use crate::tencent::usage::{DayRequest, Usage};
 
 /// The `app_usage` table.
 pub struct AppUsage;
 
 impl FetchedTable for AppUsage {
-    type Request = AppUsageRequest;
+    type Request = DayRequest;
 
     fn table(&self) -> Table {
         Table::APP_USAGE
@@ -32,12 +32,8 @@ impl FetchedTable for AppUsage {
     }
 
     /// `StartTime = EndTime = D`, which the API answers in 5-minute buckets.
-    fn requests(&self, p: Partition) -> Vec<AppUsageRequest> {
-        vec![AppUsageRequest {
-            start_time: p.usage_date.to_string(),
-            end_time: p.usage_date.to_string(),
-            sdk_app_id: p.app_id,
-        }]
+    fn requests(&self, p: Partition) -> Vec<DayRequest> {
+        vec![app_usage::request(p.app_id, p.usage_date)]
     }
 
     async fn read_raw(
