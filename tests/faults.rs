@@ -1,6 +1,7 @@
 //! The fault matrix: every fault the real world throws, injected, with what
 //! the job must do about it.
 
+use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -382,10 +383,22 @@ fn sigterm_while_waiting_stops_within_5s_and_says_what_is_left() {
         log.contains("SIGTERM") && log.contains("left=3") && log.contains("rerun the same command"),
         "{log}"
     );
-    assert_eq!(
-        object_names(&dest),
-        expected_layout(&[APP_A], &[days_ago(12)])
-    );
+    // The first day whole. The app API has a pacer of its own, which the
+    // room API's 10 s does not hold up: app_usage of a later day may be
+    // there too, whole, if its call was answered before the stop.
+    let names = object_names(&dest);
+    let (ahead, rest): (BTreeSet<String>, BTreeSet<String>) = names
+        .into_iter()
+        .partition(|n| n.contains("app_usage/") && !n.contains(&days_ago(12).to_string()));
+    assert_eq!(rest, expected_layout(&[APP_A], &[days_ago(12)]));
+    for n in &ahead {
+        let later = days_ago(12)
+            .iter_days()
+            .skip(1)
+            .take(3)
+            .any(|d| n.contains(&d.to_string()));
+        assert!(later, "{n}");
+    }
     assert_consistent(&dest);
 }
 
