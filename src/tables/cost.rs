@@ -1,7 +1,7 @@
-//! `cost`: what a day's room usage cost at the user's prices, as FOCUS 1.0
+//! `cost`: what a day's room usage cost at the user's prices, as FOCUS 1.2
 //! rows (`docs/cost.md`): one row per room and series with usage.
 //!
-//! Every FOCUS 1.0 column is there, named and typed as the specification
+//! Every FOCUS 1.2 column is there, named and typed as the specification
 //! says (Decimal as Float64, DateTime as Timestamp(µs, UTC), String as
 //! Utf8), in its column order (alphabetical), then ours, prefixed `x_`.
 //! The rows are an estimate from the price list, not Tencent's invoice.
@@ -19,12 +19,23 @@ use chrono::{Datelike, FixedOffset, NaiveDate, TimeZone};
 use crate::tables::prices::{Price, PriceList};
 use crate::tables::schema;
 
+/// The FOCUS version the rows follow (recorded in each partition's
+/// manifest: a new one recomputes the partition).
+pub const FOCUS_VERSION: &str = "1.2";
 /// `ProviderName`, `PublisherName`, `InvoiceIssuerName`.
 pub const PROVIDER: &str = "Tencent Cloud";
 /// `ServiceName`.
 pub const SERVICE_NAME: &str = "Tencent Real-Time Communication";
 /// `ServiceCategory`: FOCUS 1.0's category for audio and video services.
 pub const SERVICE_CATEGORY: &str = "Media";
+/// `ServiceSubcategory`: FOCUS 1.2's subcategory of Media for real-time
+/// audio and video. One for the service (a FOCUS rule: one subcategory per
+/// `ServiceName`), whichever meter a row prices.
+pub const SERVICE_SUBCATEGORY: &str = "Media Streaming";
+/// `BillingAccountType`: what `BillingAccountId` names.
+pub const BILLING_ACCOUNT_TYPE: &str = "Tencent Cloud Account";
+/// `SubAccountType`: what `SubAccountId` (an SdkAppId) names.
+pub const SUB_ACCOUNT_TYPE: &str = "TRTC Application";
 /// `PricingUnit`, `ConsumedUnit` (FOCUS Unit Format: a plural time unit).
 pub const UNIT: &str = "Minutes";
 
@@ -37,15 +48,19 @@ enum Kind {
     Date,
 }
 
-/// Every column: name, type, nullable.
+/// Every column: name, type, nullable. The 57 columns of FOCUS 1.2,
+/// in the specification's (alphabetical) order, then ours.
 const COLUMNS: &[(&str, Kind, bool)] = &[
     ("AvailabilityZone", Kind::Str, true),
     ("BilledCost", Kind::Dec, false),
     ("BillingAccountId", Kind::Str, false),
     ("BillingAccountName", Kind::Str, true),
+    ("BillingAccountType", Kind::Str, true),
     ("BillingCurrency", Kind::Str, false),
     ("BillingPeriodEnd", Kind::Time, false),
     ("BillingPeriodStart", Kind::Time, false),
+    ("CapacityReservationId", Kind::Str, true),
+    ("CapacityReservationStatus", Kind::Str, true),
     ("ChargeCategory", Kind::Str, false),
     ("ChargeClass", Kind::Str, true),
     ("ChargeDescription", Kind::Str, true),
@@ -55,17 +70,24 @@ const COLUMNS: &[(&str, Kind, bool)] = &[
     ("CommitmentDiscountCategory", Kind::Str, true),
     ("CommitmentDiscountId", Kind::Str, true),
     ("CommitmentDiscountName", Kind::Str, true),
+    ("CommitmentDiscountQuantity", Kind::Dec, true),
     ("CommitmentDiscountStatus", Kind::Str, true),
     ("CommitmentDiscountType", Kind::Str, true),
+    ("CommitmentDiscountUnit", Kind::Str, true),
     ("ConsumedQuantity", Kind::Dec, true),
     ("ConsumedUnit", Kind::Str, true),
     ("ContractedCost", Kind::Dec, false),
     ("ContractedUnitPrice", Kind::Dec, true),
     ("EffectiveCost", Kind::Dec, false),
+    ("InvoiceId", Kind::Str, true),
     ("InvoiceIssuerName", Kind::Str, false),
     ("ListCost", Kind::Dec, false),
     ("ListUnitPrice", Kind::Dec, true),
     ("PricingCategory", Kind::Str, true),
+    ("PricingCurrency", Kind::Str, true),
+    ("PricingCurrencyContractedUnitPrice", Kind::Dec, true),
+    ("PricingCurrencyEffectiveCost", Kind::Dec, true),
+    ("PricingCurrencyListUnitPrice", Kind::Dec, true),
     ("PricingQuantity", Kind::Dec, true),
     ("PricingUnit", Kind::Str, true),
     ("ProviderName", Kind::Str, false),
@@ -77,10 +99,14 @@ const COLUMNS: &[(&str, Kind, bool)] = &[
     ("ResourceType", Kind::Str, true),
     ("ServiceCategory", Kind::Str, false),
     ("ServiceName", Kind::Str, false),
+    ("ServiceSubcategory", Kind::Str, true),
     ("SkuId", Kind::Str, true),
+    ("SkuMeter", Kind::Str, true),
+    ("SkuPriceDetails", Kind::Str, true),
     ("SkuPriceId", Kind::Str, true),
     ("SubAccountId", Kind::Str, true),
     ("SubAccountName", Kind::Str, true),
+    ("SubAccountType", Kind::Str, true),
     ("Tags", Kind::Str, true),
     ("x_app_id", Kind::I64, false),
     ("x_usage_date", Kind::Date, false),
@@ -101,14 +127,16 @@ pub fn focus_columns() -> impl Iterator<Item = &'static str> {
 /// costs are here: a room's seconds take one of 86,400 values a day, but a
 /// row group of a big day holds most of them, past a dictionary page's
 /// limit, and the writer fell back to plain values after trying.
-pub const VARYING: [&str; 7] = [
+pub const VARYING: [&str; 9] = [
     "ResourceId",
+    "ResourceName",
     "ConsumedQuantity",
     "PricingQuantity",
     "ListCost",
     "ContractedCost",
     "EffectiveCost",
     "BilledCost",
+    "PricingCurrencyEffectiveCost",
 ];
 
 /// The columns with statistics (page level): those a reader filters on.
@@ -117,8 +145,9 @@ pub const VARYING: [&str; 7] = [
 pub const WITH_STATISTICS: [&str; 4] = ["ResourceId", "x_app_id", "x_usage_date", "x_series"];
 
 /// How the columns are shared between two encoding threads: the first
-/// `SPLIT` on one, the rest on the other (which also prices the rows).
-pub const SPLIT: usize = 26;
+/// `SPLIT` on one (four varying float columns), the rest on the other
+/// (three, and the room ids twice; it also prices the rows).
+pub const SPLIT: usize = 30;
 
 pub fn file_schema() -> SchemaRef {
     Arc::new(Schema::new(
@@ -257,6 +286,7 @@ impl Day {
         }
         let n = picks.len();
         let price = |i: usize| &self.prices[&series[i].0];
+        let priced = |i: usize| self.prices.get(&series[i].0);
         let minutes: Vec<f64> = picks
             .iter()
             .map(|&(row, i)| series[i].1.value(row) as f64 / 60.0)
@@ -290,32 +320,59 @@ impl Day {
             Arc::new(TimestampMicrosecondArray::from(vec![us; n]).with_timezone("UTC"))
         };
         let floats = |v: Vec<f64>| -> ArrayRef { Arc::new(Float64Array::from(v)) };
-        let null = || new_null_array(&DataType::Utf8, n);
-        let app_id = self.app_id.to_string();
-        let columns: Vec<ArrayRef> = COLUMNS
+        // Equal columns share one array.
+        let contracted = floats(contracted);
+        let list = floats(list);
+        let minutes = floats(minutes);
+        let list_unit = floats(
+            picks
+                .iter()
+                .map(|&(_, i)| price(i).list_per_minute())
+                .collect(),
+        );
+        let contracted_unit = floats(
+            picks
+                .iter()
+                .map(|&(_, i)| price(i).contracted_per_minute())
+                .collect(),
+        );
+        // The room id, unless it holds what FOCUS's string handling
+        // refuses (then escaped: `resource_id`).
+        let resource_ids = if picks
             .iter()
-            .map(|&(name, _, _)| match name {
-                "BilledCost" | "ContractedCost" | "EffectiveCost" => floats(contracted.clone()),
-                "ListCost" => floats(list.clone()),
-                "ConsumedQuantity" | "PricingQuantity" => floats(minutes.clone()),
-                "ListUnitPrice" => floats(
-                    picks
-                        .iter()
-                        .map(|&(_, i)| price(i).list_per_minute())
-                        .collect(),
-                ),
-                "ContractedUnitPrice" => floats(
-                    picks
-                        .iter()
-                        .map(|&(_, i)| price(i).contracted_per_minute())
-                        .collect(),
-                ),
+            .all(|&(row, _)| !needs_escape(room_ids.value(row)))
+        {
+            strings(picks.iter().map(|&(row, _)| room_ids.value(row)))
+        } else {
+            let ids: Vec<std::borrow::Cow<str>> = picks
+                .iter()
+                .map(|&(row, _)| resource_id(room_ids.value(row)))
+                .collect();
+            strings(ids.iter().map(|c| c.as_ref()))
+        };
+        let app_id = self.app_id.to_string();
+        let schema = file_schema();
+        let columns: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .map(|field| match field.name().as_str() {
+                "BilledCost"
+                | "ContractedCost"
+                | "EffectiveCost"
+                | "PricingCurrencyEffectiveCost" => contracted.clone(),
+                "ListCost" => list.clone(),
+                "ConsumedQuantity" | "PricingQuantity" => minutes.clone(),
+                "ListUnitPrice" | "PricingCurrencyListUnitPrice" => list_unit.clone(),
+                "ContractedUnitPrice" | "PricingCurrencyContractedUnitPrice" => {
+                    contracted_unit.clone()
+                }
                 "BillingAccountId" => constant(&self.billing_account_id),
                 "BillingAccountName" => match &self.billing_account_name {
                     Some(name) => constant(name),
-                    None => null(),
+                    None => new_null_array(field.data_type(), n),
                 },
-                "BillingCurrency" => constant(&self.currency),
+                "BillingAccountType" => constant(BILLING_ACCOUNT_TYPE),
+                "BillingCurrency" | "PricingCurrency" => constant(&self.currency),
                 "BillingPeriodStart" => time(self.billing.0),
                 "BillingPeriodEnd" => time(self.billing.1),
                 "ChargePeriodStart" => time(self.charge.0),
@@ -326,18 +383,22 @@ impl Day {
                 "ConsumedUnit" | "PricingUnit" => constant(UNIT),
                 "InvoiceIssuerName" | "ProviderName" | "PublisherName" => constant(PROVIDER),
                 "PricingCategory" => constant("Standard"),
-                "ResourceId" => strings(picks.iter().map(|&(row, _)| room_ids.value(row))),
+                "ResourceId" | "ResourceName" => resource_ids.clone(),
                 "ResourceType" => constant("Room"),
                 "ServiceCategory" => constant(SERVICE_CATEGORY),
                 "ServiceName" => constant(SERVICE_NAME),
+                "ServiceSubcategory" => constant(SERVICE_SUBCATEGORY),
                 "SkuId" => by_series(&|i| format!("trtc-{}", series[i].0)),
-                "SkuPriceId" => by_series(&|i| {
-                    self.prices
-                        .get(&series[i].0)
-                        .map(Price::id)
-                        .unwrap_or_default()
-                }),
+                "SkuMeter" => by_series(&|i| sku_meter(&series[i].0)),
+                // Made for every series of the batch, used by those with usage
+                // (each of which has a price).
+                "SkuPriceId" => by_series(&|i| priced(i).map(Price::id).unwrap_or_default()),
+                "SkuPriceDetails" => {
+                    by_series(&|i| priced(i).map(Price::details).unwrap_or_default())
+                }
                 "SubAccountId" => constant(&app_id),
+                "SubAccountName" => constant(&format!("TRTC app {app_id}")),
+                "SubAccountType" => constant(SUB_ACCOUNT_TYPE),
                 "Tags" => constant("{}"),
                 "x_app_id" => Arc::new(Int64Array::from(vec![self.app_id as i64; n])),
                 "x_usage_date" => Arc::new(Date32Array::from(vec![
@@ -349,10 +410,12 @@ impl Day {
                 ])),
                 "x_series" => by_series(&|i| series[i].0.clone()),
                 "x_room_request_id" => constant(&self.room_request_id),
-                _ => null(),
+                // Invoice, commitment discount, capacity reservation,
+                // zone, region and class: nothing a price list says.
+                _ => new_null_array(field.data_type(), n),
             })
             .collect();
-        Ok(RecordBatch::try_new(file_schema(), columns).expect("arrays match the schema"))
+        Ok(RecordBatch::try_new(schema, columns).expect("arrays match the schema"))
     }
 }
 
@@ -371,6 +434,49 @@ fn strings<'a>(values: impl Iterator<Item = &'a str> + Clone) -> ArrayRef {
         arrow_buffer::Buffer::from_vec(data),
         None,
     ))
+}
+
+/// Whether a room id holds what FOCUS's string handling refuses in an id
+/// (anything but printable ASCII), or `%`, which [`resource_id`] escapes
+/// with.
+fn needs_escape(room_id: &str) -> bool {
+    room_id
+        .bytes()
+        .any(|b| !(0x20..0x7f).contains(&b) || b == b'%')
+}
+
+/// `ResourceId`: the room id, with every byte outside printable ASCII, and
+/// `%`, percent-encoded (`会议-1` → `%E4%BC%9A%E8%AE%AE-1`), so it stays
+/// unique, reversible (DuckDB: `url_decode(ResourceId)`) and ASCII, as
+/// FOCUS 1.2 wants `ResourceId` and `ResourceName`. TRTC's own room ids are
+/// ASCII, and stay as they are.
+pub fn resource_id(room_id: &str) -> std::borrow::Cow<'_, str> {
+    if !needs_escape(room_id) {
+        return room_id.into();
+    }
+    let mut out = String::with_capacity(room_id.len() * 3);
+    for b in room_id.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out.into()
+}
+
+/// `SkuMeter`: what the SKU measures, in words.
+fn sku_meter(series: &str) -> String {
+    let what = match series {
+        "audio" => "Audio",
+        "video_sd" => "SD video",
+        "video_hd" => "HD video",
+        "video_full_hd" => "Full HD video",
+        "video_2k" => "2K video",
+        "video_4k" => "4K video",
+        other => other,
+    };
+    format!("{what} minutes")
 }
 
 /// `ChargeDescription`: what the row is, in words.
@@ -516,6 +622,42 @@ from = "2026-03-01"
     }
 
     #[test]
+    fn a_room_id_beyond_printable_ascii_is_escaped_reversibly() {
+        assert_eq!(resource_id("room-1 (a)"), "room-1 (a)");
+        assert!(matches!(
+            resource_id("room-1"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(resource_id("会议-1"), "%E4%BC%9A%E8%AE%AE-1");
+        assert_eq!(resource_id("50%"), "50%25", "% itself, so it reverses");
+        assert_eq!(resource_id("a\tb"), "a%09b");
+        let mut totals = BTreeMap::new();
+        let b = day("2026-02-28")
+            .rows(
+                &rooms(&[("r1", Some(60), None), ("会", Some(60), None)]),
+                &mut totals,
+            )
+            .unwrap();
+        let s = |c: &str| b.column_by_name(c).unwrap().as_string::<i32>().clone();
+        assert_eq!(
+            s("ResourceId").iter().flatten().collect::<Vec<_>>(),
+            ["r1", "%E4%BC%9A"]
+        );
+        assert_eq!(s("ResourceName").value(1), "%E4%BC%9A");
+        assert_eq!(s("SkuMeter").value(0), "Audio minutes");
+        assert_eq!(s("SkuPriceDetails").value(0), r#"{"x_Series":"audio"}"#);
+        assert_eq!(s("ServiceSubcategory").value(0), "Media Streaming");
+        assert_eq!(s("SubAccountName").value(0), "TRTC app 1400000001");
+        assert_eq!(s("PricingCurrency").value(0), "USD");
+        assert!(b.column_by_name("InvoiceId").unwrap().is_null(0));
+        assert!(
+            b.column_by_name("CommitmentDiscountQuantity")
+                .unwrap()
+                .is_null(0)
+        );
+    }
+
+    #[test]
     fn a_price_change_applies_from_its_day() {
         let mut totals = BTreeMap::new();
         let b = day("2026-03-01")
@@ -555,7 +697,7 @@ from = "2026-03-01"
     #[test]
     fn every_focus_column_is_there_once() {
         let s = file_schema();
-        assert_eq!(focus_columns().count(), 43, "FOCUS 1.0 has 43 columns");
+        assert_eq!(focus_columns().count(), 57, "FOCUS 1.2 has 57 columns");
         for c in VARYING {
             assert!(s.field_with_name(c).is_ok(), "{c}");
         }
@@ -567,6 +709,6 @@ from = "2026-03-01"
         };
         assert_eq!(names, sorted, "the specification's (alphabetical) order");
         names.dedup();
-        assert_eq!(names.len(), 43);
+        assert_eq!(names.len(), 57);
     }
 }

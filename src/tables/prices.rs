@@ -66,6 +66,18 @@ impl Price {
             None => format!("trtc-{}", self.series),
         }
     }
+
+    /// FOCUS `SkuPriceDetails`: a JSON object of what the price is for,
+    /// with our (`x_`) keys only: the series, and the first day the price
+    /// applies when the list gives one.
+    pub fn details(&self) -> String {
+        let mut o = serde_json::Map::new();
+        o.insert("x_Series".into(), self.series.clone().into());
+        if let Some(d) = self.from {
+            o.insert("x_PriceFrom".into(), d.to_string().into());
+        }
+        serde_json::Value::Object(o).to_string()
+    }
 }
 
 /// A checked price list.

@@ -77,6 +77,10 @@ impl Derived for Cost {
                 self.billing_account(p).unwrap_or_default().to_owned(),
             ),
             ("utc_offset".to_owned(), self.offset.to_string()),
+            // The rows' format: a lake written by an earlier release
+            // (FOCUS 1.0) is recomputed, with no call, when its days come
+            // round again (or at once: `rebuild --tables cost`).
+            ("focus_version".to_owned(), cost::FOCUS_VERSION.to_owned()),
         ])
     }
 
