@@ -185,21 +185,39 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 /// Every object under the destination, relative to it, with its bytes.
 pub fn objects(dest: &TestDest) -> BTreeMap<String, Vec<u8>> {
+    objects_under(dest, "")
+}
+
+/// The names of every object under the destination, relative to it.
+fn names_under(dest: &TestDest, prefix: &str) -> Vec<String> {
     let d = dest.open();
     block_on(async {
         let root = Some(d.root().clone());
         let metas: Vec<_> = d.store().list(root.as_ref()).try_collect().await.unwrap();
+        metas
+            .into_iter()
+            .map(|m| d.relative(&m.location).to_owned())
+            .filter(|rel| rel.starts_with(prefix))
+            .collect()
+    })
+}
+
+/// The objects whose names (relative to the root) start with `prefix`,
+/// with their bytes: only those are read.
+pub fn objects_under(dest: &TestDest, prefix: &str) -> BTreeMap<String, Vec<u8>> {
+    let d = dest.open();
+    let names = names_under(dest, prefix);
+    block_on(async {
         let mut out = BTreeMap::new();
-        for m in metas {
+        for rel in names {
             let bytes = d
                 .store()
-                .get(&m.location)
+                .get(&d.resolve(&rel))
                 .await
                 .unwrap()
                 .bytes()
                 .await
                 .unwrap();
-            let rel = d.relative(&m.location).to_owned();
             out.insert(rel, bytes.to_vec());
         }
         out
@@ -211,8 +229,8 @@ pub fn objects(dest: &TestDest) -> BTreeMap<String, Vec<u8>> {
 /// The lake's marker (`_trtc_usage/lake.json`, written by every export) is
 /// left out, so layouts compare the data.
 pub fn object_names(dest: &TestDest) -> BTreeSet<String> {
-    objects(dest)
-        .into_keys()
+    names_under(dest, "")
+        .into_iter()
         .filter(|k| k != "_trtc_usage/lake.json")
         .map(|k| match k.strip_prefix("_raw/") {
             Some(_) if k.ends_with(".json.zst") => format!("{}/*", &k[..k.rfind('/').unwrap()]),
@@ -224,9 +242,8 @@ pub fn object_names(dest: &TestDest) -> BTreeSet<String> {
 /// The raw objects of a partition, oldest first: name and decompressed body.
 pub fn raw_objects(dest: &TestDest, app: u64, day: NaiveDate) -> Vec<(String, Vec<u8>)> {
     let prefix = format!("_raw/room_usage/app_id={app}/usage_date={day}/");
-    objects(dest)
+    objects_under(dest, &prefix)
         .into_iter()
-        .filter(|(k, _)| k.starts_with(&prefix))
         .map(|(k, v)| {
             (
                 k,
@@ -295,13 +312,11 @@ pub struct Totals {
 
 /// Reads a partition's Parquet file back.
 pub fn read_partition(dest: &TestDest, app: u64, day: NaiveDate) -> (Totals, Vec<RecordBatch>) {
-    let objs = objects(dest);
-    let bytes = objs
-        .get(&format!(
-            "room_usage/app_id={app}/usage_date={day}/part-00000.parquet"
-        ))
-        .unwrap_or_else(|| panic!("no parquet for {app} {day}"))
-        .clone();
+    let bytes = get_object(
+        dest,
+        &format!("room_usage/app_id={app}/usage_date={day}/part-00000.parquet"),
+    )
+    .unwrap_or_else(|| panic!("no parquet for {app} {day}"));
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
         .unwrap()
         .build()
@@ -344,24 +359,21 @@ pub fn read_manifest(dest: &TestDest, app: u64, day: NaiveDate) -> Manifest {
 }
 
 pub fn read_table_manifest(dest: &TestDest, table: &str, app: u64, day: NaiveDate) -> Manifest {
-    let objs = objects(dest);
-    let bytes = objs
-        .get(&format!(
-            "{table}/app_id={app}/usage_date={day}/_manifest.json"
-        ))
-        .unwrap_or_else(|| panic!("no {table} manifest for {app} {day}"));
-    serde_json::from_slice(bytes).unwrap()
+    let bytes = get_object(
+        dest,
+        &format!("{table}/app_id={app}/usage_date={day}/_manifest.json"),
+    )
+    .unwrap_or_else(|| panic!("no {table} manifest for {app} {day}"));
+    serde_json::from_slice(&bytes).unwrap()
 }
 
 /// Reads a table's Parquet file of one partition back.
 pub fn read_table(dest: &TestDest, table: &str, app: u64, day: NaiveDate) -> Vec<RecordBatch> {
-    let objs = objects(dest);
-    let bytes = objs
-        .get(&format!(
-            "{table}/app_id={app}/usage_date={day}/part-00000.parquet"
-        ))
-        .unwrap_or_else(|| panic!("no {table} parquet for {app} {day}"))
-        .clone();
+    let bytes = get_object(
+        dest,
+        &format!("{table}/app_id={app}/usage_date={day}/part-00000.parquet"),
+    )
+    .unwrap_or_else(|| panic!("no {table} parquet for {app} {day}"));
     ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
         .unwrap()
         .build()
@@ -450,13 +462,42 @@ pub fn put_object(dest: &TestDest, rel: &str, bytes: Vec<u8>) {
     });
 }
 
+/// The bytes of the object at `rel` (relative to the lake's root), if any:
+/// one read, which a run writing other objects at the time cannot upset.
+pub fn get_object(dest: &TestDest, rel: &str) -> Option<Vec<u8>> {
+    let d = dest.open();
+    block_on(async {
+        match d.store().get(&d.resolve(rel)).await {
+            Ok(r) => Some(r.bytes().await.unwrap().to_vec()),
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => panic!("reading {rel}: {e}"),
+        }
+    })
+}
+
+/// Ages the leases of `apps` as if their holders had stopped renewing them
+/// a time to live ago: each lease's `expires_at` is put a minute in the
+/// past, so the next run takes it over (with its warning) at once. A test
+/// whose holder is dead (killed) uses this rather than a time to live of a
+/// second, which a loaded machine's scheduler can let lapse while the
+/// holder is still alive. A lease that is gone (released) is left gone.
+pub fn expire_leases(dest: &TestDest, apps: &[u64]) {
+    for app in apps {
+        let rel = format!("_trtc_usage/leases/app_id={app}.json");
+        let Some(bytes) = get_object(dest, &rel) else {
+            continue;
+        };
+        let mut lease: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let past = chrono::Utc::now() - chrono::Duration::minutes(1);
+        lease["expires_at"] = past.to_rfc3339().into();
+        put_object(dest, &rel, serde_json::to_vec(&lease).unwrap());
+    }
+}
+
 /// Deletes every object whose name (relative to the root) starts with `prefix`.
 pub fn delete_objects(dest: &TestDest, prefix: &str) {
     let d = dest.open();
-    let names: Vec<String> = objects(dest)
-        .into_keys()
-        .filter(|k| k.starts_with(prefix))
-        .collect();
+    let names = names_under(dest, prefix);
     block_on(async {
         for n in names {
             d.store().delete(&d.resolve(&n)).await.unwrap();
