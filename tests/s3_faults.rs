@@ -537,17 +537,12 @@ fn the_lease_is_renewed_on_s3_while_the_run_lasts() {
     }
     // The lease as taken; once its term is over, it must still be held
     // (renewed: a later expiry), and the first run still running.
-    let lease = format!("_trtc_usage/leases/app_id={APP_A}.json");
-    let expiry = |dest: &TestDest| -> Option<chrono::DateTime<chrono::Utc>> {
-        let bytes = get_object(dest, &lease)?;
-        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        Some(v["expires_at"].as_str().unwrap().parse().unwrap())
-    };
-    let first_term = expiry(&dest).expect("the lease as taken");
+    let expiry = || read_lease(&dest, APP_A).map(|lease| lease.expires_at);
+    let first_term = expiry().expect("the lease as taken");
     while chrono::Utc::now() < first_term + chrono::Duration::milliseconds(500) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let renewed = expiry(&dest).expect("the lease is still there");
+    let renewed = expiry().expect("the lease is still there");
     assert!(renewed > first_term, "{renewed} after {first_term}");
     let other = start_sim(sim_config());
     let r = run(cmd(&other, &dest), &args);

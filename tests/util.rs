@@ -475,6 +475,15 @@ pub fn get_object(dest: &TestDest, rel: &str) -> Option<Vec<u8>> {
     })
 }
 
+/// App `app`'s lease as the lake holds it, if any.
+pub fn read_lease(dest: &TestDest, app: u64) -> Option<trtc_usage::lake::lease::Record> {
+    let d = dest.open();
+    let rel = d
+        .relative(&trtc_usage::lake::lease::lease_path(&d, app))
+        .to_owned();
+    get_object(dest, &rel).map(|bytes| serde_json::from_slice(&bytes).unwrap())
+}
+
 /// Ages the leases of `apps` as if their holders had stopped renewing them
 /// a time to live ago: each lease's `expires_at` is put a minute in the
 /// past, so the next run takes it over (with its warning) at once. A test
@@ -482,14 +491,15 @@ pub fn get_object(dest: &TestDest, rel: &str) -> Option<Vec<u8>> {
 /// second, which a loaded machine's scheduler can let lapse while the
 /// holder is still alive. A lease that is gone (released) is left gone.
 pub fn expire_leases(dest: &TestDest, apps: &[u64]) {
-    for app in apps {
-        let rel = format!("_trtc_usage/leases/app_id={app}.json");
-        let Some(bytes) = get_object(dest, &rel) else {
+    let d = dest.open();
+    for &app in apps {
+        let Some(mut lease) = read_lease(dest, app) else {
             continue;
         };
-        let mut lease: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        let past = chrono::Utc::now() - chrono::Duration::minutes(1);
-        lease["expires_at"] = past.to_rfc3339().into();
+        lease.expires_at = chrono::Utc::now() - chrono::Duration::minutes(1);
+        let rel = d
+            .relative(&trtc_usage::lake::lease::lease_path(&d, app))
+            .to_owned();
         put_object(dest, &rel, serde_json::to_vec(&lease).unwrap());
     }
 }
