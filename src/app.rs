@@ -530,6 +530,9 @@ async fn run_demo(args: DemoArgs, log_format: LogFormat) -> u8 {
         format!("{}ms", args.min_interval.as_millis()),
         "--progress".into(),
         format!("{:?}", args.progress).to_lowercase(),
+        // Every meter, so the cost table prices the whole bill.
+        "--tables".into(),
+        "all".into(),
     ];
     let export = match demo_export_args(argv.to_vec()) {
         Ok(e) => e,

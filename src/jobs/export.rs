@@ -325,7 +325,8 @@ async fn recompute(
         let Some(d) = derived.iter().find(|d| d.table() == table) else {
             continue;
         };
-        if let Some(inputs) = derive::inputs_of(table, p, |t| plan.manifests.get(&(t, p))) {
+        let fills = |t| plan.awaits(cfg, t, p);
+        if let Some(inputs) = derive::inputs_of(table, p, fills, |t| plan.manifests.get(&(t, p))) {
             derive::derive(d.as_ref(), &cx, p, &inputs, summary).await;
         }
         summary.steps_done += 1;
@@ -530,11 +531,12 @@ async fn derive_step(
     let written = |table: Table| written.iter().find(|(t, _)| *t == table).map(|(_, m)| m);
     for d in derived {
         let table = d.table();
-        if !table.inputs().iter().any(|&i| written(i).is_some()) {
+        if !table.all_inputs().any(|i| written(i).is_some()) {
             continue;
         }
         // An input this step fetched and failed is missing, not final.
-        let inputs = derive::inputs_of(table, p, |i| {
+        let fills = |t| plan.awaits(cfg, t, p);
+        let inputs = derive::inputs_of(table, p, fills, |i| {
             written(i).or_else(|| {
                 (!t.fetches(i))
                     .then(|| plan.manifests.get(&(i, p)))

@@ -5,7 +5,7 @@
 //! manifests only; every fetched table through the registry
 //! ([`crate::jobs::fetch::registry`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -49,8 +49,21 @@ pub struct Plan {
     /// Final by their manifests, but the file is missing or not the size
     /// its manifest says: rebuilt from the raw zone, else fetched again.
     pub damaged: Vec<(Table, Partition)>,
-    /// The manifests of final partitions of the fetched tables, for checks.
+    /// The manifests of final partitions of the fetched tables, for checks,
+    /// and of the optional inputs the run does not fill, as the lake holds
+    /// them.
     pub manifests: HashMap<(Table, Partition), Manifest>,
+    /// Optional inputs whose manifest could not be read: what is derived
+    /// from them waits for a run that can.
+    pub unreadable: HashSet<(Table, Partition)>,
+}
+
+impl Plan {
+    /// Whether derived partition `p` must wait for `input` when the lake
+    /// lacks it: the run fills it, or its manifest could not be read.
+    pub fn awaits(&self, cfg: &JobConfig, input: Table, p: Partition) -> bool {
+        cfg.tables.contains(&input) || self.unreadable.contains(&(input, p))
+    }
 }
 
 impl Plan {
@@ -251,9 +264,59 @@ pub async fn make_plan(cfg: &JobConfig) -> Plan {
         }
     }
     if cfg.dest.is_local() || !cfg.dry_run {
+        if !cfg.dest.is_absent() {
+            held_optional_inputs(cfg, &fetched, &all, &mut plan).await;
+        }
         classify_derived(cfg, &mut plan, &all, None).await;
     }
     plan
+}
+
+/// Adds to `plan.manifests` the partitions the lake holds of the optional
+/// inputs the run does not fill (`cost` of a run without `--tables
+/// relay_usage` still prices the relay minutes an earlier run fetched):
+/// final or not, they are what the lake says that day.
+async fn held_optional_inputs(
+    cfg: &JobConfig,
+    fetched: &[Table],
+    all: &[Partition],
+    plan: &mut Plan,
+) {
+    let mut held: Vec<Table> = cfg
+        .derived()
+        .iter()
+        .flat_map(|d| d.table().optional_inputs())
+        .copied()
+        .filter(|t| !fetched.contains(t))
+        .collect();
+    held.sort();
+    held.dedup();
+    for table in held {
+        let found: Vec<(Partition, Result<Option<Manifest>, ()>)> = futures::stream::iter(all.iter().copied())
+            .map(|p| async move {
+                match manifest::read(&cfg.dest, table, p.app_id, p.usage_date).await {
+                    Ok(m) => (p, Ok(m)),
+                    Err(e) => {
+                        warn!(%table, app_id = p.app_id, usage_date = %p.usage_date, error = %e, "Cannot read the manifest; what is derived from it is not computed this run.");
+                        (p, Err(()))
+                    }
+                }
+            })
+            .buffered(16)
+            .collect()
+            .await;
+        for (p, m) in found {
+            match m {
+                Ok(Some(m)) => {
+                    plan.manifests.insert((table, p), m);
+                }
+                Ok(None) => {}
+                Err(()) => {
+                    plan.unreadable.insert((table, p));
+                }
+            }
+        }
+    }
 }
 
 /// For each of `partitions` whose inputs are all final in `plan` (or only
@@ -268,13 +331,14 @@ pub(crate) async fn classify_derived(
 ) {
     for d in cfg.derived() {
         let table = d.table();
-        if changed.is_some_and(|c| !table.inputs().contains(&c)) {
+        if changed.is_some_and(|c| !table.all_inputs().any(|i| i == c)) {
             continue;
         }
         let ready: Vec<(Partition, derive::Inputs)> = partitions
             .iter()
             .filter_map(|&p| {
-                derive::inputs_of(table, p, |t| plan.manifests.get(&(t, p))).map(|i| (p, i))
+                let fills = |t| plan.awaits(cfg, t, p);
+                derive::inputs_of(table, p, fills, |t| plan.manifests.get(&(t, p))).map(|i| (p, i))
             })
             .collect();
         let d = d.as_ref();
@@ -339,7 +403,7 @@ pub fn report(cfg: &JobConfig, plan: &Plan, finality_checked: bool) -> PlanRepor
         }
         // What is derived from a table this step fetches.
         for d in &derived {
-            if d.table().inputs().iter().any(|&i| t.fetches(i)) {
+            if d.table().all_inputs().any(|i| t.fetches(i)) {
                 push(d.table(), &t.p, d.plan_action());
             }
         }

@@ -239,7 +239,7 @@ async fn plan_rebuild(cfg: &RebuildConfig) -> Result<RebuildPlan, String> {
 /// Whether the rebuild rewrites an input of `table` (and so recomputes
 /// `table` where it did).
 fn inputs_rebuilt(cfg: &RebuildConfig, table: Table) -> bool {
-    table.inputs().iter().any(|i| cfg.scope.tables.contains(i))
+    table.all_inputs().any(|i| cfg.scope.tables.contains(&i))
 }
 
 /// The (app, day)s of derived `table` to recompute: those whose inputs
@@ -254,7 +254,7 @@ fn derived_work(
     let mut out: Vec<Partition> = if inputs_rebuilt(cfg, table) {
         rebuilt
             .iter()
-            .filter(|(t, _)| table.inputs().contains(t))
+            .filter(|(t, _)| table.all_inputs().any(|i| i == *t))
             .map(|(_, p)| *p)
             .collect()
     } else {
@@ -283,6 +283,20 @@ async fn recompute(d: &dyn Derived, cx: &derive::Context<'_>, p: Partition, summ
                 inputs.insert(input, m);
             }
             Ok(None) => missing.push(input.name()),
+            Err(e) => {
+                error!(%table, app_id = p.app_id, usage_date = %p.usage_date, error = %e, "Partition failed.");
+                summary.fail(table, p, e.to_string());
+                return;
+            }
+        }
+    }
+    // The optional inputs the lake holds (`cost`: the meters that day).
+    for &input in table.optional_inputs() {
+        match manifest::read(cx.dest, input, p.app_id, p.usage_date).await {
+            Ok(Some(m)) => {
+                inputs.insert(input, m);
+            }
+            Ok(None) => {}
             Err(e) => {
                 error!(%table, app_id = p.app_id, usage_date = %p.usage_date, error = %e, "Partition failed.");
                 summary.fail(table, p, e.to_string());

@@ -16,6 +16,7 @@ use arrow_array::{
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use chrono::{Datelike, FixedOffset, NaiveDate, TimeZone};
 
+use crate::tables::meter::{self, MeterTable};
 use crate::tables::prices::{Price, PriceList};
 use crate::tables::schema;
 
@@ -174,8 +175,21 @@ pub enum CostError {
         "series {series} has usage on {day} but the price list has no price for it on that day; add a [[price]] for {series} (from {day} or earlier)"
     )]
     NoPrice { series: String, day: NaiveDate },
+    #[error(
+        "{table} has usage of {} on {day} but the price list has no price for it on that day; add a [[price]] with table = \"{table}\", usage_key = \"{usage_key}\"{} (from {day} or earlier)",
+        match mix_type { Some(m) => format!("{m} {usage_key}"), None => usage_key.clone() },
+        match mix_type { Some(m) => format!(", mix_type = \"{m}\""), None => String::new() }
+    )]
+    NoMeterPrice {
+        table: String,
+        mix_type: Option<String>,
+        usage_key: String,
+        day: NaiveDate,
+    },
     #[error("the room_usage file lacks column {0}")]
     Column(String),
+    #[error("a meter file lacks column {0}")]
+    MeterColumn(String),
     #[error("{what} is {value}, not a finite number")]
     NotFinite { what: String, value: f64 },
 }
@@ -192,8 +206,10 @@ pub struct Day {
     pub billing_account_id: String,
     pub billing_account_name: Option<String>,
     pub room_request_id: String,
-    /// The price of each known series that day, by series.
+    /// The price of each room series that day, by series.
     prices: BTreeMap<String, Price>,
+    /// The whole list, for the meters' keys.
+    list: PriceList,
 }
 
 /// Midnight of `day` in the API's clock, in µs since the epoch.
@@ -234,6 +250,7 @@ impl Day {
                 .series()
                 .filter_map(|s| prices.price(s, day).map(|p| (s.to_owned(), p.clone())))
                 .collect(),
+            list: prices.clone(),
         }
     }
 
@@ -284,58 +301,24 @@ impl Day {
                 }
             }
         }
-        let n = picks.len();
-        let price = |i: usize| &self.prices[&series[i].0];
-        let priced = |i: usize| self.prices.get(&series[i].0);
+        // Every series of the batch, priced or not: only those with usage
+        // (each of which has a price) are picked.
+        let skus: Vec<Sku> = series
+            .iter()
+            .map(|(name, _)| Sku {
+                id: format!("trtc-{name}"),
+                series: name.clone(),
+                price: self.prices.get(name).cloned(),
+                resource_type: "Room",
+                meter: sku_meter(name),
+                description: description(name),
+                request_id: self.room_request_id.clone(),
+            })
+            .collect();
         let minutes: Vec<f64> = picks
             .iter()
             .map(|&(row, i)| series[i].1.value(row) as f64 / 60.0)
             .collect();
-        let list: Vec<f64> = picks
-            .iter()
-            .zip(&minutes)
-            .map(|(&(_, i), m)| m * price(i).list_per_minute())
-            .collect();
-        let contracted: Vec<f64> = picks
-            .iter()
-            .zip(&minutes)
-            .map(|(&(_, i), m)| m * price(i).contracted_per_minute())
-            .collect();
-        for (&(_, i), c) in picks.iter().zip(&contracted) {
-            if !c.is_finite() {
-                return Err(CostError::NotFinite {
-                    what: format!("a cost of series {}", series[i].0),
-                    value: *c,
-                });
-            }
-            *totals.entry(series[i].0.clone()).or_default() += c;
-        }
-        // What differs by series is made once per batch, not per row.
-        let by_series = |f: &dyn Fn(usize) -> String| -> ArrayRef {
-            let values: Vec<String> = (0..series.len()).map(f).collect();
-            strings(picks.iter().map(|&(_, i)| values[i].as_str()))
-        };
-        let constant = |s: &str| strings(std::iter::repeat_n(s, n));
-        let time = |us: i64| -> ArrayRef {
-            Arc::new(TimestampMicrosecondArray::from(vec![us; n]).with_timezone("UTC"))
-        };
-        let floats = |v: Vec<f64>| -> ArrayRef { Arc::new(Float64Array::from(v)) };
-        // Equal columns share one array.
-        let contracted = floats(contracted);
-        let list = floats(list);
-        let minutes = floats(minutes);
-        let list_unit = floats(
-            picks
-                .iter()
-                .map(|&(_, i)| price(i).list_per_minute())
-                .collect(),
-        );
-        let contracted_unit = floats(
-            picks
-                .iter()
-                .map(|&(_, i)| price(i).contracted_per_minute())
-                .collect(),
-        );
         // The room id, unless it holds what FOCUS's string handling
         // refuses (then escaped: `resource_id`).
         let resource_ids = if picks
@@ -350,6 +333,111 @@ impl Day {
                 .collect();
             strings(ids.iter().map(|c| c.as_ref()))
         };
+        let of: Vec<usize> = picks.iter().map(|&(_, i)| i).collect();
+        self.batch(&skus, &of, resource_ids, minutes, totals)
+    }
+
+    /// The cost rows of a meter's day: one per (`mix_type`, `usage_key`)
+    /// with usage, its resource the app, its `BilledCost` added to
+    /// `totals` under its `x_series`.
+    pub fn meter_rows(
+        &self,
+        meter: MeterTable,
+        usage: &[MeterUsage],
+        totals: &mut BTreeMap<String, f64>,
+    ) -> Result<RecordBatch, CostError> {
+        let table = meter.table.name();
+        let mut skus = Vec::new();
+        let mut minutes = Vec::new();
+        for u in usage.iter().filter(|u| u.minutes > 0.0) {
+            let series = match &u.mix_type {
+                Some(m) => format!("{table}:{m}:{}", u.usage_key),
+                None => format!("{table}:{}", u.usage_key),
+            };
+            let price = self
+                .list
+                .meter_price(table, u.mix_type.as_deref(), &u.usage_key, self.day)
+                .ok_or_else(|| CostError::NoMeterPrice {
+                    table: table.to_owned(),
+                    mix_type: u.mix_type.clone(),
+                    usage_key: u.usage_key.clone(),
+                    day: self.day,
+                })?;
+            let what = match &u.mix_type {
+                Some(m) => format!("{} ({m}) {}", meter.what, u.usage_key),
+                None => format!("{} {}", meter.what, u.usage_key),
+            };
+            skus.push(Sku {
+                id: format!("trtc-{series}"),
+                series,
+                price: Some(price.clone()),
+                resource_type: "Application",
+                meter: format!("{what} minutes"),
+                description: format!("TRTC {what} minutes of the app"),
+                request_id: u.request_id.clone(),
+            });
+            minutes.push(u.minutes);
+        }
+        let n = skus.len();
+        let app_id = self.app_id.to_string();
+        let resource_ids = strings(std::iter::repeat_n(app_id.as_str(), n));
+        let of: Vec<usize> = (0..n).collect();
+        self.batch(&skus, &of, resource_ids, minutes, totals)
+    }
+
+    /// The rows of `minutes` of `skus[of[row]]`, each of resource
+    /// `resource_ids[row]`.
+    fn batch(
+        &self,
+        skus: &[Sku],
+        of: &[usize],
+        resource_ids: ArrayRef,
+        minutes: Vec<f64>,
+        totals: &mut BTreeMap<String, f64>,
+    ) -> Result<RecordBatch, CostError> {
+        let n = of.len();
+        let price = |i: usize| skus[i].price.as_ref().expect("a picked SKU has a price");
+        let list: Vec<f64> = of
+            .iter()
+            .zip(&minutes)
+            .map(|(&i, m)| m * price(i).list_per_minute())
+            .collect();
+        let contracted: Vec<f64> = of
+            .iter()
+            .zip(&minutes)
+            .map(|(&i, m)| m * price(i).contracted_per_minute())
+            .collect();
+        for (&i, c) in of.iter().zip(&contracted) {
+            if !c.is_finite() {
+                return Err(CostError::NotFinite {
+                    what: format!("a cost of series {}", skus[i].series),
+                    value: *c,
+                });
+            }
+            *totals.entry(skus[i].series.clone()).or_default() += c;
+        }
+        // What differs by SKU is made once per batch, not per row.
+        let by_sku = |f: &dyn Fn(&Sku) -> String| -> ArrayRef {
+            let values: Vec<String> = skus.iter().map(f).collect();
+            strings(of.iter().map(|&i| values[i].as_str()))
+        };
+        let constant = |s: &str| strings(std::iter::repeat_n(s, n));
+        let time = |us: i64| -> ArrayRef {
+            Arc::new(TimestampMicrosecondArray::from(vec![us; n]).with_timezone("UTC"))
+        };
+        let floats = |v: Vec<f64>| -> ArrayRef { Arc::new(Float64Array::from(v)) };
+        // Equal columns share one array.
+        let contracted = floats(contracted);
+        let list = floats(list);
+        let minutes = floats(minutes);
+        let list_unit = floats(of.iter().map(|&i| price(i).list_per_minute()).collect());
+        let contracted_unit = floats(
+            of.iter()
+                .map(|&i| price(i).contracted_per_minute())
+                .collect(),
+        );
+        let priced =
+            |s: &Sku, f: &dyn Fn(&Price) -> String| s.price.as_ref().map(f).unwrap_or_default();
         let app_id = self.app_id.to_string();
         let schema = file_schema();
         let columns: Vec<ArrayRef> = schema
@@ -378,24 +466,20 @@ impl Day {
                 "ChargePeriodStart" => time(self.charge.0),
                 "ChargePeriodEnd" => time(self.charge.1),
                 "ChargeCategory" => constant("Usage"),
-                "ChargeDescription" => by_series(&|i| description(&series[i].0)),
+                "ChargeDescription" => by_sku(&|s| s.description.clone()),
                 "ChargeFrequency" => constant("Usage-Based"),
                 "ConsumedUnit" | "PricingUnit" => constant(UNIT),
                 "InvoiceIssuerName" | "ProviderName" | "PublisherName" => constant(PROVIDER),
                 "PricingCategory" => constant("Standard"),
                 "ResourceId" | "ResourceName" => resource_ids.clone(),
-                "ResourceType" => constant("Room"),
+                "ResourceType" => by_sku(&|s| s.resource_type.to_owned()),
                 "ServiceCategory" => constant(SERVICE_CATEGORY),
                 "ServiceName" => constant(SERVICE_NAME),
                 "ServiceSubcategory" => constant(SERVICE_SUBCATEGORY),
-                "SkuId" => by_series(&|i| format!("trtc-{}", series[i].0)),
-                "SkuMeter" => by_series(&|i| sku_meter(&series[i].0)),
-                // Made for every series of the batch, used by those with usage
-                // (each of which has a price).
-                "SkuPriceId" => by_series(&|i| priced(i).map(Price::id).unwrap_or_default()),
-                "SkuPriceDetails" => {
-                    by_series(&|i| priced(i).map(Price::details).unwrap_or_default())
-                }
+                "SkuId" => by_sku(&|s| s.id.clone()),
+                "SkuMeter" => by_sku(&|s| s.meter.clone()),
+                "SkuPriceId" => by_sku(&|s| priced(s, &|p| p.id(&s.id))),
+                "SkuPriceDetails" => by_sku(&|s| priced(s, &Price::details)),
                 "SubAccountId" => constant(&app_id),
                 "SubAccountName" => constant(&format!("TRTC app {app_id}")),
                 "SubAccountType" => constant(SUB_ACCOUNT_TYPE),
@@ -408,8 +492,8 @@ impl Day {
                         as i32;
                     n
                 ])),
-                "x_series" => by_series(&|i| series[i].0.clone()),
-                "x_room_request_id" => constant(&self.room_request_id),
+                "x_series" => by_sku(&|s| s.series.clone()),
+                "x_room_request_id" => by_sku(&|s| s.request_id.clone()),
                 // Invoice, commitment discount, capacity reservation,
                 // zone, region and class: nothing a price list says.
                 _ => new_null_array(field.data_type(), n),
@@ -417,6 +501,77 @@ impl Day {
             .collect();
         Ok(RecordBatch::try_new(schema, columns).expect("arrays match the schema"))
     }
+}
+
+/// What a batch's rows are priced as: a room series, or a meter's (mix
+/// type and) usage key.
+struct Sku {
+    /// `SkuId`: `trtc-` and the series.
+    id: String,
+    /// `x_series`: `audio`, `recording_usage:multi:MixRecording`, ….
+    series: String,
+    /// `None` for a room series with no price (and so no rows).
+    price: Option<Price>,
+    resource_type: &'static str,
+    /// `SkuMeter`, `ChargeDescription`.
+    meter: String,
+    description: String,
+    /// `x_room_request_id`: the RequestId of the answer the usage is from.
+    request_id: String,
+}
+
+/// A meter's usage of one (`mix_type`, `usage_key`) on a day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeterUsage {
+    pub mix_type: Option<String>,
+    pub usage_key: String,
+    pub minutes: f64,
+    /// The RequestId of the (first) answer it is in.
+    pub request_id: String,
+}
+
+/// A meter partition's rows (its file schema) summed per (`mix_type`,
+/// `usage_key`), in the order they first appear.
+pub fn meter_usage(batches: &[RecordBatch]) -> Result<Vec<MeterUsage>, CostError> {
+    let mut out: Vec<MeterUsage> = Vec::new();
+    let mut index: BTreeMap<(Option<String>, String), usize> = BTreeMap::new();
+    for b in batches {
+        let strings_of = |name: &str| -> Result<Option<&StringArray>, CostError> {
+            match b.column_by_name(name) {
+                None => Ok(None),
+                Some(c) => c
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .map(Some)
+                    .ok_or_else(|| CostError::MeterColumn(name.to_owned())),
+            }
+        };
+        let missing = |name: &str| CostError::MeterColumn(name.to_owned());
+        let mix = strings_of(meter::MIX_TYPE)?;
+        let keys = strings_of(meter::USAGE_KEY)?.ok_or_else(|| missing(meter::USAGE_KEY))?;
+        let ids = strings_of(schema::REQUEST_ID)?.ok_or_else(|| missing(schema::REQUEST_ID))?;
+        let values = b
+            .column_by_name(meter::VALUE)
+            .and_then(|c| c.as_any().downcast_ref::<Float64Array>())
+            .ok_or_else(|| CostError::MeterColumn(meter::VALUE.to_owned()))?;
+        for row in 0..b.num_rows() {
+            let key = (
+                mix.map(|m| m.value(row).to_owned()),
+                keys.value(row).to_owned(),
+            );
+            let i = *index.entry(key.clone()).or_insert_with(|| {
+                out.push(MeterUsage {
+                    mix_type: key.0,
+                    usage_key: key.1,
+                    minutes: 0.0,
+                    request_id: ids.value(row).to_owned(),
+                });
+                out.len() - 1
+            });
+            out[i].minutes += values.value(row);
+        }
+    }
+    Ok(out)
 }
 
 /// A string column of `values`, each buffer allocated once at its exact
@@ -710,5 +865,157 @@ from = "2026-03-01"
         assert_eq!(names, sorted, "the specification's (alphabetical) order");
         names.dedup();
         assert_eq!(names.len(), 57);
+    }
+
+    fn meter_prices() -> PriceList {
+        PriceList::parse(
+            "p.toml",
+            br#"
+currency = "USD"
+billing_account_id = "100012345678"
+[[price]]
+series = "audio"
+list = 1
+[[price]]
+table = "recording_usage"
+mix_type = "multi"
+usage_key = "mixrecording"
+list = 14
+contracted = 12
+[[price]]
+table = "relay_usage"
+usage_key = "AudioRelay"
+list = 2
+from = "2026-03-01"
+"#,
+        )
+        .unwrap()
+    }
+
+    fn meter_batch(mix: bool, rows: &[(&str, &str, f64, &str)]) -> RecordBatch {
+        let mut cols: Vec<ArrayRef> = Vec::new();
+        if mix {
+            cols.push(Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.0),
+            )));
+        }
+        let n = rows.len();
+        cols.push(Arc::new(
+            TimestampMicrosecondArray::from((0..n as i64).collect::<Vec<_>>()).with_timezone("UTC"),
+        ));
+        cols.push(Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.1),
+        )));
+        cols.push(Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|r| r.2),
+        )));
+        cols.push(Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.3),
+        )));
+        cols.push(Arc::new(
+            TimestampMicrosecondArray::from(vec![0; n]).with_timezone("UTC"),
+        ));
+        RecordBatch::try_new(meter::file_schema(mix), cols).unwrap()
+    }
+
+    fn meter_day(d: &str) -> Day {
+        Day::new(
+            1400000001,
+            d.parse().unwrap(),
+            FixedOffset::east_opt(8 * 3600).unwrap(),
+            &meter_prices(),
+            "100012345678".into(),
+            "room-req".into(),
+        )
+    }
+
+    #[test]
+    fn a_meter_day_is_one_row_per_mix_type_and_key_with_usage() {
+        let usage = meter_usage(&[
+            meter_batch(
+                true,
+                &[
+                    ("multi", "MixRecording", 30.0, "req-multi"),
+                    ("single", "AudioRecording", 0.0, "req-single"),
+                ],
+            ),
+            meter_batch(true, &[("multi", "MixRecording", 60.5, "req-multi")]),
+        ])
+        .unwrap();
+        assert_eq!(usage.len(), 2);
+        assert_eq!(usage[0].minutes, 90.5, "summed over the buckets");
+        let mut totals = BTreeMap::new();
+        let b = meter_day("2026-02-28")
+            .meter_rows(meter::RECORDING_USAGE, &usage, &mut totals)
+            .unwrap();
+        assert_eq!(
+            b.num_rows(),
+            1,
+            "no row for a key with no usage, priced or not"
+        );
+        let s = |c: &str| {
+            b.column_by_name(c)
+                .unwrap()
+                .as_string::<i32>()
+                .value(0)
+                .to_owned()
+        };
+        let f = |c: &str| {
+            b.column_by_name(c)
+                .unwrap()
+                .as_primitive::<arrow_array::types::Float64Type>()
+                .value(0)
+        };
+        assert_eq!(
+            s("x_series"),
+            "recording_usage:multi:MixRecording",
+            "the key as the answer has it"
+        );
+        assert_eq!(s("ResourceId"), "1400000001", "the SdkAppId");
+        assert_eq!(s("ResourceType"), "Application");
+        assert_eq!(s("SkuId"), "trtc-recording_usage:multi:MixRecording");
+        assert_eq!(s("SkuPriceId"), "trtc-recording_usage:multi:MixRecording");
+        assert_eq!(
+            s("x_room_request_id"),
+            "req-multi",
+            "the answer the usage is from"
+        );
+        assert_eq!(
+            s("ChargeDescription"),
+            "TRTC cloud recording (multi) MixRecording minutes of the app"
+        );
+        assert_eq!(f("ConsumedQuantity"), 90.5);
+        assert!((f("ListCost") - 90.5 * 0.014).abs() < 1e-12);
+        assert!((f("BilledCost") - 90.5 * 0.012).abs() < 1e-12);
+        assert!((totals["recording_usage:multi:MixRecording"] - 90.5 * 0.012).abs() < 1e-12);
+    }
+
+    #[test]
+    fn meter_usage_without_a_price_names_table_key_and_day() {
+        let usage = meter_usage(&[meter_batch(false, &[("", "AudioRelay", 5.0, "r")])]).unwrap();
+        let mut totals = BTreeMap::new();
+        // The relay price starts on 2026-03-01.
+        let e = meter_day("2026-02-28")
+            .meter_rows(meter::RELAY_USAGE, &usage, &mut totals)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "relay_usage has usage of AudioRelay on 2026-02-28 but the price list has no price for it on that day; add a [[price]] with table = \"relay_usage\", usage_key = \"AudioRelay\" (from 2026-02-28 or earlier)"
+        );
+        let b = meter_day("2026-03-01")
+            .meter_rows(meter::RELAY_USAGE, &usage, &mut totals)
+            .unwrap();
+        assert_eq!(b.num_rows(), 1);
+        let usage =
+            meter_usage(&[meter_batch(true, &[("single", "AudioRecording", 1.0, "r")])]).unwrap();
+        let e = meter_day("2026-03-01")
+            .meter_rows(meter::RECORDING_USAGE, &usage, &mut totals)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("recording_usage has usage of single AudioRecording on 2026-03-01"),
+            "{e}"
+        );
+        assert!(e.contains("mix_type = \"single\""), "{e}");
     }
 }

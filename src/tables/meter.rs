@@ -15,9 +15,51 @@ use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMic
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 
+use crate::tables::Table;
 use crate::tables::buckets::{self, UsageList};
 use crate::tables::normalize::HeaderInfo;
 use crate::tables::schema::{self, FETCHED_AT, REQUEST_ID};
+
+/// A meter table, as the tables and the price list know it.
+#[derive(Debug, Clone, Copy)]
+pub struct MeterTable {
+    pub table: Table,
+    /// The call labels its rows carry as `mix_type` (none: no column).
+    pub mix_types: &'static [&'static str],
+    /// What it meters, in words (`ChargeDescription`).
+    pub what: &'static str,
+}
+
+/// `recording_usage`: cloud recording, asked once per `MixType`.
+pub const RECORDING_USAGE: MeterTable = MeterTable {
+    table: Table::fetched("recording_usage", || file_schema(true)),
+    mix_types: &["single", "multi"],
+    what: "cloud recording",
+};
+/// `transcoding_usage`: On-Cloud MixTranscoding.
+pub const TRANSCODING_USAGE: MeterTable = MeterTable {
+    table: Table::fetched("transcoding_usage", || file_schema(false)),
+    mix_types: &[],
+    what: "On-Cloud MixTranscoding",
+};
+/// `relay_usage`: relay to CDN.
+pub const RELAY_USAGE: MeterTable = MeterTable {
+    table: Table::fetched("relay_usage", || file_schema(false)),
+    mix_types: &[],
+    what: "relay to CDN",
+};
+
+/// Every meter table: a new meter is one line here (and its module in
+/// `jobs::fetch`); `cost` prices whichever of them a day has.
+pub const METERS: [MeterTable; 3] = [RECORDING_USAGE, TRANSCODING_USAGE, RELAY_USAGE];
+
+/// The meter tables, as tables.
+pub const TABLES: [Table; 3] = [METERS[0].table, METERS[1].table, METERS[2].table];
+
+/// The meter named `name`, if any.
+pub fn named(name: &str) -> Option<MeterTable> {
+    METERS.iter().copied().find(|m| m.table.name() == name)
+}
 
 pub const MIX_TYPE: &str = "mix_type";
 pub const INTERVAL_START: &str = "interval_start";

@@ -8,7 +8,7 @@
 //! - [`app_usage`]: the `DescribeTrtcUsage` answer → 5-minute rows;
 //! - [`checks`]: room totals against app totals, one row per series;
 //! - [`prices`]: the user's price list, checked;
-//! - [`cost`]: room usage × prices → FOCUS 1.0 rows;
+//! - [`cost`]: room and meter usage × prices → FOCUS 1.2 rows;
 //! - [`Table`]: the lake's tables by name.
 //!
 //! Nothing here does I/O beyond reading the bytes it is handed.
@@ -34,6 +34,7 @@ pub mod schema;
 pub struct Table {
     name: &'static str,
     inputs: &'static [Table],
+    optional: &'static [Table],
     schema: fn() -> arrow_schema::SchemaRef,
 }
 
@@ -43,6 +44,7 @@ impl Table {
         Self {
             name,
             inputs: &[],
+            optional: &[],
             schema,
         }
     }
@@ -53,9 +55,21 @@ impl Table {
         inputs: &'static [Table],
         schema: fn() -> arrow_schema::SchemaRef,
     ) -> Self {
+        Self::derived_with(name, inputs, &[], schema)
+    }
+
+    /// A table computed from `inputs`' partitions of the same (app, day),
+    /// and from those of `optional` that the lake holds (or the run fills).
+    pub const fn derived_with(
+        name: &'static str,
+        inputs: &'static [Table],
+        optional: &'static [Table],
+        schema: fn() -> arrow_schema::SchemaRef,
+    ) -> Self {
         Self {
             name,
             inputs,
+            optional,
             schema,
         }
     }
@@ -70,9 +84,15 @@ impl Table {
         &[Table::ROOM_USAGE, Table::APP_USAGE],
         checks::file_schema,
     );
-    /// What the rooms cost at the user's prices, as FOCUS rows; no API of
-    /// its own, and only with `--prices`.
-    pub const COST: Table = Table::derived("cost", &[Table::ROOM_USAGE], cost::file_schema);
+    /// What the usage cost at the user's prices, as FOCUS rows: the rooms',
+    /// and the other meters' the lake holds that day; no API of its own,
+    /// and only with `--prices`.
+    pub const COST: Table = Table::derived_with(
+        "cost",
+        &[Table::ROOM_USAGE],
+        &meter::TABLES,
+        cost::file_schema,
+    );
 
     /// The tables a run fills when `--tables` does not say: all but the
     /// opt-in ones (`cost` needs a price list, `--prices` adds it; the
@@ -88,6 +108,18 @@ impl Table {
     /// filled from an API answer.
     pub fn inputs(self) -> &'static [Table] {
         self.inputs
+    }
+
+    /// The tables a derived table also reads when the lake holds them that
+    /// (app, day), or the run fills them (`cost`: the other meters).
+    pub fn optional_inputs(self) -> &'static [Table] {
+        self.optional
+    }
+
+    /// Every table a derived table may read: [`Table::inputs`], then
+    /// [`Table::optional_inputs`].
+    pub fn all_inputs(self) -> impl Iterator<Item = Table> {
+        self.inputs.iter().chain(self.optional).copied()
     }
 
     /// Whether the table is filled from an API answer (and so has a raw

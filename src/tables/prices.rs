@@ -19,6 +19,7 @@ use chrono::NaiveDate;
 use sha2::{Digest, Sha256};
 
 use crate::tables::checks::KNOWN_SERIES;
+use crate::tables::meter;
 
 /// ISO 4217 currency codes (the SIX list one the FinOps Foundation's
 /// validator checks `BillingCurrency` against).
@@ -39,9 +40,16 @@ const ISO_4217: &[&str] = &[
     "XPD", "XPF", "XPT", "XSU", "XTS", "XUA", "XXX", "YER", "ZAR", "ZMW", "ZWL",
 ];
 
-/// One price of a series, from its `from` day (or from the start).
+/// One price, from its `from` day (or from the start): of a room series
+/// (`table` `room_usage`), or of a meter's `usage_key` (and `mix_type`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Price {
+    /// `room_usage`, or a meter table's name.
+    pub table: &'static str,
+    /// `recording_usage`'s `single` or `multi`; `None`: either.
+    pub mix_type: Option<String>,
+    /// The room series (`audio`, …), or the meter's `usage_key` as the list
+    /// writes it (matched case-insensitively).
     pub series: String,
     /// Per 1,000 minutes, as the file says.
     pub list_per_1000: f64,
@@ -59,26 +67,58 @@ impl Price {
         self.contracted_per_1000 / 1000.0
     }
 
-    /// FOCUS `SkuPriceId`: the series and the day the price starts.
-    pub fn id(&self) -> String {
+    /// FOCUS `SkuPriceId` of this price for the SKU `sku_id` (a price
+    /// without `mix_type` prices two SKUs): the SKU and the day the price
+    /// starts.
+    pub fn id(&self, sku_id: &str) -> String {
         match self.from {
-            Some(d) => format!("trtc-{}@{d}", self.series),
-            None => format!("trtc-{}", self.series),
+            Some(d) => format!("{sku_id}@{d}"),
+            None => sku_id.to_owned(),
         }
     }
 
     /// FOCUS `SkuPriceDetails`: a JSON object of what the price is for,
-    /// with our (`x_`) keys only: the series, and the first day the price
-    /// applies when the list gives one.
+    /// with our (`x_`) keys only: the series (or the meter's table, mix
+    /// type and key), and the first day the price applies when the list
+    /// gives one.
     pub fn details(&self) -> String {
         let mut o = serde_json::Map::new();
-        o.insert("x_Series".into(), self.series.clone().into());
+        if self.table == ROOM_USAGE {
+            o.insert("x_Series".into(), self.series.clone().into());
+        } else {
+            o.insert("x_Table".into(), self.table.into());
+            if let Some(m) = &self.mix_type {
+                o.insert("x_MixType".into(), m.clone().into());
+            }
+            o.insert("x_UsageKey".into(), self.series.clone().into());
+        }
         if let Some(d) = self.from {
             o.insert("x_PriceFrom".into(), d.to_string().into());
         }
         serde_json::Value::Object(o).to_string()
     }
+
+    /// How the list's messages name it: `audio`, `relay_usage AudioRelay`,
+    /// `recording_usage multi MixRecording`.
+    fn shown(&self) -> String {
+        shown(self.table, self.mix_type.as_deref(), &self.series)
+    }
 }
+
+/// The table whose series a `[[price]]` names when it names no table.
+pub const ROOM_USAGE: &str = "room_usage";
+
+fn shown(table: &str, mix_type: Option<&str>, item: &str) -> String {
+    match (table, mix_type) {
+        (ROOM_USAGE, _) => item.to_owned(),
+        (t, Some(m)) => format!("{t} {m} {item}"),
+        (t, None) => format!("{t} {item}"),
+    }
+}
+
+/// What a price is looked up by: table, mix type, and the series or the
+/// lower-cased usage key.
+type Key = (&'static str, Option<String>, String);
 
 /// A checked price list.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,8 +131,8 @@ pub struct PriceList {
     /// `None` when every account names its own (`--accounts`).
     pub billing_account_id: Option<String>,
     pub billing_account_name: Option<String>,
-    /// Series → its prices, by `from` (an entry without one first).
-    prices: BTreeMap<String, Vec<Price>>,
+    /// What is priced → its prices, by `from` (an entry without one first).
+    prices: BTreeMap<Key, Vec<Price>>,
 }
 
 /// The problems of a price list, one line each.
@@ -113,7 +153,10 @@ struct RawFile {
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPrice {
-    series: String,
+    series: Option<String>,
+    table: Option<String>,
+    mix_type: Option<String>,
+    usage_key: Option<String>,
     list: f64,
     contracted: Option<f64>,
     from: Option<Day>,
@@ -214,14 +257,20 @@ impl PriceList {
         if raw.price.is_empty() {
             problems.push(at("no [[price]] entry".into()));
         }
-        let mut prices: BTreeMap<String, Vec<Price>> = BTreeMap::new();
+        let mut prices: BTreeMap<Key, Vec<Price>> = BTreeMap::new();
         for (i, p) in raw.price.iter().enumerate() {
-            let here = format!("[[price]] #{} ({})", i + 1, p.series);
-            if !priceable(&p.series) {
+            let (table, mix_type, item) = match what_is_priced(p) {
+                Ok(w) => w,
+                Err(msg) => {
+                    problems.push(at(format!("[[price]] #{}: {msg}", i + 1)));
+                    continue;
+                }
+            };
+            let here = format!("[[price]] #{} ({})", i + 1, shown(table, mix_type, item));
+            if table == ROOM_USAGE && !priceable(item) {
                 problems.push(at(format!(
-                    "{here}: unknown series \"{}\"; series: {}, or extra_<name> for an extra \
+                    "{here}: unknown series \"{item}\"; series: {}, or extra_<name> for an extra \
                      column of the room CSV (8K → extra_8k)",
-                    p.series,
                     KNOWN_SERIES.join(", ")
                 )));
                 continue;
@@ -243,31 +292,35 @@ impl PriceList {
                     continue;
                 }
             };
-            let list = prices.entry(p.series.clone()).or_default();
+            let price = Price {
+                table,
+                mix_type: mix_type.map(str::to_owned),
+                series: item.to_owned(),
+                list_per_1000: p.list,
+                contracted_per_1000: contracted,
+                from,
+            };
+            let key = (table, price.mix_type.clone(), key_of(table, item));
+            let list = prices.entry(key).or_default();
             if let Some(prev) = list.last() {
-                let shown =
+                let when =
                     |d: Option<NaiveDate>| d.map_or("the start".to_owned(), |d| d.to_string());
                 if prev.from == from {
                     problems.push(at(format!(
                         "{here}: a second price of {} from {}; give each price its own from",
-                        p.series,
-                        shown(from)
+                        prev.shown(),
+                        when(from)
                     )));
                 } else if from < prev.from {
                     problems.push(at(format!(
                         "{here}: from {} is listed after a price of {} from {}; list each series' prices in order of from",
-                        shown(from),
-                        p.series,
-                        shown(prev.from)
+                        when(from),
+                        prev.shown(),
+                        when(prev.from)
                     )));
                 }
             }
-            list.push(Price {
-                series: p.series.clone(),
-                list_per_1000: p.list,
-                contracted_per_1000: contracted,
-                from,
-            });
+            list.push(price);
         }
         if !problems.is_empty() {
             return Err(PricesError(problems));
@@ -282,18 +335,102 @@ impl PriceList {
         })
     }
 
-    /// Every series the list prices (known ones and `extra_<name>`).
+    /// Every room series the list prices (known ones and `extra_<name>`).
     pub fn series(&self) -> impl Iterator<Item = &str> {
-        self.prices.keys().map(String::as_str)
+        self.prices
+            .keys()
+            .filter(|(t, _, _)| *t == ROOM_USAGE)
+            .map(|(_, _, s)| s.as_str())
     }
 
-    /// The price of `series` on `day`: the newest entry not after it.
+    /// The price of room series `series` on `day`: the newest entry not
+    /// after it.
     pub fn price(&self, series: &str, day: NaiveDate) -> Option<&Price> {
+        self.newest(&(ROOM_USAGE, None, series.to_owned()), day)
+    }
+
+    /// The price of meter `table`'s `usage_key` (of `mix_type`, if the
+    /// table has one) on `day`: an entry naming the mix type wins over one
+    /// that does not; the key matches whatever its case.
+    pub fn meter_price(
+        &self,
+        table: &str,
+        mix_type: Option<&str>,
+        usage_key: &str,
+        day: NaiveDate,
+    ) -> Option<&Price> {
+        let table = meter::named(table)?.table.name();
+        let key = usage_key.to_lowercase();
+        mix_type
+            .and_then(|m| self.newest(&(table, Some(m.to_owned()), key.clone()), day))
+            .or_else(|| self.newest(&(table, None, key), day))
+    }
+
+    fn newest(&self, key: &Key, day: NaiveDate) -> Option<&Price> {
         self.prices
-            .get(series)?
+            .get(key)?
             .iter()
             .rev()
             .find(|p| p.from.is_none_or(|f| f <= day))
+    }
+}
+
+/// The lookup key of `item` in `table`: a room series as it is, a usage
+/// key lower-cased.
+fn key_of(table: &str, item: &str) -> String {
+    if table == ROOM_USAGE {
+        item.to_owned()
+    } else {
+        item.to_lowercase()
+    }
+}
+
+/// What a `[[price]]` entry prices: (table, mix type, series or usage
+/// key), or why it cannot say.
+fn what_is_priced(p: &RawPrice) -> Result<(&'static str, Option<&str>, &str), String> {
+    let table = p.table.as_deref().unwrap_or(ROOM_USAGE);
+    if table == ROOM_USAGE {
+        if p.usage_key.is_some() || p.mix_type.is_some() {
+            return Err(
+                "usage_key and mix_type are for the meter tables; a room_usage price names series"
+                    .into(),
+            );
+        }
+        let series = p
+            .series
+            .as_deref()
+            .ok_or("no series (audio, video_hd, …), nor table and usage_key for another meter")?;
+        return Ok((ROOM_USAGE, None, series));
+    }
+    let Some(m) = meter::named(table) else {
+        let known: Vec<&str> = std::iter::once(ROOM_USAGE)
+            .chain(meter::METERS.iter().map(|m| m.table.name()))
+            .collect();
+        return Err(format!(
+            "unknown table \"{table}\"; tables: {}",
+            known.join(", ")
+        ));
+    };
+    let table = m.table.name();
+    if p.series.is_some() {
+        return Err(format!(
+            "series is for room_usage; a {table} price names usage_key"
+        ));
+    }
+    let key = p
+        .usage_key
+        .as_deref()
+        .filter(|k| !k.trim().is_empty())
+        .ok_or_else(|| format!("a {table} price needs a usage_key (as the answers name it)"))?;
+    match p.mix_type.as_deref() {
+        Some(mix) if m.mix_types.is_empty() => Err(format!(
+            "mix_type \"{mix}\" for {table}, which has none (recording_usage has)"
+        )),
+        Some(mix) if !m.mix_types.contains(&mix) => Err(format!(
+            "mix_type \"{mix}\" of {table} is not one of {}",
+            m.mix_types.join(", ")
+        )),
+        mix => Ok((table, mix, key)),
     }
 }
 
@@ -334,7 +471,10 @@ list = 4
             0.5,
             "default: list"
         );
-        assert_eq!(audio("2026-03-01").id(), "trtc-audio@2026-03-01");
+        assert_eq!(
+            audio("2026-03-01").id("trtc-audio"),
+            "trtc-audio@2026-03-01"
+        );
         assert_eq!(
             p.price("video_hd", d("2020-01-01"))
                 .unwrap()
@@ -452,5 +592,146 @@ from = "May 1"
         assert!(e[0].contains("list_price"), "{e:?}");
         let e = parse("currency = \"USD\"\n").unwrap_err();
         assert!(e[0].contains("no [[price]] entry"), "{e:?}");
+    }
+
+    /// Contract 4, section 11: a price may name a meter table's usage key
+    /// (and recording's mix type) instead of a room series.
+    #[test]
+    fn meter_keys_are_priced_by_table_mix_type_and_key_whatever_its_case() {
+        let p = parse(
+            r#"currency = "USD"
+billing_account_id = "1"
+[[price]]
+series = "audio"
+list = 1
+[[price]]
+table = "relay_usage"
+usage_key = "AudioRelay"
+list = 2
+[[price]]
+table = "relay_usage"
+usage_key = "audiorelay"
+list = 3
+from = 2026-05-01
+[[price]]
+table = "recording_usage"
+usage_key = "MixRecording"
+list = 4
+[[price]]
+table = "recording_usage"
+mix_type = "multi"
+usage_key = "MixRecording"
+list = 5
+contracted = 4.5
+"#,
+        )
+        .unwrap();
+        let d = |s: &str| s.parse::<NaiveDate>().unwrap();
+        let relay = |day| p.meter_price("relay_usage", None, "AUDIORELAY", d(day));
+        assert_eq!(relay("2026-04-30").unwrap().list_per_1000, 2.0);
+        assert_eq!(
+            relay("2026-05-01").unwrap().list_per_1000,
+            3.0,
+            "a change by key, any case"
+        );
+        let rec = |mix| p.meter_price("recording_usage", mix, "MixRecording", d("2026-01-01"));
+        assert_eq!(
+            rec(Some("multi")).unwrap().contracted_per_1000,
+            4.5,
+            "its mix type wins"
+        );
+        assert_eq!(
+            rec(Some("single")).unwrap().list_per_1000,
+            4.0,
+            "else the entry of either"
+        );
+        assert!(
+            p.meter_price("relay_usage", None, "VideoRelay", d("2026-01-01"))
+                .is_none()
+        );
+        assert!(
+            p.meter_price("transcoding_usage", None, "AudioRelay", d("2026-01-01"))
+                .is_none()
+        );
+        assert!(
+            p.meter_price("room_usage", None, "audio", d("2026-01-01"))
+                .is_none()
+        );
+        assert_eq!(
+            p.series().collect::<Vec<_>>(),
+            ["audio"],
+            "room series only"
+        );
+        let multi = rec(Some("multi")).unwrap();
+        assert_eq!(
+            multi.details(),
+            r#"{"x_MixType":"multi","x_Table":"recording_usage","x_UsageKey":"MixRecording"}"#
+        );
+        assert_eq!(
+            relay("2026-05-01")
+                .unwrap()
+                .id("trtc-relay_usage:AudioRelay"),
+            "trtc-relay_usage:AudioRelay@2026-05-01"
+        );
+    }
+
+    #[test]
+    fn a_meter_price_that_cannot_say_what_it_prices_is_refused() {
+        let e = parse(
+            r#"currency = "USD"
+billing_account_id = "1"
+[[price]]
+table = "relay_usage"
+list = 1
+[[price]]
+table = "cdn_usage"
+usage_key = "X"
+list = 1
+[[price]]
+table = "relay_usage"
+series = "audio"
+usage_key = "X"
+list = 1
+[[price]]
+series = "audio"
+usage_key = "X"
+list = 1
+[[price]]
+table = "relay_usage"
+mix_type = "multi"
+usage_key = "X"
+list = 1
+[[price]]
+table = "recording_usage"
+mix_type = "mixed"
+usage_key = "X"
+list = 1
+[[price]]
+table = "transcoding_usage"
+usage_key = "SD"
+list = 1
+[[price]]
+table = "transcoding_usage"
+usage_key = "sd"
+list = 2
+[[price]]
+list = 1
+"#,
+        )
+        .unwrap_err();
+        let all = e.join("\n");
+        for want in [
+            "#1: a relay_usage price needs a usage_key",
+            "#2: unknown table \"cdn_usage\"; tables: room_usage, recording_usage, transcoding_usage, relay_usage",
+            "#3: series is for room_usage; a relay_usage price names usage_key",
+            "#4: usage_key and mix_type are for the meter tables",
+            "#5: mix_type \"multi\" for relay_usage, which has none",
+            "#6: mix_type \"mixed\" of recording_usage is not one of single, multi",
+            "#8 (transcoding_usage sd): a second price of transcoding_usage SD from the start",
+            "#9: no series",
+        ] {
+            assert!(all.contains(want), "{want} in\n{all}");
+        }
+        assert_eq!(e.len(), 8, "{all}");
     }
 }

@@ -7,13 +7,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use arrow_array::RecordBatch;
 use chrono::FixedOffset;
 use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::arrow::async_reader::ParquetRecordBatchStream;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
@@ -24,8 +26,8 @@ use crate::lake::manifest::DerivedInfo;
 use crate::lake::upload::Output;
 use crate::lake::write::{self, CallInfo};
 use crate::tables::Table;
-use crate::tables::cost;
 use crate::tables::prices::PriceList;
+use crate::tables::{cost, meter};
 
 /// Rooms per batch read back from `room_usage`: a batch of cost rows (up
 /// to six per room, 47 columns) stays a few MiB.
@@ -101,20 +103,6 @@ impl Derived for Cost {
                     p.app_id, self.prices.path
                 )
             })?;
-            let path = cx.dest.part_path(Table::ROOM_USAGE, p.app_id, p.usage_date);
-            let shown = cx.dest.relative(&path).to_owned();
-            let unreadable = |e: parquet::errors::ParquetError| format!("reading {shown}: {e}");
-            let reader = StoreReader {
-                store: cx.dest.store().clone(),
-                path,
-                size: room.file.size,
-            };
-            let mut batches = ParquetRecordBatchStreamBuilder::new(reader)
-                .await
-                .map_err(unreadable)?
-                .with_batch_size(BATCH_ROWS)
-                .build()
-                .map_err(unreadable)?;
             let day = cost::Day::new(
                 p.app_id,
                 p.usage_date,
@@ -123,6 +111,29 @@ impl Derived for Cost {
                 billing_account_id.to_owned(),
                 room.request_id.clone(),
             );
+            // The meters first: small (a row per bucket and key), and a
+            // key without a price fails the day before any room is read.
+            let mut totals = BTreeMap::new();
+            let mut ready = std::collections::VecDeque::new();
+            for meter in meter::METERS {
+                let Some(m) = inputs.get(&meter.table) else {
+                    continue;
+                };
+                let batches: Vec<RecordBatch> = open(cx, meter.table, p, m.file.size)
+                    .await?
+                    .try_collect()
+                    .await
+                    .map_err(|e| read_error(cx, meter.table, p, e))?;
+                let usage = cost::meter_usage(&batches)
+                    .map_err(|e| format!("{} {}: {e}", meter.table, p.usage_date))?;
+                let rows = day
+                    .meter_rows(meter, &usage, &mut totals)
+                    .map_err(|e| e.to_string())?;
+                if rows.num_rows() > 0 {
+                    ready.push_back(rows);
+                }
+            }
+            let mut batches = open(cx, Table::ROOM_USAGE, p, room.file.size).await?;
             // The reader (async, here) and the pricer and encoder (a
             // blocking thread) overlap; two batches in flight at most.
             let (tx, mut rx) = tokio::sync::mpsc::channel(1);
@@ -132,19 +143,21 @@ impl Derived for Cost {
                 &cx.encoding.outputs,
             );
             let encoder = tokio::task::spawn_blocking(move || {
-                let mut totals = BTreeMap::new();
                 let encoded = write::encode_stream(
                     cost::file_schema(),
                     write::writer_properties_for(&cost::VARYING, &cost::WITH_STATISTICS),
                     out,
                     cost::SPLIT,
-                    || match rx.blocking_recv() {
-                        None => Ok(None),
-                        Some(Err(e)) => Err(e),
-                        Some(Ok(rooms)) => day
-                            .rows(&rooms, &mut totals)
-                            .map(Some)
-                            .map_err(|e| e.to_string()),
+                    || match ready.pop_front() {
+                        Some(priced) => Ok(Some(priced)),
+                        None => match rx.blocking_recv() {
+                            None => Ok(None),
+                            Some(Err(e)) => Err(e),
+                            Some(Ok(rooms)) => day
+                                .rows(&rooms, &mut totals)
+                                .map(Some)
+                                .map_err(|e| e.to_string()),
+                        },
                     },
                 );
                 encoded.map(|mut e| {
@@ -154,7 +167,8 @@ impl Derived for Cost {
             });
             while let Some(batch) = batches.next().await {
                 let failed = batch.is_err();
-                if tx.send(batch.map_err(unreadable)).await.is_err() || failed {
+                let batch = batch.map_err(|e| read_error(cx, Table::ROOM_USAGE, p, e));
+                if tx.send(batch).await.is_err() || failed {
                     break; // the encoder stopped: its error is reported
                 }
             }
@@ -184,6 +198,33 @@ impl Derived for Cost {
         }
         .boxed()
     }
+}
+
+/// `table`'s partition `p` (its file `size` bytes, as its manifest
+/// says), read back a batch at a time.
+async fn open(
+    cx: &Context<'_>,
+    table: Table,
+    p: Partition,
+    size: u64,
+) -> Result<ParquetRecordBatchStream<StoreReader>, String> {
+    let reader = StoreReader {
+        store: cx.dest.store().clone(),
+        path: cx.dest.part_path(table, p.app_id, p.usage_date),
+        size,
+    };
+    ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(|e| read_error(cx, table, p, e))?
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| read_error(cx, table, p, e))
+}
+
+/// What a read of `table`'s partition `p` that failed says.
+fn read_error(cx: &Context<'_>, table: Table, p: Partition, e: ParquetError) -> String {
+    let path = cx.dest.part_path(table, p.app_id, p.usage_date);
+    format!("reading {}: {e}", cx.dest.relative(&path))
 }
 
 /// A Parquet file of the lake, read by range (a row group at a time), its

@@ -3,8 +3,9 @@
 //!
 //! - a derived table is one module here implementing [`Derived`], plus one
 //!   line in [`registry`];
-//! - its inputs are [`Table::inputs`]; it is computed for an (app, day)
-//!   when all of them are there;
+//! - its inputs are [`Table::inputs`] (and those of
+//!   [`Table::optional_inputs`] there are); it is computed for an (app,
+//!   day) when all the required ones are there ([`inputs_of`]);
 //! - its manifest records what it was computed from and with
 //!   ([`DerivedInfo`]: the inputs' RequestIds, the settings, and a
 //!   fingerprint of both), so `export` computes it again, with no call,
@@ -133,9 +134,8 @@ pub fn info<D: Derived + ?Sized>(d: &D, p: Partition, inputs: &Inputs) -> Derive
     // with how tables sort).
     let ordered = d
         .table()
-        .inputs()
-        .iter()
-        .filter_map(|t| inputs.get(t).map(|m| (t, m)));
+        .all_inputs()
+        .filter_map(|t| inputs.get(&t).map(|m| (t, m)));
     for (table, m) in ordered {
         field(table.name());
         field(&m.request_id);
@@ -155,19 +155,32 @@ pub fn info<D: Derived + ?Sized>(d: &D, p: Partition, inputs: &Inputs) -> Derive
     }
 }
 
-/// The inputs of `table`'s partition `p` among `manifests`, when all are
-/// there.
+/// The inputs of `table`'s partition `p` among `manifests`, when all its
+/// [`Table::inputs`] are there, with those of its
+/// [`Table::optional_inputs`] that are; `None` too while an optional input
+/// the run `fills` is missing (its fetch failed or is to come), so a day is
+/// never costed from part of what the run fetches.
 pub fn inputs_of<'m>(
     table: Table,
     p: Partition,
+    fills: impl Fn(Table) -> bool,
     manifest: impl Fn(Table) -> Option<&'m Manifest>,
 ) -> Option<Inputs> {
-    table
+    let mut inputs = table
         .inputs()
         .iter()
         .map(|&t| manifest(t).map(|m| (t, m.clone())))
-        .collect::<Option<Inputs>>()
-        .filter(|i| i.values().all(|m| m.app_id == p.app_id))
+        .collect::<Option<Inputs>>()?;
+    for &t in table.optional_inputs() {
+        match manifest(t) {
+            Some(m) => {
+                inputs.insert(t, m.clone());
+            }
+            None if fills(t) => return None,
+            None => {}
+        }
+    }
+    Some(inputs).filter(|i| i.values().all(|m| m.app_id == p.app_id))
 }
 
 /// Whether `d`'s partition `p` in the lake is current for `inputs`: its

@@ -3,15 +3,12 @@
 //! `--tables transcoding_usage`).
 
 use crate::jobs::fetch::meter::Meter;
-use crate::tables::{Table, meter};
+use crate::tables::meter;
 use crate::tencent::mix_transcoding_usage;
-
-/// The table: long rows, no `mix_type`.
-pub const TABLE: Table = Table::fetched("transcoding_usage", || meter::file_schema(false));
 
 /// One call a partition.
 pub const TRANSCODING_USAGE: Meter = Meter {
-    table: TABLE,
+    table: meter::TRANSCODING_USAGE.table,
     action: mix_transcoding_usage::ACTION,
     labels: &[""],
     request: |p, _| mix_transcoding_usage::request(p.app_id, p.usage_date),
