@@ -836,3 +836,339 @@ fn an_extra_series_is_priced_once_the_list_names_it() {
     let m = read_table_manifest(&dest, "cost", APP_A, day);
     assert_eq!(m.rows, 2, "audio and extra_8k of room r1");
 }
+
+/// The meter entries of a price list: the simulator's keys, relay's
+/// `AudioRelay` changing price on `change` (1.5 → 2.5 per 1,000 minutes),
+/// recording's `MixRecording` priced for either mix type.
+fn meter_prices(change: chrono::NaiveDate, relay_video: bool) -> String {
+    let mut s = format!(
+        r#"
+[[price]]
+table = "recording_usage"
+mix_type = "single"
+usage_key = "AudioRecording"
+list = 2
+[[price]]
+table = "recording_usage"
+mix_type = "single"
+usage_key = "videorecordingsd"
+list = 6
+[[price]]
+table = "recording_usage"
+mix_type = "single"
+usage_key = "VideoRecordingHD"
+list = 12
+[[price]]
+table = "recording_usage"
+usage_key = "MixRecording"
+list = 14
+contracted = 13
+[[price]]
+table = "transcoding_usage"
+usage_key = "AudioTranscoding"
+list = 3
+[[price]]
+table = "transcoding_usage"
+usage_key = "SD"
+list = 10
+[[price]]
+table = "transcoding_usage"
+usage_key = "HD"
+list = 20
+[[price]]
+table = "transcoding_usage"
+usage_key = "FullHD"
+list = 35
+[[price]]
+table = "relay_usage"
+usage_key = "AudioRelay"
+list = 1.5
+[[price]]
+table = "relay_usage"
+usage_key = "AudioRelay"
+list = 2.5
+from = "{change}"
+"#
+    );
+    if relay_video {
+        s.push_str("[[price]]\ntable = \"relay_usage\"\nusage_key = \"VideoRelay\"\nlist = 5\n");
+    }
+    s
+}
+
+/// A price list of rooms and meters, in a file of its own.
+fn bill_file(name: &str, change: chrono::NaiveDate, relay_video: bool) -> PathBuf {
+    let path = price_file(name, 1.0, change);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&meter_prices(change, relay_video));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Per (app, day, table, mix type, key): the meter tables' minutes (by
+/// DuckDB, from the meter tables) and the cost rows' sums.
+const METERS_ADD_UP: &str = r#"
+import duckdb, json, sys
+lake = sys.argv[1]
+con = duckdb.connect()
+def src(t):
+    return f"read_parquet('{lake}/{t}/**/*.parquet', hive_partitioning = true, union_by_name = true)"
+rows = con.execute(f"""
+WITH usage AS (
+  SELECT app_id, usage_date, 'recording_usage:' || mix_type || ':' || usage_key AS series, sum(value) AS minutes
+  FROM {src('recording_usage')} GROUP BY ALL
+  UNION ALL
+  SELECT app_id, usage_date, 'transcoding_usage:' || usage_key, sum(value) FROM {src('transcoding_usage')} GROUP BY ALL
+  UNION ALL
+  SELECT app_id, usage_date, 'relay_usage:' || usage_key, sum(value) FROM {src('relay_usage')} GROUP BY ALL
+), cost AS (
+  SELECT app_id, usage_date, x_series AS series, count(*) AS n, sum(ConsumedQuantity) AS q,
+         sum(ListCost) AS list_cost, sum(ContractedCost) AS contracted_cost,
+         min(ListUnitPrice) AS lp, min(ContractedUnitPrice) AS cp,
+         min(ResourceId) AS resource, min(SkuPriceId) AS sku_price
+  FROM {src('cost')} WHERE x_series LIKE '%:%' GROUP BY ALL
+)
+SELECT u.app_id, CAST(u.usage_date AS VARCHAR), u.series, u.minutes,
+       c.n, c.q, c.list_cost, c.contracted_cost, c.lp, c.cp, c.resource, c.sku_price
+FROM usage u FULL JOIN cost c USING (app_id, usage_date, series)
+ORDER BY ALL
+""").fetchall()
+print(json.dumps(rows))
+"#;
+
+/// Contract 4, section 11: the whole bill. Every meter's keys priced by
+/// table, mix type and key (one relay price changing mid-range), one cost
+/// row per (app, day, table, mix type, key) with usage, adding up (by
+/// DuckDB, from the meter tables) to minutes × price, and the FinOps
+/// Foundation's validator on a file of rooms and meters of each price
+/// period.
+#[test]
+fn the_whole_bill_is_priced_adds_up_and_passes_the_focus_validator() {
+    let sim = start_sim(sim_config());
+    let dest = TestDest::local();
+    let days: Vec<_> = days_ago(12).iter_days().take(2).collect();
+    let prices = bill_file("prices-bill.toml", days[1], true);
+    let mut args = range_args(&[APP_A, APP_B], days[0], days[1]);
+    args.extend([
+        "--tables".into(),
+        "all".into(),
+        "--prices".into(),
+        prices.display().to_string(),
+    ]);
+    run(cmd(&sim, &dest), &args).assert_code(0);
+    for &app in &[APP_A, APP_B] {
+        for &day in &days {
+            let d = read_table_manifest(&dest, "cost", app, day)
+                .derived
+                .unwrap();
+            for t in [
+                "room_usage",
+                "recording_usage",
+                "transcoding_usage",
+                "relay_usage",
+            ] {
+                let input = read_table_manifest(&dest, t, app, day);
+                assert_eq!(d.inputs[t], input.request_id, "cost of {day} read {t}");
+            }
+        }
+    }
+    let Some(py) = provided_python("TRTC_TEST_PYTHON", "DuckDB") else {
+        return;
+    };
+    let lake = lake_path(&dest);
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&python(&py, METERS_ADD_UP, &[&lake])).unwrap();
+    let price = |series: &str, day: &str| -> (f64, f64) {
+        let key = series.rsplit(':').next().unwrap();
+        match key {
+            "AudioRecording" => (2.0, 2.0),
+            "VideoRecordingSD" => (6.0, 6.0),
+            "VideoRecordingHD" => (12.0, 12.0),
+            "MixRecording" => (14.0, 13.0),
+            "AudioTranscoding" => (3.0, 3.0),
+            "SD" => (10.0, 10.0),
+            "HD" => (20.0, 20.0),
+            "FullHD" => (35.0, 35.0),
+            "AudioRelay" if day >= days[1].to_string().as_str() => (2.5, 2.5),
+            "AudioRelay" => (1.5, 1.5),
+            "VideoRelay" => (5.0, 5.0),
+            other => panic!("{other}"),
+        }
+    };
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+    let mut priced = std::collections::BTreeSet::new();
+    for row in &rows {
+        let r = row.as_array().unwrap();
+        let (app, day, series) = (
+            r[0].as_u64().unwrap(),
+            r[1].as_str().unwrap(),
+            r[2].as_str().unwrap(),
+        );
+        let minutes = r[3]
+            .as_f64()
+            .unwrap_or_else(|| panic!("a cost row of no usage: {r:?}"));
+        if minutes == 0.0 {
+            assert!(r[4].is_null(), "no usage, no row: {r:?}");
+            continue;
+        }
+        let f = |i: usize| {
+            r[i].as_f64()
+                .unwrap_or_else(|| panic!("usage without a cost row: {r:?}"))
+        };
+        let (lp, cp) = (price(series, day).0 / 1000.0, price(series, day).1 / 1000.0);
+        assert_eq!(r[4].as_u64(), Some(1), "one row per key and day: {r:?}");
+        assert!(close(f(5), minutes), "ConsumedQuantity {r:?}");
+        assert!(close(f(6), minutes * lp), "ListCost {r:?}");
+        assert!(close(f(7), minutes * cp), "ContractedCost {r:?}");
+        assert!(close(f(8), lp) && close(f(9), cp), "unit prices {r:?}");
+        assert_eq!(
+            r[10].as_str().unwrap(),
+            app.to_string(),
+            "ResourceId is the SdkAppId"
+        );
+        let sku_price = r[11].as_str().unwrap();
+        assert_eq!(
+            sku_price.ends_with(&format!("@{}", days[1])),
+            series == "relay_usage:AudioRelay" && day >= days[1].to_string().as_str(),
+            "{sku_price}"
+        );
+        priced.insert(series.to_owned());
+    }
+    assert_eq!(priced.len(), 10, "every key of every meter: {priced:?}");
+    assert!(
+        priced.contains("recording_usage:multi:MixRecording"),
+        "{priced:?}"
+    );
+
+    let Some(focus) = provided_python("TRTC_TEST_FOCUS_PYTHON", "FOCUS validator") else {
+        return;
+    };
+    for day in &days {
+        let file = PathBuf::from(&lake).join(format!(
+            "cost/app_id={APP_A}/usage_date={day}/part-00000.parquet"
+        ));
+        let v = focus_validate(&focus, &file);
+        let [total, passed, failed, skipped] = v.counts;
+        assert_eq!(total, passed + failed + skipped, "{}", v.text);
+        assert!(passed > 200, "{}", v.text);
+        for rule in &v.failed {
+            assert!(
+                TOLERATED.contains(&rule.as_str()),
+                "{rule} failed:\n{}",
+                v.text
+            );
+        }
+        eprintln!(
+            "focus-validator 1.2 on rooms and meters, {day}: {total} rules, {passed} passed, {failed} failed ({}), {skipped} skipped",
+            v.failed.join(", ")
+        );
+    }
+}
+
+/// The meters' cost follows the meters: a run that adds them recomputes
+/// the day's cost with no room call; a later run that does not fill them
+/// keeps pricing what the lake holds (nothing recomputed); a key the list
+/// does not price fails that day's cost naming table, key and day, and
+/// leaves the last good partition in place.
+fn meter_cost_follows_the_meters(dest: TestDest) {
+    let sim = start_sim(sim_config());
+    let day = days_ago(9);
+    let prices = bill_file(
+        &format!("prices-m-{}.toml", uuid::Uuid::new_v4()),
+        day,
+        true,
+    );
+    let with = |tables: Option<&str>| {
+        let mut args = date_args(&[APP_A], day);
+        args.extend(["--prices".into(), prices.display().to_string()]);
+        if let Some(t) = tables {
+            args.extend(["--tables".into(), t.into()]);
+        }
+        args
+    };
+    run(cmd(&sim, &dest), &with(None)).assert_code(0);
+    let rooms_only = read_table_manifest(&dest, "cost", APP_A, day);
+    assert_eq!(
+        rooms_only.derived.as_ref().unwrap().inputs.len(),
+        1,
+        "rooms alone"
+    );
+    let (room_calls, calls) = (sim.stats().served, sim.stats().total_requests());
+
+    // The meters added: cost recomputed with them, the rooms not fetched.
+    run(cmd(&sim, &dest), &with(Some("all"))).assert_code(0);
+    assert_eq!(sim.stats().served, room_calls, "no room call");
+    assert_eq!(
+        sim.stats().total_requests(),
+        calls + 4,
+        "the meters' 4 calls, no other"
+    );
+    let whole = read_table_manifest(&dest, "cost", APP_A, day);
+    assert_eq!(whole.derived.as_ref().unwrap().inputs.len(), 4);
+    assert!(whole.rows > rooms_only.rows);
+    let series = |dest: &TestDest| -> std::collections::BTreeSet<String> {
+        use arrow_array::cast::AsArray;
+        read_table(dest, "cost", APP_A, day)
+            .iter()
+            .flat_map(|b| {
+                b.column_by_name("x_series")
+                    .unwrap()
+                    .as_string::<i32>()
+                    .iter()
+                    .flatten()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    assert!(series(&dest).contains("relay_usage:VideoRelay"));
+
+    // The default tables again: the lake's meters still priced.
+    run(cmd(&sim, &dest), &with(None)).assert_code(0);
+    let again = read_table_manifest(&dest, "cost", APP_A, day);
+    assert_eq!(
+        again.fetched_at, whole.fetched_at,
+        "current: not recomputed"
+    );
+    assert_eq!(sim.stats().total_requests(), calls + 4, "no call");
+
+    // VideoRelay unpriced: that day's cost fails, naming it; the last
+    // good partition stays.
+    let partial = bill_file(
+        &format!("prices-n-{}.toml", uuid::Uuid::new_v4()),
+        day,
+        false,
+    );
+    let r = run_sub(
+        lake_cmd(&dest),
+        "rebuild",
+        &[
+            "--tables",
+            "cost",
+            "--prices",
+            &partial.display().to_string(),
+        ],
+    );
+    r.assert_code(1);
+    r.assert_stderr_has(&[&format!(
+        "relay_usage has usage of VideoRelay on {day} but the price list has no price for it"
+    )]);
+    let kept = read_table_manifest(&dest, "cost", APP_A, day);
+    assert_eq!(
+        kept.fetched_at, whole.fetched_at,
+        "the last good cost stays"
+    );
+    assert!(series(&dest).contains("relay_usage:VideoRelay"));
+    assert_eq!(sim.stats().total_requests(), calls + 4, "no call");
+}
+
+#[test]
+fn meter_cost_follows_the_meters_with_no_room_call() {
+    meter_cost_follows_the_meters(TestDest::local());
+}
+
+#[test]
+fn meter_cost_follows_the_meters_with_no_room_call_on_s3() {
+    let Some(dest) = TestDest::s3() else { return };
+    meter_cost_follows_the_meters(dest);
+}
