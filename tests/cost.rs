@@ -718,10 +718,11 @@ fn the_readmes_cost_queries_run_on_the_demo_lake() {
         .map(|q| q.strip_suffix('"').expect("a quoted query"))
         .collect();
     assert_eq!(queries.len(), 3, "{section}");
+    let mut meters = false;
     let run_query = r#"
 import duckdb, json, sys
 rows = duckdb.sql(sys.argv[1]).fetchall()
-print(json.dumps([len(rows), [list(map(str, r)) for r in rows[:3]]]))
+print(json.dumps([len(rows), [list(map(str, r)) for r in rows[:3]], any('relay_usage' in map(str, r) for r in rows)]))
 "#;
     for q in queries {
         let out = std::process::Command::new(&py)
@@ -737,7 +738,9 @@ print(json.dumps([len(rows), [list(map(str, r)) for r in rows[:3]]]))
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert!(v[0].as_u64().unwrap() > 0, "{q} returned no row");
         eprintln!("{q}\n  {}", v[1]);
+        meters |= v[2].as_bool().unwrap();
     }
+    assert!(meters, "a query shows the other meters' cost");
 }
 
 /// A new price list over a long range is long work with no call: it shows

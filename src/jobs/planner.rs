@@ -64,9 +64,7 @@ impl Plan {
     pub fn awaits(&self, cfg: &JobConfig, input: Table, p: Partition) -> bool {
         cfg.tables.contains(&input) || self.unreadable.contains(&(input, p))
     }
-}
 
-impl Plan {
     /// The calls of each fetched table the run fills, in the registry's
     /// order (tables with none included).
     pub fn calls(&self, cfg: &JobConfig) -> Vec<(&'static dyn Fetched, usize)> {
