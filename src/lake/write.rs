@@ -153,15 +153,23 @@ pub fn encode_batch(
 /// streamed, so memory stays that of a batch and a row group whatever the
 /// day's size.
 ///
-/// Both cores work: each row group's columns are encoded half on a second
-/// thread (the first `split` columns) and half on this one, which also
-/// calls `next`; the chunks are then appended in column order, so the file
-/// is what one `ArrowWriter` would write with the same row groups.
+/// `constants` are the columns that hold one value in every row of the
+/// file (file column index, that value as a one-row array): `next`'s
+/// batches leave them out (their schema is `schema` without them), and
+/// each is encoded once per row-group size, its pages then copied into
+/// every row group of that size, so they cost nothing per row.
+///
+/// Both cores work: each row group's other columns are encoded half on a
+/// second thread (those before file column `split`) and half on this one,
+/// which also calls `next`; the chunks are then appended in column order,
+/// so the file is what one `ArrowWriter` would write with the same row
+/// groups.
 pub fn encode_stream(
     schema: arrow_schema::SchemaRef,
     properties: WriterProperties,
     out: Output,
     split: usize,
+    constants: &[(usize, arrow_array::ArrayRef)],
     mut next: impl FnMut() -> Result<Option<RecordBatch>, String>,
 ) -> Result<Encoded, WriteError> {
     use parquet::arrow::arrow_writer::ArrowColumnWriter;
@@ -175,25 +183,54 @@ pub fn encode_stream(
         .unwrap_or(ROW_GROUP_ROWS);
     let (mut file, factory) =
         ArrowWriter::try_new(sink, schema.clone(), Some(properties))?.into_serialized_writer()?;
-    let split = split.min(schema.fields().len());
+    let constant = |i: usize| constants.iter().find(|(c, _)| *c == i).map(|(_, v)| v);
+    // Where each other column is in the batches.
+    let positions: Vec<Option<usize>> = {
+        let mut at = 0;
+        (0..schema.fields().len())
+            .map(|i| {
+                constant(i).is_none().then(|| {
+                    at += 1;
+                    at - 1
+                })
+            })
+            .collect()
+    };
+    let batch_fields: Vec<arrow_schema::FieldRef> = schema
+        .fields()
+        .iter()
+        .zip(&positions)
+        .filter(|(_, p)| p.is_some())
+        .map(|(f, _)| f.clone())
+        .collect();
+    let batch_schema = arrow_schema::Schema::new(batch_fields);
+    // The file column of each batch column.
+    let file_column: Vec<usize> = (0..positions.len())
+        .filter(|&i| positions[i].is_some())
+        .collect();
+    let mut encoded_constants: BTreeMap<(usize, usize), ChunkCopy> = BTreeMap::new();
     let mut rows = 0u64;
     let mut pending: Option<RecordBatch> = None;
     let mut ended = false;
     let mut group = 0;
     while !ended {
+        // (batch column, writer) of every column not constant.
         let mut ours: Vec<(usize, ArrowColumnWriter)> = factory
             .create_column_writers(group)?
             .into_iter()
             .enumerate()
+            .filter_map(|(i, w)| positions[i].map(|at| (at, w)))
             .collect();
-        let theirs: Vec<_> = ours.drain(..split).collect();
+        let theirs: Vec<_> = ours
+            .extract_if(.., |(at, _)| file_column[*at] < split)
+            .collect();
         let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(1);
-        let schema_ref = schema.as_ref();
+        let batch_schema = &batch_schema;
         let (their_chunks, group_rows) = std::thread::scope(|scope| {
             let worker = scope.spawn(move || {
                 let mut theirs = theirs;
                 for batch in rx {
-                    feed(schema_ref, &mut theirs, &batch)?;
+                    feed(batch_schema, &mut theirs, &batch)?;
                 }
                 close_all(theirs)
             });
@@ -215,7 +252,7 @@ pub fn encode_stream(
                     if tx.send(batch.clone()).is_err() {
                         break; // the worker failed: its error is below
                     }
-                    feed(schema_ref, &mut ours, &batch)?;
+                    feed(batch_schema, &mut ours, &batch)?;
                 }
                 Ok(())
             })();
@@ -227,9 +264,33 @@ pub fn encode_stream(
         if group_rows == 0 {
             break; // no empty row group (a day with no rows has none)
         }
+        for &(i, ref value) in constants {
+            if let std::collections::btree_map::Entry::Vacant(e) =
+                encoded_constants.entry((i, group_rows))
+            {
+                e.insert(encode_constant(
+                    file.schema_descr().column(i),
+                    file.properties().clone(),
+                    value,
+                    group_rows,
+                )?);
+            }
+        }
+        let mut chunks: BTreeMap<usize, parquet::arrow::arrow_writer::ArrowColumnChunk> =
+            their_chunks
+                .into_iter()
+                .chain(close_all(ours)?)
+                .map(|(at, chunk)| (file_column[at], chunk))
+                .collect();
         let mut row_group = file.next_row_group()?;
-        for (_, chunk) in their_chunks.into_iter().chain(close_all(ours)?) {
-            chunk.append_to_row_group(&mut row_group)?;
+        for i in 0..schema.fields().len() {
+            match chunks.remove(&i) {
+                Some(chunk) => chunk.append_to_row_group(&mut row_group)?,
+                None => {
+                    let ChunkCopy { bytes, close } = &encoded_constants[&(i, group_rows)];
+                    row_group.append_column(bytes, close.clone())?;
+                }
+            }
         }
         row_group.close()?;
         rows += group_rows as u64;
@@ -240,6 +301,71 @@ pub fn encode_stream(
     }
     file.into_inner()?
         .into_encoded(rows, HeaderInfo::default(), BTreeMap::new(), upload)
+}
+
+/// The column chunk of `rows` rows that all hold `value` (a one-row
+/// array; null or not), for column `descr`, encoded once by parquet's
+/// column writer, as a [`ChunkCopy`] to append to every row group of that
+/// many rows.
+fn encode_constant(
+    descr: parquet::schema::types::ColumnDescPtr,
+    properties: parquet::file::properties::WriterPropertiesPtr,
+    value: &arrow_array::ArrayRef,
+    rows: usize,
+) -> Result<ChunkCopy, parquet::errors::ParquetError> {
+    use arrow_array::cast::AsArray;
+    use parquet::column::writer::{ColumnWriter, get_column_writer};
+    use parquet::data_type::ByteArray;
+    use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
+    let mut sink = TrackedWrite::new(Vec::new());
+    let close = {
+        let pages = Box::new(SerializedPageWriter::new(&mut sink));
+        let mut writer = get_column_writer(descr.clone(), properties, pages);
+        let null = value.is_null(0);
+        let max = descr.max_def_level();
+        if null && max == 0 {
+            return Err(parquet::errors::ParquetError::General(format!(
+                "column {} is not nullable but its constant is null",
+                descr.name()
+            )));
+        }
+        let levels = vec![if null { 0 } else { max }; rows];
+        let levels = (max > 0).then_some(levels.as_slice());
+        let n = if null { 0 } else { rows };
+        let data = value.to_data();
+        match &mut writer {
+            ColumnWriter::ByteArrayColumnWriter(w) => {
+                let v = match null {
+                    true => ByteArray::new(),
+                    false => ByteArray::from(value.as_string::<i32>().value(0)),
+                };
+                w.write_batch(&vec![v; n], levels, None)?;
+            }
+            ColumnWriter::Int64ColumnWriter(w) => {
+                let v = if null { 0 } else { data.buffer::<i64>(0)[0] };
+                w.write_batch(&vec![v; n], levels, None)?;
+            }
+            ColumnWriter::Int32ColumnWriter(w) => {
+                let v = if null { 0 } else { data.buffer::<i32>(0)[0] };
+                w.write_batch(&vec![v; n], levels, None)?;
+            }
+            ColumnWriter::DoubleColumnWriter(w) => {
+                let v = if null { 0.0 } else { data.buffer::<f64>(0)[0] };
+                w.write_batch(&vec![v; n], levels, None)?;
+            }
+            _ => {
+                return Err(parquet::errors::ParquetError::General(format!(
+                    "column {}: no constant of its type",
+                    descr.name()
+                )));
+            }
+        }
+        writer.close()?
+    };
+    Ok(ChunkCopy {
+        bytes: bytes::Bytes::from(sink.into_inner()?),
+        close,
+    })
 }
 
 /// Hands the heap's free pages back to the system after a row group
@@ -861,6 +987,7 @@ mod tests {
                 props.clone(),
                 Output::spooled(&SpoolConfig::default()),
                 split,
+                &[],
                 || Ok(given.next()),
             )
             .unwrap();
@@ -903,6 +1030,7 @@ mod tests {
             props,
             Output::spooled(&SpoolConfig::default()),
             1,
+            &[],
             || Ok(None),
         )
         .unwrap();
@@ -911,6 +1039,112 @@ mod tests {
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
         assert_eq!(reader.schema().fields().len(), 3);
         assert_eq!(reader.metadata().num_row_groups(), 0);
+    }
+
+    /// Columns with one value in every row are left out of the batches,
+    /// encoded once per row-group size and copied: read back, every row has
+    /// them (strings, integers, timestamps, days, and nulls of each), in
+    /// their place among the others, on either thread's side of `split`.
+    #[test]
+    fn constant_columns_are_encoded_once_and_read_back_in_every_row() {
+        use arrow_array::{ArrayRef, Date32Array, StringArray, TimestampMicrosecondArray};
+        use arrow_schema::{DataType, Field, TimeUnit};
+        use std::sync::Arc;
+        let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        let schema = Arc::new(arrow_schema::Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("a", DataType::Utf8, false),
+            Field::new("z", DataType::Int64, true),
+            Field::new("n", DataType::Float64, true),
+            Field::new("t", ts.clone(), false),
+            Field::new("b", DataType::Int64, false),
+            Field::new("d", DataType::Date32, false),
+            Field::new("s", DataType::Utf8, true),
+        ]));
+        let constants: Vec<(usize, ArrayRef)> = vec![
+            (0, Arc::new(StringArray::from(vec!["Tencent Cloud"]))),
+            (2, arrow_array::new_null_array(&DataType::Int64, 1)),
+            (3, arrow_array::new_null_array(&DataType::Float64, 1)),
+            (
+                4,
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![1_700_000_000_000_000])
+                        .with_timezone("UTC"),
+                ),
+            ),
+            (6, Arc::new(Date32Array::from(vec![20_000]))),
+            (7, arrow_array::new_null_array(&DataType::Utf8, 1)),
+        ];
+        let projected = Arc::new(arrow_schema::Schema::new(vec![
+            schema.field(1).clone(),
+            schema.field(5).clone(),
+        ]));
+        let batch = |start: usize, n: usize| {
+            RecordBatch::try_new(
+                projected.clone(),
+                vec![
+                    Arc::new(StringArray::from_iter_values(
+                        (start..start + n).map(|i| format!("r{i}")),
+                    )),
+                    Arc::new(Int64Array::from_iter_values(
+                        (start..start + n).map(|i| i as i64),
+                    )),
+                ],
+            )
+            .unwrap()
+        };
+        let props = writer_properties_for(&["a"], &["k", "t"])
+            .into_builder()
+            .set_max_row_group_row_count(Some(1000))
+            .build();
+        for split in [0, 3, 6, 9] {
+            let mut at = 0;
+            let mut given = [700usize, 1800, 2].into_iter().map(|n| {
+                let b = batch(at, n);
+                at += n;
+                b
+            });
+            let e = encode_stream(
+                schema.clone(),
+                props.clone(),
+                Output::spooled(&SpoolConfig::default()),
+                split,
+                &constants,
+                || Ok(given.next()),
+            )
+            .unwrap();
+            assert_eq!(e.rows, 2502);
+            let bytes = bytes::Bytes::from(e.file.to_vec().unwrap());
+            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+            assert_eq!(reader.schema().as_ref(), schema.as_ref());
+            let groups: Vec<i64> = reader
+                .metadata()
+                .row_groups()
+                .iter()
+                .map(|g| g.num_rows())
+                .collect();
+            assert_eq!(groups, [1000, 1000, 502], "split {split}");
+            let mut row = 0;
+            for b in reader.build().unwrap().map(Result::unwrap) {
+                use arrow_array::cast::AsArray;
+                for i in 0..b.num_rows() {
+                    assert_eq!(b.column(0).as_string::<i32>().value(i), "Tencent Cloud");
+                    assert_eq!(b.column(1).as_string::<i32>().value(i), format!("r{row}"));
+                    assert!(b.column(2).is_null(i) && b.column(3).is_null(i));
+                    let t = b
+                        .column(4)
+                        .as_primitive::<arrow_array::types::TimestampMicrosecondType>();
+                    assert_eq!(t.value(i), 1_700_000_000_000_000);
+                    let v = b.column(5).as_primitive::<arrow_array::types::Int64Type>();
+                    assert_eq!(v.value(i), row as i64);
+                    let d = b.column(6).as_primitive::<arrow_array::types::Date32Type>();
+                    assert_eq!(d.value(i), 20_000);
+                    assert!(b.column(7).is_null(i));
+                    row += 1;
+                }
+            }
+            assert_eq!(row, 2502, "split {split}");
+        }
     }
 
     fn enc(batch_rows: usize) -> Encoding {

@@ -142,12 +142,14 @@ impl Derived for Cost {
                 &cx.dest.part_path(Table::COST, p.app_id, p.usage_date),
                 &cx.encoding.outputs,
             );
+            let constants = day.constants();
             let encoder = tokio::task::spawn_blocking(move || {
                 let encoded = write::encode_stream(
                     cost::file_schema(),
                     write::writer_properties_for(&cost::VARYING, &cost::WITH_STATISTICS),
                     out,
                     cost::SPLIT,
+                    &constants,
                     || match ready.pop_front() {
                         Some(priced) => Ok(Some(priced)),
                         None => match rx.blocking_recv() {
