@@ -185,13 +185,14 @@ pub fn per_row_schema() -> SchemaRef {
 pub const WITH_STATISTICS: [&str; 4] = ["ResourceId", "x_app_id", "x_usage_date", "x_series"];
 
 /// How the per-row columns are shared between two encoding threads: those
-/// before file column `SPLIT` on one (six of the seven cost and quantity
-/// columns, two unit prices, two per-series strings), the rest on the
-/// other (one float, the room ids twice, the other per-series strings; it
-/// also reads and prices the rows). The constant columns cost neither:
-/// they are encoded once (`Day::constants`). Measured on the million-room
-/// day: 30 → 1.57 s, 34 → 1.44 s, 36 → 1.39 s, 38 → 1.41 s.
-pub const SPLIT: usize = 36;
+/// before file column `SPLIT` on one (the seven cost and quantity columns,
+/// the four unit prices, ResourceId, one per-series string), the rest on
+/// the other (ResourceName, the other per-series strings; it also takes
+/// the rows from the reader and prices them). The constant columns cost
+/// neither: they are encoded once (`Day::constants`). Measured on the
+/// million-room day, the builds interleaved: 30 → 1.57 s, 36 → 1.42-1.69 s,
+/// 44 → 1.27-1.58 s, 46 → 1.38-1.41 s, 50 → 1.55-1.64 s.
+pub const SPLIT: usize = 44;
 
 pub fn file_schema() -> SchemaRef {
     Arc::new(Schema::new(
