@@ -790,11 +790,16 @@ from = "2026-03-01"
     }
 
     fn day(d: &str) -> Day {
+        day_of(d, &prices())
+    }
+
+    /// Day `d` of app 1400000001 in +08:00, priced from `prices`.
+    fn day_of(d: &str, prices: &PriceList) -> Day {
         Day::new(
             1400000001,
             d.parse().unwrap(),
             FixedOffset::east_opt(8 * 3600).unwrap(),
-            &prices(),
+            prices,
             "100012345678".into(),
             "req".into(),
         )
@@ -1014,14 +1019,7 @@ from = "2026-03-01"
     }
 
     fn meter_day(d: &str) -> Day {
-        Day::new(
-            1400000001,
-            d.parse().unwrap(),
-            FixedOffset::east_opt(8 * 3600).unwrap(),
-            &meter_prices(),
-            "100012345678".into(),
-            "room-req".into(),
-        )
+        day_of(d, &meter_prices())
     }
 
     #[test]
