@@ -1,5 +1,6 @@
-//! `cost`: what a day's room usage cost at the user's prices, as FOCUS 1.2
-//! rows (`docs/cost.md`): one row per room and series with usage.
+//! `cost`: what a day's usage cost at the user's prices, as FOCUS 1.2
+//! rows (`docs/cost.md`): one row per room and series with usage, and one
+//! per meter key (and mix type) with usage, its resource the app.
 //!
 //! Every FOCUS 1.2 column is there, named and typed as the specification
 //! says (Decimal as Float64, DateTime as Timestamp(µs, UTC), String as

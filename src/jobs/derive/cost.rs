@@ -1,8 +1,9 @@
-//! `cost` as a derived table: the day's `room_usage` file read back a row
-//! group at a time, priced ([`crate::tables::cost`]), and encoded on a
-//! blocking thread while the next batch is read, so a 10-million-room day
-//! takes the memory of a few batches. No API call, no raw answer of its
-//! own.
+//! `cost` as a derived table: the day's meter files (the lake's, each a
+//! few thousand rows) summed per key and priced first, then its
+//! `room_usage` file read back a row group at a time, priced
+//! ([`crate::tables::cost`]), and encoded on a blocking thread while the
+//! next batch is read, so a 10-million-room day takes the memory of a few
+//! batches. No API call, no raw answer of its own.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,7 +31,7 @@ use crate::tables::prices::PriceList;
 use crate::tables::{cost, meter};
 
 /// Rooms per batch read back from `room_usage`: a batch of cost rows (up
-/// to six per room, 47 columns) stays a few MiB.
+/// to six per room, 21 per-row columns) stays a few MiB.
 const BATCH_ROWS: usize = 4 * 1024;
 
 pub struct Cost {
