@@ -1160,3 +1160,55 @@ fn meter_cost_follows_the_meters_with_no_room_call_on_s3() {
     let Some(dest) = TestDest::s3() else { return };
     meter_cost_follows_the_meters(dest);
 }
+
+/// A meter the run fills is waited for: a day whose relay fetch failed is
+/// not costed from its rooms alone (no cost partition, the rooms and the
+/// other meters written); the next run fetches the relay minutes and
+/// costs the day from all four inputs, with no room call.
+#[test]
+fn a_day_whose_meter_failed_is_costed_only_once_the_meter_is_there() {
+    use trtc_usage::simulator::{Api, Fault, FaultRule};
+    let sim = start_sim(sim_config());
+    let dest = TestDest::local();
+    let day = days_ago(9);
+    let prices = bill_file("prices-wait.toml", day, true);
+    sim.inject(
+        FaultRule::next(1, Fault::ApiError("InvalidParameter".into()))
+            .on(Api::Meter("DescribeRelayUsage")),
+    );
+    let mut args = date_args(&[APP_A], day);
+    args.extend([
+        "--tables".into(),
+        "all".into(),
+        "--prices".into(),
+        prices.display().to_string(),
+    ]);
+    let r = run(cmd(&sim, &dest), &args);
+    r.assert_code(1);
+    r.assert_stderr_has(&["InvalidParameter"]);
+    let manifest = |table: &str| {
+        exists(
+            &dest,
+            &format!("{table}/app_id={APP_A}/usage_date={day}/_manifest.json"),
+        )
+    };
+    assert!(manifest("room_usage") && manifest("recording_usage"));
+    assert!(!manifest("relay_usage"), "the relay fetch failed");
+    assert!(!manifest("cost"), "not costed from part of the day");
+    let room_calls = sim.stats().served;
+
+    run(cmd(&sim, &dest), &args).assert_code(0);
+    assert_eq!(sim.stats().served, room_calls, "no room call");
+    let d = read_table_manifest(&dest, "cost", APP_A, day)
+        .derived
+        .unwrap();
+    assert_eq!(
+        d.inputs.keys().map(String::as_str).collect::<Vec<_>>(),
+        [
+            "recording_usage",
+            "relay_usage",
+            "room_usage",
+            "transcoding_usage"
+        ]
+    );
+}
