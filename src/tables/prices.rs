@@ -10,6 +10,11 @@
 //! list = 0.99          # per 1,000 minutes
 //! contracted = 0.89    # optional, default: list
 //! from = "2026-01-01"  # optional: first day it applies
+//! [[price]]
+//! table = "recording_usage"   # another meter: by its usage_key
+//! mix_type = "multi"          # optional, recording_usage only
+//! usage_key = "MixRecording"  # any case
+//! list = 14
 //! ```
 
 use std::collections::BTreeMap;
