@@ -797,7 +797,9 @@ fn recomputing_a_long_range_shows_progress_and_stops_on_sigterm() {
         }
     }
     signal(&child, "TERM");
-    let code = wait_with_deadline(&mut child, std::time::Duration::from_secs(10));
+    // What shows it stopped early is that the last day was not reached
+    // (below), not how fast a busy machine gets there.
+    let code = wait_with_deadline(&mut child, std::time::Duration::from_secs(120));
     let rest: Vec<String> = lines.try_iter().collect();
     assert_eq!(code, 143, "{seen:?}\n{rest:?}");
     assert!(
