@@ -156,8 +156,9 @@ pub fn encode_batch(
 /// `constants` are the columns that hold one value in every row of the
 /// file (file column index, that value as a one-row array): `next`'s
 /// batches leave them out (their schema is `schema` without them), and
-/// each is encoded once per row-group size, its pages then copied into
-/// every row group of that size, so they cost nothing per row.
+/// each is encoded once per row-group size, then copied into every row
+/// group of that size (a `ChunkCopy`, as the room table's constant
+/// columns), so they cost nothing per row.
 ///
 /// Both cores work: each row group's other columns are encoded half on a
 /// second thread (those before file column `split`) and half on this one,
@@ -184,43 +185,31 @@ pub fn encode_stream(
     let (mut file, factory) =
         ArrowWriter::try_new(sink, schema.clone(), Some(properties))?.into_serialized_writer()?;
     let constant = |i: usize| constants.iter().find(|(c, _)| *c == i).map(|(_, v)| v);
-    // Where each other column is in the batches.
-    let positions: Vec<Option<usize>> = {
-        let mut at = 0;
-        (0..schema.fields().len())
-            .map(|i| {
-                constant(i).is_none().then(|| {
-                    at += 1;
-                    at - 1
-                })
-            })
-            .collect()
-    };
-    let batch_fields: Vec<arrow_schema::FieldRef> = schema
-        .fields()
-        .iter()
-        .zip(&positions)
-        .filter(|(_, p)| p.is_some())
-        .map(|(f, _)| f.clone())
+    // The file column of each batch column: every column but the constants.
+    let file_column: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| constant(i).is_none())
         .collect();
-    let batch_schema = arrow_schema::Schema::new(batch_fields);
-    // The file column of each batch column.
-    let file_column: Vec<usize> = (0..positions.len())
-        .filter(|&i| positions[i].is_some())
-        .collect();
+    let batch_schema = arrow_schema::Schema::new(
+        file_column
+            .iter()
+            .map(|&i| schema.field(i).clone())
+            .collect::<Vec<_>>(),
+    );
     let mut encoded_constants: BTreeMap<(usize, usize), ChunkCopy> = BTreeMap::new();
     let mut rows = 0u64;
     let mut pending: Option<RecordBatch> = None;
     let mut ended = false;
     let mut group = 0;
     while !ended {
-        // (batch column, writer) of every column not constant.
-        let mut ours: Vec<(usize, ArrowColumnWriter)> = factory
+        // (batch column, writer) of every column not constant; the
+        // constants' writers, (file column, writer), kept aside.
+        let (ours, mut aside): (Vec<(usize, ArrowColumnWriter)>, Vec<_>) = factory
             .create_column_writers(group)?
             .into_iter()
             .enumerate()
-            .filter_map(|(i, w)| positions[i].map(|at| (at, w)))
-            .collect();
+            .partition(|(i, _)| constant(*i).is_none());
+        let mut ours: Vec<(usize, ArrowColumnWriter)> =
+            ours.into_iter().map(|(_, w)| w).enumerate().collect();
         let theirs: Vec<_> = ours
             .extract_if(.., |(at, _)| file_column[*at] < split)
             .collect();
@@ -264,16 +253,20 @@ pub fn encode_stream(
         if group_rows == 0 {
             break; // no empty row group (a day with no rows has none)
         }
-        for &(i, ref value) in constants {
-            if let std::collections::btree_map::Entry::Vacant(e) =
-                encoded_constants.entry((i, group_rows))
-            {
-                e.insert(encode_constant(
-                    file.schema_descr().column(i),
-                    file.properties().clone(),
-                    value,
-                    group_rows,
-                )?);
+        // A constant is encoded at the first row group of each size, by
+        // its writer, on `group_rows` copies of its value; then copied.
+        aside.retain(|(i, _)| !encoded_constants.contains_key(&(*i, group_rows)));
+        for (i, mut w) in aside {
+            let value = constant(i).expect("a constant's writer");
+            let repeated = arrow_select::take::take(
+                value.as_ref(),
+                &arrow_array::UInt32Array::from(vec![0; group_rows]),
+                None,
+            )
+            .map_err(parquet::errors::ParquetError::from)?;
+            write_column(schema.field(i), &mut w, &repeated)?;
+            for (i, copy) in copy_chunks(&schema, vec![(i, w.close()?)])? {
+                encoded_constants.insert((i, group_rows), copy);
             }
         }
         let mut chunks: BTreeMap<usize, parquet::arrow::arrow_writer::ArrowColumnChunk> =
@@ -301,71 +294,6 @@ pub fn encode_stream(
     }
     file.into_inner()?
         .into_encoded(rows, HeaderInfo::default(), BTreeMap::new(), upload)
-}
-
-/// The column chunk of `rows` rows that all hold `value` (a one-row
-/// array; null or not), for column `descr`, encoded once by parquet's
-/// column writer, as a [`ChunkCopy`] to append to every row group of that
-/// many rows.
-fn encode_constant(
-    descr: parquet::schema::types::ColumnDescPtr,
-    properties: parquet::file::properties::WriterPropertiesPtr,
-    value: &arrow_array::ArrayRef,
-    rows: usize,
-) -> Result<ChunkCopy, parquet::errors::ParquetError> {
-    use arrow_array::cast::AsArray;
-    use parquet::column::writer::{ColumnWriter, get_column_writer};
-    use parquet::data_type::ByteArray;
-    use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
-    let mut sink = TrackedWrite::new(Vec::new());
-    let close = {
-        let pages = Box::new(SerializedPageWriter::new(&mut sink));
-        let mut writer = get_column_writer(descr.clone(), properties, pages);
-        let null = value.is_null(0);
-        let max = descr.max_def_level();
-        if null && max == 0 {
-            return Err(parquet::errors::ParquetError::General(format!(
-                "column {} is not nullable but its constant is null",
-                descr.name()
-            )));
-        }
-        let levels = vec![if null { 0 } else { max }; rows];
-        let levels = (max > 0).then_some(levels.as_slice());
-        let n = if null { 0 } else { rows };
-        let data = value.to_data();
-        match &mut writer {
-            ColumnWriter::ByteArrayColumnWriter(w) => {
-                let v = match null {
-                    true => ByteArray::new(),
-                    false => ByteArray::from(value.as_string::<i32>().value(0)),
-                };
-                w.write_batch(&vec![v; n], levels, None)?;
-            }
-            ColumnWriter::Int64ColumnWriter(w) => {
-                let v = if null { 0 } else { data.buffer::<i64>(0)[0] };
-                w.write_batch(&vec![v; n], levels, None)?;
-            }
-            ColumnWriter::Int32ColumnWriter(w) => {
-                let v = if null { 0 } else { data.buffer::<i32>(0)[0] };
-                w.write_batch(&vec![v; n], levels, None)?;
-            }
-            ColumnWriter::DoubleColumnWriter(w) => {
-                let v = if null { 0.0 } else { data.buffer::<f64>(0)[0] };
-                w.write_batch(&vec![v; n], levels, None)?;
-            }
-            _ => {
-                return Err(parquet::errors::ParquetError::General(format!(
-                    "column {}: no constant of its type",
-                    descr.name()
-                )));
-            }
-        }
-        writer.close()?
-    };
-    Ok(ChunkCopy {
-        bytes: bytes::Bytes::from(sink.into_inner()?),
-        close,
-    })
 }
 
 /// Hands the heap's free pages back to the system after a row group
