@@ -325,8 +325,9 @@ async fn recompute(
         let Some(d) = derived.iter().find(|d| d.table() == table) else {
             continue;
         };
-        let fills = |t| plan.awaits(cfg, t, p);
-        if let Some(inputs) = derive::inputs_of(table, p, fills, |t| plan.manifests.get(&(t, p))) {
+        let awaited = |t| plan.awaits(cfg, t, p);
+        if let Some(inputs) = derive::inputs_of(table, p, awaited, |t| plan.manifests.get(&(t, p)))
+        {
             derive::derive(d.as_ref(), &cx, p, &inputs, summary).await;
         }
         summary.steps_done += 1;
@@ -535,8 +536,8 @@ async fn derive_step(
             continue;
         }
         // An input this step fetched and failed is missing, not final.
-        let fills = |t| plan.awaits(cfg, t, p);
-        let inputs = derive::inputs_of(table, p, fills, |i| {
+        let awaited = |t| plan.awaits(cfg, t, p);
+        let inputs = derive::inputs_of(table, p, awaited, |i| {
             written(i).or_else(|| {
                 (!t.fetches(i))
                     .then(|| plan.manifests.get(&(i, p)))

@@ -335,8 +335,9 @@ pub(crate) async fn classify_derived(
         let ready: Vec<(Partition, derive::Inputs)> = partitions
             .iter()
             .filter_map(|&p| {
-                let fills = |t| plan.awaits(cfg, t, p);
-                derive::inputs_of(table, p, fills, |t| plan.manifests.get(&(t, p))).map(|i| (p, i))
+                let awaited = |t| plan.awaits(cfg, t, p);
+                derive::inputs_of(table, p, awaited, |t| plan.manifests.get(&(t, p)))
+                    .map(|i| (p, i))
             })
             .collect();
         let d = d.as_ref();

@@ -277,25 +277,13 @@ async fn recompute(d: &dyn Derived, cx: &derive::Context<'_>, p: Partition, summ
     let table = d.table();
     let mut inputs = derive::Inputs::new();
     let mut missing = Vec::new();
-    for &input in table.inputs() {
+    // The optional inputs too, those the lake holds (`cost`: the meters).
+    for input in table.all_inputs() {
         match manifest::read(cx.dest, input, p.app_id, p.usage_date).await {
             Ok(Some(m)) => {
                 inputs.insert(input, m);
             }
-            Ok(None) => missing.push(input.name()),
-            Err(e) => {
-                error!(%table, app_id = p.app_id, usage_date = %p.usage_date, error = %e, "Partition failed.");
-                summary.fail(table, p, e.to_string());
-                return;
-            }
-        }
-    }
-    // The optional inputs the lake holds (`cost`: the meters that day).
-    for &input in table.optional_inputs() {
-        match manifest::read(cx.dest, input, p.app_id, p.usage_date).await {
-            Ok(Some(m)) => {
-                inputs.insert(input, m);
-            }
+            Ok(None) if table.inputs().contains(&input) => missing.push(input.name()),
             Ok(None) => {}
             Err(e) => {
                 error!(%table, app_id = p.app_id, usage_date = %p.usage_date, error = %e, "Partition failed.");

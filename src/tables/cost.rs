@@ -569,6 +569,7 @@ impl Day {
 
     /// A batch of [`Day::rows`] or [`Day::meter_rows`] with every column
     /// of the file, the constant ones repeated: what a reader sees.
+    #[cfg(test)]
     pub fn with_constants(&self, rows: &RecordBatch) -> RecordBatch {
         let n = rows.num_rows();
         let schema = file_schema();

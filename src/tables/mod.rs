@@ -100,7 +100,7 @@ impl Table {
     pub const DEFAULT: [Table; 3] = [Table::ROOM_USAGE, Table::APP_USAGE, Table::CHECKS];
 
     /// The table's directory name under the lake's root (and under `_raw/`).
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         self.name
     }
 

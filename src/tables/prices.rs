@@ -111,7 +111,7 @@ impl Price {
 }
 
 /// The table whose series a `[[price]]` names when it names no table.
-pub const ROOM_USAGE: &str = "room_usage";
+pub const ROOM_USAGE: &str = crate::tables::Table::ROOM_USAGE.name();
 
 fn shown(table: &str, mix_type: Option<&str>, item: &str) -> String {
     match (table, mix_type) {

@@ -157,13 +157,14 @@ pub fn info<D: Derived + ?Sized>(d: &D, p: Partition, inputs: &Inputs) -> Derive
 
 /// The inputs of `table`'s partition `p` among `manifests`, when all its
 /// [`Table::inputs`] are there, with those of its
-/// [`Table::optional_inputs`] that are; `None` too while an optional input
-/// the run `fills` is missing (its fetch failed or is to come), so a day is
-/// never costed from part of what the run fetches.
+/// [`Table::optional_inputs`] that are; `None` too while an `awaited`
+/// optional input is missing (the run fills it and its fetch failed or is
+/// to come, or its manifest could not be read), so a day is never costed
+/// from part of what it has.
 pub fn inputs_of<'m>(
     table: Table,
     p: Partition,
-    fills: impl Fn(Table) -> bool,
+    awaited: impl Fn(Table) -> bool,
     manifest: impl Fn(Table) -> Option<&'m Manifest>,
 ) -> Option<Inputs> {
     let mut inputs = table
@@ -176,7 +177,7 @@ pub fn inputs_of<'m>(
             Some(m) => {
                 inputs.insert(t, m.clone());
             }
-            None if fills(t) => return None,
+            None if awaited(t) => return None,
             None => {}
         }
     }
